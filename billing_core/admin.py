@@ -1,0 +1,409 @@
+"""Operator operations behind the ``callgate`` CLI: plans, packages, accounts, endpoints, DIDs,
+ledger and call listings, quotes, and ``verify``. Each is one transaction; bad input raises
+:class:`InvalidInput` / :class:`NotFound` before anything is written."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+
+from .domain import lifecycle
+from .domain.errors import DenyReason, InvalidInput, NotFound
+from .domain.money import format_amount
+from .domain.numbers import is_emergency, normalise
+from .domain.rating import Rate, billable_seconds, billed_seconds, cost, max_talk_seconds
+from .store.tables import (
+    accounts,
+    call_sessions,
+    did_assignments,
+    dids,
+    endpoints,
+    ledger,
+    packages,
+    plans,
+    rates,
+)
+
+REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+ENDPOINT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,79}$")
+
+
+def _check(pattern: re.Pattern, value: str, field: str, what: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise InvalidInput(f"{field}: {what} (got {value!r})")
+    return value
+
+
+class Admin:
+    def __init__(self, core):
+        self.core = core
+        self.store = core.store
+
+    def _now(self) -> int:
+        return self.core.clock.now_ms()
+
+    # ---------------------------------------------------------------------------------- plans
+    async def import_plan(self, name: str, deck: list[Rate]) -> dict[str, Any]:
+        """Create or replace plan ``name`` with ``deck`` atomically (old rates untouched on failure)."""
+        _check(REF_RE, name, "NAME", "a plan name is letters, digits and _.-")
+        if not deck:
+            raise InvalidInput("the deck has no rate rows")
+        now = self._now()
+
+        def tx(conn):
+            row = conn.execute(select(plans).where(plans.c.name == name)).mappings().first()
+            if row is None:
+                plan_id = conn.execute(
+                    insert(plans).values(name=name, version=1, rate_count=0, created_at=now, updated_at=now)
+                ).inserted_primary_key[0]
+                version = 1
+            else:
+                plan_id, version = row["id"], row["version"] + 1
+                conn.execute(delete(rates).where(rates.c.plan_id == plan_id))
+            conn.execute(
+                insert(rates),
+                [
+                    dict(plan_id=plan_id, prefix=r.prefix, description=r.description, rate_per_min=r.rate_per_min,
+                         connect_fee=r.connect_fee, initial_increment=r.initial_increment, increment=r.increment)
+                    for r in deck
+                ],
+            )
+            conn.execute(update(plans).where(plans.c.id == plan_id).values(version=version, rate_count=len(deck), updated_at=now))
+            return {"plan": name, "rates": len(deck), "version": version}
+
+        return await self.store.run(tx)
+
+    async def show_plan(self, name: str, limit: int | None = None) -> dict[str, Any]:
+        def tx(conn):
+            row = conn.execute(select(plans).where(plans.c.name == name)).mappings().first()
+            if row is None:
+                raise NotFound(f"unknown plan {name!r}")
+            q = select(rates).where(rates.c.plan_id == row["id"]).order_by(rates.c.prefix)
+            if limit:
+                q = q.limit(limit)
+            return {
+                "plan": name, "version": row["version"], "rate_count": row["rate_count"],
+                "rates": [
+                    {"prefix": r.prefix, "description": r.description, "rate_per_min": format_amount(r.rate_per_min),
+                     "connect_fee": format_amount(r.connect_fee), "initial_increment": r.initial_increment,
+                     "increment": r.increment}
+                    for r in conn.execute(q)
+                ],
+            }
+
+        return await self.store.run(tx)
+
+    # ------------------------------------------------------------------------------- packages
+    async def add_package(self, name: str, *, plan: str, low_balance: int, max_calls: int, inbound_rate: int) -> dict:
+        _check(REF_RE, name, "NAME", "a package name is letters, digits and _.-")
+        if low_balance < 0:
+            raise InvalidInput("--low-balance: must not be negative")
+        if not isinstance(max_calls, int) or max_calls < 1:
+            raise InvalidInput(f"--max-calls: must be a whole number ≥ 1 (got {max_calls!r})")
+        if inbound_rate < 0:
+            raise InvalidInput("--inbound-rate: must not be negative")
+        now = self._now()
+
+        def tx(conn):
+            plan_id = conn.execute(select(plans.c.id).where(plans.c.name == plan)).scalar()
+            if plan_id is None:
+                raise NotFound(f"--plan: unknown plan {plan!r}")
+            existing = conn.execute(select(packages.c.id).where(packages.c.name == name)).scalar()
+            values = dict(plan_id=plan_id, low_balance=low_balance, max_calls=max_calls, inbound_rate=inbound_rate, updated_at=now)
+            if existing is None:
+                conn.execute(insert(packages).values(name=name, created_at=now, **values))
+            else:
+                conn.execute(update(packages).where(packages.c.id == existing).values(**values))
+            return {"package": name, "plan": plan, "low_balance": format_amount(low_balance), "max_calls": max_calls,
+                    "inbound_rate": format_amount(inbound_rate), "updated": existing is not None}
+
+        return await self.store.run(tx)
+
+    # ------------------------------------------------------------------------------- accounts
+    async def add_account(self, ref: str, *, name: str, email: str, package: str, credit_limit: int = 0) -> dict:
+        _check(REF_RE, ref, "REF", "an account ref is letters, digits and _.@- (max 64)")
+        if not name or not name.strip():
+            raise InvalidInput("--name: must not be empty")
+        _check(EMAIL_RE, email, "--email", "not an email address")
+        if credit_limit < 0:
+            raise InvalidInput("--credit-limit: must not be negative")
+        now = self._now()
+
+        def tx(conn):
+            pkg = conn.execute(select(packages.c.id).where(packages.c.name == package)).scalar()
+            if pkg is None:
+                raise NotFound(f"--package: unknown package {package!r}")
+            if conn.execute(select(accounts.c.id).where(accounts.c.ref == ref)).scalar() is not None:
+                raise InvalidInput(f"REF: account {ref!r} already exists")
+            conn.execute(
+                insert(accounts).values(
+                    ref=ref, name=name.strip(), email=email, package_id=pkg, currency=self.core.settings.currency,
+                    balance=0, credit_limit=credit_limit, held=0, live_calls=0, status=lifecycle.ACTIVE,
+                    low_balance_armed=True, low_balance_crossings=0, depletions=0, created_at=now, updated_at=now,
+                )
+            )
+            return self.core.account_tx(conn, ref)
+
+        return await self.store.run(tx)
+
+    async def list_accounts(self):
+        def tx(conn):
+            refs = [r for (r,) in conn.execute(select(accounts.c.ref).order_by(accounts.c.ref))]
+            return [self.core.account_tx(conn, r) for r in refs]
+
+        return await self.store.run(tx)
+
+    async def set_account_status(self, ref: str, status: str) -> None:
+        if status not in lifecycle.STATUSES:
+            raise InvalidInput(f"status: must be one of {', '.join(lifecycle.STATUSES)}")
+
+        def tx(conn):
+            n = conn.execute(update(accounts).where(accounts.c.ref == ref).values(status=status, status_changed_at=self._now())).rowcount
+            if not n:
+                raise NotFound(f"unknown account {ref!r}")
+
+        await self.store.run(tx)
+
+    # ------------------------------------------------------------------------------ endpoints
+    async def add_endpoint(self, ref: str, endpoint: str) -> dict:
+        _check(ENDPOINT_RE, endpoint, "ENDPOINT", "a SIP endpoint name is letters, digits and _.+-")
+        now = self._now()
+
+        def tx(conn):
+            acct = conn.execute(select(accounts.c.id).where(accounts.c.ref == ref)).scalar()
+            if acct is None:
+                raise NotFound(f"unknown account {ref!r}")
+            owner = conn.execute(select(endpoints.c.account_id).where(endpoints.c.name == endpoint)).scalar()
+            if owner is not None:
+                raise InvalidInput(f"ENDPOINT: {endpoint!r} already belongs to an account")
+            conn.execute(insert(endpoints).values(name=endpoint, account_id=acct, created_at=now))
+            return {"account": ref, "endpoint": endpoint}
+
+        return await self.store.run(tx)
+
+    # ----------------------------------------------------------------------------------- DIDs
+    def _did_e164(self, number: str) -> str:
+        parsed = normalise(number, self.core.settings.home_region)
+        if parsed is None:
+            raise InvalidInput(f"NUMBER: not a phone number (got {number!r})")
+        return parsed.e164
+
+    async def add_did(self, number: str) -> dict:
+        e164 = self._did_e164(number)
+        now = self._now()
+
+        def tx(conn):
+            if conn.execute(select(dids.c.number).where(dids.c.number == e164)).scalar() is not None:
+                raise InvalidInput(f"NUMBER: DID {e164} is already in the pool")
+            conn.execute(insert(dids).values(number=e164, created_at=now))
+            return {"number": e164, "account": None}
+
+        return await self.store.run(tx)
+
+    async def assign_did(self, number: str, ref: str, endpoint: str | None = None) -> dict:
+        e164 = self._did_e164(number)
+        now = self._now()
+
+        def tx(conn):
+            row = conn.execute(select(dids).where(dids.c.number == e164)).mappings().first()
+            if row is None:
+                raise NotFound(f"NUMBER: unknown DID {e164} (add it with `callgate did add`)")
+            acct = conn.execute(select(accounts.c.id).where(accounts.c.ref == ref)).scalar()
+            if acct is None:
+                raise NotFound(f"unknown account {ref!r}")
+            if row["account_id"] is not None and row["account_id"] != acct:
+                raise InvalidInput(f"NUMBER: DID {e164} is assigned to another account; release it first")
+            ep = endpoint
+            if ep is not None:
+                owner = conn.execute(select(endpoints.c.account_id).where(endpoints.c.name == ep)).scalar()
+                if owner != acct:
+                    raise InvalidInput(f"--endpoint: {ep!r} is not an endpoint of account {ref!r}")
+            else:
+                ep = conn.execute(select(endpoints.c.name).where(endpoints.c.account_id == acct).order_by(endpoints.c.name)).scalar()
+            if row["account_id"] == acct:
+                conn.execute(update(dids).where(dids.c.number == e164).values(endpoint=ep))
+                conn.execute(update(did_assignments).where(did_assignments.c.number == e164,
+                                                           did_assignments.c.released_at.is_(None)).values(endpoint=ep))
+            else:
+                conn.execute(update(dids).where(dids.c.number == e164).values(account_id=acct, endpoint=ep, assigned_at=now))
+                conn.execute(insert(did_assignments).values(number=e164, account_id=acct, endpoint=ep, assigned_at=now))
+            return {"number": e164, "account": ref, "endpoint": ep}
+
+        return await self.store.run(tx)
+
+    async def release_did(self, number: str, reason: str = "released by operator") -> dict:
+        e164 = self._did_e164(number)
+        now = self._now()
+
+        def tx(conn):
+            row = conn.execute(select(dids).where(dids.c.number == e164)).mappings().first()
+            if row is None:
+                raise NotFound(f"NUMBER: unknown DID {e164}")
+            if row["account_id"] is None:
+                raise InvalidInput(f"NUMBER: DID {e164} is not assigned")
+            release_did_tx(conn, e164, reason, now)
+            return {"number": e164, "account": None, "released": True}
+
+        return await self.store.run(tx)
+
+    async def list_dids(self) -> list[dict]:
+        def tx(conn):
+            q = select(dids, accounts.c.ref).select_from(dids.outerjoin(accounts, accounts.c.id == dids.c.account_id)).order_by(dids.c.number)
+            return [{"number": r.number, "account": r.ref, "endpoint": r.endpoint, "assigned_at": r.assigned_at}
+                    for r in conn.execute(q)]
+
+        return await self.store.run(tx)
+
+    async def did_history(self, number: str) -> list[dict]:
+        e164 = self._did_e164(number)
+
+        def tx(conn):
+            q = select(did_assignments, accounts.c.ref).select_from(
+                did_assignments.join(accounts, accounts.c.id == did_assignments.c.account_id)
+            ).where(did_assignments.c.number == e164).order_by(did_assignments.c.id)
+            return [{"number": r.number, "account": r.ref, "endpoint": r.endpoint, "assigned_at": r.assigned_at,
+                     "released_at": r.released_at, "release_reason": r.release_reason} for r in conn.execute(q)]
+
+        return await self.store.run(tx)
+
+    # ------------------------------------------------------------------------ ledger and calls
+    async def ledger(self, ref: str, limit: int = 100) -> list[dict]:
+        def tx(conn):
+            acct = conn.execute(select(accounts.c.id).where(accounts.c.ref == ref)).scalar()
+            if acct is None:
+                raise NotFound(f"unknown account {ref!r}")
+            q = select(ledger).where(ledger.c.account_id == acct).order_by(ledger.c.id.desc()).limit(limit)
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+        return await self.store.run(tx)
+
+    async def calls(self, *, active: bool = False, ref: str | None = None, limit: int = 100) -> list[dict]:
+        def tx(conn):
+            q = select(call_sessions, accounts.c.ref.label("account_ref")).select_from(
+                call_sessions.outerjoin(accounts, accounts.c.id == call_sessions.c.account_id)
+            )
+            if active:
+                q = q.where(call_sessions.c.state.in_(("authorized", "answered")))
+            if ref is not None:
+                acct = conn.execute(select(accounts.c.id).where(accounts.c.ref == ref)).scalar()
+                if acct is None:
+                    raise NotFound(f"unknown account {ref!r}")
+                q = q.where(call_sessions.c.account_id == acct)
+            q = q.order_by(call_sessions.c.created_at.desc()).limit(limit)
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+        return await self.store.run(tx)
+
+    # ---------------------------------------------------------------------------------- quote
+    async def quote(self, ref: str, number: str, seconds: int | None = None) -> dict:
+        """What authorize_call would decide for this account and number now, without writing."""
+        if seconds is not None and seconds < 0:
+            raise InvalidInput("--seconds: must be ≥ 0")
+        settings = self.core.settings
+
+        def tx(conn):
+            acct = conn.execute(self.core_account_query().where(accounts.c.ref == ref)).mappings().first()
+            if acct is None:
+                raise NotFound(f"unknown account {ref!r}")
+            out: dict[str, Any] = {"account": ref, "number": number, "number_e164": None, "prefix": None,
+                                   "rate_per_min": None, "allowed": False, "reason": None, "max_talk_seconds": 0,
+                                   "emergency": False}
+            if is_emergency(number, settings.emergency_numbers):
+                out.update(allowed=True, emergency=True, max_talk_seconds=settings.max_call_seconds)
+                if seconds is not None:
+                    out.update(billed_seconds=0, cost=format_amount(0))
+                return out
+            parsed = normalise(number, settings.home_region)
+            if parsed is None:
+                out["reason"] = DenyReason.INVALID_NUMBER.value
+                return out
+            out["number_e164"] = parsed.e164
+            rate = self.core._rate_table(conn, acct["plan_id"], acct["plan_version"]).lookup(parsed.digits)
+            if rate is None:
+                out["reason"] = DenyReason.NO_RATE.value
+                return out
+            out.update(prefix=rate.prefix, rate_per_min=format_amount(rate.rate_per_min),
+                       connect_fee=format_amount(rate.connect_fee), initial_increment=rate.initial_increment,
+                       increment=rate.increment, description=rate.description)
+            available = acct["balance"] + acct["credit_limit"] - acct["held"]
+            max_talk = max_talk_seconds(available, rate, cap=settings.max_call_seconds)
+            out["max_talk_seconds"] = max_talk
+            out["available"] = format_amount(available)
+            if acct["status"] == lifecycle.SUSPENDED:
+                out["reason"] = DenyReason.SUSPENDED.value
+            elif acct["status"] in (lifecycle.DEPLETED, lifecycle.PRE_SUSPENDED) or acct["balance"] <= 0:
+                out["reason"] = DenyReason.DEPLETED.value
+            elif acct["live_calls"] >= acct["max_calls"]:
+                out["reason"] = DenyReason.TOO_MANY_CALLS.value
+            elif max_talk <= 0:
+                out["reason"] = DenyReason.INSUFFICIENT_FUNDS.value
+            else:
+                out["allowed"] = True
+            if seconds is not None:
+                out["billed_seconds"] = billed_seconds(seconds, rate.initial_increment, rate.increment)
+                out["cost"] = format_amount(cost(seconds, rate))
+            return out
+
+        return await self.store.run(tx)
+
+    @staticmethod
+    def core_account_query():
+        from .api import _account_query
+
+        return _account_query()
+
+    # --------------------------------------------------------------------------------- verify
+    async def verify(self) -> list[str]:
+        """Every violation of the money invariants, as one line each (empty = all good)."""
+
+        def tx(conn):
+            problems: list[str] = []
+            sums = dict(conn.execute(select(ledger.c.account_id, func.coalesce(func.sum(ledger.c.amount), 0)).group_by(ledger.c.account_id)).all())
+            live = ("authorized", "answered")
+            holds = dict(conn.execute(
+                select(call_sessions.c.account_id, func.coalesce(func.sum(call_sessions.c.hold), 0))
+                .where(call_sessions.c.state.in_(live)).group_by(call_sessions.c.account_id)).all())
+            counts = dict(conn.execute(
+                select(call_sessions.c.account_id, func.count())
+                .where(call_sessions.c.state.in_(live), call_sessions.c.emergency.is_(False))
+                .group_by(call_sessions.c.account_id)).all())
+            for a in conn.execute(select(accounts)).mappings():
+                ref, aid = a["ref"], a["id"]
+                if a["balance"] != sums.get(aid, 0):
+                    problems.append(f"account {ref}: balance {format_amount(a['balance'])} != ledger sum {format_amount(sums.get(aid, 0))}")
+                if a["balance"] < -a["credit_limit"]:
+                    problems.append(f"account {ref}: balance {format_amount(a['balance'])} is below -credit_limit {format_amount(-a['credit_limit'])}")
+                if a["held"] != holds.get(aid, 0):
+                    problems.append(f"account {ref}: held {format_amount(a['held'])} != open holds {format_amount(holds.get(aid, 0))}")
+                if a["held"] < 0:
+                    problems.append(f"account {ref}: held is negative ({format_amount(a['held'])})")
+                if a["live_calls"] != counts.get(aid, 0):
+                    problems.append(f"account {ref}: live_calls {a['live_calls']} != live sessions {counts.get(aid, 0)}")
+            for s in conn.execute(select(call_sessions.c.id, call_sessions.c.hold).where(
+                    call_sessions.c.state == "settled", call_sessions.c.hold != 0)):
+                problems.append(f"session {s.id}: settled with an open hold {format_amount(s.hold)}")
+            for s in conn.execute(select(call_sessions.c.id, call_sessions.c.hold).where(call_sessions.c.hold < 0)):
+                problems.append(f"session {s.id}: negative hold {format_amount(s.hold)}")
+            # The balance_after chain of each account must be a running sum.
+            running: dict[int, int] = {}
+            for e in conn.execute(select(ledger.c.id, ledger.c.account_id, ledger.c.amount, ledger.c.balance_after).order_by(ledger.c.id)):
+                bal = running.get(e.account_id, 0) + e.amount
+                running[e.account_id] = bal
+                if bal != e.balance_after:
+                    problems.append(f"ledger entry {e.id}: balance_after {format_amount(e.balance_after)} != running sum {format_amount(bal)}")
+                    running[e.account_id] = e.balance_after
+            return problems
+
+        return await self.store.run(tx)
+
+
+def release_did_tx(conn, e164: str, reason: str, now: int) -> None:
+    """Return a DID to the pool inside the caller's transaction, keeping the assignment history."""
+    conn.execute(update(dids).where(dids.c.number == e164).values(account_id=None, endpoint=None, assigned_at=None))
+    conn.execute(
+        update(did_assignments)
+        .where(did_assignments.c.number == e164, did_assignments.c.released_at.is_(None))
+        .values(released_at=now, release_reason=reason[:200])
+    )

@@ -1,0 +1,633 @@
+"""The few operations adapters call: authorize a call, answer, extend, settle, credit.
+
+Every operation is one transaction (see :mod:`billing_core.store.engine`): the account row is locked
+first (``FOR UPDATE`` on PostgreSQL; SQLite has one writer), then the session, the ledger and the
+outbox change together. Money decisions live here and in :mod:`billing_core.domain`; adapters only
+translate.
+
+Holds: a live session reserves ``session.hold`` = cost(granted seconds) − what chunk debits already
+took; ``accounts.held`` is the sum over the account's live sessions, and
+available = balance + credit_limit − held. A call is never granted time the available money cannot
+pay for, so concurrent calls on one account (even on different PBXs sharing PostgreSQL) stay within
+its money.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from .clock import SystemClock
+from .domain import lifecycle
+from .domain.errors import DenyReason, InvalidInput, NotFound
+from .domain.money import format_customer
+from .domain.numbers import DEFAULT_EMERGENCY_NUMBERS, DEFAULT_HOME_REGION, is_emergency, normalise
+from .domain.rating import Rate, RateTable, billable_seconds, cost, max_talk_seconds, round_up_to_increment
+from .domain.records import AccountView, Authorization, CallSession, LedgerEntry, Settlement
+from .store.engine import Store, StorageError, open_store
+from .store.tables import accounts, call_sessions, dids, endpoints, ledger, outbox, packages, plans, rates
+
+log = logging.getLogger("callgate.core")
+
+LIVE_STATES = ("authorized", "answered")
+LEDGER_KINDS = ("credit", "debit", "payment", "refund", "reversal", "call", "chunk")
+PAYMENT_KINDS = ("payment",)
+
+
+@dataclass(frozen=True)
+class CoreSettings:
+    """Knobs of the core (the config layer fills them from files and environment)."""
+
+    home_region: str = DEFAULT_HOME_REGION
+    """Region for national numbers (CA: 10-digit NANP, 1+NPA, 011+CC)."""
+    emergency_numbers: frozenset[str] = DEFAULT_EMERGENCY_NUMBERS
+    """Never gated, never charged."""
+    max_call_seconds: int = 4 * 3600
+    """No call is granted more talk than this, whatever the balance."""
+    chunk_seconds: int = 60
+    """Talk bought per hold chunk and debited per chunk by the sidecar."""
+    inbound_initial_increment: int = 1
+    """Inbound calls are billed per second at the package's inbound rate (a choice: fairest)."""
+    inbound_increment: int = 1
+    currency: str = "CAD"
+    presuspend_days: float = 7
+    did_release_days: float = 7
+
+
+class BillingCore:
+    """The billing core. Create with :meth:`open`; adapters share one instance per process."""
+
+    def __init__(self, store: Store, *, clock: Any = None, settings: CoreSettings | None = None):
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.settings = settings or CoreSettings()
+        self._rate_tables: dict[int, RateTable] = {}
+
+    @classmethod
+    async def open(cls, url: str, *, clock: Any = None, settings: CoreSettings | None = None, **store_kwargs: Any) -> "BillingCore":
+        return cls(open_store(url, **store_kwargs), clock=clock, settings=settings)
+
+    async def create_schema(self) -> None:
+        await self.store.create_schema()
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    @property
+    def admin(self):
+        from .admin import Admin
+
+        return Admin(self)
+
+    # ------------------------------------------------------------------------------ authorize
+    async def authorize_call(
+        self,
+        *,
+        direction: str,
+        number: str,
+        endpoint: str | None = None,
+        did: str | None = None,
+        caller_id: str | None = None,
+        pbx_id: str = "local",
+        channel_id: str | None = None,
+        full_hold: bool = False,
+    ) -> Authorization:
+        """Decide a call in one transaction: a session with a hold on the first chunk (or the whole
+        grant with ``full_hold``), or a deny reason. Never raises for storage trouble: the answer is
+        then ``billing_unavailable`` (fail closed) — except for emergency numbers, always allowed."""
+        if direction not in ("outbound", "inbound"):
+            raise InvalidInput(f"direction: must be outbound or inbound (got {direction!r})")
+        dialled = did if direction == "inbound" and did is not None else number
+        now = self.clock.now_ms()
+        emergency = direction == "outbound" and is_emergency(number or "", self.settings.emergency_numbers)
+        try:
+            return await self.store.run(
+                self._authorize_tx, direction, dialled or "", endpoint, caller_id, pbx_id, channel_id, full_hold, emergency, now
+            )
+        except Exception as exc:  # fail closed — any storage error is a refusal with a clear cause
+            if emergency:
+                log.error("emergency call %s allowed without a record: %s", number, exc)
+                return Authorization(True, None, None, direction, number, emergency=True,
+                                     granted_seconds=self.settings.max_call_seconds)
+            log.error("billing unavailable for %s call to %s: %s", direction, dialled, exc)
+            return Authorization(False, DenyReason.BILLING_UNAVAILABLE, None, direction, dialled or "")
+
+    def _authorize_tx(self, conn, direction, number, endpoint, caller_id, pbx_id, channel_id, full_hold, emergency, now):
+        if channel_id is not None:
+            existing = conn.execute(
+                select(call_sessions).where(call_sessions.c.pbx_id == pbx_id, call_sessions.c.channel_id == channel_id)
+            ).mappings().first()
+            if existing is not None:  # a replayed StasisStart / AGI retry: same decision, no new hold
+                return self._authorization_from_row(conn, existing)
+
+        deny = lambda reason, **kw: Authorization(False, reason, None, direction, number, **kw)  # noqa: E731
+
+        if emergency:
+            acct = self._account_for_endpoint(conn, endpoint, lock=False) if endpoint else None
+            sid = self._insert_session(
+                conn, now=now, pbx_id=pbx_id, channel_id=channel_id, account_id=acct["id"] if acct else None,
+                direction=direction, number=number, number_e164=None, caller_id=caller_id, endpoint=endpoint,
+                rate=Rate("", 0, 0, 1, 1), granted=self.settings.max_call_seconds, hold=0, full_hold=True, emergency=True,
+            )
+            return Authorization(True, None, sid, direction, number, account_ref=acct["ref"] if acct else None,
+                                 granted_seconds=self.settings.max_call_seconds,
+                                 max_talk_seconds=self.settings.max_call_seconds, emergency=True)
+
+        if direction == "outbound":
+            acct = self._account_for_endpoint(conn, endpoint, lock=True)
+            if acct is None:
+                return deny(DenyReason.UNKNOWN_ENDPOINT)
+            parsed = normalise(number, self.settings.home_region)
+            if parsed is None:
+                return deny(DenyReason.INVALID_NUMBER, account_ref=acct["ref"])
+            rate = self._rate_table(conn, acct["plan_id"], acct["plan_version"]).lookup(parsed.digits)
+            if rate is None:
+                return deny(DenyReason.NO_RATE, account_ref=acct["ref"], number_e164=parsed.e164)
+            ring_endpoint = None
+        else:
+            parsed = normalise(number, self.settings.home_region)
+            if parsed is None:
+                return deny(DenyReason.UNKNOWN_DID)
+            acct = self._account_for_did(conn, parsed.e164)
+            if acct is None:
+                return deny(DenyReason.UNKNOWN_DID, number_e164=parsed.e164)
+            rate = Rate("", acct["inbound_rate"], 0, self.settings.inbound_initial_increment, self.settings.inbound_increment,
+                        "inbound")
+            ring_endpoint = acct["did_endpoint"] or self._first_endpoint(conn, acct["id"])
+
+        info = dict(account_ref=acct["ref"], number_e164=parsed.e164, prefix=rate.prefix or None, rate_per_min=rate.rate_per_min)
+        if acct["status"] == lifecycle.SUSPENDED:
+            return deny(DenyReason.SUSPENDED, **info)
+        if acct["status"] in (lifecycle.DEPLETED, lifecycle.PRE_SUSPENDED) or acct["balance"] <= 0:
+            return deny(DenyReason.DEPLETED, **info)
+        if acct["live_calls"] >= acct["max_calls"]:
+            return deny(DenyReason.TOO_MANY_CALLS, **info)
+        available = acct["balance"] + acct["credit_limit"] - acct["held"]
+        max_talk = max_talk_seconds(available, rate, cap=self.settings.max_call_seconds)
+        if max_talk <= 0:
+            return deny(DenyReason.INSUFFICIENT_FUNDS, **info)
+        if full_hold or rate.rate_per_min == 0:
+            granted = max_talk
+        else:
+            granted = min(max_talk, self._chunk_target(rate))
+        hold = cost(granted, rate)
+        conn.execute(
+            update(accounts)
+            .where(accounts.c.id == acct["id"])
+            .values(held=accounts.c.held + hold, live_calls=accounts.c.live_calls + 1, updated_at=now)
+        )
+        sid = self._insert_session(
+            conn, now=now, pbx_id=pbx_id, channel_id=channel_id, account_id=acct["id"], direction=direction, number=number,
+            number_e164=parsed.e164, caller_id=caller_id, endpoint=endpoint if direction == "outbound" else ring_endpoint,
+            rate=rate, granted=granted, hold=hold, full_hold=full_hold, emergency=False,
+        )
+        return Authorization(True, None, sid, direction, number, granted_seconds=granted, max_talk_seconds=max_talk,
+                             ring_endpoint=ring_endpoint, **info)
+
+    def _chunk_target(self, rate: Rate) -> int:
+        return round_up_to_increment(max(self.settings.chunk_seconds, 1), rate)
+
+    def _insert_session(self, conn, *, now, pbx_id, channel_id, account_id, direction, number, number_e164, caller_id,
+                        endpoint, rate: Rate, granted, hold, full_hold, emergency) -> str:
+        sid = uuid.uuid4().hex
+        conn.execute(
+            call_sessions.insert().values(
+                id=sid, pbx_id=pbx_id, channel_id=channel_id, account_id=account_id, direction=direction, number=number,
+                number_e164=number_e164, caller_id=caller_id, endpoint=endpoint, prefix=rate.prefix or None,
+                rate_per_min=rate.rate_per_min, connect_fee=rate.connect_fee, initial_increment=rate.initial_increment,
+                increment=rate.increment, chunk_seconds=self.settings.chunk_seconds, state="authorized",
+                hold_mode="full" if full_hold else "chunked", emergency=emergency, granted_seconds=granted, hold=hold,
+                charged=0, chunks_debited=0, created_at=now, last_seen_at=now, stale=False,
+            )
+        )
+        return sid
+
+    def _account_for_endpoint(self, conn, endpoint, *, lock: bool):
+        q = (
+            select(*_ACCOUNT_COLS)
+            .select_from(endpoints.join(accounts, accounts.c.id == endpoints.c.account_id)
+                         .join(packages, packages.c.id == accounts.c.package_id)
+                         .join(plans, plans.c.id == packages.c.plan_id))
+            .where(endpoints.c.name == endpoint)
+        )
+        if lock:
+            q = q.with_for_update(of=accounts)
+        return conn.execute(q).mappings().first()
+
+    def _account_for_did(self, conn, e164):
+        q = (
+            select(*_ACCOUNT_COLS, dids.c.endpoint.label("did_endpoint"))
+            .select_from(dids.join(accounts, accounts.c.id == dids.c.account_id)
+                         .join(packages, packages.c.id == accounts.c.package_id)
+                         .join(plans, plans.c.id == packages.c.plan_id))
+            .where(dids.c.number == e164)
+            .with_for_update(of=accounts)
+        )
+        return conn.execute(q).mappings().first()
+
+    def _first_endpoint(self, conn, account_id):
+        return conn.execute(
+            select(endpoints.c.name).where(endpoints.c.account_id == account_id).order_by(endpoints.c.name).limit(1)
+        ).scalar()
+
+    def _rate_table(self, conn, plan_id: int, version: int) -> RateTable:
+        table = self._rate_tables.get(plan_id)
+        if table is None or table.version != version:
+            rows = conn.execute(select(rates).where(rates.c.plan_id == plan_id)).all()
+            table = RateTable(
+                {r.prefix: Rate(r.prefix, r.rate_per_min, r.connect_fee, r.initial_increment, r.increment, r.description)
+                 for r in rows},
+                version=version,
+            )
+            self._rate_tables[plan_id] = table
+        return table
+
+    def _authorization_from_row(self, conn, row) -> Authorization:
+        ref = None
+        if row["account_id"] is not None:
+            ref = conn.execute(select(accounts.c.ref).where(accounts.c.id == row["account_id"])).scalar()
+        return Authorization(
+            True, None, row["id"], row["direction"], row["number"], account_ref=ref, number_e164=row["number_e164"],
+            prefix=row["prefix"], rate_per_min=row["rate_per_min"], granted_seconds=row["granted_seconds"],
+            max_talk_seconds=row["granted_seconds"],
+            ring_endpoint=row["endpoint"] if row["direction"] == "inbound" else None, emergency=row["emergency"],
+        )
+
+    # --------------------------------------------------------------------------- call progress
+    async def answer(self, session_id: str, at_ms: int | None = None) -> CallSession:
+        """The callee answered at ``at_ms`` (the switch's event time): the cut-off starts ticking."""
+        at = self.clock.now_ms() if at_ms is None else int(at_ms)
+        return await self.store.run(self._answer_tx, session_id, at)
+
+    def _answer_tx(self, conn, session_id, at):
+        row = self._session_row(conn, session_id)
+        if row["state"] == "authorized":
+            cutoff = None if row["emergency"] else at + row["granted_seconds"] * 1000
+            conn.execute(
+                update(call_sessions).where(call_sessions.c.id == session_id, call_sessions.c.state == "authorized")
+                .values(state="answered", answered_at=at, cutoff_at=cutoff, last_seen_at=max(at, row["last_seen_at"]))
+            )
+        return self._session_view(conn, session_id)
+
+    async def extend(self, session_id: str, now_ms: int | None = None) -> CallSession:
+        """Hold the next chunk (or what is left: a partial grant moves the cut-off earlier)."""
+        now = self.clock.now_ms() if now_ms is None else now_ms
+        return await self.store.run(self._extend_tx, session_id, now)
+
+    def _extend_tx(self, conn, session_id, now):
+        row = self._session_row(conn, session_id)
+        if row["state"] in LIVE_STATES and row["hold_mode"] == "chunked" and not row["emergency"]:
+            acct = self._lock_account(conn, row["account_id"])
+            row = self._session_row(conn, session_id)  # re-read under the account lock
+            self._extend_locked(conn, acct, row, now)
+        return self._session_view(conn, session_id)
+
+    def _extend_locked(self, conn, acct, row, now) -> None:
+        rate = _session_rate(row)
+        target = row["granted_seconds"] + self._chunk_step(row, rate)
+        available = acct["balance"] + acct["credit_limit"] - acct["held"]
+        # What this call may spend in total: what it already took + its own hold + what is free.
+        budget = row["charged"] + row["hold"] + available
+        affordable = max_talk_seconds(budget, rate, cap=self.settings.max_call_seconds)
+        new_granted = min(target, affordable)
+        if new_granted == row["granted_seconds"]:
+            return
+        new_hold = max(cost(new_granted, rate) - row["charged"], 0)
+        delta = new_hold - row["hold"]
+        conn.execute(update(accounts).where(accounts.c.id == acct["id"]).values(held=accounts.c.held + delta, updated_at=now))
+        cutoff = None if row["answered_at"] is None else row["answered_at"] + new_granted * 1000
+        conn.execute(
+            update(call_sessions).where(call_sessions.c.id == row["id"])
+            .values(granted_seconds=new_granted, hold=new_hold, cutoff_at=cutoff)
+        )
+
+    @staticmethod
+    def _chunk_step(row, rate: Rate) -> int:
+        step = max(row["chunk_seconds"], 1)
+        if row["granted_seconds"] < rate.initial_increment:
+            return round_up_to_increment(step, rate)
+        return -(-step // rate.increment) * rate.increment
+
+    async def debit_elapsed(self, session_id: str, now_ms: int | None = None, *, lookahead_seconds: int = 10) -> CallSession:
+        """Sidecar: debit every fully elapsed chunk (ledger key = session + chunk number) and, when
+        less than a chunk plus ``lookahead_seconds`` of granted talk remains, hold the next one."""
+        now = self.clock.now_ms() if now_ms is None else now_ms
+        return await self.store.run(self._debit_tx, session_id, now, lookahead_seconds)
+
+    def _debit_tx(self, conn, session_id, now, lookahead):
+        row = self._session_row(conn, session_id)
+        if row["state"] != "answered" or row["emergency"] or row["account_id"] is None:
+            return self._session_view(conn, session_id)
+        acct = self._lock_account(conn, row["account_id"])
+        row = self._session_row(conn, session_id)
+        if row["state"] != "answered":
+            return self._session_view(conn, session_id)
+        self._debit_locked(conn, acct, row, now, lookahead)
+        return self._session_view(conn, session_id)
+
+    def _debit_locked(self, conn, acct, row, now, lookahead) -> None:
+        rate = _session_rate(row)
+        chunk = max(row["chunk_seconds"], 1)
+        elapsed = max(now - row["answered_at"], 0) // 1000
+        due = min(elapsed, row["granted_seconds"]) // chunk
+        done = row["chunks_debited"]
+        charged, hold = row["charged"], row["hold"]
+        for k in range(done + 1, due + 1):
+            amount = cost(k * chunk, rate) - cost((k - 1) * chunk, rate)
+            acct = self._apply_balance_change(
+                conn, acct, -amount, kind="chunk", reason=f"call {row['number_e164']} chunk {k}",
+                key=f"chunk:{row['id']}:{k}", session_id=row["id"], now=now, held_delta=-min(amount, hold),
+            )
+            hold -= min(amount, hold)
+            charged += amount
+        if due > done:
+            conn.execute(
+                update(call_sessions).where(call_sessions.c.id == row["id"])
+                .values(charged=charged, hold=hold, chunks_debited=due)
+            )
+            row = self._session_row(conn, row["id"])
+        if row["hold_mode"] == "chunked":
+            remaining_ms = row["answered_at"] + row["granted_seconds"] * 1000 - now
+            if remaining_ms < (chunk + lookahead) * 1000:
+                self._extend_locked(conn, acct, row, now)
+
+    async def settle(self, session_id: str, talk_ms: int, *, stale: bool = False, note: str | None = None) -> Settlement:
+        """Charge cost(billable talk) minus what chunks took, release the hold — exactly once."""
+        if talk_ms is None or int(talk_ms) < 0:
+            raise InvalidInput(f"talk_ms: must be a whole number ≥ 0 (got {talk_ms!r})")
+        return await self.store.run(self._settle_tx, session_id, int(talk_ms), self.clock.now_ms(), stale, note)
+
+    def _settle_tx(self, conn, session_id, talk_ms, now, stale, note):
+        row = self._session_row(conn, session_id)
+        if row["state"] == "settled":
+            return _settlement_from_row(row, replayed=True)
+        # Emergency sessions never took a hold nor a live-call slot: nothing to release.
+        acct = self._lock_account(conn, row["account_id"]) if row["account_id"] is not None and not row["emergency"] else None
+        row = self._session_row(conn, session_id)
+        if row["state"] == "settled":
+            return _settlement_from_row(row, replayed=True)
+        if row["state"] == "authorized":
+            talk_ms = 0  # never answered: nothing to pay whatever the adapter says
+        rate = _session_rate(row)
+        billable = billable_seconds(talk_ms)
+        total = 0 if row["emergency"] else cost(billable, rate)
+        final = total - row["charged"]
+        overrun = max(0, total - cost(row["granted_seconds"], rate)) if not row["emergency"] else 0
+        if acct is not None:
+            if final != 0:
+                acct = self._apply_balance_change(
+                    conn, acct, -final, kind="call",
+                    reason=f"call {row['number_e164'] or row['number']} {billable}s" + (" (stale)" if stale else ""),
+                    key=f"call:{row['id']}", session_id=row["id"], now=now, held_delta=-row["hold"],
+                )
+            else:
+                conn.execute(update(accounts).where(accounts.c.id == acct["id"]).values(held=accounts.c.held - row["hold"]))
+            conn.execute(
+                update(accounts).where(accounts.c.id == acct["id"]).values(live_calls=accounts.c.live_calls - 1, updated_at=now)
+            )
+        if overrun:
+            log.warning("session %s: talk cost %d exceeds its grant by %d micro-units (charged anyway)", session_id, total, overrun)
+        conn.execute(
+            update(call_sessions).where(call_sessions.c.id == session_id)
+            .values(state="settled", settled_at=now, talk_ms=talk_ms, cost=total, overrun=overrun, hold=0, stale=stale,
+                    settle_note=note)
+        )
+        return Settlement(session_id, talk_ms, billable, total, row["charged"], final, overrun)
+
+    async def heartbeat(self, session_ids: Iterable[str], now_ms: int | None = None) -> int:
+        """The gate reports these calls alive (stale-session detection). Returns rows touched."""
+        ids = list(session_ids)
+        if not ids:
+            return 0
+        now = self.clock.now_ms() if now_ms is None else now_ms
+
+        def tx(conn):
+            return conn.execute(
+                update(call_sessions).where(call_sessions.c.id.in_(ids), call_sessions.c.state.in_(LIVE_STATES))
+                .values(last_seen_at=now)
+            ).rowcount
+
+        return await self.store.run(tx)
+
+    async def get_session(self, session_id: str) -> CallSession | None:
+        def tx(conn):
+            try:
+                return self._session_view(conn, session_id)
+            except NotFound:
+                return None
+
+        return await self.store.run(tx)
+
+    async def find_session(self, pbx_id: str, channel_id: str) -> CallSession | None:
+        def tx(conn):
+            sid = conn.execute(
+                select(call_sessions.c.id).where(call_sessions.c.pbx_id == pbx_id, call_sessions.c.channel_id == channel_id)
+            ).scalar()
+            return None if sid is None else self._session_view(conn, sid)
+
+        return await self.store.run(tx)
+
+    async def live_sessions(self, pbx_id: str | None = None) -> list[CallSession]:
+        def tx(conn):
+            q = _session_select().where(call_sessions.c.state.in_(LIVE_STATES))
+            if pbx_id is not None:
+                q = q.where(call_sessions.c.pbx_id == pbx_id)
+            return [_session_from_row(r) for r in conn.execute(q.order_by(call_sessions.c.created_at)).mappings()]
+
+        return await self.store.run(tx)
+
+    # ---------------------------------------------------------------------------------- money
+    async def credit(self, ref: str, amount: int, reason: str, *, kind: str = "credit",
+                     idempotency_key: str | None = None) -> LedgerEntry:
+        """Change a balance by ``amount`` (negative = debit) with a ledger entry. A replayed
+        idempotency key returns the original entry and changes nothing."""
+        if kind not in ("credit", "debit", "payment", "refund", "reversal"):
+            raise InvalidInput(f"kind: must be credit, debit, payment, refund or reversal (got {kind!r})")
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
+            raise InvalidInput(f"amount: must be a non-zero amount (got {amount!r})")
+        if not reason or not reason.strip():
+            raise InvalidInput("reason: must not be empty")
+        key = idempotency_key or f"{kind}:{uuid.uuid4().hex}"
+        try:
+            return await self.store.run(self.credit_tx, ref, amount, reason.strip(), kind, key, self.clock.now_ms())
+        except IntegrityError:
+            # Two writers raced on the same key for different accounts: the loser sees the winner's.
+            return await self.store.run(self.credit_tx, ref, amount, reason.strip(), kind, key, self.clock.now_ms())
+
+    def credit_tx(self, conn: Connection, ref: str, amount: int, reason: str, kind: str, key: str, now: int) -> LedgerEntry:
+        """The credit inside a caller's transaction (deposit invoices pay through this, so the
+        invoice and the ledger change together)."""
+        acct = self._lock_account_by_ref(conn, ref)
+        existing = conn.execute(select(ledger).where(ledger.c.idempotency_key == key)).mappings().first()
+        if existing is not None:
+            if existing["account_id"] != acct["id"] or existing["amount"] != amount:
+                raise InvalidInput(f"idempotency key {key!r} was already used for a different account or amount")
+            return _entry_from_row(existing, ref, replayed=True)
+        self._apply_balance_change(conn, acct, amount, kind=kind, reason=reason, key=key, session_id=None, now=now)
+        row = conn.execute(select(ledger).where(ledger.c.idempotency_key == key)).mappings().one()
+        return _entry_from_row(row, ref)
+
+    def _apply_balance_change(self, conn, acct, delta: int, *, kind: str, reason: str, key: str, session_id: str | None,
+                              now: int, held_delta: int = 0):
+        """The only place a balance changes: ledger entry + balance + lifecycle + alerts, one transaction."""
+        new_balance = acct["balance"] + delta
+        state = lifecycle.LifecycleState(
+            balance=new_balance, status=acct["status"], low_balance_threshold=acct["low_balance"],
+            low_balance_armed=bool(acct["low_balance_armed"]), low_balance_crossings=acct["low_balance_crossings"],
+            depletions=acct["depletions"], depleted_at=acct["depleted_at"], presuspended_at=acct["presuspended_at"],
+            status_changed_at=acct["status_changed_at"],
+        )
+        tr = lifecycle.after_balance_change(state, now_ms=now)
+        s = tr.state
+        conn.execute(
+            ledger.insert().values(account_id=acct["id"], kind=kind, amount=delta, balance_after=new_balance, reason=reason[:300],
+                                   session_id=session_id, idempotency_key=key, created_at=now)
+        )
+        conn.execute(
+            update(accounts).where(accounts.c.id == acct["id"]).values(
+                balance=accounts.c.balance + delta, held=accounts.c.held + held_delta, status=s.status,
+                status_changed_at=s.status_changed_at, depleted_at=s.depleted_at, presuspended_at=s.presuspended_at,
+                low_balance_armed=s.low_balance_armed, low_balance_crossings=s.low_balance_crossings,
+                depletions=s.depletions, updated_at=now,
+            )
+        )
+        facts = {
+            "account_ref": acct["ref"], "account_name": acct["name"], "currency": acct["currency"],
+            "balance": format_customer(new_balance), "threshold": format_customer(acct["low_balance"]),
+        }
+        for alert in tr.alerts:
+            self.enqueue_alert(conn, account_id=acct["id"], to_addr=acct["email"], kind=alert.kind,
+                               dedupe_key=f"{acct['ref']}:{alert.kind}:{alert.crossing}", context=facts, now=now)
+        if kind in PAYMENT_KINDS and delta > 0:
+            self.enqueue_alert(conn, account_id=acct["id"], to_addr=acct["email"], kind=lifecycle.TOPUP_RECEIPT,
+                               dedupe_key=f"{acct['ref']}:{lifecycle.TOPUP_RECEIPT}:{key}",
+                               context={**facts, "amount": format_customer(delta), "reference": key, "reason": reason},
+                               now=now)
+        updated = dict(acct)
+        updated.update(balance=new_balance, held=acct["held"] + held_delta, status=s.status,
+                       status_changed_at=s.status_changed_at, depleted_at=s.depleted_at,
+                       presuspended_at=s.presuspended_at, low_balance_armed=s.low_balance_armed,
+                       low_balance_crossings=s.low_balance_crossings, depletions=s.depletions)
+        return updated
+
+    @staticmethod
+    def enqueue_alert(conn, *, account_id, to_addr, kind, dedupe_key, context: dict, now: int) -> None:
+        """Queue an email in the caller's transaction; the unique key makes a replay a no-op."""
+        values = dict(account_id=account_id, kind=kind, dedupe_key=dedupe_key, to_addr=to_addr,
+                      context=json.dumps(context, sort_keys=True), status="queued", attempts=0,
+                      next_attempt_at=now, created_at=now)
+        dialect = conn.dialect.name
+        ins = (pg_dialect.insert(outbox) if dialect == "postgresql" else sqlite_dialect.insert(outbox)).values(**values)
+        conn.execute(ins.on_conflict_do_nothing(index_elements=["dedupe_key"]))
+
+    # ------------------------------------------------------------------------------- accounts
+    async def account(self, ref: str) -> AccountView:
+        return await self.store.run(self.account_tx, ref)
+
+    def account_tx(self, conn, ref: str) -> AccountView:
+        row = conn.execute(
+            select(*_ACCOUNT_COLS, packages.c.name.label("package_name"))
+            .select_from(accounts.join(packages, packages.c.id == accounts.c.package_id)
+                         .join(plans, plans.c.id == packages.c.plan_id))
+            .where(accounts.c.ref == ref)
+        ).mappings().first()
+        if row is None:
+            raise NotFound(f"unknown account {ref!r}")
+        return _account_view(row)
+
+    def _lock_account(self, conn, account_id):
+        row = conn.execute(_account_query().where(accounts.c.id == account_id).with_for_update(of=accounts)).mappings().first()
+        if row is None:
+            raise NotFound(f"account id {account_id} is gone")
+        return row
+
+    def _lock_account_by_ref(self, conn, ref):
+        row = conn.execute(_account_query().where(accounts.c.ref == ref).with_for_update(of=accounts)).mappings().first()
+        if row is None:
+            raise NotFound(f"unknown account {ref!r}")
+        return row
+
+    def _session_row(self, conn, session_id):
+        row = conn.execute(select(call_sessions).where(call_sessions.c.id == session_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"unknown call session {session_id!r}")
+        return row
+
+    def _session_view(self, conn, session_id) -> CallSession:
+        row = conn.execute(_session_select().where(call_sessions.c.id == session_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"unknown call session {session_id!r}")
+        return _session_from_row(row)
+
+
+# ----------------------------------------------------------------------------------- helpers
+_ACCOUNT_COLS = (
+    accounts.c.id, accounts.c.ref, accounts.c.name, accounts.c.email, accounts.c.currency, accounts.c.balance,
+    accounts.c.credit_limit, accounts.c.held, accounts.c.live_calls, accounts.c.status, accounts.c.status_changed_at,
+    accounts.c.depleted_at, accounts.c.presuspended_at, accounts.c.low_balance_armed, accounts.c.low_balance_crossings,
+    accounts.c.depletions, accounts.c.created_at, accounts.c.updated_at, packages.c.low_balance, packages.c.max_calls,
+    packages.c.inbound_rate, packages.c.plan_id, plans.c.version.label("plan_version"),
+)
+
+
+def _account_query():
+    return select(*_ACCOUNT_COLS, packages.c.name.label("package_name")).select_from(
+        accounts.join(packages, packages.c.id == accounts.c.package_id).join(plans, plans.c.id == packages.c.plan_id)
+    )
+
+
+def _account_view(row) -> AccountView:
+    return AccountView(
+        ref=row["ref"], name=row["name"], email=row["email"], package=row["package_name"], currency=row["currency"],
+        balance=row["balance"], credit_limit=row["credit_limit"], held=row["held"],
+        available=row["balance"] + row["credit_limit"] - row["held"], status=row["status"], live_calls=row["live_calls"],
+        low_balance_threshold=row["low_balance"], created_at=row["created_at"], updated_at=row["updated_at"],
+        status_changed_at=row["status_changed_at"],
+    )
+
+
+def _session_rate(row) -> Rate:
+    return Rate(row["prefix"] or "", row["rate_per_min"], row["connect_fee"], row["initial_increment"], row["increment"])
+
+
+def _session_select():
+    return select(call_sessions, accounts.c.ref.label("account_ref")).select_from(
+        call_sessions.outerjoin(accounts, accounts.c.id == call_sessions.c.account_id)
+    )
+
+
+def _session_from_row(r) -> CallSession:
+    return CallSession(
+        session_id=r["id"], pbx_id=r["pbx_id"], channel_id=r["channel_id"], account_ref=r["account_ref"],
+        direction=r["direction"], number_e164=r["number_e164"], state=r["state"], hold_mode=r["hold_mode"],
+        granted_seconds=r["granted_seconds"], hold=r["hold"], charged=r["charged"], chunks_debited=r["chunks_debited"],
+        created_at=r["created_at"], answered_at=r["answered_at"], cutoff_at=r["cutoff_at"], settled_at=r["settled_at"],
+        talk_ms=r["talk_ms"], cost=r["cost"], emergency=bool(r["emergency"]), stale=bool(r["stale"]),
+        last_seen_at=r["last_seen_at"], rate_per_min=r["rate_per_min"],
+    )
+
+
+def _settlement_from_row(row, *, replayed: bool) -> Settlement:
+    talk = row["talk_ms"] or 0
+    total = row["cost"] or 0
+    return Settlement(row["id"], talk, billable_seconds(talk), total, row["charged"], total - row["charged"],
+                      row["overrun"] or 0, replayed=replayed)
+
+
+def _entry_from_row(row, ref: str, *, replayed: bool = False) -> LedgerEntry:
+    return LedgerEntry(
+        entry_id=row["id"], account_ref=ref, kind=row["kind"], amount=row["amount"], balance_after=row["balance_after"],
+        reason=row["reason"], idempotency_key=row["idempotency_key"], session_id=row["session_id"],
+        created_at=row["created_at"], replayed=replayed,
+    )
+
+
+__all__ = ["BillingCore", "CoreSettings", "StorageError", "LIVE_STATES"]

@@ -1,0 +1,333 @@
+"""Running transactions on SQLite or PostgreSQL with one code path.
+
+Every storage operation in billing_core is a plain *synchronous* function ``op(conn, *args)`` on a
+SQLAlchemy Core ``Connection``; :meth:`Store.run` executes it in one transaction and returns its
+result. The same function runs on both databases:
+
+* **SQLite (embedded default)** — one writer thread owns one ``sqlite3`` connection and applies
+  *group commit*: it drains every operation queued while the previous batch was committing, runs each
+  inside its own ``SAVEPOINT`` (a failing operation rolls back alone), and commits the batch with one
+  fsync. Why: SQLite allows one writer at a time anyway; SQLAlchemy-async over aiosqlite measured
+  ≈330 conditional debits/s (a thread hop and a commit per transaction), while batching pays the hop
+  and the fsync once per batch. ``BEGIN IMMEDIATE`` + ``busy_timeout`` makes other processes (a CLI, a
+  second service) wait their turn instead of failing.
+* **PostgreSQL** — SQLAlchemy async over asyncpg; the sync function runs through
+  ``AsyncConnection.run_sync`` (greenlet), inside ``BEGIN … COMMIT``. Row locks (``FOR UPDATE`` on
+  the account) serialise concurrent money operations on one account across processes and PBXs;
+  deadlocks and serialization failures are retried a few times.
+
+Errors never leak driver types to callers: they surface as :class:`StorageError`, which the core
+turns into ``billing_unavailable`` (fail closed).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import re
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from .schema import metadata
+
+log = logging.getLogger("callgate.store")
+
+T = TypeVar("T")
+
+
+class StorageError(RuntimeError):
+    """The database could not answer (down, locked too long, schema missing…)."""
+
+
+class DatabaseUrlError(ValueError):
+    """A --db / CALLGATE_DB value that is not a supported URL."""
+
+
+@dataclass(frozen=True)
+class DbUrl:
+    """A parsed database URL."""
+
+    dialect: str
+    """``sqlite`` or ``postgresql``."""
+    sqlalchemy_url: str
+    """The URL with the driver we use (``sqlite://`` sync, ``postgresql+asyncpg://``)."""
+    schema: str | None = None
+    """PostgreSQL only: the schema to use (``?schema=NAME``); tests use a throw-away one."""
+    path: str | None = None
+    """SQLite only: the file path."""
+
+
+def parse_db_url(url: str) -> DbUrl:
+    """Accept ``sqlite:///path``, ``sqlite:////abs/path`` and ``postgresql://…`` (``postgres://`` too)."""
+    if not isinstance(url, str) or not url.strip():
+        raise DatabaseUrlError("database URL is empty; expected sqlite:///path or postgresql://host/db")
+    url = url.strip()
+    scheme = url.split(":", 1)[0].lower()
+    if scheme in ("sqlite", "sqlite+pysqlite", "sqlite+aiosqlite"):
+        rest = url.split(":", 1)[1]
+        if not rest.startswith("///"):
+            raise DatabaseUrlError(f"bad SQLite URL {url!r}: use sqlite:///relative/path or sqlite:////abs/path")
+        path = rest[3:]
+        if not path or path == ":memory:":
+            raise DatabaseUrlError("SQLite needs a file path (an in-memory database is not shared between connections)")
+        return DbUrl("sqlite", f"sqlite:///{path}", path=path)
+    if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        schema = None
+        if "schema" in query:
+            schema = query.pop("schema")[-1]
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", schema):
+                raise DatabaseUrlError(f"bad schema name {schema!r} in database URL")
+        new = parts._replace(scheme="postgresql+asyncpg", query=urlencode(query, doseq=True))
+        return DbUrl("postgresql", urlunsplit(new), schema=schema)
+    raise DatabaseUrlError(f"unsupported database URL {url!r}: expected sqlite:///path or postgresql://host/db")
+
+
+class Store:
+    """Runs storage operations in transactions. Use :func:`open_store`."""
+
+    dialect: str
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    async def create_schema(self) -> None:
+        """Create every table from the metadata (tests); production uses Alembic."""
+        def _create(conn: Connection) -> None:
+            metadata.create_all(conn)
+
+        await self.run(_create)
+
+    async def close(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------- SQLite
+_STOP = object()
+
+
+class _Job:
+    __slots__ = ("fn", "args", "future", "loop")
+
+    def __init__(self, fn, args, future, loop):
+        self.fn = fn
+        self.args = args
+        self.future = future
+        self.loop = loop
+
+
+def _resolve(future: asyncio.Future, ok: bool, value: Any) -> None:
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+class SqliteStore(Store):
+    """One writer thread, group commit (see the module docstring)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, url: DbUrl, *, max_batch: int = 256, busy_timeout_ms: int = 10_000, synchronous: str = "FULL"):
+        self.url = url
+        self.max_batch = max_batch
+        path = Path(url.path or "")
+        if path.parent and not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._engine = create_engine(url.sqlalchemy_url, poolclass=NullPool)
+
+        @event.listens_for(self._engine, "connect")
+        def _on_connect(dbapi_conn, _record):  # pragma: no cover - trivial
+            dbapi_conn.isolation_level = None  # we issue BEGIN/SAVEPOINT/COMMIT ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._writer, name="callgate-sqlite-writer", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise StorageError("store is closed")
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put(_Job(fn, args, fut, loop))
+        return await fut
+
+    def _writer(self) -> None:
+        conn: Connection | None = None
+        while True:
+            job = self._queue.get()
+            if job is _STOP:
+                break
+            batch = [job]
+            stop_after = False
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop_after = True
+                    break
+                batch.append(nxt)
+            try:
+                if conn is None:
+                    conn = self._engine.connect()
+                results = self._run_batch(conn, batch)
+            except Exception as exc:  # the whole batch failed (BEGIN/COMMIT): fail every job
+                log.error("sqlite batch failed: %s", exc)
+                err = StorageError(f"database unavailable: {exc}")
+                results = [(False, err) for _ in batch]
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:  # pragma: no cover
+                        pass
+                    conn = None
+            for j, (ok, value) in zip(batch, results):
+                try:
+                    j.loop.call_soon_threadsafe(_resolve, j.future, ok, value)
+                except RuntimeError:  # the caller's loop is gone
+                    pass
+            if stop_after:
+                break
+        if conn is not None:
+            conn.close()
+        self._engine.dispose()
+
+    def _run_batch(self, conn: Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        raw = conn.exec_driver_sql
+        raw("BEGIN IMMEDIATE")
+        results: list[tuple[bool, Any]] = []
+        try:
+            single = len(batch) == 1
+            for job in batch:
+                if single:
+                    try:
+                        results.append((True, job.fn(conn, *job.args)))
+                    except Exception as exc:
+                        raw("ROLLBACK")
+                        return [(False, _wrap(exc))]
+                    continue
+                raw("SAVEPOINT cg_job")
+                try:
+                    value = job.fn(conn, *job.args)
+                except Exception as exc:
+                    raw("ROLLBACK TO SAVEPOINT cg_job")
+                    raw("RELEASE SAVEPOINT cg_job")
+                    results.append((False, _wrap(exc)))
+                else:
+                    raw("RELEASE SAVEPOINT cg_job")
+                    results.append((True, value))
+            raw("COMMIT")
+        except BaseException:
+            try:
+                raw("ROLLBACK")
+            except Exception:
+                pass
+            raise
+        return results
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+
+
+# ----------------------------------------------------------------------------------- PostgreSQL
+_RETRY_SQLSTATES = {"40001", "40P01"}
+
+
+class PostgresStore(Store):
+    dialect = "postgresql"
+
+    def __init__(self, url: DbUrl, *, pool_size: int = 20):
+        connect_args: dict[str, Any] = {}
+        if url.schema:
+            connect_args["server_settings"] = {"search_path": url.schema}
+        self.url = url
+        self._engine = create_async_engine(
+            url.sqlalchemy_url,
+            pool_size=pool_size,
+            max_overflow=10,
+            pool_pre_ping=False,
+            connect_args=connect_args,
+        )
+
+    @property
+    def engine(self):
+        return self._engine
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self._engine.begin() as conn:
+                    return await conn.run_sync(fn, *args)
+            except DBAPIError as exc:
+                code = _sqlstate(exc)
+                if code in _RETRY_SQLSTATES and attempt < 5:
+                    await asyncio.sleep(0.005 * attempt)
+                    continue
+                if _is_unavailable(exc):
+                    raise StorageError(f"database unavailable: {exc.orig!r}") from exc
+                raise
+            except (OSError, ConnectionError, asyncio.TimeoutError) as exc:
+                raise StorageError(f"database unavailable: {exc!r}") from exc
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    orig = getattr(exc, "orig", None)
+    for attr in ("sqlstate", "pgcode"):
+        code = getattr(orig, attr, None)
+        if code:
+            return code
+    cause = getattr(orig, "__cause__", None)
+    return getattr(cause, "sqlstate", None)
+
+
+def _is_unavailable(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    code = _sqlstate(exc) or ""
+    return code.startswith("08") or code.startswith("57") or code in ("3D000", "42P01", "3F000")
+
+
+def _wrap(exc: Exception) -> Exception:
+    """SQLite operational errors (locked, disk I/O, no such table) become StorageError."""
+    if isinstance(exc, OperationalError) or isinstance(exc, sqlite3.OperationalError):
+        return StorageError(f"database unavailable: {exc}")
+    return exc
+
+
+def open_store(url: str, **kwargs: Any) -> Store:
+    """A store for ``url`` (see :func:`parse_db_url`)."""
+    parsed = parse_db_url(url)
+    if parsed.dialect == "sqlite":
+        return SqliteStore(parsed, **kwargs)
+    return PostgresStore(parsed, **kwargs)

@@ -1,0 +1,206 @@
+"""The one schema (SQLAlchemy Core) shared by SQLite and PostgreSQL.
+
+Conventions: money columns are BigInteger micro-units (``*_micro`` would be noise: every amount is
+micro-units), times are BigInteger epoch milliseconds (``*_at``), so comparisons and arithmetic are
+identical on both databases and no timezone conversion ever happens in SQL.
+
+Feature areas add their tables in their own modules against the same ``metadata``
+(``tables_outbox`` … ); :mod:`billing_core.store.schema` imports them all.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+plans = Table(
+    "plans",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    # Bumped on every import so every process's in-memory rate table reloads.
+    Column("version", BigInteger, nullable=False, default=1),
+    Column("rate_count", Integer, nullable=False, default=0),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+rates = Table(
+    "rates",
+    metadata,
+    Column("plan_id", Integer, ForeignKey("plans.id", ondelete="CASCADE"), primary_key=True),
+    Column("prefix", String(16), primary_key=True),
+    Column("description", String(200), nullable=False, default=""),
+    Column("rate_per_min", BigInteger, nullable=False),
+    Column("connect_fee", BigInteger, nullable=False),
+    Column("initial_increment", Integer, nullable=False),
+    Column("increment", Integer, nullable=False),
+)
+
+packages = Table(
+    "packages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("plan_id", Integer, ForeignKey("plans.id"), nullable=False),
+    Column("low_balance", BigInteger, nullable=False),
+    Column("max_calls", Integer, nullable=False),
+    Column("inbound_rate", BigInteger, nullable=False, default=0),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ref", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("package_id", Integer, ForeignKey("packages.id"), nullable=False),
+    Column("currency", String(3), nullable=False, default="CAD"),
+    Column("balance", BigInteger, nullable=False, default=0),
+    Column("credit_limit", BigInteger, nullable=False, default=0),
+    # Sum of the open holds of this account's live sessions (kept in the same transaction as
+    # every hold change; `callgate verify` re-adds them).
+    Column("held", BigInteger, nullable=False, default=0),
+    Column("live_calls", Integer, nullable=False, default=0),
+    Column("status", String(20), nullable=False, default="active"),
+    Column("status_changed_at", BigInteger, nullable=True),
+    # Lifecycle bookkeeping (see billing_core.domain.lifecycle).
+    Column("depleted_at", BigInteger, nullable=True),
+    Column("presuspended_at", BigInteger, nullable=True),
+    Column("low_balance_armed", Boolean, nullable=False, default=True),
+    # Counts depletions / low-balance crossings: part of the outbox dedupe key of each alert.
+    Column("low_balance_crossings", Integer, nullable=False, default=0),
+    Column("depletions", Integer, nullable=False, default=0),
+    Column("password_hash", String(255), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+endpoints = Table(
+    "endpoints",
+    metadata,
+    Column("name", String(80), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+dids = Table(
+    "dids",
+    metadata,
+    Column("number", String(20), primary_key=True),  # E.164 with +
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=True, index=True),
+    Column("endpoint", String(80), nullable=True),
+    Column("assigned_at", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+did_assignments = Table(
+    "did_assignments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("number", String(20), nullable=False, index=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("endpoint", String(80), nullable=True),
+    Column("assigned_at", BigInteger, nullable=False),
+    Column("released_at", BigInteger, nullable=True),
+    Column("release_reason", String(200), nullable=True),
+)
+
+call_sessions = Table(
+    "call_sessions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("pbx_id", String(80), nullable=False),
+    Column("channel_id", String(120), nullable=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=True, index=True),
+    Column("direction", String(10), nullable=False),
+    Column("number", String(40), nullable=False),
+    Column("number_e164", String(20), nullable=True),
+    Column("caller_id", String(80), nullable=True),
+    Column("endpoint", String(80), nullable=True),
+    # The rate is copied at authorize time so a deck import mid-call changes nothing for the call.
+    Column("prefix", String(16), nullable=True),
+    Column("rate_per_min", BigInteger, nullable=False, default=0),
+    Column("connect_fee", BigInteger, nullable=False, default=0),
+    Column("initial_increment", Integer, nullable=False, default=1),
+    Column("increment", Integer, nullable=False, default=1),
+    # Talk seconds per chunk debit, fixed per session so every process numbers chunks alike.
+    Column("chunk_seconds", Integer, nullable=False, default=60),
+    Column("state", String(12), nullable=False),  # authorized | answered | settled
+    Column("hold_mode", String(8), nullable=False),  # chunked | full
+    Column("emergency", Boolean, nullable=False, default=False),
+    Column("granted_seconds", Integer, nullable=False, default=0),
+    Column("hold", BigInteger, nullable=False, default=0),
+    Column("charged", BigInteger, nullable=False, default=0),
+    Column("chunks_debited", Integer, nullable=False, default=0),
+    Column("created_at", BigInteger, nullable=False),
+    Column("answered_at", BigInteger, nullable=True),
+    Column("cutoff_at", BigInteger, nullable=True),
+    Column("last_seen_at", BigInteger, nullable=False),
+    Column("settled_at", BigInteger, nullable=True),
+    Column("talk_ms", BigInteger, nullable=True),
+    Column("cost", BigInteger, nullable=True),
+    Column("overrun", BigInteger, nullable=True),
+    Column("stale", Boolean, nullable=False, default=False),
+    Column("settle_note", String(200), nullable=True),
+    UniqueConstraint("pbx_id", "channel_id", name="uq_call_sessions_pbx_channel"),
+    Index("ix_call_sessions_state", "state"),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
+    # credit | debit | payment | refund | reversal | call | chunk
+    Column("kind", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # signed: + credits the account
+    Column("balance_after", BigInteger, nullable=False),
+    Column("reason", String(300), nullable=False, default=""),
+    Column("session_id", String(40), nullable=True, index=True),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=True, index=True),
+    # low_balance | depleted | pre_suspension | dids_released | topup_receipt | ...
+    Column("kind", String(40), nullable=False),
+    # (account, kind, crossing): a crash can neither lose nor duplicate an alert.
+    Column("dedupe_key", String(200), nullable=False, unique=True),
+    Column("to_addr", String(320), nullable=False),
+    Column("context", Text, nullable=False),  # JSON: the facts the templates render
+    Column("status", String(10), nullable=False, default="queued"),  # queued | sent | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("sent_at", BigInteger, nullable=True),
+    Index("ix_outbox_status_next", "status", "next_attempt_at"),
+)
