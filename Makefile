@@ -1,0 +1,30 @@
+# callgate — `make test` sets everything up on a fresh machine (venv in .venv, project + test
+# extras, chromium for the browser tests) and runs the whole suite, PostgreSQL included.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: test venv lint-imports bench demo clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint-imports: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
+
+test: $(STAMP)
+	@if [ -x .ci/install-chromium ]; then .ci/install-chromium; fi
+	$(VENV)/bin/lint-imports --no-cache
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis var

@@ -1,0 +1,3 @@
+from callgate.cli import main
+
+main(prog_name="callgate")

@@ -1,0 +1,130 @@
+"""Helpers every CLI area shares: opening the core, running coroutines, clean errors, JSON."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import json
+import sys
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable
+
+import click
+
+from billing_core.api import BillingCore, CoreSettings
+from billing_core.domain.errors import InvalidInput, NotFound
+from billing_core.domain.money import AmountError, format_amount
+from billing_core.domain.ratedeck import DeckError
+from billing_core.store import migrate
+from billing_core.store.engine import DatabaseUrlError, StorageError, parse_db_url
+
+# Fields of records that carry money (micro-units) and print as decimal strings.
+MONEY_FIELDS = {
+    "balance", "credit_limit", "held", "available", "low_balance_threshold", "amount", "balance_after", "hold",
+    "charged", "cost", "rate_per_min", "connect_fee", "overrun", "final_charge", "charged_by_chunks", "low_balance",
+    "inbound_rate",
+}
+
+USER_ERRORS = (InvalidInput, NotFound, AmountError, DeckError, DatabaseUrlError)
+
+
+class CliError(click.ClickException):
+    """One clear line on stderr, exit status 1."""
+
+    def show(self, file=None) -> None:  # "error: …" without click's "Error: " prefix noise
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def core_settings_from_env() -> CoreSettings:
+    """The core's settings (the config layer overrides them; defaults are the embedded ones)."""
+    import os
+
+    kwargs: dict[str, Any] = {}
+    if os.environ.get("CALLGATE_HOME_REGION"):
+        kwargs["home_region"] = os.environ["CALLGATE_HOME_REGION"]
+    if os.environ.get("CALLGATE_EMERGENCY_NUMBERS"):
+        kwargs["emergency_numbers"] = frozenset(x.strip() for x in os.environ["CALLGATE_EMERGENCY_NUMBERS"].split(",") if x.strip())
+    for env, key in (("CALLGATE_MAX_CALL_SECONDS", "max_call_seconds"), ("CALLGATE_CHUNK_SECONDS", "chunk_seconds")):
+        if os.environ.get(env):
+            try:
+                kwargs[key] = int(os.environ[env])
+            except ValueError:
+                raise CliError(f"{env}: must be a whole number of seconds (got {os.environ[env]!r})") from None
+            if kwargs[key] <= 0:
+                raise CliError(f"{env}: must be > 0")
+    return CoreSettings(**kwargs)
+
+
+async def ensure_schema(url: str) -> None:
+    """The embedded SQLite default migrates itself on first use; anything else must be current."""
+    parsed = parse_db_url(url)
+    try:
+        current = await migrate.current(url)
+    except Exception as exc:
+        raise CliError(f"database unavailable ({url}): {exc}") from None
+    head = migrate.head_revision()
+    if current == head:
+        return
+    if parsed.dialect == "sqlite":
+        await migrate.upgrade(url)
+        return
+    raise CliError(f"database schema is at {current or 'nothing'}, expected {head}: run `callgate db upgrade`")
+
+
+@asynccontextmanager
+async def open_core(ctx: click.Context, *, migrate_schema: bool = True) -> AsyncIterator[BillingCore]:
+    """An open BillingCore on the group's --db URL."""
+    url = ctx.find_root().obj["db_url"]
+    try:
+        parse_db_url(url)
+    except DatabaseUrlError as exc:
+        raise CliError(f"--db/CALLGATE_DB: {exc}") from None
+    if migrate_schema:
+        await ensure_schema(url)
+    core = await BillingCore.open(url, settings=core_settings_from_env())
+    try:
+        yield core
+    finally:
+        await core.close()
+
+
+def run_async(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run an async click command; user errors become one line on stderr and exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return asyncio.run(fn(*args, **kwargs))
+        except click.ClickException:
+            raise
+        except USER_ERRORS as exc:
+            raise CliError(str(exc)) from None
+        except StorageError as exc:
+            raise CliError(str(exc)) from None
+
+    return wrapper
+
+
+def jsonable(value: Any) -> Any:
+    """Records → JSON-ready values; money fields become decimal strings."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: (format_amount(v) if k in MONEY_FIELDS and isinstance(v, int) and not isinstance(v, bool) else jsonable(v))
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "value") and isinstance(getattr(value, "value"), str):  # enums
+        return value.value
+    return value
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(jsonable(value), indent=2, sort_keys=False, default=str))
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def isatty() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,361 @@
+"""Core operator commands: db, plan, package, account, endpoint, did, credit, balance, ledger,
+calls, quote, verify."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import click
+
+from billing_core.domain.money import CUSTOMER_DECIMALS, RATE_DECIMALS, format_amount, parse_amount
+from billing_core.domain.ratedeck import DeckError, parse_deck
+from billing_core.store import migrate
+
+from .common import CliError, emit_json, isatty, json_option, open_core, run_async
+
+
+def _amount(text: str, field: str, decimals: int = CUSTOMER_DECIMALS, allow_negative: bool = False) -> int:
+    return parse_amount(text, field=field, decimals=decimals, allow_negative=allow_negative)
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def register(main: click.Group) -> None:
+    # ------------------------------------------------------------------------------------- db
+    @main.group()
+    def db() -> None:
+        """Database schema."""
+
+    @db.command("upgrade")
+    @click.pass_context
+    @run_async
+    async def db_upgrade(ctx: click.Context) -> None:
+        """Create or migrate the schema to the latest revision."""
+        url = ctx.find_root().obj["db_url"]
+        try:
+            before, after = await migrate.upgrade(url)
+        except (OSError, ConnectionError) as exc:
+            raise CliError(f"database unavailable ({url}): {exc}") from None
+        click.echo(f"database at revision {after} (was {before or 'empty'})")
+
+    # ---------------------------------------------------------------------------------- plans
+    @main.group()
+    def plan() -> None:
+        """Rate plans (decks)."""
+
+    @plan.command("import")
+    @click.argument("name")
+    @click.argument("file", type=click.Path(dir_okay=False))
+    @json_option
+    @click.pass_context
+    @run_async
+    async def plan_import(ctx, name, file, as_json):
+        """Create or replace plan NAME from FILE.csv, atomically (one bad row: nothing changes).
+
+        Columns: prefix,description,rate_per_min,connect_fee,initial_increment,increment."""
+        try:
+            with open(file, newline="", encoding="utf-8-sig") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"{file}: cannot read: {exc}") from None
+        lines = text.splitlines(keepends=True)
+        try:
+            if isatty() and len(lines) > 10_000:
+                with click.progressbar(length=len(lines) - 1, label=f"parsing {file}", file=click.get_text_stream("stderr")) as bar:
+                    deck = parse_deck(lines, progress=bar.update)
+            else:
+                deck = parse_deck(lines)
+        except DeckError as exc:
+            raise CliError(f"{file}: {exc}") from None
+        async with open_core(ctx) as core:
+            result = await core.admin.import_plan(name, deck)
+        if as_json:
+            emit_json(result)
+        else:
+            click.echo(f"plan {result['plan']}: {result['rates']} rates imported (version {result['version']})")
+
+    @plan.command("show")
+    @click.argument("name")
+    @click.option("--limit", type=int, default=None, help="Show at most N rates.")
+    @json_option
+    @click.pass_context
+    @run_async
+    async def plan_show(ctx, name, limit, as_json):
+        """Show plan NAME and its rates."""
+        async with open_core(ctx) as core:
+            result = await core.admin.show_plan(name, limit)
+        if as_json:
+            emit_json(result)
+            return
+        click.echo(f"plan {result['plan']} (version {result['version']}, {result['rate_count']} rates)")
+        for r in result["rates"]:
+            click.echo(f"  {r['prefix']:<16} {r['rate_per_min']:>10}/min  connect {r['connect_fee']:>8}  "
+                       f"{r['initial_increment']}/{r['increment']}  {r['description']}")
+
+    # ------------------------------------------------------------------------------- packages
+    @main.group()
+    def package() -> None:
+        """Packages: plan, low-balance threshold, concurrent calls, inbound rate."""
+
+    @package.command("add")
+    @click.argument("name")
+    @click.option("--plan", "plan_name", required=True)
+    @click.option("--low-balance", required=True, help="Low-balance alert threshold, e.g. 5.00")
+    @click.option("--max-calls", required=True, type=int)
+    @click.option("--inbound-rate", default="0", show_default=True, help="Per-minute inbound rate (0 = free)")
+    @json_option
+    @click.pass_context
+    @run_async
+    async def package_add(ctx, name, plan_name, low_balance, max_calls, inbound_rate, as_json):
+        """Create (or update) package NAME."""
+        low = _amount(low_balance, "--low-balance")
+        inbound = _amount(inbound_rate, "--inbound-rate", RATE_DECIMALS)
+        async with open_core(ctx) as core:
+            result = await core.admin.add_package(name, plan=plan_name, low_balance=low, max_calls=max_calls, inbound_rate=inbound)
+        emit_json(result) if as_json else click.echo(f"package {name} {'updated' if result['updated'] else 'created'}")
+
+    # ------------------------------------------------------------------------------- accounts
+    @main.group()
+    def account() -> None:
+        """Customer accounts."""
+
+    @account.command("add")
+    @click.argument("ref")
+    @click.option("--name", required=True)
+    @click.option("--email", required=True)
+    @click.option("--package", "package_name", required=True)
+    @click.option("--credit-limit", default="0", show_default=True)
+    @json_option
+    @click.pass_context
+    @run_async
+    async def account_add(ctx, ref, name, email, package_name, credit_limit, as_json):
+        """Create account REF."""
+        limit = _amount(credit_limit, "--credit-limit")
+        async with open_core(ctx) as core:
+            view = await core.admin.add_account(ref, name=name, email=email, package=package_name, credit_limit=limit)
+        emit_json(view) if as_json else click.echo(f"account {ref} created")
+
+    @account.command("show")
+    @click.argument("ref")
+    @json_option
+    @click.pass_context
+    @run_async
+    async def account_show(ctx, ref, as_json):
+        """Show account REF."""
+        async with open_core(ctx) as core:
+            view = await core.account(ref)
+        if as_json:
+            emit_json(view)
+            return
+        for key in ("ref", "name", "email", "package", "status", "currency"):
+            click.echo(f"{key:>22}: {getattr(view, key)}")
+        for key in ("balance", "credit_limit", "held", "available", "low_balance_threshold"):
+            click.echo(f"{key:>22}: {format_amount(getattr(view, key))}")
+        click.echo(f"{'live_calls':>22}: {view.live_calls}")
+
+    @account.command("list")
+    @json_option
+    @click.pass_context
+    @run_async
+    async def account_list(ctx, as_json):
+        """List accounts."""
+        async with open_core(ctx) as core:
+            views = await core.admin.list_accounts()
+        if as_json:
+            emit_json(views)
+            return
+        for v in views:
+            click.echo(f"{v.ref:<20} {v.status:<14} {format_amount(v.balance):>12} {v.currency}  {v.package:<12} {v.email}")
+
+    # ------------------------------------------------------------------------------ endpoints
+    @main.group()
+    def endpoint() -> None:
+        """SIP endpoints of accounts."""
+
+    @endpoint.command("add")
+    @click.argument("ref")
+    @click.argument("endpoint_name")
+    @json_option
+    @click.pass_context
+    @run_async
+    async def endpoint_add(ctx, ref, endpoint_name, as_json):
+        """Map SIP endpoint ENDPOINT_NAME (e.g. alice) to account REF."""
+        async with open_core(ctx) as core:
+            result = await core.admin.add_endpoint(ref, endpoint_name)
+        emit_json(result) if as_json else click.echo(f"endpoint {endpoint_name} → account {ref}")
+
+    # ----------------------------------------------------------------------------------- DIDs
+    @main.group()
+    def did() -> None:
+        """DIDs (inbound numbers) and the pool."""
+
+    @did.command("add")
+    @click.argument("number")
+    @json_option
+    @click.pass_context
+    @run_async
+    async def did_add(ctx, number, as_json):
+        """Add NUMBER to the DID pool."""
+        async with open_core(ctx) as core:
+            result = await core.admin.add_did(number)
+        emit_json(result) if as_json else click.echo(f"DID {result['number']} added to the pool")
+
+    @did.command("assign")
+    @click.argument("number")
+    @click.argument("ref")
+    @click.option("--endpoint", "endpoint_name", default=None, help="Endpoint that rings (default: the account's first)")
+    @json_option
+    @click.pass_context
+    @run_async
+    async def did_assign(ctx, number, ref, endpoint_name, as_json):
+        """Assign DID NUMBER to account REF."""
+        async with open_core(ctx) as core:
+            result = await core.admin.assign_did(number, ref, endpoint_name)
+        emit_json(result) if as_json else click.echo(f"DID {result['number']} → {ref} (rings {result['endpoint'] or '-'})")
+
+    @did.command("release")
+    @click.argument("number")
+    @click.option("--reason", default="released by operator", show_default=True)
+    @json_option
+    @click.pass_context
+    @run_async
+    async def did_release(ctx, number, reason, as_json):
+        """Return DID NUMBER to the pool (its history is kept)."""
+        async with open_core(ctx) as core:
+            result = await core.admin.release_did(number, reason)
+        emit_json(result) if as_json else click.echo(f"DID {result['number']} released to the pool")
+
+    @did.command("list")
+    @json_option
+    @click.pass_context
+    @run_async
+    async def did_list(ctx, as_json):
+        """List DIDs and who holds them."""
+        async with open_core(ctx) as core:
+            rows = await core.admin.list_dids()
+        if as_json:
+            emit_json(rows)
+            return
+        for r in rows:
+            click.echo(f"{r['number']:<16} {r['account'] or '(pool)':<20} {r['endpoint'] or ''}")
+
+    # ---------------------------------------------------------------------------------- money
+    @main.command()
+    @click.argument("ref")
+    @click.argument("amount")
+    @click.option("--reason", required=True, help="Why (shown in the ledger)")
+    @click.option("--payment", is_flag=True, help="Record a customer payment (sends a receipt)")
+    @click.option("--key", "idempotency_key", default=None, help="Idempotency key (a replay changes nothing)")
+    @json_option
+    @click.pass_context
+    @run_async
+    async def credit(ctx, ref, amount, reason, payment, idempotency_key, as_json):
+        """Credit REF by AMOUNT (negative: a manual debit). Both are ledger entries."""
+        micro = _amount(amount, "AMOUNT", allow_negative=True)
+        if micro == 0:
+            raise CliError("AMOUNT: must not be zero")
+        kind = "payment" if payment else ("credit" if micro > 0 else "debit")
+        if payment and micro < 0:
+            raise CliError("AMOUNT: a payment must be positive")
+        async with open_core(ctx) as core:
+            entry = await core.credit(ref, micro, reason, kind=kind, idempotency_key=idempotency_key)
+        if as_json:
+            emit_json(entry)
+        else:
+            note = " (replayed key: nothing changed)" if entry.replayed else ""
+            click.echo(f"{ref}: {entry.kind} {format_amount(entry.amount)}, balance {format_amount(entry.balance_after)}{note}")
+
+    @main.command()
+    @click.argument("ref")
+    @json_option
+    @click.pass_context
+    @run_async
+    async def balance(ctx, ref, as_json):
+        """Balance of REF (and what is held by live calls)."""
+        async with open_core(ctx) as core:
+            v = await core.account(ref)
+        if as_json:
+            emit_json({"account": v.ref, "currency": v.currency, "balance": v.balance, "held": v.held,
+                       "credit_limit": v.credit_limit, "available": v.available, "status": v.status})
+        else:
+            click.echo(f"{v.ref}: {format_amount(v.balance)} {v.currency} (held {format_amount(v.held)}, "
+                       f"available {format_amount(v.available)}, {v.status})")
+
+    @main.command("ledger")
+    @click.argument("ref")
+    @click.option("--limit", type=int, default=100, show_default=True)
+    @json_option
+    @click.pass_context
+    @run_async
+    async def ledger_cmd(ctx, ref, limit, as_json):
+        """Ledger entries of REF, newest first."""
+        async with open_core(ctx) as core:
+            rows = await core.admin.ledger(ref, limit)
+        if as_json:
+            emit_json(rows)
+            return
+        for r in rows:
+            click.echo(f"{_when(r['created_at'])}  {r['kind']:<9} {format_amount(r['amount']):>12} → "
+                       f"{format_amount(r['balance_after']):>12}  {r['reason']}  [{r['idempotency_key']}]")
+
+    @main.command()
+    @click.option("--active", is_flag=True, help="Only live calls")
+    @click.option("--account", "ref", default=None)
+    @click.option("--limit", type=int, default=100, show_default=True)
+    @json_option
+    @click.pass_context
+    @run_async
+    async def calls(ctx, active, ref, limit, as_json):
+        """Recent call sessions."""
+        async with open_core(ctx) as core:
+            rows = await core.admin.calls(active=active, ref=ref, limit=limit)
+        if as_json:
+            emit_json(rows)
+            return
+        for r in rows:
+            talk = "-" if r["talk_ms"] is None else f"{r['talk_ms'] / 1000:.1f}s"
+            amount = "-" if r["cost"] is None else format_amount(r["cost"])
+            click.echo(f"{_when(r['created_at'])}  {r['id'][:12]}  {r['account_ref'] or '-':<12} {r['direction']:<8} "
+                       f"{r['number_e164'] or r['number']:<16} {r['state']:<10} talk {talk:>8}  cost {amount}")
+
+    @main.command()
+    @click.argument("ref")
+    @click.argument("number")
+    @click.option("--seconds", type=int, default=None, help="Also price a call of N seconds")
+    @json_option
+    @click.pass_context
+    @run_async
+    async def quote(ctx, ref, number, seconds, as_json):
+        """What a call from REF to NUMBER would be allowed and cost, without charging."""
+        async with open_core(ctx) as core:
+            q = await core.admin.quote(ref, number, seconds)
+        if as_json:
+            emit_json(q)
+            return
+        verdict = "allowed" if q["allowed"] else f"refused ({q['reason']})"
+        click.echo(f"{ref} → {q['number_e164'] or number}: {verdict}; prefix {q['prefix']} rate {q['rate_per_min']}/min; "
+                   f"max talk {q['max_talk_seconds']} s")
+        if seconds is not None and "cost" in q:
+            click.echo(f"{seconds} s → billed {q['billed_seconds']} s, cost {q['cost']}")
+
+    @main.command()
+    @json_option
+    @click.pass_context
+    @run_async
+    async def verify(ctx, as_json):
+        """Check the money invariants over the whole database (exit 1 on any violation)."""
+        async with open_core(ctx) as core:
+            problems = await core.admin.verify()
+        if as_json:
+            emit_json({"ok": not problems, "violations": problems})
+        else:
+            for p in problems:
+                click.echo(p, err=True)
+            if not problems:
+                click.echo("ok: balances equal their ledgers, holds match live calls, no account below its credit limit")
+        if problems:
+            raise SystemExit(1)
