@@ -13,6 +13,7 @@ from .domain.errors import DenyReason, InvalidInput, NotFound
 from .domain.money import format_amount
 from .domain.numbers import is_emergency, normalise
 from .domain.rating import Rate, billable_seconds, billed_seconds, cost, max_talk_seconds
+from .api import _account_query, _status_refusal
 from .store.tables import (
     accounts,
     call_sessions,
@@ -331,10 +332,9 @@ class Admin:
             max_talk = max_talk_seconds(available, rate, cap=settings.max_call_seconds)
             out["max_talk_seconds"] = max_talk
             out["available"] = format_amount(available)
-            if acct["status"] == lifecycle.SUSPENDED:
-                out["reason"] = DenyReason.SUSPENDED.value
-            elif acct["status"] in (lifecycle.DEPLETED, lifecycle.PRE_SUSPENDED) or acct["balance"] <= 0:
-                out["reason"] = DenyReason.DEPLETED.value
+            refused = _status_refusal(acct)
+            if refused is not None:
+                out["reason"] = refused.value
             elif acct["live_calls"] >= acct["max_calls"]:
                 out["reason"] = DenyReason.TOO_MANY_CALLS.value
             elif max_talk <= 0:
@@ -350,8 +350,6 @@ class Admin:
 
     @staticmethod
     def core_account_query():
-        from .api import _account_query
-
         return _account_query()
 
     # --------------------------------------------------------------------------------- verify

@@ -145,6 +145,9 @@ class BillingCore:
             acct = self._account_for_endpoint(conn, endpoint, lock=True)
             if acct is None:
                 return deny(DenyReason.UNKNOWN_ENDPOINT)
+            refused = _status_refusal(acct)
+            if refused is not None:  # the account's state says more to the caller than the number
+                return deny(refused, account_ref=acct["ref"])
             parsed = normalise(number, self.settings.home_region)
             if parsed is None:
                 return deny(DenyReason.INVALID_NUMBER, account_ref=acct["ref"])
@@ -164,10 +167,9 @@ class BillingCore:
             ring_endpoint = acct["did_endpoint"] or self._first_endpoint(conn, acct["id"])
 
         info = dict(account_ref=acct["ref"], number_e164=parsed.e164, prefix=rate.prefix or None, rate_per_min=rate.rate_per_min)
-        if acct["status"] == lifecycle.SUSPENDED:
-            return deny(DenyReason.SUSPENDED, **info)
-        if acct["status"] in (lifecycle.DEPLETED, lifecycle.PRE_SUSPENDED) or acct["balance"] <= 0:
-            return deny(DenyReason.DEPLETED, **info)
+        refused = _status_refusal(acct)
+        if refused is not None:
+            return deny(refused, **info)
         if acct["live_calls"] >= acct["max_calls"]:
             return deny(DenyReason.TOO_MANY_CALLS, **info)
         available = acct["balance"] + acct["credit_limit"] - acct["held"]
@@ -576,6 +578,15 @@ _ACCOUNT_COLS = (
     accounts.c.depletions, accounts.c.created_at, accounts.c.updated_at, packages.c.low_balance, packages.c.max_calls,
     packages.c.inbound_rate, packages.c.plan_id, plans.c.version.label("plan_version"),
 )
+
+
+def _status_refusal(acct) -> DenyReason | None:
+    """Suspended, depleted (or pre-suspended) and zero/negative balances place and receive no calls."""
+    if acct["status"] == lifecycle.SUSPENDED:
+        return DenyReason.SUSPENDED
+    if acct["status"] in (lifecycle.DEPLETED, lifecycle.PRE_SUSPENDED) or acct["balance"] <= 0:
+        return DenyReason.DEPLETED
+    return None
 
 
 def _account_query():

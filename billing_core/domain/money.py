@@ -20,7 +20,7 @@ RATE_DECIMALS = 6
 
 DEFAULT_CURRENCY = "CAD"
 
-_AMOUNT_RE = re.compile(r"^([+-]?)(\d+)(?:\.(\d+))?$")
+_AMOUNT_RE = re.compile(r"^([+-]?)([0-9]+)(?:\.([0-9]+))?$")
 
 
 class AmountError(ValueError):

@@ -68,7 +68,8 @@ def cost_of_talk(talk_ms: int, rate: Rate) -> int:
 def max_talk_seconds(available: int, rate: Rate, *, cap: int) -> int:
     """The largest whole t ≤ ``cap`` with ``cost(t, rate) ≤ available``.
 
-    0 means not even the first increment (plus connect fee) can be paid.
+    0 means not even the first increment (plus connect fee) can be paid. With nothing available
+    (≤ 0) the answer is 0 even at a free rate: no money, no call.
     """
     if cap <= 0 or available <= 0:
         return 0
