@@ -244,7 +244,8 @@ def register(main: click.Group) -> None:
             click.echo(f"{r['number']:<16} {r['account'] or '(pool)':<20} {r['endpoint'] or ''}")
 
     # ---------------------------------------------------------------------------------- money
-    @main.command()
+    # ignore_unknown_options lets a negative AMOUNT (``-2.50``) through as an argument.
+    @main.command(context_settings={"ignore_unknown_options": True})
     @click.argument("ref")
     @click.argument("amount")
     @click.option("--reason", required=True, help="Why (shown in the ledger)")
