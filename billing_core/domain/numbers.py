@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 
@@ -31,6 +32,7 @@ def is_emergency(raw: str, emergency_numbers: frozenset[str] | set[str] = DEFAUL
     return _clean(raw or "") in emergency_numbers
 
 
+@lru_cache(maxsize=65_536)  # pure and hot (every authorize): the same numbers are dialled again and again
 def normalise(raw: str, home_region: str = DEFAULT_HOME_REGION) -> Number | None:
     """``011``+CC+number, ``1``+NPA+number, 10-digit NANP, ``+E.164`` → :class:`Number`.
 
