@@ -103,11 +103,12 @@ class RateTable:
     Prefixes are at most 15 digits (E.164), so a lookup is at most 15 dict probes.
     """
 
-    __slots__ = ("_rates", "_max_len", "version")
+    __slots__ = ("_rates", "_lengths", "version")
 
     def __init__(self, rates: dict[str, Rate] | None = None, version: int = 0):
         self._rates: dict[str, Rate] = dict(rates or {})
-        self._max_len = max((len(p) for p in self._rates), default=0)
+        # Only probe the prefix lengths the deck has, longest first.
+        self._lengths = tuple(sorted({len(p) for p in self._rates}, reverse=True))
         self.version = version
 
     def __len__(self) -> int:
@@ -115,9 +116,11 @@ class RateTable:
 
     def lookup(self, digits: str) -> Rate | None:
         """The rate of the longest prefix of ``digits`` (E.164 without ``+``), or None."""
-        rates = self._rates
-        for n in range(min(len(digits), self._max_len), 0, -1):
-            r = rates.get(digits[:n])
-            if r is not None:
-                return r
+        get = self._rates.get
+        size = len(digits)
+        for n in self._lengths:
+            if n <= size:
+                r = get(digits[:n])
+                if r is not None:
+                    return r
         return None
