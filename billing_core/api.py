@@ -342,6 +342,43 @@ class BillingCore:
             if remaining_ms < (chunk + lookahead) * 1000:
                 self._extend_locked(conn, acct, row, now)
 
+    async def debit_due(self, now_ms: int | None = None, *, lookahead_seconds: int = 10, batch: int = 200) -> dict[str, int]:
+        """Sidecar pass over every answered chunked call: only the sessions with a chunk due or a
+        hold to extend are touched, ``batch`` sessions per transaction. Returns counts.
+
+        Why a batch operation: a pass over 10,000 live calls must take < 2 s; most calls need no
+        work in a given pass (a 60 s chunk vs a 10 s interval), so one read picks the few that do.
+        """
+        now = self.clock.now_ms() if now_ms is None else now_ms
+
+        def pick(conn):
+            q = select(call_sessions.c.id, call_sessions.c.answered_at, call_sessions.c.granted_seconds,
+                       call_sessions.c.chunk_seconds, call_sessions.c.chunks_debited, call_sessions.c.hold_mode,
+                       call_sessions.c.cutoff_at).where(call_sessions.c.state == "answered",
+                                                        call_sessions.c.emergency.is_(False))
+            todo = []
+            for r in conn.execute(q):
+                chunk = max(r.chunk_seconds, 1)
+                elapsed = max(now - r.answered_at, 0) // 1000
+                due = min(elapsed, r.granted_seconds) // chunk
+                remaining_ms = r.answered_at + r.granted_seconds * 1000 - now
+                needs_extend = r.hold_mode == "chunked" and remaining_ms < (chunk + lookahead_seconds) * 1000
+                if due > r.chunks_debited or needs_extend:
+                    todo.append(r.id)
+            return todo
+
+        todo = await self.store.run(pick)
+
+        def work(conn, ids):
+            for sid in ids:
+                self._debit_tx(conn, sid, now, lookahead_seconds)
+            return len(ids)
+
+        done = 0
+        for i in range(0, len(todo), batch):
+            done += await self.store.run(work, todo[i:i + batch])
+        return {"examined_due": len(todo), "processed": done}
+
     async def settle(self, session_id: str, talk_ms: int, *, stale: bool = False, note: str | None = None) -> Settlement:
         """Charge cost(billable talk) minus what chunks took, release the hold — exactly once."""
         if talk_ms is None or int(talk_ms) < 0:

@@ -146,3 +146,20 @@ async def test_overrun_is_charged_and_reported(core, clock):
     st = await core.settle(a.session_id, 90_000)
     assert st.cost == 90_000 and st.overrun == 30_000
     assert (await core.account("acme")).balance == 10_000_000 - 90_000
+
+
+async def test_debit_due_touches_only_calls_with_work(core, clock):
+    await seed(core, balance="10.00", deck=[Rate("1", 60_000, 0, 1, 1)], max_calls=50)
+    ids = []
+    for n in range(5):
+        a = await core.authorize_call(number="15145550100", **OUT)
+        await core.answer(a.session_id, clock.now_ms() - n * 25_000)  # answered 0, 25, 50, 75, 100 s ago
+        ids.append(a.session_id)
+    first = await core.debit_due(lookahead_seconds=10)
+    assert first["processed"] >= 3
+    again = await core.debit_due(lookahead_seconds=10)  # a replayed pass charges nothing more
+    charged = [(await core.get_session(i)).charged for i in ids]
+    assert again["processed"] <= first["processed"]
+    assert charged == [(await core.get_session(i)).charged for i in ids]
+    assert charged[4] == 60_000  # 100 s in: one full 60 s chunk
+    assert await core.admin.verify() == []
