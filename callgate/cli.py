@@ -17,17 +17,38 @@ DEFAULT_DB = "sqlite:///./var/callgate.db"
     show_default=True,
     help="Database URL: sqlite:///path or postgresql://user@host/db (env CALLGATE_DB).",
 )
+@click.option(
+    "--config",
+    "config_path",
+    envvar="CALLGATE_CONFIG",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="TOML configuration file (env CALLGATE_CONFIG); environment variables override it.",
+)
 @click.pass_context
-def main(ctx: click.Context, db_url: str) -> None:
+def main(ctx: click.Context, db_url: str, config_path: str | None) -> None:
     """callgate — prepaid call gating and billing for Asterisk."""
     ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+    if config_path and ctx.invoked_subcommand != "config":
+        from callgate import config as cfgmod
+
+        try:
+            cfg = cfgmod.load(config_path)
+        except cfgmod.ConfigError as exc:
+            for line in exc.problems:
+                click.echo(f"error: {line}", err=True)
+            raise SystemExit(1)
+        if ctx.get_parameter_source("db_url") == click.core.ParameterSource.DEFAULT:
+            db_url = cfg.get("database", "url")
+        cfgmod.apply_to_environ(cfg)
     ctx.obj["db_url"] = db_url
 
 
 def _register_all() -> None:
-    from callgate.commands import agi, core, gate, invoices, sidecar, web
+    from callgate.commands import agi, config_cmd, core, gate, invoices, sidecar, web
 
-    for area in (core, gate, sidecar, agi, invoices, web):
+    for area in (core, config_cmd, gate, sidecar, agi, invoices, web):
         area.register(main)
 
 

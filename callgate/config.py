@@ -1,0 +1,375 @@
+"""One configuration: a TOML file (``--config FILE`` / CALLGATE_CONFIG) with sections, every key
+overridable by CALLGATE_<SECTION>_<KEY>, and the short names the components have always read
+(CALLGATE_DB, CALLGATE_ARI_URL, CALLGATE_SMTP_HOST, …) still working.
+
+Precedence: environment variable > file > built-in default.
+
+How components get their values: each component (gate, AGI server, sidecar, web) reads its own
+settings from its documented environment variables. After validation, :func:`apply_to_environ`
+writes every effective value that came from the file into the process environment under the
+component's variable name — never overwriting a variable the operator set — so a file and the
+environment can never disagree and no component needs to know about the file. Why: the short
+names are public interface (operators and outside checks script against them), and one source of
+truth per component beats two parallel settings paths.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from billing_core.domain.errors import InvalidInput
+
+_LISTEN_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
+
+
+class ConfigError(ValueError):
+    """Every problem found, one per line, each naming the file/variable and the key."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError("must be a string")
+    return v
+
+
+def _nonempty(v: Any) -> str:
+    v = _str(v).strip()
+    if not v:
+        raise ValueError("must not be empty")
+    return v
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Callable[[Any], int]:
+    def conv(v: Any) -> int:
+        if isinstance(v, bool):
+            raise ValueError("must be a whole number")
+        if isinstance(v, str):
+            if not re.fullmatch(r"[+-]?\d+", v.strip()):
+                raise ValueError(f"must be a whole number (got {v!r})")
+            v = int(v)
+        if not isinstance(v, int):
+            raise ValueError(f"must be a whole number (got {v!r})")
+        if lo is not None and v < lo:
+            raise ValueError(f"must be ≥ {lo} (got {v})")
+        if hi is not None and v > hi:
+            raise ValueError(f"must be ≤ {hi} (got {v})")
+        return v
+
+    return conv
+
+
+def _float(lo: float = 0) -> Callable[[Any], float]:
+    def conv(v: Any) -> float:
+        if isinstance(v, bool):
+            raise ValueError("must be a number")
+        if isinstance(v, str):
+            if not re.fullmatch(r"[+-]?\d+(\.\d+)?", v.strip()):
+                raise ValueError(f"must be a number (got {v!r})")
+            v = float(v)
+        if not isinstance(v, (int, float)):
+            raise ValueError(f"must be a number (got {v!r})")
+        if v < lo:
+            raise ValueError(f"must be ≥ {lo} (got {v})")
+        return float(v)
+
+    return conv
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(v, str) and v.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false (got {v!r})")
+
+
+def _listen(v: Any) -> str:
+    v = _nonempty(v)
+    m = _LISTEN_RE.match(v)
+    if not m or not (0 <= int(m.group(2)) <= 65535):
+        raise ValueError(f"must be host:port such as 127.0.0.1:4573 (got {v!r})")
+    return v
+
+
+def _url(*schemes: str) -> Callable[[Any], str]:
+    def conv(v: Any) -> str:
+        v = _nonempty(v)
+        if not any(v.startswith(s + "://") or v.startswith(s + ":") for s in schemes):
+            raise ValueError(f"must be a {' or '.join(schemes)} URL (got {v!r})")
+        return v
+
+    return conv
+
+
+def _db_url(v: Any) -> str:
+    from billing_core.store.engine import DatabaseUrlError, parse_db_url
+
+    v = _nonempty(v)
+    try:
+        parse_db_url(v)
+    except DatabaseUrlError as exc:
+        raise ValueError(str(exc)) from None
+    return v
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def conv(v: Any) -> str:
+        v = _nonempty(v).lower()
+        if v not in options:
+            raise ValueError(f"must be one of {', '.join(options)} (got {v!r})")
+        return v
+
+    return conv
+
+
+def _number_list(v: Any) -> str:
+    items = v if isinstance(v, list) else _str(v).split(",")
+    out = []
+    for item in items:
+        item = str(item).strip()
+        if not item.isdigit():
+            raise ValueError(f"must be a list of digit strings such as [\"911\", \"933\"] (got {item!r})")
+        out.append(item)
+    if not out:
+        raise ValueError("must name at least one number")
+    return ",".join(out)
+
+
+def _region(v: Any) -> str:
+    v = _nonempty(v).upper()
+    if not re.fullmatch(r"[A-Z]{2}", v):
+        raise ValueError(f"must be a two-letter region code such as CA (got {v!r})")
+    return v
+
+
+def _media(v: Any) -> str:
+    v = _nonempty(v)
+    if not re.fullmatch(r"(sound|recording|tone|digits|number):\S+", v):
+        raise ValueError(f"must be an ARI media URI such as sound:cannot-complete-as-dialed (got {v!r})")
+    return v
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key."""
+
+    conv: Callable[[Any], Any]
+    default: Any
+    env: tuple[str, ...] = ()
+    """Extra (short) environment names, besides CALLGATE_<SECTION>_<KEY>; the first is what the
+    component reads."""
+    secret: bool = False
+    doc: str = ""
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "database": {
+        "url": Key(_db_url, "sqlite:///./var/callgate.db", ("CALLGATE_DB",), doc="sqlite:///path or postgresql://user@host/db"),
+    },
+    "ari": {
+        "enabled": Key(_bool, True, doc="run the ARI gate in `callgate run`"),
+        "url": Key(_url("http", "https"), "http://127.0.0.1:8088", doc="Asterisk's HTTP server"),
+        "user": Key(_nonempty, "callgate", doc="ari.conf user"),
+        "password": Key(_str, "", secret=True, doc="ari.conf password"),
+        "app": Key(_nonempty, "callgate", doc="Stasis application name"),
+        "warning_seconds": Key(_int(0, 3600), 60, ("CALLGATE_WARNING_SECONDS",), doc="warning tone before the cut-off"),
+        "trunk_template": Key(_nonempty, "PJSIP/{number}@trunk", ("CALLGATE_TRUNK_TEMPLATE",), doc="outbound dial string"),
+        "dial_timeout": Key(_int(1, 600), 30, ("CALLGATE_DIAL_TIMEOUT",), doc="seconds to ring the callee"),
+        "pbx_id": Key(_str, "", ("CALLGATE_PBX_ID",), doc="overrides Asterisk's id in session keys (empty: from events)"),
+    },
+    "agi": {
+        "enabled": Key(_bool, True, doc="run the FastAGI server in `callgate run`"),
+        "listen": Key(_listen, "127.0.0.1:4573", doc="FastAGI host:port"),
+        "read_timeout": Key(_float(0.1), 10.0, doc="seconds to wait for one line from Asterisk"),
+        "session_timeout": Key(_float(1), 30.0, doc="seconds a whole AGI session may take"),
+    },
+    "web": {
+        "enabled": Key(_bool, True, doc="run the client area in `callgate run`"),
+        "listen": Key(_listen, "127.0.0.1:8080", doc="client area host:port"),
+        "public_url": Key(_str, "", doc="URL customers reach (PayPal return links); empty: http://<listen>"),
+        "secure_cookies": Key(_bool, False, doc="mark the session cookie Secure (behind HTTPS)"),
+    },
+    "sidecar": {
+        "enabled": Key(_bool, True, doc="run the sidecar in `callgate run`"),
+        "debit_interval": Key(_float(0.1), 10.0, ("CALLGATE_DEBIT_INTERVAL",), doc="seconds between passes"),
+        "stale_seconds": Key(_int(1), 120, ("CALLGATE_STALE_SECONDS",), doc="a live call unseen this long is settled"),
+        "chunk_seconds": Key(_int(1, 3600), 60, ("CALLGATE_CHUNK_SECONDS",), doc="talk bought per hold chunk"),
+        "presuspend_days": Key(_float(0), 7.0, ("CALLGATE_PRESUSPEND_DAYS",), doc="depleted this long → pre-suspension"),
+        "did_release_days": Key(_float(0), 7.0, ("CALLGATE_DID_RELEASE_DAYS",), doc="pre-suspended this long → DIDs released"),
+    },
+    "smtp": {
+        "host": Key(_str, "127.0.0.1", doc="SMTP server"),
+        "port": Key(_int(1, 65535), 25, doc="SMTP port"),
+        "user": Key(_str, "", doc="SMTP user (empty: no auth)"),
+        "password": Key(_str, "", secret=True, doc="SMTP password"),
+        "tls": Key(_choice("none", "starttls", "tls"), "none", doc="none | starttls | tls"),
+        "mail_from": Key(_nonempty, "callgate@localhost", ("CALLGATE_MAIL_FROM",), doc="From: of alert emails"),
+    },
+    "paypal": {
+        "client_id": Key(_str, "", doc="PayPal REST app client id"),
+        "secret": Key(_str, "", ("CALLGATE_PAYPAL_SECRET",), secret=True, doc="PayPal REST app secret"),
+        "webhook_id": Key(_str, "", doc="the webhook id PayPal signs with"),
+        "base_url": Key(_url("http", "https"), "https://api-m.sandbox.paypal.com", doc="sandbox, live or the stand-in"),
+    },
+    "numbers": {
+        "home_region": Key(_region, "CA", ("CALLGATE_HOME_REGION",), doc="region of national numbers"),
+        "max_call_seconds": Key(_int(1, 86400), 14400, ("CALLGATE_MAX_CALL_SECONDS",), doc="longest call ever granted"),
+    },
+    "emergency": {
+        "numbers": Key(_number_list, "911,933", ("CALLGATE_EMERGENCY_NUMBERS",), doc="never gated, never charged"),
+    },
+    "announcements": {
+        reason: Key(_media, default, (f"CALLGATE_ANNOUNCE_{reason.upper()}",), doc=f"played when refused: {reason}")
+        for reason, default in (
+            ("insufficient_funds", "sound:cannot-complete-as-dialed"),
+            ("depleted", "sound:cannot-complete-as-dialed"),
+            ("suspended", "sound:cannot-complete-as-dialed"),
+            ("unknown_endpoint", "sound:cannot-complete-as-dialed"),
+            ("unknown_did", "sound:ss-noservice"),
+            ("no_rate", "sound:ss-noservice"),
+            ("invalid_number", "sound:ss-noservice"),
+            ("too_many_calls", "sound:all-circuits-busy-now"),
+            ("billing_unavailable", "sound:all-circuits-busy-now"),
+        )
+    },
+}
+
+
+def env_names(section: str, key: str) -> tuple[str, ...]:
+    """Every environment variable for a key, most specific first."""
+    long = f"CALLGATE_{section.upper()}_{key.upper()}"
+    spec = SCHEMA[section][key]
+    return tuple(dict.fromkeys((*spec.env, long)))
+
+
+@dataclass(frozen=True)
+class Value:
+    value: Any
+    source: str
+    """``default``, ``<file>: [section] key`` or ``env <NAME>``."""
+
+
+@dataclass(frozen=True)
+class Config:
+    values: dict[str, dict[str, Value]] = field(default_factory=dict)
+    file: str | None = None
+
+    def get(self, section: str, key: str) -> Any:
+        return self.values[section][key].value
+
+    def section(self, name: str) -> dict[str, Any]:
+        return {k: v.value for k, v in self.values[name].items()}
+
+    def effective(self, *, mask: bool = True) -> dict[str, dict[str, dict[str, Any]]]:
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for s, keys in self.values.items():
+            out[s] = {}
+            for k, v in keys.items():
+                shown = v.value
+                if mask and SCHEMA[s][k].secret and shown:
+                    shown = "********"
+                out[s][k] = {"value": shown, "source": v.source}
+        return out
+
+
+def load(path: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Load and validate; raises :class:`ConfigError` listing every problem."""
+    env = os.environ if environ is None else environ
+    path = path or env.get("CALLGATE_CONFIG") or None
+    data: dict[str, Any] = {}
+    problems: list[str] = []
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError([f"{path}: file not found"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+        for section, body in data.items():
+            if section not in SCHEMA:
+                problems.append(f"{path}: unknown section [{section}] (known: {', '.join(SCHEMA)})")
+            elif not isinstance(body, dict):
+                problems.append(f"{path}: [{section}] must be a table")
+            else:
+                for key in body:
+                    if key not in SCHEMA[section]:
+                        problems.append(f"{path}: [{section}] unknown key {key!r} (known: {', '.join(SCHEMA[section])})")
+    values: dict[str, dict[str, Value]] = {}
+    for section, keys in SCHEMA.items():
+        values[section] = {}
+        for key, spec in keys.items():
+            raw, source = spec.default, "default"
+            body = data.get(section) if isinstance(data.get(section), dict) else {}
+            if key in body:
+                raw, source = body[key], f"{path}: [{section}] {key}"
+            for name in env_names(section, key):
+                if name in env and env[name] != "":
+                    raw, source = env[name], f"env {name}"
+                    break
+            try:
+                values[section][key] = Value(spec.conv(raw), source)
+            except ValueError as exc:
+                if source.startswith("env "):
+                    where = f"{source} ([{section}] {key})"
+                elif source == "default":
+                    where = f"default [{section}] {key}"
+                else:
+                    where = source
+                problems.append(f"{where}: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    return Config(values, path)
+
+
+def apply_to_environ(cfg: Config, environ: dict[str, str] | None = None) -> None:
+    """Export file values under every component's variable name (never overriding the operator's)."""
+    env = os.environ if environ is None else environ
+    for section, keys in cfg.values.items():
+        for key, v in keys.items():
+            # Also for values that came from a long CALLGATE_<SECTION>_<KEY> name: the component
+            # reads the short one.
+            value = v.value
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            for name in env_names(section, key):
+                env.setdefault(name, text)
+
+
+def example_toml() -> str:
+    """The commented example (callgate.example.toml is generated from this; a test keeps them equal)."""
+    lines = [
+        "# callgate configuration — every key is optional; the values shown are the defaults.",
+        "# Every key can be overridden by an environment variable CALLGATE_<SECTION>_<KEY>",
+        "# (e.g. CALLGATE_ARI_URL); the short names shown after each key work too.",
+        "# Check a file with: callgate --config callgate.toml config check",
+        "",
+    ]
+    for section, keys in SCHEMA.items():
+        lines.append(f"[{section}]")
+        for key, spec in keys.items():
+            names = ", ".join(env_names(section, key))
+            lines.append(f"# {spec.doc} ({names})")
+            lines.append(f"{key} = {_toml_value(spec.default)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+__all__ = ["Config", "ConfigError", "SCHEMA", "load", "apply_to_environ", "example_toml", "InvalidInput"]
