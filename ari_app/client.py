@@ -1,0 +1,469 @@
+"""A thin asyncio ARI client on aiohttp: REST with typed errors, and the events WebSocket.
+
+REST: ``await client.request("POST", "/channels/{id}/ring")`` (path without the ``/ari`` prefix)
+returns the parsed JSON body (or None for 204) and raises :mod:`ari_app.errors` exceptions. Thin
+helpers (``ring``, ``answer``, ``create_channel``, ``dial``, ...) only build the query string.
+
+Events: ``client.on_event(handler)`` registers ``async handler(event: dict)``. ``await client.run()``
+connects ``/ari/events?app=..&api_key=user:pass`` and reconnects with jittered exponential backoff
+until ``await client.stop()``. Dispatch guarantees:
+
+* Events with the same *key* are handled one after the other, in arrival order. The key is the
+  channel the event is about (``event["channel"]["id"]``; for ``Dial`` the ``caller`` channel, else
+  the ``peer``; for playbacks/recordings the channel of ``target_uri``); bridge-only events are keyed
+  ``bridge:<id>``; everything else (ApplicationReplaced, DeviceStateChanged, ...) uses one global key.
+* Different keys run concurrently, each in its own worker task; the socket reader only appends to
+  in-memory queues, so a slow handler never blocks reading the socket.
+* ``client.on_connected(async handler())`` runs after every (re)connect, BEFORE any event received on
+  that new connection is dispatched (events read meanwhile are buffered). Asterisk does not replay
+  events lost while the socket was down, so this is where an app resyncs (GET /channels, /bridges,
+  /applications/{app}).
+* ``ApplicationReplaced`` (another client took the app name): logged at ERROR, dispatched to the
+  handlers like any event, ``client.replaced`` becomes True, reconnecting stops, and ``run()``
+  RETURNS normally (it does not raise). Callers check ``client.replaced`` after ``run()``.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import json as _json
+import logging
+import random
+from typing import Any, Awaitable, Callable, Iterable, Mapping
+from urllib.parse import quote
+
+import aiohttp
+
+from ari_app.errors import AriError, AriNotFound, AriUnavailable, error_for_status
+
+log = logging.getLogger("ari_app.client")
+
+EventHandler = Callable[[dict], Awaitable[None]]
+ConnectedHandler = Callable[[], Awaitable[None]]
+
+GLOBAL_KEY = "*"
+
+
+def event_key(event: Mapping[str, Any]) -> str:
+    """The ordering key of an event: the channel it is about, else its bridge, else global."""
+    channel = event.get("channel")
+    if isinstance(channel, dict) and channel.get("id"):
+        return str(channel["id"])
+    if event.get("type") == "Dial":
+        for field in ("caller", "peer"):
+            ch = event.get(field)
+            if isinstance(ch, dict) and ch.get("id"):
+                return str(ch["id"])
+    for field in ("playback", "recording"):
+        obj = event.get(field)
+        if isinstance(obj, dict):
+            target = str(obj.get("target_uri", ""))
+            scheme, _, ident = target.partition(":")
+            if scheme == "channel" and ident:
+                return ident
+            if scheme == "bridge" and ident:
+                return f"bridge:{ident}"
+    bridge = event.get("bridge")
+    if isinstance(bridge, dict) and bridge.get("id"):
+        return f"bridge:{bridge['id']}"
+    return GLOBAL_KEY
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_query_value(v) for v in value)
+    return str(value)
+
+
+def _seg(value: str) -> str:
+    """One path segment, percent-encoded (channel ids are safe, bridge names may not be)."""
+    return quote(str(value), safe="")
+
+
+class AriClient:
+    """ARI REST + events client. See the module docstring for the dispatch guarantees."""
+
+    def __init__(
+        self,
+        base_url: str,
+        user: str,
+        password: str,
+        app: str,
+        *,
+        subscribe_all: bool = False,
+        http_session: aiohttp.ClientSession | None = None,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        request_timeout: float = 10.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.user = user
+        self.password = password
+        self.app = app
+        self.subscribe_all = subscribe_all
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.request_timeout = request_timeout
+        self._session = http_session
+        self._own_session = http_session is None
+        self._auth = aiohttp.BasicAuth(user, password)
+        self._event_handlers: list[EventHandler] = []
+        self._connected_handlers: list[ConnectedHandler] = []
+        # key -> pending events; a key is present exactly while its worker task runs
+        self._queues: dict[str, collections.deque] = {}
+        self._workers: dict[str, asyncio.Task] = {}
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._stopping = False
+        self._ready: asyncio.Event | None = None
+        self._stop_event: asyncio.Event | None = None
+        #: True while the socket is open and the on_connected handlers have run.
+        self.connected = False
+        #: Successful connections after the first one.
+        self.reconnects = 0
+        #: Set when Asterisk sent ApplicationReplaced; the client then stops.
+        self.replaced = False
+        self._connections = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+            self._own_session = True
+        return self._session
+
+    async def close(self) -> None:
+        """Stop the event loop (if running) and close the HTTP session if this client owns it."""
+        await self.stop()
+        if self._own_session and self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    async def __aenter__(self) -> "AriClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    def on_event(self, handler: EventHandler) -> EventHandler:
+        """Register ``async handler(event)``; usable as a decorator."""
+        self._event_handlers.append(handler)
+        return handler
+
+    def on_connected(self, handler: ConnectedHandler) -> ConnectedHandler:
+        """Register ``async handler()`` run after every (re)connect, before that connection's events."""
+        self._connected_handlers.append(handler)
+        return handler
+
+    async def wait_connected(self, timeout: float | None = None) -> bool:
+        """Wait until connected (socket open, on_connected handlers done). False on timeout."""
+        ready = self._ready_event()
+        try:
+            await asyncio.wait_for(ready.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def _ready_event(self) -> asyncio.Event:
+        if self._ready is None:
+            self._ready = asyncio.Event()
+        return self._ready
+
+    def _stop_evt(self) -> asyncio.Event:
+        if self._stop_event is None:
+            self._stop_event = asyncio.Event()
+        return self._stop_event
+
+    async def stop(self, drain_timeout: float = 1.0) -> None:
+        """Stop reconnecting, close the socket, let running handlers finish for ``drain_timeout`` s."""
+        self._stopping = True
+        self._stop_evt().set()
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            await ws.close()
+        await self.drain(drain_timeout)
+        for task in list(self._workers.values()):
+            task.cancel()
+        for task in list(self._workers.values()):
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every queued event has been handled. False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while self._workers:
+            tasks = list(self._workers.values())
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
+            done, _ = await asyncio.wait(tasks, timeout=remaining)
+            if deadline is not None and loop.time() >= deadline and self._workers:
+                return False
+        return True
+
+    # ------------------------------------------------------------------ events
+    def events_url(self) -> str:
+        ws_base = self.base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+        url = f"{ws_base}/ari/events?app={quote(self.app)}&api_key={quote(self.user)}:{quote(self.password)}"
+        if self.subscribe_all:
+            url += "&subscribeAll=true"
+        return url
+
+    async def run(self) -> None:
+        """Connect and reconnect until ``stop()`` or ApplicationReplaced (then returns normally)."""
+        self._stopping = False
+        self._stop_evt().clear()
+        attempt = 0
+        while not self._stopping and not self.replaced:
+            session = await self._http()
+            try:
+                ws = await session.ws_connect(self.events_url(), heartbeat=None, autoping=True)
+            except aiohttp.WSServerHandshakeError as exc:
+                level = logging.ERROR if exc.status in (401, 403) else logging.WARNING
+                log.log(level, "ARI events handshake refused: HTTP %s %s", exc.status, exc.message)
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                log.warning("ARI events connect to %s failed: %s", self.base_url, exc or type(exc).__name__)
+            else:
+                attempt = 0
+                await self._serve_connection(ws)
+            if self._stopping or self.replaced:
+                break
+            delay = min(self.backoff_max, self.backoff_initial * (2 ** attempt))
+            delay *= random.uniform(0.5, 1.0)  # jitter: many gates must not reconnect in lockstep
+            attempt += 1
+            log.info("ARI events reconnecting in %.2f s", delay)
+            try:
+                await asyncio.wait_for(self._stop_evt().wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+        if self.replaced:
+            log.error("ARI application %r was replaced by another client; not reconnecting", self.app)
+
+    async def _serve_connection(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._ws = ws
+        self._connections += 1
+        if self._connections > 1:
+            self.reconnects += 1
+        log.info("ARI events connected (app=%s, connection #%d)", self.app, self._connections)
+        buffered: list[dict] = []
+        gate_open = False
+
+        def deliver(event: dict) -> None:
+            if gate_open:
+                self._route(event)
+            else:
+                buffered.append(event)
+
+        reader = asyncio.create_task(self._read(ws, deliver))
+        try:
+            for handler in list(self._connected_handlers):
+                try:
+                    await handler()
+                except Exception:
+                    log.exception("on_connected handler failed")
+            gate_open = True
+            for event in buffered:
+                self._route(event)
+            buffered.clear()
+            if not ws.closed:
+                self.connected = True
+                self._ready_event().set()
+            await reader
+        finally:
+            if not reader.done():
+                reader.cancel()
+            self.connected = False
+            self._ready_event().clear()
+            self._ws = None
+            if not ws.closed:
+                await ws.close()
+            if not self._stopping:
+                log.warning("ARI events connection lost")
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse, deliver: Callable[[dict], None]) -> None:
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                try:
+                    event = _json.loads(msg.data)
+                except ValueError:
+                    log.error("ARI event is not JSON: %.200s", msg.data)
+                    continue
+                if not isinstance(event, dict):
+                    continue
+                if event.get("type") == "ApplicationReplaced":
+                    log.error("!!! ARI application %r REPLACED by another connection: this client stops "
+                              "serving. Is a second gate running against the same Asterisk? !!!", self.app)
+                    self.replaced = True
+                    deliver(event)
+                    await ws.close()
+                    return
+                deliver(event)
+            elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                return
+
+    def _route(self, event: dict) -> None:
+        key = event_key(event)
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = collections.deque()
+            self._queues[key] = queue
+            queue.append(event)
+            self._workers[key] = asyncio.create_task(self._work(key, queue), name=f"ari-events-{key}")
+        else:
+            queue.append(event)
+
+    async def _work(self, key: str, queue: collections.deque) -> None:
+        try:
+            while queue:
+                event = queue[0]
+                for handler in list(self._event_handlers):
+                    try:
+                        await handler(event)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        log.exception("ARI event handler failed on %s (key %s)", event.get("type"), key)
+                queue.popleft()
+        finally:
+            # no await between the last emptiness check and removal: _route sees a consistent state
+            self._queues.pop(key, None)
+            self._workers.pop(key, None)
+
+    # ------------------------------------------------------------------ REST
+    async def request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """One ARI REST call. ``path`` without ``/ari``. Returns parsed JSON or None; raises AriError."""
+        query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+        url = f"{self.base_url}/ari{path}"
+        session = await self._http()
+        try:
+            async with session.request(
+                method, url, params=query, json=json, auth=self._auth,
+                timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+                reason = resp.reason or ""
+        except asyncio.TimeoutError as exc:
+            raise AriUnavailable(f"timeout after {self.request_timeout}s", method, path) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise AriUnavailable(str(exc) or type(exc).__name__, method, path) from exc
+        body: Any = None
+        if raw:
+            try:
+                body = _json.loads(raw)
+            except ValueError:
+                body = raw.decode("utf-8", "replace")
+        if 200 <= status < 300:
+            return body
+        message = reason
+        if isinstance(body, dict):
+            message = str(body.get("message") or body.get("error") or reason)
+        elif isinstance(body, str) and body:
+            message = body
+        raise error_for_status(status, message, method, path)
+
+    # channels
+    async def list_channels(self) -> list[dict]:
+        return await self.request("GET", "/channels")
+
+    async def get_channel(self, channel_id: str) -> dict:
+        return await self.request("GET", f"/channels/{_seg(channel_id)}")
+
+    async def ring(self, channel_id: str) -> None:
+        await self.request("POST", f"/channels/{_seg(channel_id)}/ring")
+
+    async def progress(self, channel_id: str) -> None:
+        """183 Session Progress with SDP (early media); ARI 22.6.0+."""
+        await self.request("POST", f"/channels/{_seg(channel_id)}/progress")
+
+    async def answer(self, channel_id: str) -> None:
+        await self.request("POST", f"/channels/{_seg(channel_id)}/answer")
+
+    async def play(self, channel_id: str, media: str | Iterable[str], playback_id: str | None = None,
+                   lang: str | None = None) -> dict:
+        params = {"media": media if isinstance(media, str) else list(media),
+                  "playbackId": playback_id, "lang": lang}
+        return await self.request("POST", f"/channels/{_seg(channel_id)}/play", params)
+
+    async def hangup(self, channel_id: str, reason: str | None = None, reason_code: int | None = None) -> None:
+        await self.request("DELETE", f"/channels/{_seg(channel_id)}",
+                           {"reason": reason, "reason_code": reason_code})
+
+    async def create_channel(self, endpoint: str, app_args: str | Iterable[str] | None = None,
+                             originator: str | None = None, channel_id: str | None = None,
+                             variables: Mapping[str, str] | None = None) -> dict:
+        params = {"endpoint": endpoint, "app": self.app,
+                  "appArgs": app_args if (app_args is None or isinstance(app_args, str)) else list(app_args),
+                  "originator": originator, "channelId": channel_id}
+        body = {"variables": dict(variables)} if variables else None
+        return await self.request("POST", "/channels/create", params, json=body)
+
+    async def dial(self, channel_id: str, caller: str | None = None, timeout: int | None = None) -> None:
+        await self.request("POST", f"/channels/{_seg(channel_id)}/dial",
+                           {"caller": caller, "timeout": timeout})
+
+    async def continue_in_dialplan(self, channel_id: str, context: str | None = None,
+                                   extension: str | None = None, priority: int | None = None,
+                                   label: str | None = None) -> None:
+        await self.request("POST", f"/channels/{_seg(channel_id)}/continue",
+                           {"context": context, "extension": extension, "priority": priority,
+                            "label": label})
+
+    async def set_variable(self, channel_id: str, name: str, value: str) -> None:
+        await self.request("POST", f"/channels/{_seg(channel_id)}/variable",
+                           {"variable": name, "value": value})
+
+    async def get_variable(self, channel_id: str, name: str) -> str | None:
+        """The variable's value, or None when Asterisk says "Provided variable was not found"."""
+        try:
+            body = await self.request("GET", f"/channels/{_seg(channel_id)}/variable", {"variable": name})
+        except AriNotFound as exc:
+            if "variable" in exc.message.lower():
+                return None
+            raise
+        return None if body is None else body.get("value")
+
+    # applications
+    async def get_application(self) -> dict:
+        return await self.request("GET", f"/applications/{_seg(self.app)}")
+
+    async def subscribe(self, event_source: str | Iterable[str]) -> dict:
+        """e.g. ``subscribe(f"channel:{id}")``: events of that channel keep coming after StasisEnd."""
+        src = event_source if isinstance(event_source, str) else list(event_source)
+        return await self.request("POST", f"/applications/{_seg(self.app)}/subscription", {"eventSource": src})
+
+    async def unsubscribe(self, event_source: str | Iterable[str]) -> dict:
+        src = event_source if isinstance(event_source, str) else list(event_source)
+        return await self.request("DELETE", f"/applications/{_seg(self.app)}/subscription", {"eventSource": src})
+
+    # bridges
+    async def list_bridges(self) -> list[dict]:
+        return await self.request("GET", "/bridges")
+
+    async def create_bridge(self, bridge_type: str = "mixing", name: str | None = None,
+                            bridge_id: str | None = None) -> dict:
+        return await self.request("POST", "/bridges", {"type": bridge_type, "name": name, "bridgeId": bridge_id})
+
+    async def add_channels(self, bridge_id: str, channel_ids: str | Iterable[str]) -> None:
+        chans = channel_ids if isinstance(channel_ids, str) else list(channel_ids)
+        await self.request("POST", f"/bridges/{_seg(bridge_id)}/addChannel", {"channel": chans})
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        await self.request("DELETE", f"/bridges/{_seg(bridge_id)}")
+
+    # misc
+    async def get_playback(self, playback_id: str) -> dict:
+        return await self.request("GET", f"/playbacks/{_seg(playback_id)}")
+
+    async def get_asterisk_info(self) -> dict:
+        return await self.request("GET", "/asterisk/info")
+
+
+__all__ = ["AriClient", "AriError", "event_key", "GLOBAL_KEY"]
