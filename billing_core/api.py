@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -25,6 +26,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from . import metrics
 from .clock import SystemClock
 from .domain import lifecycle
 from .domain.errors import DenyReason, InvalidInput, NotFound
@@ -108,17 +110,25 @@ class BillingCore:
         dialled = did if direction == "inbound" and did is not None else number
         now = self.clock.now_ms()
         emergency = direction == "outbound" and is_emergency(number or "", self.settings.emergency_numbers)
+        started = time.perf_counter()
         try:
-            return await self.store.run(
+            result = await self.store.run(
                 self._authorize_tx, direction, dialled or "", endpoint, caller_id, pbx_id, channel_id, full_hold, emergency, now
             )
         except Exception as exc:  # fail closed — any storage error is a refusal with a clear cause
             if emergency:
                 log.error("emergency call %s allowed without a record: %s", number, exc)
-                return Authorization(True, None, None, direction, number, emergency=True,
-                                     granted_seconds=self.settings.max_call_seconds)
-            log.error("billing unavailable for %s call to %s: %s", direction, dialled, exc)
-            return Authorization(False, DenyReason.BILLING_UNAVAILABLE, None, direction, dialled or "")
+                result = Authorization(True, None, None, direction, number, emergency=True,
+                                       granted_seconds=self.settings.max_call_seconds)
+            else:
+                log.error("billing unavailable for %s call to %s: %s", direction, dialled, exc)
+                result = Authorization(False, DenyReason.BILLING_UNAVAILABLE, None, direction, dialled or "")
+        metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
+        if result.allowed:
+            metrics.CALLS_AUTHORIZED.labels(direction, "yes" if result.emergency else "no").inc()
+        else:
+            metrics.CALLS_REFUSED.labels(direction, result.reason.value).inc()
+        return result
 
     def _authorize_tx(self, conn, direction, number, endpoint, caller_id, pbx_id, channel_id, full_hold, emergency, now):
         if channel_id is not None:
@@ -383,7 +393,10 @@ class BillingCore:
         """Charge cost(billable talk) minus what chunks took, release the hold — exactly once."""
         if talk_ms is None or int(talk_ms) < 0:
             raise InvalidInput(f"talk_ms: must be a whole number ≥ 0 (got {talk_ms!r})")
-        return await self.store.run(self._settle_tx, session_id, int(talk_ms), self.clock.now_ms(), stale, note)
+        result = await self.store.run(self._settle_tx, session_id, int(talk_ms), self.clock.now_ms(), stale, note)
+        if not result.replayed:  # counted after the commit, once per session
+            metrics.CALLS_SETTLED.labels("yes" if stale else "no").inc()
+        return result
 
     def _settle_tx(self, conn, session_id, talk_ms, now, stale, note):
         row = self._session_row(conn, session_id)
