@@ -1,0 +1,26 @@
+import io
+import json
+import logging
+
+from callgate.logs import setup_logging
+
+
+def _emit(fmt):
+    buf = io.StringIO()
+    setup_logging(fmt, "INFO", stream=buf)
+    logging.getLogger("callgate.gate").info("call allowed", extra={"session": "abc123", "account": "acme", "granted_seconds": 60})
+    logging.getLogger("callgate.gate").info("with space", extra={"reason": "two words"})
+    return buf.getvalue().splitlines()
+
+
+def test_key_value_lines_carry_the_session():
+    first, second = _emit("kv")
+    assert "level=info" in first and 'msg="call allowed"' in first
+    assert "session=abc123" in first and "account=acme" in first and "granted_seconds=60" in first
+    assert 'reason="two words"' in second
+
+
+def test_json_lines():
+    first, _ = _emit("json")
+    data = json.loads(first)
+    assert data["session"] == "abc123" and data["granted_seconds"] == 60 and data["msg"] == "call allowed"
