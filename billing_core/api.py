@@ -28,6 +28,9 @@ from sqlalchemy.exc import IntegrityError
 
 from . import metrics
 from .clock import SystemClock
+from asyncpg.exceptions import UniqueViolationError
+
+from .domain import authorize as auth_steps
 from .domain import lifecycle
 from .domain.errors import DenyReason, InvalidInput, NotFound
 from .domain.money import format_customer
@@ -112,9 +115,8 @@ class BillingCore:
         emergency = direction == "outbound" and is_emergency(number or "", self.settings.emergency_numbers)
         started = time.perf_counter()
         try:
-            result = await self.store.run(
-                self._authorize_tx, direction, dialled or "", endpoint, caller_id, pbx_id, channel_id, full_hold, emergency, now
-            )
+            result = await self._authorize_once(direction, dialled or "", endpoint, caller_id, pbx_id, channel_id,
+                                                full_hold, emergency, now)
         except Exception as exc:  # fail closed — any storage error is a refusal with a clear cause
             if emergency:
                 log.error("emergency call %s allowed without a record: %s", number, exc)
@@ -130,94 +132,53 @@ class BillingCore:
             metrics.CALLS_REFUSED.labels(direction, result.reason.value).inc()
         return result
 
-    def _authorize_tx(self, conn, direction, number, endpoint, caller_id, pbx_id, channel_id, full_hold, emergency, now):
-        if channel_id is not None:
-            existing = conn.execute(_Q_SESSION_BY_CHANNEL, {"pbx_id": pbx_id, "channel_id": channel_id}).mappings().first()
-            if existing is not None:  # a replayed StasisStart / AGI retry: same decision, no new hold
-                return self._authorization_from_row(conn, existing)
+    async def _authorize_once(self, direction, number, endpoint, caller_id, pbx_id, channel_id, full_hold, emergency, now):
+        for attempt in (1, 2):
+            req = auth_steps.AuthorizeRequest(direction, number, endpoint, caller_id, pbx_id, channel_id, full_hold,
+                                              emergency, now, uuid.uuid4().hex)
+            try:
+                fast = getattr(self.store, "fast_path", None)
+                if fast is not None:
+                    return await fast(self._rate_tables).authorize(req, self._limits())
+                return await self.store.run(self._authorize_tx, req)
+            except (IntegrityError, UniqueViolationError):
+                # The same channel authorized twice at once: the second attempt finds the first's session.
+                if attempt == 2 or channel_id is None:
+                    raise
 
-        deny = lambda reason, **kw: Authorization(False, reason, None, direction, number, **kw)  # noqa: E731
+    def _authorize_tx(self, conn, req: auth_steps.AuthorizeRequest) -> Authorization:
+        """Drive the shared decision (billing_core.domain.authorize) on a SQLAlchemy connection."""
+        gen = auth_steps.authorize_steps(req, self._limits())
+        try:
+            effect = gen.send(None)
+            while True:
+                effect = gen.send(self._perform(conn, effect))
+        except StopIteration as stop:
+            return stop.value
 
-        if emergency:
-            acct = self._account_for_endpoint(conn, endpoint, lock=False) if endpoint else None
-            sid = self._insert_session(
-                conn, now=now, pbx_id=pbx_id, channel_id=channel_id, account_id=acct["id"] if acct else None,
-                direction=direction, number=number, number_e164=None, caller_id=caller_id, endpoint=endpoint,
-                rate=Rate("", 0, 0, 1, 1), granted=self.settings.max_call_seconds, hold=0, full_hold=True, emergency=True,
-            )
-            return Authorization(True, None, sid, direction, number, account_ref=acct["ref"] if acct else None,
-                                 granted_seconds=self.settings.max_call_seconds,
-                                 max_talk_seconds=self.settings.max_call_seconds, emergency=True)
+    def _perform(self, conn, e) -> Any:
+        if isinstance(e, auth_steps.SessionByChannel):
+            return conn.execute(_Q_SESSION_BY_CHANNEL, {"pbx_id": e.pbx_id, "channel_id": e.channel_id}).mappings().first()
+        if isinstance(e, auth_steps.AccountRef):
+            return conn.execute(select(accounts.c.ref).where(accounts.c.id == e.account_id)).scalar()
+        if isinstance(e, auth_steps.AccountByEndpoint):
+            return self._account_for_endpoint(conn, e.endpoint, lock=e.lock)
+        if isinstance(e, auth_steps.AccountByDid):
+            return self._account_for_did(conn, e.e164)
+        if isinstance(e, auth_steps.FirstEndpoint):
+            return self._first_endpoint(conn, e.account_id)
+        if isinstance(e, auth_steps.RatesOf):
+            return self._rate_table(conn, e.plan_id, e.version)
+        if isinstance(e, auth_steps.TakeCall):
+            return conn.execute(_U_ACCOUNT_TAKE_CALL, {"aid": e.account_id, "hold": e.hold, "now": e.now})
+        if isinstance(e, auth_steps.InsertSession):
+            return conn.execute(_I_SESSION, dict(e.values))
+        raise TypeError(f"unknown effect {e!r}")
 
-        if direction == "outbound":
-            acct = self._account_for_endpoint(conn, endpoint, lock=True)
-            if acct is None:
-                return deny(DenyReason.UNKNOWN_ENDPOINT)
-            refused = _status_refusal(acct)
-            if refused is not None:  # the account's state says more to the caller than the number
-                return deny(refused, account_ref=acct["ref"])
-            parsed = normalise(number, self.settings.home_region)
-            if parsed is None:
-                return deny(DenyReason.INVALID_NUMBER, account_ref=acct["ref"])
-            rate = self._rate_table(conn, acct["plan_id"], acct["plan_version"]).lookup(parsed.digits)
-            if rate is None:
-                return deny(DenyReason.NO_RATE, account_ref=acct["ref"], number_e164=parsed.e164)
-            ring_endpoint = None
-        else:
-            parsed = normalise(number, self.settings.home_region)
-            if parsed is None:
-                return deny(DenyReason.UNKNOWN_DID)
-            acct = self._account_for_did(conn, parsed.e164)
-            if acct is None:
-                return deny(DenyReason.UNKNOWN_DID, number_e164=parsed.e164)
-            rate = Rate("", acct["inbound_rate"], 0, self.settings.inbound_initial_increment, self.settings.inbound_increment,
-                        "inbound")
-            ring_endpoint = acct["did_endpoint"] or self._first_endpoint(conn, acct["id"])
-
-        info = dict(account_ref=acct["ref"], number_e164=parsed.e164, prefix=rate.prefix or None, rate_per_min=rate.rate_per_min)
-        refused = _status_refusal(acct)
-        if refused is not None:
-            return deny(refused, **info)
-        if acct["live_calls"] >= acct["max_calls"]:
-            return deny(DenyReason.TOO_MANY_CALLS, **info)
-        available = acct["balance"] + acct["credit_limit"] - acct["held"]
-        max_talk = max_talk_seconds(available, rate, cap=self.settings.max_call_seconds)
-        if max_talk <= 0:
-            return deny(DenyReason.INSUFFICIENT_FUNDS, **info)
-        if full_hold or rate.rate_per_min == 0:
-            granted = max_talk
-        else:
-            granted = min(max_talk, self._chunk_target(rate))
-        hold = cost(granted, rate)
-        conn.execute(_U_ACCOUNT_TAKE_CALL, {"aid": acct["id"], "hold": hold, "now": now})
-        sid = self._insert_session(
-            conn, now=now, pbx_id=pbx_id, channel_id=channel_id, account_id=acct["id"], direction=direction, number=number,
-            number_e164=parsed.e164, caller_id=caller_id, endpoint=endpoint if direction == "outbound" else ring_endpoint,
-            rate=rate, granted=granted, hold=hold, full_hold=full_hold, emergency=False,
-        )
-        return Authorization(True, None, sid, direction, number, granted_seconds=granted, max_talk_seconds=max_talk,
-                             ring_endpoint=ring_endpoint, **info)
-
-    def _chunk_target(self, rate: Rate) -> int:
-        return round_up_to_increment(max(self.settings.chunk_seconds, 1), rate)
-
-    def _insert_session(self, conn, *, now, pbx_id, channel_id, account_id, direction, number, number_e164, caller_id,
-                        endpoint, rate: Rate, granted, hold, full_hold, emergency) -> str:
-        sid = uuid.uuid4().hex
-        conn.execute(
-            _I_SESSION,
-            dict(
-                id=sid, pbx_id=pbx_id, channel_id=channel_id, account_id=account_id, direction=direction, number=number,
-                number_e164=number_e164, caller_id=caller_id, endpoint=endpoint, prefix=rate.prefix or None,
-                rate_per_min=rate.rate_per_min, connect_fee=rate.connect_fee, initial_increment=rate.initial_increment,
-                increment=rate.increment, chunk_seconds=self.settings.chunk_seconds, state="authorized",
-                hold_mode="full" if full_hold else "chunked", emergency=emergency, granted_seconds=granted, hold=hold,
-                charged=0, chunks_debited=0, created_at=now, last_seen_at=now, stale=False,
-                answered_at=None, cutoff_at=None, settled_at=None, talk_ms=None, cost=None, overrun=None,
-                settle_note=None,
-            ),
-        )
-        return sid
+    def _limits(self) -> auth_steps.Limits:
+        s = self.settings
+        return auth_steps.Limits(s.home_region, s.max_call_seconds, s.chunk_seconds, s.inbound_initial_increment,
+                                 s.inbound_increment)
 
     def _account_for_endpoint(self, conn, endpoint, *, lock: bool):
         q = _Q_ACCOUNT_BY_ENDPOINT_LOCK if lock else _Q_ACCOUNT_BY_ENDPOINT
@@ -242,17 +203,6 @@ class BillingCore:
             )
             self._rate_tables[plan_id] = table
         return table
-
-    def _authorization_from_row(self, conn, row) -> Authorization:
-        ref = None
-        if row["account_id"] is not None:
-            ref = conn.execute(select(accounts.c.ref).where(accounts.c.id == row["account_id"])).scalar()
-        return Authorization(
-            True, None, row["id"], row["direction"], row["number"], account_ref=ref, number_e164=row["number_e164"],
-            prefix=row["prefix"], rate_per_min=row["rate_per_min"], granted_seconds=row["granted_seconds"],
-            max_talk_seconds=row["granted_seconds"],
-            ring_endpoint=row["endpoint"] if row["direction"] == "inbound" else None, emergency=row["emergency"],
-        )
 
     # --------------------------------------------------------------------------- call progress
     async def answer(self, session_id: str, at_ms: int | None = None) -> CallSession:
@@ -643,13 +593,7 @@ _I_SESSION = call_sessions.insert()
 _I_LEDGER = ledger.insert()
 
 
-def _status_refusal(acct) -> DenyReason | None:
-    """Suspended, depleted (or pre-suspended) and zero/negative balances place and receive no calls."""
-    if acct["status"] == lifecycle.SUSPENDED:
-        return DenyReason.SUSPENDED
-    if acct["status"] in (lifecycle.DEPLETED, lifecycle.PRE_SUSPENDED) or acct["balance"] <= 0:
-        return DenyReason.DEPLETED
-    return None
+_status_refusal = auth_steps.status_refusal
 
 
 def _account_query():

@@ -141,7 +141,9 @@ class SqliteStore(Store):
 
     dialect = "sqlite"
 
-    def __init__(self, url: DbUrl, *, max_batch: int = 256, busy_timeout_ms: int = 10_000, synchronous: str = "FULL"):
+    def __init__(self, url: DbUrl, *, max_batch: int = 256, busy_timeout_ms: int = 10_000, synchronous: str = "FULL",
+                 pool_size: int | None = None):
+        # pool_size is accepted for symmetry with PostgresStore: SQLite has one writer connection.
         self.url = url
         self.max_batch = max_batch
         path = Path(url.path or "")
@@ -262,15 +264,19 @@ _RETRY_SQLSTATES = {"40001", "40P01"}
 class PostgresStore(Store):
     dialect = "postgresql"
 
-    def __init__(self, url: DbUrl, *, pool_size: int = 20):
+    def __init__(self, url: DbUrl, *, pool_size: int = 10):
+        # Two pools share the server's connection budget (100 by default): SQLAlchemy's for
+        # everything, asyncpg's for the authorize hot path. 10 + 5 + 10 per process.
         connect_args: dict[str, Any] = {}
         if url.schema:
             connect_args["server_settings"] = {"search_path": url.schema}
         self.url = url
+        self._fast = None
+        self._pool_size = pool_size
         self._engine = create_async_engine(
             url.sqlalchemy_url,
-            pool_size=pool_size,
-            max_overflow=10,
+            pool_size=max(pool_size // 2, 2),
+            max_overflow=max(pool_size // 2, 2),
             pool_pre_ping=False,
             connect_args=connect_args,
         )
@@ -278,6 +284,15 @@ class PostgresStore(Store):
     @property
     def engine(self):
         return self._engine
+
+    def fast_path(self, rate_cache):
+        """The raw-asyncpg driver of the authorize hot path (see billing_core.store.pg_fast)."""
+        if self._fast is None:
+            from .pg_fast import PgFastPath
+
+            dsn = self.url.sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+            self._fast = PgFastPath(dsn, self.url.schema, rate_cache, pool_size=self._pool_size)
+        return self._fast
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         attempt = 0
@@ -298,6 +313,8 @@ class PostgresStore(Store):
                 raise StorageError(f"database unavailable: {exc!r}") from exc
 
     async def close(self) -> None:
+        if self._fast is not None:
+            await self._fast.close()
         await self._engine.dispose()
 
 

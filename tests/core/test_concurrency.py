@@ -40,7 +40,7 @@ async def _one_call(core: BillingCore, rng: random.Random, pbx: str, n: int, clo
 
 async def test_holds_keep_concurrent_calls_within_the_money(db_url, clock):
     settings = CoreSettings(chunk_seconds=30)
-    cores = [await BillingCore.open(db_url, clock=clock, settings=settings) for _ in range(3)]
+    cores = [await BillingCore.open(db_url, clock=clock, settings=settings, pool_size=4) for _ in range(3)]
     await cores[0].create_schema()
     try:
         await seed(cores[0], balance="3.00", credit_limit="0.50", max_calls=25, deck=DECK)
@@ -61,7 +61,7 @@ async def test_holds_keep_concurrent_calls_within_the_money(db_url, clock):
 
 
 async def test_parallel_credits_with_one_key_credit_once(db_url, clock):
-    cores = [await BillingCore.open(db_url, clock=clock) for _ in range(3)]
+    cores = [await BillingCore.open(db_url, clock=clock, pool_size=4) for _ in range(3)]
     await cores[0].create_schema()
     try:
         await seed(cores[0], balance="0")

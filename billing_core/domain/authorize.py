@@ -1,0 +1,210 @@
+"""The call decision as pure steps: a generator that *asks* for data and *requests* writes.
+
+Why a generator: the decision must be written once, yet run by two drivers — SQLAlchemy on a sync
+connection (SQLite's writer thread, and PostgreSQL via run_sync) and a raw-asyncpg driver for the
+PostgreSQL hot path (SQLAlchemy's per-statement overhead halves PostgreSQL throughput; see
+docs/BENCHMARKS.md). The generator yields effect records; the driver performs each inside one
+transaction and sends the result back. No I/O here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generator, Mapping
+
+from .errors import DenyReason
+from .lifecycle import DEPLETED, PRE_SUSPENDED, SUSPENDED
+from .numbers import normalise
+from .rating import Rate, RateTable, cost, max_talk_seconds, round_up_to_increment
+from .records import Authorization
+
+
+# ------------------------------------------------------------------------------------ effects
+@dataclass(frozen=True, slots=True)
+class SessionByChannel:
+    """→ the session row of (pbx, channel) or None."""
+
+    pbx_id: str
+    channel_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRef:
+    """→ the ref of account ``account_id``."""
+
+    account_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccountByEndpoint:
+    """→ the account row (with package and plan columns) of a SIP endpoint, locked if asked."""
+
+    endpoint: str
+    lock: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AccountByDid:
+    """→ the locked account row of an assigned DID (plus ``did_endpoint``), or None."""
+
+    e164: str
+
+
+@dataclass(frozen=True, slots=True)
+class FirstEndpoint:
+    """→ the account's first endpoint name (the one that rings for a DID without one)."""
+
+    account_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RatesOf:
+    """→ the :class:`RateTable` of a plan at a version (drivers cache it)."""
+
+    plan_id: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class TakeCall:
+    """Write: held += hold, live_calls += 1 on the account."""
+
+    account_id: int
+    hold: int
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class InsertSession:
+    """Write: a new call session row; → nothing. ``values`` are the column values."""
+
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizeRequest:
+    direction: str
+    number: str
+    endpoint: str | None
+    caller_id: str | None
+    pbx_id: str
+    channel_id: str | None
+    full_hold: bool
+    emergency: bool
+    now: int
+    session_id: str
+    """The id to use if a session is created (drivers generate it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    home_region: str
+    max_call_seconds: int
+    chunk_seconds: int
+    inbound_initial_increment: int
+    inbound_increment: int
+
+
+def status_refusal(acct: Mapping[str, Any]) -> DenyReason | None:
+    """Suspended, depleted (or pre-suspended) and zero/negative balances place and receive no calls."""
+    if acct["status"] == SUSPENDED:
+        return DenyReason.SUSPENDED
+    if acct["status"] in (DEPLETED, PRE_SUSPENDED) or acct["balance"] <= 0:
+        return DenyReason.DEPLETED
+    return None
+
+
+def chunk_target(rate: Rate, chunk_seconds: int) -> int:
+    """Talk bought by one hold chunk: at least the first increment, on the increment grid."""
+    return round_up_to_increment(max(chunk_seconds, 1), rate)
+
+
+def _session_values(req: AuthorizeRequest, *, account_id, number_e164, endpoint, rate: Rate, granted, hold, full_hold,
+                    emergency, chunk_seconds) -> dict[str, Any]:
+    return dict(
+        id=req.session_id, pbx_id=req.pbx_id, channel_id=req.channel_id, account_id=account_id, direction=req.direction,
+        number=req.number, number_e164=number_e164, caller_id=req.caller_id, endpoint=endpoint,
+        prefix=rate.prefix or None, rate_per_min=rate.rate_per_min, connect_fee=rate.connect_fee,
+        initial_increment=rate.initial_increment, increment=rate.increment, chunk_seconds=chunk_seconds,
+        state="authorized", hold_mode="full" if full_hold else "chunked", emergency=emergency, granted_seconds=granted,
+        hold=hold, charged=0, chunks_debited=0, created_at=req.now, last_seen_at=req.now, stale=False,
+        answered_at=None, cutoff_at=None, settled_at=None, talk_ms=None, cost=None, overrun=None, settle_note=None,
+    )
+
+
+def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, Authorization]:
+    """The decision. Drive it with ``send``; its return value is the :class:`Authorization`."""
+    direction, number = req.direction, req.number
+
+    def deny(reason: DenyReason, **kw: Any) -> Authorization:
+        return Authorization(False, reason, None, direction, number, **kw)
+
+    if req.channel_id is not None:
+        existing = yield SessionByChannel(req.pbx_id, req.channel_id)
+        if existing is not None:  # a replayed StasisStart / AGI retry: same decision, no new hold
+            ref = (yield AccountRef(existing["account_id"])) if existing["account_id"] is not None else None
+            return Authorization(
+                True, None, existing["id"], existing["direction"], existing["number"], account_ref=ref,
+                number_e164=existing["number_e164"], prefix=existing["prefix"], rate_per_min=existing["rate_per_min"],
+                granted_seconds=existing["granted_seconds"], max_talk_seconds=existing["granted_seconds"],
+                ring_endpoint=existing["endpoint"] if existing["direction"] == "inbound" else None,
+                emergency=bool(existing["emergency"]),
+            )
+
+    if req.emergency:  # never gated, never charged: a zero-cost record, any account or none
+        acct = (yield AccountByEndpoint(req.endpoint, False)) if req.endpoint else None
+        yield InsertSession(_session_values(
+            req, account_id=acct["id"] if acct else None, number_e164=None, endpoint=req.endpoint,
+            rate=Rate("", 0, 0, 1, 1), granted=lim.max_call_seconds, hold=0, full_hold=True, emergency=True,
+            chunk_seconds=lim.chunk_seconds,
+        ))
+        return Authorization(True, None, req.session_id, direction, number, account_ref=acct["ref"] if acct else None,
+                             granted_seconds=lim.max_call_seconds, max_talk_seconds=lim.max_call_seconds, emergency=True)
+
+    if direction == "outbound":
+        acct = yield AccountByEndpoint(req.endpoint or "", True)
+        if acct is None:
+            return deny(DenyReason.UNKNOWN_ENDPOINT)
+        refused = status_refusal(acct)
+        if refused is not None:  # the account's state says more to the caller than the number
+            return deny(refused, account_ref=acct["ref"])
+        parsed = normalise(number, lim.home_region)
+        if parsed is None:
+            return deny(DenyReason.INVALID_NUMBER, account_ref=acct["ref"])
+        table: RateTable = yield RatesOf(acct["plan_id"], acct["plan_version"])
+        rate = table.lookup(parsed.digits)
+        if rate is None:
+            return deny(DenyReason.NO_RATE, account_ref=acct["ref"], number_e164=parsed.e164)
+        ring_endpoint = None
+    else:
+        parsed = normalise(number, lim.home_region)
+        if parsed is None:
+            return deny(DenyReason.UNKNOWN_DID)
+        acct = yield AccountByDid(parsed.e164)
+        if acct is None:
+            return deny(DenyReason.UNKNOWN_DID, number_e164=parsed.e164)
+        rate = Rate("", acct["inbound_rate"], 0, lim.inbound_initial_increment, lim.inbound_increment, "inbound")
+        ring_endpoint = acct["did_endpoint"] or (yield FirstEndpoint(acct["id"]))
+
+    info = dict(account_ref=acct["ref"], number_e164=parsed.e164, prefix=rate.prefix or None, rate_per_min=rate.rate_per_min)
+    refused = status_refusal(acct)
+    if refused is not None:
+        return deny(refused, **info)
+    if acct["live_calls"] >= acct["max_calls"]:
+        return deny(DenyReason.TOO_MANY_CALLS, **info)
+    available = acct["balance"] + acct["credit_limit"] - acct["held"]
+    max_talk = max_talk_seconds(available, rate, cap=lim.max_call_seconds)
+    if max_talk <= 0:
+        return deny(DenyReason.INSUFFICIENT_FUNDS, **info)
+    if req.full_hold or rate.rate_per_min == 0:
+        granted = max_talk
+    else:
+        granted = min(max_talk, chunk_target(rate, lim.chunk_seconds))
+    hold = cost(granted, rate)
+    yield TakeCall(acct["id"], hold, req.now)
+    yield InsertSession(_session_values(
+        req, account_id=acct["id"], number_e164=parsed.e164,
+        endpoint=req.endpoint if direction == "outbound" else ring_endpoint, rate=rate, granted=granted, hold=hold,
+        full_hold=req.full_hold, emergency=False, chunk_seconds=lim.chunk_seconds,
+    ))
+    return Authorization(True, None, req.session_id, direction, number, granted_seconds=granted, max_talk_seconds=max_talk,
+                         ring_endpoint=ring_endpoint, **info)
