@@ -1,0 +1,57 @@
+"""/metrics and /healthz over real HTTP on loopback."""
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+from billing_core.api import BillingCore
+from callgate.ops_http import database_check, ops_app
+from tests.factories import seed
+
+
+async def _serve(app):
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def test_metrics_count_decisions_and_healthz_reports_the_database(core):
+    await seed(core, balance="0")
+    await core.authorize_call(direction="outbound", number="15145550100", endpoint="alice")
+    state = {"ari": True}
+
+    async def ari_check():
+        return state["ari"], "connected" if state["ari"] else "disconnected"
+
+    runner, base = await _serve(ops_app({"database": database_check(core), "ari": ari_check}))
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/metrics") as r:
+                text = await r.text()
+                assert r.status == 200
+                assert 'callgate_calls_refused_total{direction="outbound",reason="depleted"}' in text
+                assert "callgate_decision_seconds_bucket" in text
+            async with http.get(f"{base}/healthz") as r:
+                assert r.status == 200 and (await r.json())["checks"]["database"]["ok"] is True
+            state["ari"] = False
+            async with http.get(f"{base}/healthz") as r:
+                body = await r.json()
+                assert r.status == 503 and body["checks"]["ari"] == {"ok": False, "detail": "disconnected"}
+    finally:
+        await runner.cleanup()
+
+
+async def test_healthz_fails_when_the_database_is_gone(tmp_path, clock):
+    broken = await BillingCore.open("postgresql://127.0.0.1:1/nothing", clock=clock)
+    runner, base = await _serve(ops_app({"database": database_check(broken)}))
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/healthz") as r:
+                body = await r.json()
+                assert r.status == 503 and body["checks"]["database"]["ok"] is False
+    finally:
+        await runner.cleanup()
+        await broken.close()
