@@ -163,6 +163,12 @@ def classify(exc: BaseException) -> SendOutcome:
         if codes and all(500 <= c < 600 for c in codes):
             return SendOutcome("rejected", reason)
         return SendOutcome("retry", reason)
+    if isinstance(exc, aiosmtplib.SMTPConnectResponseError):
+        # The greeting itself was refused (e.g. 421 "service not available" while a server drains).
+        reason = f"{exc.code} {exc.message}".strip()
+        if 500 <= exc.code < 600:
+            return SendOutcome("rejected", reason)
+        return SendOutcome("retry", reason, unreachable=True)
     if isinstance(exc, (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPConnectTimeoutError)):
         return SendOutcome("retry", f"cannot connect: {exc}", unreachable=True)
     if isinstance(exc, aiosmtplib.SMTPResponseException):

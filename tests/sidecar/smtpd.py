@@ -1,0 +1,76 @@
+"""A real SMTP server (aiosmtpd) on 127.0.0.1 for the outbox tests, scriptable per message."""
+from __future__ import annotations
+
+import asyncio
+import email
+import socket
+from dataclasses import dataclass, field
+from email import policy
+
+from aiosmtpd.smtp import SMTP
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: email.message.EmailMessage
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    def part(self, subtype: str) -> str:
+        body = self.message.get_body(preferencelist=(subtype,))
+        return body.get_content() if body is not None else ""
+
+
+@dataclass
+class ScriptedHandler:
+    """Answers DATA from ``replies`` (one per message, then 250) and keeps what it accepted."""
+
+    replies: list[str] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
+    data_commands: int = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        self.data_commands += 1
+        if self.replies:
+            reply = self.replies.pop(0)
+            if not reply.startswith("250"):
+                return reply
+        msg = email.message_from_bytes(envelope.content, policy=policy.default)
+        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), msg))
+        return "250 OK accepted"
+
+
+def free_port() -> int:
+    """A port nothing listens on (yet): "the SMTP server is down" until :meth:`SmtpServer.start`."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SmtpServer:
+    """aiosmtpd on the test's event loop, bound to 127.0.0.1."""
+
+    def __init__(self, port: int = 0):
+        self.port = port
+        self.handler = ScriptedHandler()
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def received(self) -> list[Received]:
+        return self.handler.received
+
+    async def start(self) -> "SmtpServer":
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: SMTP(self.handler, hostname="mx.test"), "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
