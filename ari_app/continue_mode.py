@@ -1,0 +1,192 @@
+"""Continue mode: ``Stasis(callgate,outbound,continue)`` for admins who keep ``Dial()`` in the dialplan.
+
+The gate decides, sets CALLGATE_STATUS / CALLGATE_REASON / CALLGATE_MAX_MS / CALLGATE_SESSION on
+the channel and continues it to the next priority, where the dialplan runs
+``Dial(…,L(${CALLGATE_MAX_MS}:…))``. L() cannot be extended, so the whole grant is held up front
+(``full_hold=True``). CALLGATE_MAX_MS is always set — ``0`` on a refusal — because an empty value
+makes ``L()`` fail ("Bridge does not accept L()", see the traces README).
+
+Before continuing, the gate subscribes to ``channel:{id}``: after StasisEnd the plain websocket
+then still delivers the channel's Dial events (ANSWER, with the event timestamp), the
+ANSWEREDTIME_MS varset and ChannelDestroyed, from which the real talk time is settled
+(continue_mode_channel_subscription*.jsonl). Asterisk drops the subscription itself when the
+channel is destroyed; the gate's unsubscribe afterwards is only a tidy-up (422 is expected).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ari_app.calls import GONE_ERRORS, CallActor
+from ari_app.errors import AriError, AriNotFound
+
+log = logging.getLogger("ari_app.gate")
+
+#: Margin past the longest possible call before the gate asks Asterisk whether the channel lives.
+FOLLOW_MARGIN_SECONDS = 60.0
+
+
+class ContinueCall(CallActor):
+    """One continue-mode call: decide, set variables, subscribe, continue, then follow and settle."""
+
+    mode = "continue"
+
+    def __init__(self, gate, caller: dict, **kw: Any) -> None:
+        super().__init__(gate, caller, **kw)
+        self.continued = False
+        self.subscribed = False
+        self.answered_time_ms: int | None = None
+        """ANSWEREDTIME_MS as Dial reported it at the end of the call (most precise talk time)."""
+        self.end_ts: int | None = None
+        self.answer_stored = False
+        self.granted_ms: int | None = None
+
+    # ---------------------------------------------------------------- events
+    def on_stasis_end(self, cid: str, ts: int | None) -> None:
+        # leaving Stasis is the point of continue mode; before continue it is a hangup
+        if not self.continued:
+            self.mark_gone(cid, ts)
+
+    def on_event(self, kind, ev, cid, ts) -> None:
+        if kind == "Dial" and ev.get("dialstatus") == "ANSWER":
+            caller = ev.get("caller") or {}
+            if str(caller.get("id")) == self.caller_id:
+                self._answered(ts)
+        elif kind == "ChannelStateChange" and cid == self.caller_id and ev["channel"].get("state") == "Up":
+            if self.continued:
+                self._answered(ts)
+        elif kind == "ChannelVarset" and cid == self.caller_id and ev.get("variable") == "ANSWEREDTIME_MS":
+            value = str(ev.get("value") or "")
+            if value.isdigit():
+                self.answered_time_ms = int(value)
+        elif kind == "ChannelHangupRequest" and cid == self.caller_id and self.end_ts is None:
+            self.end_ts = ts if ts is not None else self.now_ms()
+        elif kind == "ChannelDestroyed" and cid == self.caller_id and self.end_ts is None:
+            self.end_ts = ts if ts is not None else self.now_ms()
+
+    def _answered(self, ts: int | None) -> None:
+        if self.answered_ts is None:
+            self.answered_ts = ts if ts is not None else self.now_ms()
+            self.answered_mono = self.loop_time()
+
+    def ended(self) -> bool:
+        return self.caller_id in self.destroyed
+
+    # ---------------------------------------------------------------- the flow
+    async def flow(self) -> None:
+        auth = await self.decide(full_hold=True)
+        self.granted_ms = auth.granted_ms
+        cid = self.caller_id
+        variables = {
+            "CALLGATE_STATUS": "ALLOW" if auth.allowed else "DENY",
+            "CALLGATE_REASON": "" if auth.allowed else str(auth.reason),
+            "CALLGATE_MAX_MS": str(auth.granted_ms),
+            "CALLGATE_SESSION": auth.session_id or "",
+        }
+        # MAX_MS first: whatever happens next, the dialplan never sees an empty L() value
+        for name in ("CALLGATE_MAX_MS", "CALLGATE_STATUS", "CALLGATE_REASON", "CALLGATE_SESSION"):
+            if not await self.leg_call(cid, self.client.set_variable(cid, name, variables[name])):
+                await self.settle(0, note="caller left before continue")
+                return
+        if auth.allowed and auth.session_id is not None:
+            await self.client.subscribe(f"channel:{cid}")
+            self.subscribed = True
+        if not await self.leg_call(cid, self.client.continue_in_dialplan(cid)):
+            await self.settle(0, note="caller left before continue")
+            await self.unsubscribe()
+            return
+        self.continued = True
+        if not auth.allowed or auth.session_id is None:
+            return
+        await self.follow()
+
+    async def follow(self) -> None:
+        """Wait for the channel's end, recording the answer; then settle the real talk time."""
+        limit = ((self.granted_ms or 0) / 1000 + self.s.dial_timeout) * self.s.time_scale + FOLLOW_MARGIN_SECONDS
+        waited = 0.0
+        while not self.ended():
+            step = min(self.s.continue_poll_seconds, max(limit - waited, 1.0))
+            await self.until(lambda: self.ended() or (self.answered_ts is not None and not self.answer_stored), step)
+            if self.answered_ts is not None and not self.answer_stored:
+                await self.core.answer(self.session_id, at_ms=self.answered_ts)
+                self.answer_stored = True
+                self.gate.call_answered(self)
+                continue
+            if self.ended():
+                break
+            waited += step
+            if not await self.channel_exists():
+                self.destroyed.setdefault(self.caller_id, None)
+                self.mark_gone(self.caller_id, self.now_ms())
+                break
+        if self.answered_ts is not None and not self.answer_stored:
+            await self.core.answer(self.session_id, at_ms=self.answered_ts)
+        await self.settle(self.measured_talk_ms())
+        await self.unsubscribe()
+
+    async def channel_exists(self) -> bool:
+        try:
+            await self.client.get_channel(self.caller_id)
+            return True
+        except AriNotFound:
+            return False
+
+    def measured_talk_ms(self) -> int:
+        if self.answered_ts is None:
+            return 0
+        granted_ms = self.granted_ms
+        if self.answered_time_ms is not None:
+            talk = self.answered_time_ms
+        else:
+            end = self.end_ts or self.gone_ts.get(self.caller_id) or self.now_ms()
+            talk = max(0, end - self.answered_ts)
+        if granted_ms:
+            talk = min(talk, granted_ms)  # L() cut the call at the grant; any excess is jitter
+        return talk
+
+    async def unsubscribe(self) -> None:
+        if not self.subscribed:
+            return
+        self.subscribed = False
+        try:
+            await self.client.unsubscribe(f"channel:{self.caller_id}")
+        except AriError:
+            pass  # 422 "Event source was not subscribed to": Asterisk already dropped it
+
+    async def abort(self) -> None:
+        """A fault: before continue → DENY and continue (or hang up); after → settle what we know."""
+        self.drain()
+        cid = self.caller_id
+        if not self.continued and not self.is_gone(cid):
+            try:
+                await self.client.set_variable(cid, "CALLGATE_MAX_MS", "0")
+                await self.client.set_variable(cid, "CALLGATE_STATUS", "DENY")
+                await self.client.set_variable(cid, "CALLGATE_REASON", "billing_unavailable")
+                await self.client.continue_in_dialplan(cid)
+                self.continued = True
+            except GONE_ERRORS:
+                pass
+            except AriError as exc:
+                log.warning("continue with DENY failed on %s (%s); hanging up", cid, exc)
+                await self.hangup_quiet(cid, "congestion")
+        if not self.settled and self.session_id is not None:
+            await self.settle(self.measured_talk_ms() if self.continued else 0, note="ended after a gate error")
+        await self.unsubscribe()
+
+    # ---------------------------------------------------------------- restart
+    def adopt(self, session) -> None:
+        """Follow a continued call found alive after a restart (its answer may have been missed)."""
+        self.session_id = session.session_id
+        self.continued = True
+        self.subscribed = True
+        self.answered_ts = session.answered_at
+        self.answer_stored = session.answered_at is not None
+        self.granted_ms = session.granted_seconds * 1000
+        self._entry = self._adopted
+
+    async def _adopted(self) -> None:
+        try:
+            await self.client.subscribe(f"channel:{self.caller_id}")
+        except AriError as exc:
+            log.warning("re-subscribe to %s failed: %s", self.caller_id, exc)
+        await self.follow()

@@ -1,0 +1,403 @@
+"""The gate: the Stasis application that decides every call. A translation layer only.
+
+``Gate(client, core, settings)`` turns ARI events into core calls (authorize / answer / extend /
+settle / heartbeat) and core answers into ARI requests. No money is computed here: the cut-off is
+read from the store, talk time is measured from event timestamps and handed to ``core.settle``.
+
+Routing: a StasisStart with args ``outbound`` / ``inbound`` (optionally ``,continue``) starts a
+call actor (:mod:`ari_app.calls`, :mod:`ari_app.continue_mode`); every later event is forwarded to
+the actor owning one of the channels it names. A created callee's events can arrive before the
+``POST /channels/create`` response (its Stasis entry is asynchronous, created_channel_stasis_race),
+so while a create is in flight, events of unknown channels are held briefly and handed over when
+the call binds the new channel id.
+
+Background duties (one task each, one query per pass for all calls):
+
+* refresh (every ``refresh_interval`` ≤ 1 s): re-read the cut-offs of answered calls from the store
+  and move their timers — the sidecar extends holds (later cut-off) or grants a partial chunk
+  (earlier cut-off). Fallback extension: the sidecar is the component that extends holds (it does
+  so when less than a chunk + 10 s remains); when an answered call's remaining granted time falls
+  below ``extend_below_seconds`` (default: half a chunk) the gate calls ``core.extend`` itself, so
+  a gate running alone (tests, a sidecar that is down or late) never cuts a call that can pay.
+  With a working sidecar the gate's threshold is never reached, so holds are not extended twice.
+* heartbeat (every ``heartbeat_interval``): ``core.heartbeat(ids of live calls)``.
+
+Resync after every (re)connect: GET /channels, /bridges, /applications/{app}; each live call
+compares its legs with what Asterisk has (events during a drop are lost, never replayed). On the
+first connection the gate re-adopts this PBX's live sessions (restart safety).
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ari_app.calls import BridgeCall, CallActor, event_channel_ids
+from ari_app.continue_mode import ContinueCall
+from ari_app.errors import AriError
+from ari_app.settings import GateSettings
+
+log = logging.getLogger("ari_app.gate")
+
+CALL_ARGS = ("outbound", "inbound")
+#: How long events of an unknown channel are held while a create is in flight.
+EARLY_TTL_SECONDS = 10.0
+#: How long events of a finished call's channels are silently dropped.
+FINISHED_TTL_SECONDS = 60.0
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class GateStats:
+    """Counters for logs, tests and the benchmark (not money: that lives in the store)."""
+
+    decisions: int = 0
+    allowed: int = 0
+    refused: int = 0
+    settled: int = 0
+    failures: int = 0
+    """Calls ended by the never-stuck path after an exception."""
+    resyncs: int = 0
+    adopted: int = 0
+    settled_on_restart: int = 0
+    extended: int = 0
+    decision_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200_000))
+    """Event received → core decision, per call (ms)."""
+
+
+class Gate:
+    """The Stasis application. ``await gate.run()`` serves until ``stop()`` or ApplicationReplaced."""
+
+    def __init__(self, client, core, settings: GateSettings | None = None, *,
+                 now_ms: Callable[[], int] | None = None) -> None:
+        self.client = client
+        self.core = core
+        self.settings = settings or GateSettings(app=getattr(client, "app", "callgate"))
+        self.now_ms: Callable[[], int] = now_ms or wall_ms
+        self.pbx_id: str | None = self.settings.pbx_id or None
+        self.stats = GateStats()
+        self.calls: dict[str, CallActor] = {}
+        """caller channel id → call."""
+        self._by_channel: dict[str, CallActor] = {}
+        self._early: dict[str, tuple[float, list[dict]]] = {}
+        self._finished: dict[str, float] = {}
+        self._creating = 0
+        self._adopted = False
+        self._adopting: asyncio.Task | None = None
+        self._loops: list[asyncio.Task] = []
+        self._idle = asyncio.Event()
+        self._idle.set()
+        client.on_event(self.on_event)
+        client.on_connected(self.on_connected)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
+        """Serve: the event loop of the client plus the refresh and heartbeat loops."""
+        self._loops = [asyncio.create_task(self._every(self.settings.refresh_interval, self.refresh_once), name="gate-refresh"),
+                       asyncio.create_task(self._every(self.settings.heartbeat_interval, self.heartbeat_once), name="gate-heartbeat")]
+        try:
+            await self.client.run()
+        finally:
+            for task in self._loops:
+                task.cancel()
+            for task in self._loops:
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+            self._loops = []
+        if getattr(self.client, "replaced", False):
+            log.error("gate stopped: Stasis application %r was taken over by another connection", self.settings.app)
+
+    async def stop(self) -> None:
+        await self.client.stop()
+
+    async def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no call is being handled. False on timeout."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    @property
+    def replaced(self) -> bool:
+        return bool(getattr(self.client, "replaced", False))
+
+    async def _every(self, interval: float, fn) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await fn()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("gate background pass %s failed", getattr(fn, "__name__", fn))
+
+    # ------------------------------------------------------------------ events
+    def pbx_id_for(self, event: dict) -> str:
+        if self.settings.pbx_id:
+            return self.settings.pbx_id
+        aid = event.get("asterisk_id")
+        if aid and self.pbx_id is None:
+            self.pbx_id = str(aid)
+            if not self._adopted and self._adopting is None:
+                self._adopting = asyncio.create_task(self._adopt_from_rest())
+        return str(aid or self.pbx_id or "local")
+
+    async def on_event(self, event: dict) -> None:
+        """Route one event. Never awaits: the client's per-channel worker stays free."""
+        kind = event.get("type")
+        if kind == "StasisStart":
+            args = [str(a) for a in (event.get("args") or [])]
+            channel = event.get("channel") or {}
+            cid = str(channel.get("id") or "")
+            if args and args[0] in CALL_ARGS and cid and cid not in self._by_channel and cid not in self._finished:
+                self._start_call(event, channel, args)
+                return
+        ids = event_channel_ids(event)
+        for cid in ids:
+            call = self._by_channel.get(cid)
+            if call is not None:
+                call.post(event)
+                return
+        if any(cid in self._finished for cid in ids):
+            return  # late events of a call already settled
+        if ids and self._creating > 0:
+            entry = self._early.get(ids[0])
+            if entry is None:
+                self._early[ids[0]] = (time.monotonic(), [event])
+            else:
+                entry[1].append(event)
+            return
+        if kind == "StasisStart" and ids:
+            self._orphan(ids[0], event)
+
+    def _start_call(self, event: dict, channel: dict, args: list[str]) -> None:
+        cls = ContinueCall if "continue" in args[1:] else BridgeCall
+        if cls is ContinueCall and args[0] != "outbound":
+            cls = ContinueCall  # inbound continue works the same way (the dialplan dials)
+        call = cls(self, channel, args=args, pbx_id=self.pbx_id_for(event))
+        self._register(call)
+        call.start()
+
+    def _register(self, call: CallActor) -> None:
+        self.calls[call.caller_id] = call
+        self._by_channel[call.caller_id] = call
+        self._idle.clear()
+
+    def bind(self, channel_id: str, call: CallActor) -> None:
+        """``channel_id`` belongs to ``call`` from now on; events held for it are handed over."""
+        self._by_channel[channel_id] = call
+        held = self._early.pop(channel_id, None)
+        if held:
+            for ev in held[1]:
+                call.post(ev)
+
+    async def create_callee(self, call: CallActor, endpoint: str) -> dict:
+        """POST /channels/create for ``call``'s callee (appArgs ``dialed``, originator = caller)."""
+        self._creating += 1
+        try:
+            created = await self.client.create_channel(endpoint, app_args="dialed", originator=call.caller_id)
+            self.bind(str(created["id"]), call)
+            return created
+        finally:
+            self._creating -= 1
+
+    def call_finished(self, call: CallActor) -> None:
+        expiry = time.monotonic() + FINISHED_TTL_SECONDS
+        for leg in call.legs():
+            if self._by_channel.get(leg) is call:
+                del self._by_channel[leg]
+            self._finished[leg] = expiry
+        if self.calls.get(call.caller_id) is call:
+            del self.calls[call.caller_id]
+        if not self.calls:
+            self._idle.set()
+
+    def call_answered(self, call: CallActor) -> None:
+        """Hook for observers (the refresh pass reads answered calls from ``calls``)."""
+
+    def record_decision(self, auth, latency_ms: float) -> None:
+        self.stats.decisions += 1
+        if auth.allowed:
+            self.stats.allowed += 1
+        else:
+            self.stats.refused += 1
+        self.stats.decision_ms.append(latency_ms)
+
+    def record_settle(self, call: CallActor, result: Any) -> None:
+        self.stats.settled += 1
+
+    def _orphan(self, channel_id: str, event: dict) -> None:
+        """A channel entered our application and no call owns it: never leave it sitting there."""
+        log.warning("channel %s entered Stasis with args %s and no call owns it; hanging up",
+                    channel_id, event.get("args"))
+        asyncio.create_task(self._hangup_quietly(channel_id, "normal"))
+
+    async def _hangup_quietly(self, channel_id: str, reason: str | None = None) -> None:
+        try:
+            await self.client.hangup(channel_id, reason=reason)
+        except AriError:
+            pass
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for cid, (since, events) in list(self._early.items()):
+            if now - since > EARLY_TTL_SECONDS:
+                del self._early[cid]
+                if any(ev.get("type") == "StasisStart" for ev in events):
+                    self._orphan(cid, events[0])
+        for cid, expiry in list(self._finished.items()):
+            if now > expiry:
+                del self._finished[cid]
+
+    # ------------------------------------------------------------------ resync and restart
+    async def on_connected(self) -> None:
+        """After every (re)connect: what does Asterisk have now? Calls reconcile themselves."""
+        try:
+            channels = await self.client.list_channels()
+            bridges = await self.client.list_bridges()
+            app = await self.client.get_application()
+        except AriError as exc:
+            log.warning("resync after connect failed: %s", exc)
+            return
+        self.stats.resyncs += 1
+        chan_map = {str(c["id"]): c for c in channels}
+        app_ids = set(str(x) for x in (app or {}).get("channel_ids", []))
+        if not self._adopted:
+            if self.pbx_id is None:
+                try:
+                    info = await self.client.get_asterisk_info()
+                    self.pbx_id = str(((info or {}).get("system") or {}).get("entity_id") or "") or None
+                except AriError:
+                    pass
+            if self.pbx_id is not None:
+                await self._adopt(chan_map, bridges, app_ids)
+        note = {"type": "_resync", "channels": chan_map, "app_channel_ids": app_ids}
+        for call in list(self.calls.values()):
+            call.post(dict(note))
+
+    async def _adopt_from_rest(self) -> None:
+        try:
+            channels = await self.client.list_channels()
+            bridges = await self.client.list_bridges()
+            app = await self.client.get_application()
+            await self._adopt({str(c["id"]): c for c in channels}, bridges,
+                              set(str(x) for x in (app or {}).get("channel_ids", [])))
+        except Exception:
+            log.exception("re-adopting live calls failed")
+
+    async def _adopt(self, chan_map: dict, bridges: list[dict], app_ids: set[str]) -> None:
+        """Restart safety: live sessions of this PBX get their timers back or are settled."""
+        if self._adopted:
+            return
+        self._adopted = True
+        try:
+            sessions = await self.core.live_sessions(self.pbx_id)
+        except Exception:
+            self._adopted = False
+            log.exception("cannot read live sessions to re-adopt; will retry on the next connect")
+            return
+        bridge_of: dict[str, dict] = {}
+        for b in bridges or []:
+            for ch in b.get("channels", []):
+                bridge_of[str(ch)] = b
+        now = self.now_ms()
+        for s in sessions:
+            cid = s.channel_id
+            if cid is None or cid in self._by_channel or cid in self._finished:
+                continue
+            channel = chan_map.get(cid)
+            if channel is None:
+                talk = 0
+                if s.answered_at is not None:
+                    talk = min(max(0, now - s.answered_at), s.granted_seconds * 1000)
+                try:
+                    await self.core.settle(s.session_id, talk, note="ended while the gate was down")
+                    self.stats.settled_on_restart += 1
+                    log.info("call settled after restart", extra={"session": s.session_id, "channel": cid, "talk_ms": talk})
+                except Exception:
+                    log.exception("settling session %s after restart failed", s.session_id)
+                continue
+            bridge = bridge_of.get(cid)
+            others = [str(c) for c in (bridge or {}).get("channels", []) if str(c) != cid]
+            if cid not in app_ids and bridge is None:
+                call: CallActor = ContinueCall(self, channel, args=[s.direction, "continue"], pbx_id=self.pbx_id)
+                call.adopt(s)
+            elif s.answered_at is not None and others:
+                call = BridgeCall(self, channel, args=[s.direction], pbx_id=self.pbx_id)
+                await call.adopt(s, callee_id=others[0], bridge_id=str(bridge["id"]))
+            else:
+                # answered but the callee left while we were down, or not answered yet (the dial's
+                # state is lost): end it cleanly, bounded by the grant
+                talk = 0 if s.answered_at is None else min(max(0, now - s.answered_at), s.granted_seconds * 1000)
+                await self._hangup_quietly(cid, "normal" if s.answered_at is not None else "congestion")
+                if bridge is not None:
+                    try:
+                        await self.client.destroy_bridge(str(bridge["id"]))
+                    except AriError:
+                        pass
+                try:
+                    await self.core.settle(s.session_id, talk, note="gate restart: call could not be resumed")
+                    self.stats.settled_on_restart += 1
+                except Exception:
+                    log.exception("settling session %s after restart failed", s.session_id)
+                continue
+            self._register(call)
+            for leg in call.legs():
+                self._by_channel[leg] = call
+            self.stats.adopted += 1
+            log.info("call re-adopted after restart", extra={"session": s.session_id, "channel": cid, "mode": call.mode})
+            call.start()
+        orphans = {c for c in app_ids if c not in self._by_channel}
+        if orphans:
+            asyncio.create_task(self._sweep_orphans(orphans))
+
+    async def _sweep_orphans(self, candidates: set[str]) -> None:
+        await asyncio.sleep(self.settings.orphan_grace)
+        for cid in candidates:
+            if cid not in self._by_channel and cid not in self._finished:
+                log.warning("channel %s sits in Stasis with no call (left by a previous gate); hanging up", cid)
+                await self._hangup_quietly(cid, "normal")
+
+    # ------------------------------------------------------------------ background passes
+    def _extend_below_ms(self) -> int:
+        if self.settings.extend_below_seconds is not None:
+            return int(self.settings.extend_below_seconds * 1000)
+        chunk = getattr(getattr(self.core, "settings", None), "chunk_seconds", 60)
+        return int(chunk * 1000 // 2)
+
+    async def refresh_once(self) -> None:
+        """Move every answered call's timer to its stored cut-off (extending as a fallback)."""
+        self._sweep()
+        answered = [c for c in self.calls.values()
+                    if isinstance(c, BridgeCall) and c.session_id and c.cutoff_at is not None and not c.settled]
+        if not answered:
+            return
+        sessions = {s.session_id: s for s in await self.core.live_sessions(self.pbx_id)}
+        below = self._extend_below_ms()
+        now = self.now_ms()
+        for call in answered:
+            s = sessions.get(call.session_id)
+            if s is None or s.cutoff_at is None:
+                continue
+            cutoff = s.cutoff_at
+            if below > 0 and s.hold_mode == "chunked" and not s.emergency and cutoff - now < below:
+                s = await self.core.extend(s.session_id)
+                if s.cutoff_at != cutoff:
+                    self.stats.extended += 1
+                cutoff = s.cutoff_at
+            if cutoff is not None and cutoff != call.cutoff_at:
+                call.post({"type": "_cutoff", "cutoff_at": cutoff})
+
+    async def heartbeat_once(self) -> None:
+        ids = [c.session_id for c in self.calls.values() if c.session_id and not c.settled]
+        if ids:
+            await self.core.heartbeat(ids)
