@@ -1,8 +1,78 @@
-"""CLI commands of this area (placeholder until the area lands)."""
+"""CLI of the client area: ``callgate web`` serves it; ``callgate account password REF`` sets a
+customer's sign-in password."""
 from __future__ import annotations
+
+import sys
 
 import click
 
+from .common import CliError, emit_json, json_option, open_core, run_async
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise CliError("password: nothing on standard input")
+        return line.rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise CliError("password: no terminal to ask on; pipe it with --password-stdin")
+    return click.prompt("New password", hide_input=True, confirmation_prompt=True)
+
 
 def register(main: click.Group) -> None:
-    """Add this area's commands to the ``callgate`` group."""
+    """``web`` on the main group, ``password`` on the core's ``account`` group."""
+
+    @main.command("web")
+    @click.option("--listen", envvar="CALLGATE_WEB_LISTEN", default=None,
+                  help="host:port to serve on (env CALLGATE_WEB_LISTEN, default 127.0.0.1:8080).")
+    @click.pass_context
+    @run_async
+    async def web_cmd(ctx: click.Context, listen: str | None) -> None:
+        """Serve the customer client area (balance, add funds through PayPal, invoices, calls, DIDs)."""
+        from dataclasses import replace
+
+        from callgate.web.app import WebSettings
+        from callgate.web.server import serve
+
+        settings = WebSettings.from_env()
+        if listen:
+            settings = replace(settings, listen=listen)
+        try:
+            settings.listen_host_port()
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        async with open_core(ctx) as core:
+            await serve(core, settings, ready=lambda url: click.echo(f"client area on {url}", err=True))
+
+    account = main.commands.get("account")
+    if not isinstance(account, click.Group):  # the core area registers it first (callgate/cli.py)
+        @main.group()
+        def account() -> None:
+            """Customer accounts."""
+
+    @account.command("password")
+    @click.argument("ref")
+    @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+    @json_option
+    @click.pass_context
+    @run_async
+    async def account_password(ctx: click.Context, ref: str, password_stdin: bool, as_json: bool) -> None:
+        """Set the client-area password of account REF (it signs in with the account's email).
+        Signs the account out of every open session."""
+        from callgate.web.app import WebSettings
+        from callgate.web.auth import Passwords, password_problem, set_password
+
+        password = _read_password(password_stdin)
+        problem = password_problem(password)
+        if problem:
+            raise CliError(problem)
+        async with open_core(ctx) as core:
+            email = await set_password(core, Passwords(WebSettings.from_env().auth), ref, password)
+        if as_json:
+            emit_json({"account": ref, "email": email, "password_set": True})
+        else:
+            click.echo(f"password set for {ref}; it signs in as {email}")
+
+
+__all__ = ["register"]

@@ -1,0 +1,204 @@
+"""The client area's aiohttp application: settings, middlewares, routes.
+
+``make_web_app(core, paypal, settings)`` builds it; ``callgate web`` (callgate/commands/web.py)
+serves it. The web layer only translates: money comes from the core and billing_core.invoices,
+payments go through callgate.paypal.checkout, and every lookup is scoped to the signed-in account.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping, Protocol
+
+import jinja2
+from aiohttp import web
+
+from billing_core.domain.money import format_amount, format_customer
+from billing_core.domain.rating import billable_seconds
+
+from .auth import AuthSettings, Passwords, WebSession, load_session
+
+log = logging.getLogger("callgate.web")
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "callgate_session"
+SECURE_SESSION_COOKIE = "__Host-callgate_session"  # the prefix makes browsers insist on Secure, Path=/, no Domain
+SIGNIN_CSRF_COOKIE = "callgate_signin"
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """How the client area runs (environment: CALLGATE_WEB_*)."""
+
+    listen: str = "127.0.0.1:8080"
+    """host:port to serve on."""
+    public_url: str = ""
+    """Base URL customers reach (PayPal return/cancel links); empty: the URL of the request."""
+    secure_cookies: bool = False
+    """Mark cookies Secure (set it when the site is served over HTTPS)."""
+    forwarded_for: bool = False
+    """Take the client address from the last X-Forwarded-For entry (only behind your own proxy),
+    so per-address sign-in limits see customers rather than the proxy."""
+    calls_shown: int = 50
+    """Recent calls listed on the Calls page."""
+    auth: AuthSettings = field(default_factory=AuthSettings)
+
+    @property
+    def session_cookie(self) -> str:
+        return SECURE_SESSION_COOKIE if self.secure_cookies else SESSION_COOKIE
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "WebSettings":
+        env = os.environ if environ is None else environ
+        s = cls()
+        truthy = ("1", "true", "yes", "on")
+        if env.get("CALLGATE_WEB_LISTEN"):
+            s = replace(s, listen=env["CALLGATE_WEB_LISTEN"])
+        if env.get("CALLGATE_WEB_PUBLIC_URL"):
+            s = replace(s, public_url=env["CALLGATE_WEB_PUBLIC_URL"].rstrip("/"))
+        if env.get("CALLGATE_WEB_SECURE_COOKIES"):
+            s = replace(s, secure_cookies=env["CALLGATE_WEB_SECURE_COOKIES"].strip().lower() in truthy)
+        if env.get("CALLGATE_WEB_FORWARDED_FOR"):
+            s = replace(s, forwarded_for=env["CALLGATE_WEB_FORWARDED_FOR"].strip().lower() in truthy)
+        return s
+
+    def listen_host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"CALLGATE_WEB_LISTEN: expected host:port (got {self.listen!r})")
+        return host.strip("[]"), int(port)
+
+
+class Checkout(Protocol):
+    """What the client area needs from the PayPal side (callgate.paypal.checkout)."""
+
+    async def start(self, invoice: Any, return_url: str, cancel_url: str) -> str:
+        """Create a PayPal order for an outstanding invoice; the approval URL to redirect to."""
+
+    async def complete(self, order_id: str) -> Any:
+        """The customer came back approved: capture (billing_core.invoices.Change)."""
+
+    async def cancel(self, order_id: str) -> Any:
+        """The customer cancelled at PayPal: note it, the invoice stays outstanding."""
+
+
+CORE = web.AppKey("core", object)
+CHECKOUT = web.AppKey("checkout", object)
+SETTINGS = web.AppKey("settings", WebSettings)
+PASSWORDS = web.AppKey("passwords", Passwords)
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+try:
+    SESSION = web.RequestKey("session", object)
+except AttributeError:  # aiohttp < 3.12 has no RequestKey
+    SESSION = "session"
+
+
+# ------------------------------------------------------------------------------ presentation
+def when(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def duration(talk_ms: int | None) -> str:
+    seconds = billable_seconds(talk_ms or 0)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def template_env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(money=format_customer, exact=format_amount, when=when, duration=duration)
+    return env
+
+
+def render(request: web.Request, name: str, *, status: int = 200, **context: Any) -> web.Response:
+    context.setdefault("session", request.get(SESSION))
+    context.setdefault("notices", [])
+    context.setdefault("active", "")
+    html = request.app[TEMPLATES].get_template(name).render(**context)
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def error_page(request: web.Request, status: int, title: str, message: str) -> web.Response:
+    return render(request, "error.html", status=status, title=title, message=message)
+
+
+def client_ip(request: web.Request) -> str:
+    if request.app[SETTINGS].forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        last = forwarded.split(",")[-1].strip()
+        if last:
+            return last
+    return request.remote or ""
+
+
+# ------------------------------------------------------------------------------- middlewares
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    # No scripts at all; the pages are plain forms and links.
+    "Content-Security-Policy": "default-src 'self'; script-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+}
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status in (404, 405) and not exc.text.lstrip().startswith("<"):
+            response = error_page(request, exc.status, "Not found" if exc.status == 404 else "Not allowed",
+                                  "There is no such page here." if exc.status == 404 else "That is not allowed here.")
+        else:
+            raise
+    if not request.path.startswith("/paypal/webhook"):
+        for k, v in _SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+        if not request.path.startswith("/static/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+@web.middleware
+async def session_loader(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Puts the signed-in customer (or None) on ``request["session"]``."""
+    session: WebSession | None = None
+    if not request.path.startswith(("/static/", "/paypal/webhook")):
+        settings = request.app[SETTINGS]
+        session = await load_session(request.app[CORE], settings.auth, request.cookies.get(settings.session_cookie))
+    request[SESSION] = session
+    return await handler(request)
+
+
+def make_web_app(core, paypal: Checkout | None, settings: WebSettings | None = None, *,
+                 webhook_handler: Handler | None = None) -> web.Application:
+    """The client area on ``core``. ``paypal`` is the checkout (start/complete/cancel); with
+    ``webhook_handler`` set, POST /paypal/webhook is served by it."""
+    from . import pages
+
+    settings = settings or WebSettings()
+    app = web.Application(middlewares=[security_headers, session_loader], client_max_size=64 * 1024)
+    app[CORE] = core
+    app[CHECKOUT] = paypal
+    app[SETTINGS] = settings
+    app[PASSWORDS] = Passwords(settings.auth)
+    app[TEMPLATES] = template_env()
+    pages.add_routes(app)
+    if webhook_handler is not None:
+        app.router.add_post("/paypal/webhook", webhook_handler)
+    app.router.add_static("/static/", str(HERE / "static"), append_version=False)
+    return app

@@ -1,0 +1,382 @@
+"""The client area's pages and form actions.
+
+Every page but sign-in needs a session; every POST checks the form's CSRF token before anything
+else and writes nothing when it is wrong. Anything addressed by id (invoices, PayPal orders) is
+looked up together with the signed-in account: another customer's id answers 404 exactly like an id
+that does not exist.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from billing_core import invoices as inv
+from billing_core.domain import lifecycle
+from billing_core.domain.errors import InvalidInput, NotFound
+from billing_core.domain.money import format_amount
+
+from . import queries
+from .app import (CHECKOUT, CORE, PASSWORDS, SESSION, SETTINGS, SIGNIN_CSRF_COOKIE, client_ip, error_page, render)
+from .auth import SignedIn, WebSession, sign_in, sign_out, tokens_equal
+
+log = logging.getLogger("callgate.web")
+
+STATUS_TEXT = {
+    lifecycle.ACTIVE: "Active",
+    lifecycle.DEPLETED: "Depleted — calls are refused until you add funds",
+    lifecycle.PRE_SUSPENDED: "Pre-suspended — add funds to keep your numbers",
+    lifecycle.SUSPENDED: "Suspended",
+}
+INVOICE_STATUS_TEXT = {
+    inv.OUTSTANDING: "Outstanding",
+    inv.PENDING: "Payment clearing (eCheque)",
+    inv.PAID: "Paid",
+    inv.CANCELLED: "Cancelled",
+    inv.REFUNDED: "Refunded",
+}
+CSRF_REFUSED = "This form has expired or did not come from this site. Reload the page and try again."
+
+
+class InvoiceRow:
+    """An invoice as the pages show it."""
+
+    def __init__(self, invoice: inv.Invoice):
+        self.id = invoice.id
+        self.amount = invoice.amount
+        self.currency = invoice.currency
+        self.created_at = invoice.created_at
+        self.settled_at = invoice.paid_at or invoice.cancelled_at
+        self.refunded = invoice.refunded
+        self.payable = invoice.payable
+        self.status = invoice.status
+        text = INVOICE_STATUS_TEXT.get(invoice.status, invoice.status)
+        if invoice.status == inv.REFUNDED and invoice.refunded < invoice.amount:
+            text = f"Partly refunded ({format_amount(invoice.refunded)} {invoice.currency})"
+        self.status_text = text
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _session(request: web.Request) -> WebSession:
+    session = request.get(SESSION)
+    if session is None:
+        if request.method == "GET":
+            target = request.path_qs
+            raise web.HTTPSeeOther("/signin?" + urlencode({"next": target}))
+        raise web.HTTPForbidden(text="sign in first")
+    return session
+
+
+async def _form(request: web.Request, session: WebSession | None) -> Any:
+    """The posted form, after its CSRF token matched the session's (403 and nothing done otherwise)."""
+    form = await request.post()
+    if session is None or not tokens_equal(form.get("csrf"), session.csrf_token):
+        log.warning("csrf refused: %s %s from %s", request.method, request.path, client_ip(request))
+        raise _Refused(error_page(request, 403, "Form refused", CSRF_REFUSED))
+    return form
+
+
+class _Refused(Exception):
+    def __init__(self, response: web.Response):
+        self.response = response
+
+
+def _safe_next(target: str | None) -> str:
+    """Only local paths: never an open redirect to another site."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/balance"
+
+
+def _base_url(request: web.Request) -> str:
+    public = request.app[SETTINGS].public_url
+    return public.rstrip("/") if public else f"{request.scheme}://{request.host}"
+
+
+async def _own_invoice(request: web.Request, session: WebSession, raw_id: str) -> inv.Invoice:
+    if not raw_id.isdigit():
+        raise _Refused(error_page(request, 404, "Not found", "There is no such invoice."))
+    try:
+        return await inv.get_invoice(request.app[CORE], int(raw_id), account_ref=session.account_ref)
+    except (NotFound, InvalidInput):
+        raise _Refused(error_page(request, 404, "Not found", "There is no such invoice.")) from None
+
+
+async def _to_paypal(request: web.Request, invoice: inv.Invoice) -> web.StreamResponse:
+    """Start the PayPal checkout for an outstanding invoice of the signed-in customer."""
+    checkout = request.app[CHECKOUT]
+    base = _base_url(request)
+    if checkout is None:
+        return _unavailable(request, invoice)
+    try:
+        approval = await checkout.start(invoice, f"{base}/paypal/return", f"{base}/paypal/cancel")
+    except Exception as exc:  # PayPal down or refusing: the invoice stays outstanding to pay later
+        log.error("checkout for invoice %s failed: %s", invoice.id, exc)
+        return _unavailable(request, invoice)
+    if not approval:
+        return _unavailable(request, invoice)
+    raise web.HTTPSeeOther(approval)
+
+
+def _unavailable(request: web.Request, invoice: inv.Invoice) -> web.Response:
+    return error_page(request, 503, "PayPal unavailable",
+                      f"PayPal could not be reached. Deposit invoice #{invoice.id} "
+                      f"({format_amount(invoice.amount)} {invoice.currency}) is outstanding: pay it later from Invoices.")
+
+
+def _refusable(handler):
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except _Refused as refused:
+            return refused.response
+
+    wrapper.__name__ = handler.__name__
+    wrapper.__doc__ = handler.__doc__
+    return wrapper
+
+
+# ------------------------------------------------------------------------------------ sign in
+async def index(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPSeeOther("/balance" if request.get(SESSION) else "/signin")
+
+
+def _signin_form(request: web.Request, *, status: int = 200, error: str = "", email: str = "",
+                 next_url: str = "") -> web.Response:
+    token = request.cookies.get(SIGNIN_CSRF_COOKIE) or ""
+    if len(token) < 20:
+        token = secrets.token_urlsafe(32)
+    response = render(request, "signin.html", status=status, error=error, email=email, csrf=token,
+                      next=_safe_next(next_url or request.query.get("next")))
+    settings = request.app[SETTINGS]
+    # Double-submit token for the sign-in form (there is no session to bind it to yet).
+    response.set_cookie(SIGNIN_CSRF_COOKIE, token, path="/signin", httponly=True, samesite="Lax",
+                        secure=settings.secure_cookies)
+    return response
+
+
+async def signin_page(request: web.Request) -> web.StreamResponse:
+    if request.get(SESSION) is not None:
+        raise web.HTTPSeeOther(_safe_next(request.query.get("next")))
+    return _signin_form(request)
+
+
+async def signin_submit(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    email = str(form.get("email", ""))[:320]
+    next_url = str(form.get("next", ""))
+    if not tokens_equal(form.get("csrf"), request.cookies.get(SIGNIN_CSRF_COOKIE)):
+        return _signin_form(request, status=403, error=CSRF_REFUSED, email=email, next_url=next_url)
+    settings = request.app[SETTINGS]
+    result = await sign_in(request.app[CORE], request.app[PASSWORDS], settings.auth, email,
+                           str(form.get("password", "")), client_ip(request))
+    if not isinstance(result, SignedIn):
+        if result.reason == "rate_limited":
+            minutes = max(1, settings.auth.signin_window_seconds // 60)
+            log.warning("sign-in rate limited: email=%s ip=%s", email, client_ip(request))
+            return _signin_form(request, status=429, email=email, next_url=next_url,
+                                error=f"Too many failed sign-ins. Try again in {minutes} minutes.")
+        return _signin_form(request, status=401, email=email, next_url=next_url,
+                            error="Wrong email or password.")
+    log.info("signed in: account=%s ip=%s", result.session.account_ref, client_ip(request))
+    response = web.HTTPSeeOther(_safe_next(next_url))
+    response.set_cookie(settings.session_cookie, result.token, path="/", httponly=True, samesite="Lax",
+                        secure=settings.secure_cookies)
+    response.del_cookie(SIGNIN_CSRF_COOKIE, path="/signin")
+    raise response
+
+
+@_refusable
+async def signout(request: web.Request) -> web.StreamResponse:
+    session = request.get(SESSION)
+    if session is None:
+        raise web.HTTPSeeOther("/signin")
+    await _form(request, session)
+    await sign_out(request.app[CORE], session)
+    settings = request.app[SETTINGS]
+    response = web.HTTPSeeOther("/signin")
+    response.del_cookie(settings.session_cookie, path="/")
+    raise response
+
+
+# -------------------------------------------------------------------------------------- pages
+async def balance_page(request: web.Request) -> web.StreamResponse:
+    session = _session(request)
+    core = request.app[CORE]
+    account = await core.account(session.account_ref)
+    outstanding = await inv.list_invoices(core, session.account_ref, status=inv.OUTSTANDING)
+    notices = []
+    if request.query.get("invoice", "").isdigit():
+        notices += await _payment_notice(request, session, int(request.query["invoice"]))
+    return render(request, "balance.html", active="balance", account=account, notices=notices,
+                  status_text=STATUS_TEXT.get(account.status, account.status),
+                  below_threshold=account.balance < account.low_balance_threshold, outstanding=len(outstanding))
+
+
+async def _payment_notice(request: web.Request, session: WebSession, invoice_id: int) -> list[dict]:
+    try:
+        invoice = await inv.get_invoice(request.app[CORE], invoice_id, account_ref=session.account_ref)
+    except (NotFound, InvalidInput):
+        return []
+    amount = f"{format_amount(invoice.amount)} {invoice.currency}"
+    if invoice.status == inv.PAID:
+        return [{"kind": "good", "text": f"Payment received: {amount} added to your balance (invoice #{invoice.id})."}]
+    if invoice.status == inv.PENDING:
+        return [{"kind": "good", "text": f"Your payment of {amount} for invoice #{invoice.id} is clearing; "
+                                         "your balance rises when it completes."}]
+    if invoice.status == inv.OUTSTANDING:
+        return [{"kind": "bad", "text": f"Invoice #{invoice.id} ({amount}) is not paid yet; pay it from Invoices."}]
+    return []
+
+
+async def funds_page(request: web.Request) -> web.StreamResponse:
+    session = _session(request)
+    return _funds_form(request, session)
+
+
+def _funds_form(request: web.Request, session: WebSession, *, amount: str = "", error: str = "",
+                status: int = 200) -> web.Response:
+    currency = request.app[CORE].settings.currency
+    return render(request, "funds.html", status=status, active="funds", amount=amount, error=error, currency=currency,
+                  min_amount=format_amount(inv.MIN_AMOUNT), max_amount=format_amount(inv.MAX_AMOUNT))
+
+
+@_refusable
+async def funds_submit(request: web.Request) -> web.StreamResponse:
+    session = _session(request)
+    form = await _form(request, session)
+    amount = str(form.get("amount", ""))[:40]
+    try:
+        invoice = await inv.create_invoice(request.app[CORE], session.account_ref, amount, source="web")
+    except InvalidInput as exc:
+        message = str(exc).removeprefix("amount: ")
+        return _funds_form(request, session, amount=amount, error=message[:1].upper() + message[1:], status=400)
+    log.info("deposit invoice %s created for %s: %s", invoice.id, session.account_ref, format_amount(invoice.amount))
+    return await _to_paypal(request, invoice)
+
+
+async def invoices_page(request: web.Request) -> web.StreamResponse:
+    session = _session(request)
+    rows = [InvoiceRow(i) for i in await inv.list_invoices(request.app[CORE], session.account_ref)]
+    outstanding = [r for r in rows if r.status in (inv.OUTSTANDING, inv.PENDING)]
+    history = [r for r in rows if r.status not in (inv.OUTSTANDING, inv.PENDING)]
+    notices = []
+    cancelled = request.query.get("cancelled", "")
+    if cancelled.isdigit():
+        mine = [r for r in outstanding if r.id == int(cancelled)]
+        if mine:
+            notices.append({"kind": "bad", "text": f"Payment cancelled at PayPal. Invoice #{mine[0].id} is still "
+                                                   "outstanding: pay it now or later."})
+    return render(request, "invoices.html", active="invoices", outstanding=outstanding, history=history,
+                  notices=notices)
+
+
+@_refusable
+async def invoice_page(request: web.Request) -> web.StreamResponse:
+    session = _session(request)
+    invoice = await _own_invoice(request, session, request.match_info["invoice_id"])
+    return render(request, "invoice.html", active="invoices", inv=InvoiceRow(invoice))
+
+
+@_refusable
+async def invoice_pay(request: web.Request) -> web.StreamResponse:
+    session = _session(request)
+    await _form(request, session)
+    invoice = await _own_invoice(request, session, request.match_info["invoice_id"])
+    if not invoice.payable:
+        return error_page(request, 409, "Nothing to pay",
+                          f"Invoice #{invoice.id} is {INVOICE_STATUS_TEXT.get(invoice.status, invoice.status).lower()};"
+                          " there is nothing to pay.")
+    return await _to_paypal(request, invoice)
+
+
+async def calls_page(request: web.Request) -> web.StreamResponse:
+    session = _session(request)
+    core = request.app[CORE]
+    calls = await core.store.run(queries.recent_calls, session.account_id, request.app[SETTINGS].calls_shown)
+    return render(request, "calls.html", active="calls", calls=calls, currency=core.settings.currency)
+
+
+async def dids_page(request: web.Request) -> web.StreamResponse:
+    session = _session(request)
+    core = request.app[CORE]
+    dids = await core.store.run(queries.held_dids, session.account_id)
+    state = await core.store.run(queries.account_lifecycle, session.account_id)
+    release_at = None
+    if state.status == lifecycle.PRE_SUSPENDED and state.presuspended_at is not None:
+        release_at = lifecycle.release_date_ms(state.presuspended_at, core.settings.did_release_days)
+    return render(request, "dids.html", active="dids", dids=dids, release_at=release_at)
+
+
+# ------------------------------------------------------------------------- PayPal round trip
+@_refusable
+async def paypal_return(request: web.Request) -> web.StreamResponse:
+    """PayPal sends the customer back approved: capture, then show the balance."""
+    invoice = await _order_invoice(request)
+    checkout = request.app[CHECKOUT]
+    try:
+        change = await checkout.complete(request.query["token"])
+    except Exception as exc:  # the webhook still completes it; the customer sees the invoice state
+        log.error("capture on return for invoice %s failed: %s", invoice.id, exc)
+        change = None
+    log.info("return from PayPal for invoice %s: %s", invoice.id, getattr(change, "message", "capture failed"))
+    target = f"/balance?invoice={invoice.id}"
+    if request.get(SESSION) is None:
+        raise web.HTTPSeeOther("/signin?" + urlencode({"next": target}))
+    raise web.HTTPSeeOther(target)
+
+
+@_refusable
+async def paypal_cancel(request: web.Request) -> web.StreamResponse:
+    """The customer cancelled at PayPal: the invoice stays outstanding with its Pay now button."""
+    invoice = await _order_invoice(request)
+    try:
+        await request.app[CHECKOUT].cancel(request.query["token"])
+    except Exception as exc:
+        log.error("cancel on return for invoice %s failed: %s", invoice.id, exc)
+    target = f"/invoices?cancelled={invoice.id}"
+    if request.get(SESSION) is None:
+        raise web.HTTPSeeOther("/signin?" + urlencode({"next": target}))
+    raise web.HTTPSeeOther(target)
+
+
+async def _order_invoice(request: web.Request) -> inv.Invoice:
+    """The invoice a PayPal order id names; 404 when unknown or when it is another signed-in
+    customer's (nothing is captured or noted then)."""
+    token = request.query.get("token", "")
+    not_found = _Refused(error_page(request, 404, "Not found", "There is no such payment."))
+    if not token or len(token) > 64 or request.app[CHECKOUT] is None:
+        raise not_found
+    core = request.app[CORE]
+    found = await core.store.run(queries.invoice_by_order, token)
+    if found is None:
+        raise not_found
+    session = request.get(SESSION)
+    if session is not None and found.account_id != session.account_id:
+        log.warning("order %s of another account presented by %s", token, session.account_ref)
+        raise not_found
+    return await inv.get_invoice(core, found.invoice_id)
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/", index)
+    r.add_get("/signin", signin_page)
+    r.add_post("/signin", signin_submit)
+    r.add_post("/signout", signout)
+    r.add_get("/balance", balance_page)
+    r.add_get("/funds", funds_page)
+    r.add_post("/funds", funds_submit)
+    r.add_get("/invoices", invoices_page)
+    r.add_get("/invoices/{invoice_id}", invoice_page)
+    r.add_post("/invoices/{invoice_id}/pay", invoice_pay)
+    r.add_get("/calls", calls_page)
+    r.add_get("/dids", dids_page)
+    r.add_get("/paypal/return", paypal_return)
+    r.add_get("/paypal/cancel", paypal_cancel)
+
+
+__all__ = ["add_routes"]

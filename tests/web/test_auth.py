@@ -1,0 +1,245 @@
+"""Sign-in, sessions, cookies, CSRF and the persisted sign-in limits, over real HTTP."""
+from __future__ import annotations
+
+from http.cookies import SimpleCookie
+
+import pytest
+from sqlalchemy import func, select
+
+from billing_core.domain.errors import InvalidInput, NotFound
+from billing_core.store.tables import accounts
+from billing_core.store.tables_web import web_sessions, web_signin_attempts
+from callgate.web.app import WebSettings
+from callgate.web.auth import Passwords, set_password
+from callgate.web.server import start
+
+from .conftest import FAST_AUTH, PASSWORD, Browserless
+
+
+def _set_cookies(resp) -> dict[str, SimpleCookie]:
+    out = {}
+    for header in resp.headers.getall("Set-Cookie", []):
+        c = SimpleCookie()
+        c.load(header)
+        for name, morsel in c.items():
+            out[name] = (morsel, header)
+    return out
+
+
+async def _count(core, table, *where):
+    return await core.store.run(lambda conn: conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
+
+
+async def test_pages_need_sign_in(client, alice):
+    for path in ("/balance", "/funds", "/invoices", "/calls", "/dids", "/invoices/1"):
+        resp = await client.get(path)
+        assert resp.status == 303, path
+        assert resp.headers["Location"].startswith("/signin?next="), path
+
+
+async def test_sign_in_sets_a_hardened_session_cookie_and_signs_out(client, alice, core):
+    resp = await client.sign_in(alice.email, alice.password)
+    assert resp.headers["Location"] == "/balance"
+    morsel, header = _set_cookies(resp)["callgate_session"]
+    assert morsel["httponly"] is True
+    assert morsel["samesite"] == "Lax"
+    assert morsel["path"] == "/"
+    assert not morsel["secure"]
+    token = morsel.value
+    # Only the hash of the token is stored.
+    stored = await core.store.run(lambda conn: conn.execute(select(web_sessions.c.token_hash)).scalars().all())
+    assert len(stored) == 1 and token not in stored
+
+    page = await client.get("/balance")
+    assert page.status == 200
+    assert "Credit Balance" in page.body and "10.00 CAD" in page.body
+    assert page.headers["Cache-Control"] == "no-store"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+
+    csrf = await client.csrf()
+    out = await client.post("/signout", {"csrf": csrf})
+    assert out.status == 303 and out.headers["Location"] == "/signin"
+    assert await _count(core, web_sessions) == 0
+    assert (await client.get("/balance")).status == 303
+    # The old cookie value is dead even if a copy of it is replayed.
+    replay = Browserless(client.base)
+    try:
+        replay.http.cookie_jar.update_cookies({"callgate_session": token})
+        assert (await replay.get("/balance")).status == 303
+    finally:
+        await replay.close()
+
+
+async def test_secure_cookies_setting_marks_cookies_secure(core, alice):
+    settings = WebSettings(listen="127.0.0.1:0", secure_cookies=True, auth=FAST_AUTH)
+    runner, url = await start(core, settings)
+    c = Browserless(url)
+    try:
+        page = await c.get("/signin")
+        morsel, header = _set_cookies(page)["callgate_signin"]
+        assert morsel["secure"] is True and morsel["httponly"] is True
+        # The client will not send a Secure cookie back over plain http, so post the token by hand.
+        token = morsel.value
+        resp = await c.post("/signin", {"csrf": token, "email": alice.email, "password": alice.password},
+                            headers={"Cookie": f"callgate_signin={token}"})
+        assert resp.status == 303
+        morsel, header = _set_cookies(resp)["__Host-callgate_session"]
+        assert morsel["secure"] is True and morsel["httponly"] is True and morsel["samesite"] == "Lax"
+        assert morsel["path"] == "/" and not morsel["domain"]
+    finally:
+        await c.close()
+        await runner.cleanup()
+
+
+async def test_wrong_password_and_unknown_email_look_the_same(client, alice):
+    wrong = await client.sign_in(alice.email, "not the password", expect=401)
+    unknown = await client.sign_in("nobody@example.test", "whatever whatever", expect=401)
+    assert "Wrong email or password." in wrong.body and "Wrong email or password." in unknown.body
+    assert "callgate_session" not in _set_cookies(wrong)
+    assert (await client.get("/balance")).status == 303
+
+
+async def test_email_is_case_insensitive(client, alice):
+    await client.sign_in("  ALICE@Example.TEST ", alice.password)
+    assert (await client.get("/balance")).status == 200
+
+
+async def test_sign_in_without_csrf_token_is_refused(client, alice, core):
+    await client.get("/signin")  # has the cookie, but the form does not send the token
+    resp = await client.post("/signin", {"email": alice.email, "password": alice.password})
+    assert resp.status == 403
+    assert "did not come from this site" in resp.body
+    resp = await client.post("/signin", {"csrf": "forged-token-forged-token", "email": alice.email,
+                                         "password": alice.password})
+    assert resp.status == 403
+    assert await _count(core, web_sessions) == 0
+    assert await _count(core, web_signin_attempts) == 0
+
+
+async def test_every_form_refuses_a_missing_or_foreign_csrf_token(client, client2, alice, bob, core):
+    await client.sign_in(alice.email, alice.password)
+    await client2.sign_in(bob.email, bob.password)
+    bobs_token = await client2.csrf()
+    before = await core.account("alice")
+    for path, data in (("/funds", {"amount": "50.00"}), ("/signout", {}), ("/invoices/1/pay", {})):
+        for token in (None, "", bobs_token):
+            form = dict(data) if token is None else {**data, "csrf": token}
+            resp = await client.post(path, form)
+            assert resp.status == 403, (path, token, resp.body[:200])
+            assert "did not come from this site" in resp.body
+    assert await core.account("alice") == before
+    from billing_core import invoices as inv
+
+    assert await inv.list_invoices(core, "alice") == []
+    assert (await client.get("/balance")).status == 200  # the forged sign-out did nothing
+
+
+async def test_sign_in_is_limited_per_email_and_persisted(core, alice, web_settings):
+    runner, url = await start(core, web_settings)
+    c = Browserless(url)
+    try:
+        for _ in range(FAST_AUTH.signin_max_per_email):
+            await c.sign_in(alice.email, "wrong password!", expect=401)
+        limited = await c.sign_in(alice.email, alice.password, expect=429)
+        assert "Too many failed sign-ins" in limited.body
+    finally:
+        await c.close()
+        await runner.cleanup()
+    # A restart does not forget (the attempts are in the database).
+    runner, url = await start(core, web_settings)
+    c = Browserless(url)
+    try:
+        await c.sign_in(alice.email, alice.password, expect=429)
+        # The window passes: the right password works again and clears the email's failures.
+        core.clock.advance(FAST_AUTH.signin_window_seconds + 1)
+        await c.sign_in(alice.email, alice.password)
+        assert await _count(core, web_signin_attempts, web_signin_attempts.c.key_kind == "email",
+                            web_signin_attempts.c.succeeded.is_(False)) == 0
+    finally:
+        await c.close()
+        await runner.cleanup()
+
+
+async def test_sign_in_is_limited_per_address_across_emails(client, alice, bob):
+    for i in range(FAST_AUTH.signin_max_per_ip):
+        await client.sign_in(f"guess{i}@example.test", "some password", expect=401)
+    # Bob's email has no failures, but this address used up its own.
+    await client.sign_in(bob.email, bob.password, expect=429)
+
+
+async def test_a_success_clears_the_emails_failures(client, alice):
+    for _ in range(FAST_AUTH.signin_max_per_email - 1):
+        await client.sign_in(alice.email, "wrong password!", expect=401)
+    await client.sign_in(alice.email, alice.password)
+    csrf = await client.csrf()
+    await client.post("/signout", {"csrf": csrf})
+    for _ in range(FAST_AUTH.signin_max_per_email - 1):
+        await client.sign_in(alice.email, "wrong password!", expect=401)
+    await client.sign_in(alice.email, alice.password)
+
+
+async def test_idle_and_absolute_session_expiry(client, alice, core):
+    await client.sign_in(alice.email, alice.password)
+    core.clock.advance(FAST_AUTH.session_idle_seconds - 10)
+    assert (await client.get("/balance")).status == 200  # use keeps it alive
+    core.clock.advance(FAST_AUTH.session_idle_seconds - 10)
+    assert (await client.get("/balance")).status == 200
+    core.clock.advance(FAST_AUTH.session_idle_seconds + 1)
+    assert (await client.get("/balance")).status == 303
+    assert await _count(core, web_sessions) == 0
+
+    await client.sign_in(alice.email, alice.password)
+    for _ in range(FAST_AUTH.session_max_seconds // (FAST_AUTH.session_idle_seconds - 60) + 1):
+        core.clock.advance(FAST_AUTH.session_idle_seconds - 60)
+        await client.get("/balance")
+    assert (await client.get("/balance")).status == 303  # absolute limit, however busy
+
+
+async def test_next_parameter_is_never_an_open_redirect(client, alice):
+    token = await client.csrf("/signin")
+    resp = await client.post("/signin", {"csrf": token, "email": alice.email, "password": alice.password,
+                                         "next": "//evil.example/x"})
+    assert resp.headers["Location"] == "/balance"
+    csrf = await client.csrf()
+    await client.post("/signout", {"csrf": csrf})
+    token = await client.csrf("/signin?next=/calls")
+    resp = await client.post("/signin", {"csrf": token, "email": alice.email, "password": alice.password,
+                                         "next": "/calls"})
+    assert resp.headers["Location"] == "/calls"
+
+
+async def test_set_password_rules(core, alice):
+    pw = Passwords(FAST_AUTH)
+    with pytest.raises(InvalidInput, match="at least 10"):
+        await set_password(core, pw, "alice", "short")
+    with pytest.raises(NotFound, match="REF"):
+        await set_password(core, pw, "nobody", PASSWORD)
+    # A second account with the same email cannot get a password: an email names one account.
+    await core.admin.add_account("alice2", name="Alice Two", email="Alice@example.test", package="basic")
+    with pytest.raises(InvalidInput, match="already signs in with alice@example.test"):
+        await set_password(core, pw, "alice2", PASSWORD)
+    stored = await core.store.run(lambda conn: conn.execute(
+        select(accounts.c.password_hash).where(accounts.c.ref == "alice2")).scalar())
+    assert stored is None
+
+
+async def test_new_password_signs_out_everywhere_and_old_one_stops_working(client, alice, core):
+    await client.sign_in(alice.email, alice.password)
+    await set_password(core, Passwords(FAST_AUTH), "alice", "a brand new password")
+    assert (await client.get("/balance")).status == 303
+    await client.sign_in(alice.email, alice.password, expect=401)
+    await client.sign_in(alice.email, "a brand new password")
+
+
+async def test_weak_hash_parameters_are_upgraded_at_sign_in(core, alice, web_settings):
+    stronger = WebSettings(listen="127.0.0.1:0", auth=FAST_AUTH.__class__(**{**FAST_AUTH.__dict__, "argon2_time_cost": 2}))
+    runner, url = await start(core, stronger)
+    c = Browserless(url)
+    try:
+        await c.sign_in(alice.email, alice.password)
+    finally:
+        await c.close()
+        await runner.cleanup()
+    stored = await core.store.run(lambda conn: conn.execute(
+        select(accounts.c.password_hash).where(accounts.c.ref == "alice")).scalar())
+    assert stored.startswith("$argon2id$") and ",t=2," in stored
