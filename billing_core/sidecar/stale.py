@@ -1,0 +1,68 @@
+"""Stale sessions: live calls whose gate stopped reporting are settled, so no hold stays forever.
+
+A gate reports its live calls with ``core.heartbeat``. A session unseen for CALLGATE_STALE_SECONDS
+(default 120 s: two missed minutes of a gate that heartbeats every few seconds, longer than a
+normal ARI reconnect) is settled by the sidecar and flagged ``stale``:
+
+* answered → settled at its granted time, i.e. at the cut-off the gate was enforcing — or at the
+  time elapsed since answer when the cut-off is still ahead (the call cannot have talked longer
+  than either, and the customer is never charged for money merely held);
+* never answered → closed at zero.
+
+Settlement is the core's exactly-once ``settle``: if the gate comes back and settles the same call
+at the same moment, one of the two is a replay and nothing is charged twice.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from billing_core.api import LIVE_STATES
+from billing_core.store.tables import call_sessions
+
+log = logging.getLogger("callgate.stale")
+
+
+@dataclass(frozen=True)
+class StaleReport:
+    settled: int = 0
+    """Answered sessions settled at their granted (or elapsed) time."""
+    closed: int = 0
+    """Never-answered sessions closed at zero."""
+
+
+def stale_sessions_tx(conn, seen_before: int) -> list:
+    q = (select(call_sessions.c.id, call_sessions.c.state, call_sessions.c.answered_at,
+                call_sessions.c.granted_seconds, call_sessions.c.last_seen_at)
+         .where(call_sessions.c.state.in_(LIVE_STATES), call_sessions.c.last_seen_at < seen_before)
+         .order_by(call_sessions.c.last_seen_at))
+    return list(conn.execute(q))
+
+
+def stale_talk_ms(answered_at: int | None, granted_seconds: int, now: int) -> int:
+    """The talk a stale answered session is settled at (see the module docstring)."""
+    if answered_at is None:
+        return 0
+    return max(0, min(granted_seconds * 1000, now - answered_at))
+
+
+async def settle_stale(core, now: int, stale_seconds: float) -> StaleReport:
+    settled = closed = 0
+    for row in await core.store.run(stale_sessions_tx, now - int(stale_seconds * 1000)):
+        answered = row.state == "answered"
+        talk = stale_talk_ms(row.answered_at, row.granted_seconds, now) if answered else 0
+        note = f"stale: gate silent since {row.last_seen_at}" + ("" if answered else "; never answered")
+        result = await core.settle(row.id, talk, stale=True, note=note)
+        if result.replayed:
+            continue  # the gate (or another sidecar) settled it meanwhile
+        if answered:
+            settled += 1
+        else:
+            closed += 1
+        log.warning("session %s settled as stale (%s, talk %d ms)", row.id, row.state, talk)
+    return StaleReport(settled, closed)
+
+
+__all__ = ["StaleReport", "settle_stale", "stale_talk_ms"]
