@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from ari_app.simulator import Party
-from tests.ari.gate_support import (TIME_SCALE, callee_answer_ts, first_hangup_ts, requests_of, running_gate,
-                                     wait_for)
+from billing_core.domain.rating import Rate
+from tests.ari.gate_support import (TIME_SCALE, callee_answer_ts, first_hangup_ts, gate_settings, requests_of,
+                                     running_gate, ts_ms, wait_for)
 from tests.factories import seed
 
 NUMBER = "15145550100"
@@ -42,3 +43,194 @@ async def test_outbound_answered_caller_hangs_up(sim, core):
     assert [p for p in paths if p[1] in ("ring", "create", "dial", "answer", "addChannel")] == [
         ("POST", "ring"), ("POST", "create"), ("POST", "dial"), ("POST", "answer"), ("POST", "addChannel")]
     assert not sim.channels and not sim.bridges
+
+
+PER_SECOND = [Rate("1", 60_000, 0, 1, 1, "NANP per second")]  # 0.001 per second, billed per second
+
+
+async def account(core, ref="acme"):
+    return await core.account(ref)
+
+
+async def test_outbound_answered_callee_hangs_up(sim, core):
+    await seed(core)
+    sim.script_destination(TRUNK, Party(answer_after=1.0, hangup_after=2.0))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert out.answered and out.ended_by == "app"  # the gate hung the caller up after the callee's BYE
+    s = await session_of(core, sim, call)
+    assert s.state == "settled"
+    assert s.talk_ms == first_hangup_ts(sim, call.callee_ids[0]) - callee_answer_ts(sim, call)
+    deletes = requests_of(sim, method="DELETE")
+    assert [r.path for r in deletes][:1] == [f"/ari/channels/{call.channel_id}"]
+    assert any(r.path.startswith("/ari/bridges/") for r in deletes)
+    assert not sim.channels and not sim.bridges
+    assert (await account(core)).held == 0
+
+
+@pytest.mark.parametrize("party, sip, cause", [
+    (Party(busy=True), 486, 17),
+    (Party(answer_after=None, no_answer=True), 480, 19),
+    (Party(fail_cause=34), 503, 34),
+], ids=["busy", "no_answer", "congestion"])
+async def test_failed_dial_maps_the_callee_cause(sim, core, party, sip, cause):
+    await seed(core)
+    sim.script_destination(TRUNK, party)
+    async with running_gate(sim, core, gate_settings(sim, dial_timeout=5)) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert not out.answered
+    assert (out.sip_final, out.q850_cause) == (sip, cause)
+    s = await session_of(core, sim, call)
+    assert (s.state, s.talk_ms, s.cost) == ("settled", 0, 0)
+    a = await account(core)
+    assert (a.held, a.balance, a.live_calls) == (0, 10_000_000, 0)
+    assert not sim.channels and not sim.bridges
+
+
+async def test_caller_cancels_while_ringing(sim, core):
+    await seed(core)
+    sim.script_destination(TRUNK, Party(answer_after=None, no_answer=True))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER, caller_cancel_after=2.0)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert (out.sip_final, out.ended_by) == (487, "caller")
+    callee = call.callee_ids[0]
+    assert any(r.method == "DELETE" and r.path == f"/ari/channels/{callee}" for r in sim.requests)
+    s = await session_of(core, sim, call)
+    assert (s.state, s.talk_ms, s.cost) == ("settled", 0, 0)
+    assert (await account(core)).held == 0
+    assert not sim.channels and not sim.bridges
+
+
+@pytest.mark.parametrize("setup, exten, media, sip", [
+    ({"balance": "0.50", "deck": [Rate("1", 1_000_000, 0, 60, 6)]}, NUMBER,  # first minute costs 1.00
+     "sound:cannot-complete-as-dialed", 403),
+    ({"balance": "0"}, NUMBER, "sound:cannot-complete-as-dialed", 403),
+    ({"status": "suspended"}, NUMBER, "sound:cannot-complete-as-dialed", 403),
+    ({}, "33123456789", "sound:ss-noservice", 404),
+    ({}, "12", "sound:ss-noservice", 404),
+    ({"max_calls": 1, "live_call": True}, NUMBER, "sound:all-circuits-busy-now", 486),
+], ids=["insufficient_funds", "depleted", "suspended", "no_rate", "invalid_number", "too_many_calls"])
+async def test_refusals_early_media_announcement_and_sip_code(sim, core, setup, exten, media, sip):
+    await seed(core, balance=setup.get("balance", "10.00"), max_calls=setup.get("max_calls", 10),
+               deck=setup.get("deck"))
+    if "status" in setup:
+        await core.admin.set_account_status("acme", setup["status"])
+    if setup.get("live_call"):  # the account's only call slot is taken (on another PBX)
+        held = await core.authorize_call(direction="outbound", number=NUMBER, endpoint="alice", pbx_id="other-pbx",
+                                         channel_id="1.1")
+        assert held.allowed
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=exten)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert out.progress and out.heard == [media]
+    assert (out.sip_final, out.answered) == (sip, False)
+    assert not requests_of(sim, contains="/create")  # nothing dialled
+    assert await core.find_session(sim.asterisk_id, call.channel_id) is None  # nothing charged
+    order = [r.path.rsplit("/", 1)[-1] for r in sim.requests if r.method in ("POST", "DELETE")]
+    assert order == ["progress", "play", call.channel_id]
+
+
+async def test_unknown_endpoint_is_rejected(sim, core):
+    await seed(core)
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="mallory", exten=NUMBER)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert out.sip_final == 403 and out.progress
+
+
+async def test_announcement_is_configurable_and_can_be_off(sim, core):
+    await seed(core, balance="0")
+    settings = gate_settings(sim, announcements={"depleted": "sound:number-not-in-service"})
+    async with running_gate(sim, core, settings) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert out.heard == ["sound:number-not-in-service"] and out.sip_final == 403
+    settings = gate_settings(sim, announcements={})
+    async with running_gate(sim, core, settings) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert out.heard == [] and out.sip_final == 403 and out.progress
+
+
+async def test_inbound_did_rings_its_endpoint(sim, core):
+    await seed(core)
+    sim.script_destination("PJSIP/alice", Party(answer_after=1.0))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="trunk", exten="15145551000", context="from-trunk",
+                                    app_args=["inbound"], caller_id="15145557777", caller_hangup_after=3.0)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert out.answered
+    create = requests_of(sim, contains="/channels/create")[0]
+    assert create.query["endpoint"] == "PJSIP/alice" and create.query["appArgs"] == "dialed"
+    s = await session_of(core, sim, call)
+    assert s.direction == "inbound" and s.state == "settled" and s.talk_ms > 2500
+
+
+async def test_inbound_unknown_did_never_rings(sim, core):
+    await seed(core)
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="trunk", exten="15145559999", context="from-trunk",
+                                    app_args=["inbound"], caller_id="15145557777")
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert out.sip_final == 404 and out.heard == ["sound:ss-noservice"]
+    assert not requests_of(sim, contains="/channels/create")
+
+
+async def test_cutoff_with_warning_tone(sim, core):
+    await seed(core, balance="0.02", deck=PER_SECOND)  # 20 s of talk
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    async with running_gate(sim, core, gate_settings(sim, warning_seconds=5)) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert out.answered and out.ended_by == "app" and out.heard == ["sound:beep"]
+    assert out.sip_reason == "Q.850;cause=16"  # reason=normal
+    assert 19_000 <= out.talk_ms <= 21_500
+    beep = next(e for e in sim.events_of(call.channel_id) if e["type"] == "PlaybackStarted")
+    assert 14_000 <= ts_ms(beep) - callee_answer_ts(sim, call) <= 16_000  # 5 s before the cut-off
+    s = await session_of(core, sim, call)
+    assert (s.state, s.talk_ms, s.cost) == ("settled", 20_000, 20_000)
+    a = await account(core)
+    assert (a.balance, a.held) == (0, 0)
+    hangups = [r for r in requests_of(sim, method="DELETE") if "/channels/" in r.path]
+    assert {r.query.get("reason") for r in hangups} == {"normal"} and len(hangups) == 2
+
+
+async def test_emergency_bypasses_billing(sim, core):
+    await seed(core, balance="0")
+    sim.script_destination("PJSIP/911@trunk", Party(answer_after=1.0))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten="911", caller_hangup_after=3.0)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert out.answered and not out.progress
+    s = await session_of(core, sim, call)
+    assert s.emergency and s.state == "settled" and s.cost == 0 and s.cutoff_at is None
+
+
+async def test_two_concurrent_calls_of_one_caller(sim, core):
+    await seed(core)
+    sim.script_destination("PJSIP/15145550101@trunk", Party(answer_after=1.0))
+    sim.script_destination("PJSIP/15145550102@trunk", Party(answer_after=1.0))
+    async with running_gate(sim, core) as gate:
+        c1 = await sim.place_call(endpoint="alice", exten="15145550101", caller_hangup_after=3.0)
+        c2 = await sim.place_call(endpoint="alice", exten="15145550102", caller_hangup_after=4.0)
+        o1, o2 = await c1.ended(timeout=10), await c2.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert o1.answered and o2.answered
+    s1, s2 = await session_of(core, sim, c1), await session_of(core, sim, c2)
+    assert s1.session_id != s2.session_id
+    assert s1.talk_ms < s2.talk_ms and {s1.state, s2.state} == {"settled"}
+    assert len(sim.bridges) == 0 and len({r.path for r in requests_of(sim, method="DELETE", contains="/bridges/")}) == 2
