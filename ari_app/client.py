@@ -25,6 +25,7 @@ until ``await client.stop()``. Dispatch guarantees:
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import json as _json
 import logging
@@ -108,7 +109,8 @@ class AriClient:
         self.request_timeout = request_timeout
         self._session = http_session
         self._own_session = http_session is None
-        self._auth = aiohttp.BasicAuth(user, password)
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        self._auth_headers = {"Authorization": f"Basic {token}"}
         self._event_handlers: list[EventHandler] = []
         self._connected_handlers: list[ConnectedHandler] = []
         # key -> pending events; a key is present exactly while its worker task runs
@@ -344,7 +346,7 @@ class AriClient:
         session = await self._http()
         try:
             async with session.request(
-                method, url, params=query, json=json, auth=self._auth,
+                method, url, params=query, json=json, headers=self._auth_headers,
                 timeout=aiohttp.ClientTimeout(total=self.request_timeout),
             ) as resp:
                 raw = await resp.read()

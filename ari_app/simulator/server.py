@@ -116,6 +116,7 @@ class Channel:
         self.dial_caller: "Channel | None" = None     # continue mode: the caller this leg was dialled for
         self.dial_peer: "Channel | None" = None       # continue mode: the callee of the caller's Dial()
         self.limit_ms: int | None = None
+        self.media = False          # RTP flowed (early media): RTPAUDIOQOS varsets at hangup
 
     def json(self) -> dict:
         return {
@@ -490,7 +491,7 @@ class AriSimulator:
 
     def _rtp_qos(self, ch: Channel) -> None:
         """RTPAUDIOQOS* varsets at the hangup of an answered channel (the bridged peer gets *BRIDGED)."""
-        if ch.qos_done or ch.answered_at is None:
+        if ch.qos_done or (ch.answered_at is None and not ch.media):
             return
         ch.qos_done = True
         peer = self._bridge_peer(ch)
@@ -509,7 +510,7 @@ class AriSimulator:
                 return self._channels[other]
         return None
 
-    def _bridge_varsets(self, a: Channel, b: Channel, rounds: int = 3) -> None:
+    def _bridge_varsets(self, a: Channel, b: Channel, rounds: int = 4) -> None:
         for _ in range(rounds):
             self._varset(b, "BRIDGEPEER", a.name)
             self._varset(b, "BRIDGEPVTCALLID", a.protocol_id)
@@ -603,8 +604,7 @@ class AriSimulator:
             return
         up = ch.state == "Up"
         self._stop_playbacks(ch)
-        if up:
-            self._rtp_qos(ch)
+        self._rtp_qos(ch)
         self._hangup_request(ch, 32, soft=True)
         if ch.dial_peer is not None and not ch.dial_peer.gone:
             # caller in a dialplan Dial(): the callee is hung up with it
@@ -667,6 +667,7 @@ class AriSimulator:
             self._dialed_leg_gone(ch, 16, by_app=False)
             return
         if ch.kind == "caller" and ch.dial_peer is not None and not ch.dial_peer.gone:
+            self._rtp_qos(ch)
             self._hangup_request(ch, 16)
             self._finish_dialplan_dial(ch, ended_by="caller", cause=16)
             return
@@ -896,8 +897,8 @@ class AriSimulator:
             self._varset(caller, "DIALEDTIME", str(int(dialed)))
             self._varset(caller, "DIALEDTIME_MS", str(int(dialed * 1000)))
             self._varset(caller, "DIALSTATUS", "ANSWER")
-        self._rtp_qos(caller)
         self._hangup_request(caller, 16, soft=True)
+        self._rtp_qos(caller)
         self._destroy(caller, cause, ended_by=ended_by, sip=(200, f"Q.850;cause={cause}"))
 
     def _dialed_leg_gone(self, peer: Channel, cause: int, *, by_app: bool, noanswer: bool = False,
@@ -940,8 +941,8 @@ class AriSimulator:
         self._varset(caller, "DIALEDTIME", str(int(dialed)))
         self._varset(caller, "DIALEDTIME_MS", str(int(dialed * 1000)))
         self._varset(caller, "DIALSTATUS", "ANSWER")
-        self._rtp_qos(caller)
         self._hangup_request(caller, 16, soft=True)
+        self._rtp_qos(caller)
         self._destroy(caller, 16, ended_by="callee", sip=(200, "Q.850;cause=16"))
 
     # ------------------------------------------------------------------ playbacks
@@ -970,6 +971,12 @@ class AriSimulator:
         pb.state = state
         self._emit_playback("PlaybackFinished", pb)
         self._playbacks.pop(pb.id, None)
+        scheme, _, target = pb.target_uri.partition(":")
+        ch = self._channels.get(target) if scheme == "channel" else None
+        peer = self._bridge_peer(ch) if ch is not None else None
+        if ch is not None and peer is not None:
+            # the channel goes back into the bridge after the playback: one more BRIDGEPEER round
+            self._bridge_varsets(ch, peer, rounds=1)
 
     def _emit_playback(self, etype: str, pb: Playback) -> None:
         scheme, _, target = pb.target_uri.partition(":")
@@ -1218,6 +1225,7 @@ class AriSimulator:
         ch = self._stasis_channel(params)
         if ch.call and ch.answered_at is None:
             ch.call.progress = True
+        ch.media = True
         return 204, None
 
     def _rest_channels_answer(self, params, body):
@@ -1253,6 +1261,7 @@ class AriSimulator:
                 ch.call.heard.extend(media)
                 if ch.answered_at is None:
                     ch.call.progress = True   # play on an unanswered channel sends 183 first (traced)
+            ch.media = True
         self._playbacks[pid] = pb
         result = pb.json()
         self._later(self.playback_start_delay, self._start_playback, pb)

@@ -1,0 +1,76 @@
+"""Trace contract tests: each recorded scenario's REST calls replayed through the simulator.
+
+For every scenario the simulator must answer each request with the recorded status, reason
+phrase and error message (or body keys), and deliver, per channel, the recorded sequence of
+events (types, causes, soft flags, tech causes, dial statuses, states, varset names), with the
+recorded key order. See trace_replay.py.
+"""
+from __future__ import annotations
+
+import pytest
+
+from ari_app.simulator import Party
+from tests.ari.trace_replay import Replay, load
+
+SCALE = 0.05   # 1 recorded second = 50 ms
+
+TRUNK = "PJSIP/15145550100@trunk"
+
+SCENARIOS = {
+    "outbound_answered_caller_hangup.jsonl": dict(
+        parties={TRUNK: Party(answer_after=1.0)},
+        calls=[dict(at=600, endpoint="alice", exten="15145550100", caller_hangup_after=3.0)]),
+    "outbound_answered_callee_hangup.jsonl": dict(
+        parties={TRUNK: Party(answer_after=1.0, hangup_after=3.0)},
+        calls=[dict(at=600, endpoint="alice", exten="15145550100")]),
+    "outbound_callee_busy.jsonl": dict(
+        parties={TRUNK: Party(busy=True, reject_after=0.5)},
+        calls=[dict(at=600, endpoint="alice", exten="15145550100")]),
+    "outbound_no_answer.jsonl": dict(
+        parties={TRUNK: Party(no_answer=True)},
+        calls=[dict(at=600, endpoint="alice", exten="15145550100")]),
+    "outbound_caller_cancels_while_ringing.jsonl": dict(
+        parties={TRUNK: Party(answer_after=None)},
+        calls=[dict(at=600, endpoint="alice", exten="15145550100", caller_cancel_after=2.0)]),
+    "inbound_did_answered.jsonl": dict(
+        parties={"PJSIP/alice": Party(answer_after=1.0)},
+        calls=[dict(at=600, endpoint="trunk", exten="15145551000", context="from-trunk",
+                    app_args=["inbound"], caller_id="15145557777", caller_hangup_after=3.0)]),
+    "reject_insufficient_funds_early_media_reason_rejected.jsonl": dict(
+        parties={}, calls=[dict(at=600, endpoint="alice", exten="15145550100")]),
+    "reject_insufficient_funds_early_media_reason_code_21.jsonl": dict(
+        parties={}, calls=[dict(at=600, endpoint="alice", exten="15145550100")]),
+    "reject_insufficient_funds_early_media_reason_code_402.jsonl": dict(
+        parties={}, calls=[dict(at=600, endpoint="alice", exten="15145550100")]),
+    "midcall_cutoff_with_warning.jsonl": dict(
+        parties={TRUNK: Party(answer_after=1.0)},
+        calls=[dict(at=600, endpoint="alice", exten="15145550100")]),
+    "two_concurrent_calls_same_caller.jsonl": dict(
+        parties={"PJSIP/15145550101@trunk": Party(answer_after=1.0),
+                 "PJSIP/15145550102@trunk": Party(answer_after=1.0)},
+        calls=[dict(at=600, endpoint="alice", exten="15145550101", caller_hangup_after=3.0),
+               dict(at=900, endpoint="alice", exten="15145550102", caller_hangup_after=4.0)]),
+    "continue_mode_dial_limit.jsonl": dict(
+        parties={TRUNK: Party(answer_after=1.0)},
+        calls=[dict(at=600, endpoint="alice", exten="15145550100")]),
+    "continue_mode_channel_subscription.jsonl": dict(
+        parties={TRUNK: Party(answer_after=1.0)},
+        calls=[dict(at=600, endpoint="alice", exten="15145550100", context="callgate-outbound-continue",
+                    app_args=["outbound", "continue"])]),
+    "continue_mode_channel_subscription_caller_hangup.jsonl": dict(
+        parties={TRUNK: Party(answer_after=1.0)},
+        calls=[dict(at=600, endpoint="alice", exten="15145550100", context="callgate-outbound-continue",
+                    app_args=["outbound", "continue"], caller_hangup_after=2.0)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+async def test_trace_replay(name, simulator_factory):
+    spec = SCENARIOS[name]
+    sim = await simulator_factory(time_scale=SCALE)
+    for endpoint, party in spec["parties"].items():
+        sim.script_destination(endpoint, party)
+    replay = Replay(load(name), sim, SCALE)
+    await replay.run(spec["calls"])
+    replay.compare_responses()
+    replay.compare_events()
