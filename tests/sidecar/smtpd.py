@@ -74,3 +74,33 @@ class SmtpServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+
+
+class ThreadedSmtpServer:
+    """The same server on its own event loop in a thread, for synchronous tests (click's runner)."""
+
+    def __init__(self):
+        import threading
+
+        self.server = SmtpServer()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="smtpd", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def handler(self) -> ScriptedHandler:
+        return self.server.handler
+
+    def __enter__(self) -> "ThreadedSmtpServer":
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
