@@ -42,6 +42,12 @@ def register(main: click.Group) -> None:
             settings.listen_host_port()
         except ValueError as exc:
             raise CliError(str(exc)) from None
+        from callgate.paypal.config import PayPalConfig, PayPalConfigError
+
+        try:
+            PayPalConfig.from_env()
+        except PayPalConfigError as exc:
+            raise CliError(str(exc)) from None
         async with open_core(ctx) as core:
             await serve(core, settings, ready=lambda url: click.echo(f"client area on {url}", err=True))
 

@@ -2,7 +2,8 @@
 
 ``make_web_app(core, paypal, settings)`` builds it; ``callgate web`` (callgate/commands/web.py)
 serves it. The web layer only translates: money comes from the core and billing_core.invoices,
-payments go through callgate.paypal.checkout, and every lookup is scoped to the signed-in account.
+payments go through callgate.paypal.checkout (and PayPal's webhooks through
+callgate.paypal.webhook), and every lookup is scoped to the signed-in account.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping, Protocol
+from typing import Any, Awaitable, Callable, Mapping
 
 import jinja2
 from aiohttp import web
@@ -72,21 +73,8 @@ class WebSettings:
         return host.strip("[]"), int(port)
 
 
-class Checkout(Protocol):
-    """What the client area needs from the PayPal side (callgate.paypal.checkout)."""
-
-    async def start(self, invoice: Any, return_url: str, cancel_url: str) -> str:
-        """Create a PayPal order for an outstanding invoice; the approval URL to redirect to."""
-
-    async def complete(self, order_id: str) -> Any:
-        """The customer came back approved: capture (billing_core.invoices.Change)."""
-
-    async def cancel(self, order_id: str) -> Any:
-        """The customer cancelled at PayPal: note it, the invoice stays outstanding."""
-
-
 CORE = web.AppKey("core", object)
-CHECKOUT = web.AppKey("checkout", object)
+PAYPAL = web.AppKey("paypal", object)
 SETTINGS = web.AppKey("settings", WebSettings)
 PASSWORDS = web.AppKey("passwords", Passwords)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
@@ -184,21 +172,23 @@ async def session_loader(request: web.Request, handler: Handler) -> web.StreamRe
     return await handler(request)
 
 
-def make_web_app(core, paypal: Checkout | None, settings: WebSettings | None = None, *,
-                 webhook_handler: Handler | None = None) -> web.Application:
-    """The client area on ``core``. ``paypal`` is the checkout (start/complete/cancel); with
-    ``webhook_handler`` set, POST /paypal/webhook is served by it."""
+def make_web_app(core, paypal=None, settings: WebSettings | None = None, *, verifier=None) -> web.Application:
+    """The client area on ``core``. ``paypal``: a :class:`callgate.paypal.client.PayPalClient`
+    (None: Add Funds says PayPal is unavailable). With PayPal, POST /paypal/webhook is served too,
+    its signatures checked by ``verifier`` (default: one built from the client's config)."""
     from . import pages
 
     settings = settings or WebSettings()
     app = web.Application(middlewares=[security_headers, session_loader], client_max_size=64 * 1024)
     app[CORE] = core
-    app[CHECKOUT] = paypal
+    app[PAYPAL] = paypal
     app[SETTINGS] = settings
     app[PASSWORDS] = Passwords(settings.auth)
     app[TEMPLATES] = template_env()
     pages.add_routes(app)
-    if webhook_handler is not None:
-        app.router.add_post("/paypal/webhook", webhook_handler)
+    if paypal is not None:
+        from callgate.paypal.webhook import WebhookVerifier, paypal_routes
+
+        app.add_routes(paypal_routes(core, verifier=verifier or WebhookVerifier(paypal.config)))
     app.router.add_static("/static/", str(HERE / "static"), append_version=False)
     return app

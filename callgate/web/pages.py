@@ -20,7 +20,7 @@ from billing_core.domain.errors import InvalidInput, NotFound
 from billing_core.domain.money import format_amount
 
 from . import queries
-from .app import (CHECKOUT, CORE, PASSWORDS, SESSION, SETTINGS, SIGNIN_CSRF_COOKIE, client_ip, error_page, render)
+from .app import (CORE, PAYPAL, PASSWORDS, SESSION, SETTINGS, SIGNIN_CSRF_COOKIE, client_ip, error_page, render)
 from .auth import SignedIn, WebSession, sign_in, sign_out, tokens_equal
 
 log = logging.getLogger("callgate.web")
@@ -105,26 +105,33 @@ async def _own_invoice(request: web.Request, session: WebSession, raw_id: str) -
         raise _Refused(error_page(request, 404, "Not found", "There is no such invoice.")) from None
 
 
-async def _to_paypal(request: web.Request, invoice: inv.Invoice) -> web.StreamResponse:
+async def _to_paypal(request: web.Request, session: WebSession, invoice: inv.Invoice) -> web.StreamResponse:
     """Start the PayPal checkout for an outstanding invoice of the signed-in customer."""
-    checkout = request.app[CHECKOUT]
+    from callgate.paypal.checkout import CheckoutError, start_checkout
+
+    paypal = request.app[PAYPAL]
+    if paypal is None:
+        return _unavailable(request, invoice, "Payments through PayPal are not set up on this site.")
     base = _base_url(request)
-    if checkout is None:
-        return _unavailable(request, invoice)
     try:
-        approval = await checkout.start(invoice, f"{base}/paypal/return", f"{base}/paypal/cancel")
-    except Exception as exc:  # PayPal down or refusing: the invoice stays outstanding to pay later
-        log.error("checkout for invoice %s failed: %s", invoice.id, exc)
-        return _unavailable(request, invoice)
+        approval = await start_checkout(request.app[CORE], paypal, invoice.id,
+                                        f"{base}/paypal/return?invoice={invoice.id}",
+                                        f"{base}/paypal/cancel?invoice={invoice.id}",
+                                        account_ref=session.account_ref)
+    except NotFound:
+        return error_page(request, 404, "Not found", "There is no such invoice.")
+    except CheckoutError as exc:  # PayPal down or the invoice no longer payable: nothing charged
+        log.error("checkout for invoice %s not started: %s", invoice.id, exc)
+        return _unavailable(request, invoice, str(exc))
     if not approval:
-        return _unavailable(request, invoice)
+        return _unavailable(request, invoice, "PayPal did not give a payment page.")
     raise web.HTTPSeeOther(approval)
 
 
-def _unavailable(request: web.Request, invoice: inv.Invoice) -> web.Response:
-    return error_page(request, 503, "PayPal unavailable",
-                      f"PayPal could not be reached. Deposit invoice #{invoice.id} "
-                      f"({format_amount(invoice.amount)} {invoice.currency}) is outstanding: pay it later from Invoices.")
+def _unavailable(request: web.Request, invoice: inv.Invoice, why: str) -> web.Response:
+    return error_page(request, 503, "Payment not started",
+                      f"{why} Deposit invoice #{invoice.id} ({format_amount(invoice.amount)} {invoice.currency}) "
+                      "stays outstanding: pay it later from Invoices.")
 
 
 def _refusable(handler):
@@ -225,10 +232,12 @@ async def _payment_notice(request: web.Request, session: WebSession, invoice_id:
     if invoice.status == inv.PAID:
         return [{"kind": "good", "text": f"Payment received: {amount} added to your balance (invoice #{invoice.id})."}]
     if invoice.status == inv.PENDING:
-        return [{"kind": "good", "text": f"Your payment of {amount} for invoice #{invoice.id} is clearing; "
-                                         "your balance rises when it completes."}]
+        return [{"kind": "good", "text": f"Your eCheque payment of {amount} for invoice #{invoice.id} is clearing; "
+                                         "your balance rises as soon as it completes."}]
     if invoice.status == inv.OUTSTANDING:
-        return [{"kind": "bad", "text": f"Invoice #{invoice.id} ({amount}) is not paid yet; pay it from Invoices."}]
+        text = RETURN_NOTICES.get(request.query.get("outcome", ""),
+                                  "Invoice #{id} is not paid yet; pay it from Invoices.")
+        return [{"kind": "bad", "text": text.format(id=invoice.id)}]
     return []
 
 
@@ -255,7 +264,7 @@ async def funds_submit(request: web.Request) -> web.StreamResponse:
         message = str(exc).removeprefix("amount: ")
         return _funds_form(request, session, amount=amount, error=message[:1].upper() + message[1:], status=400)
     log.info("deposit invoice %s created for %s: %s", invoice.id, session.account_ref, format_amount(invoice.amount))
-    return await _to_paypal(request, invoice)
+    return await _to_paypal(request, session, invoice)
 
 
 async def invoices_page(request: web.Request) -> web.StreamResponse:
@@ -290,7 +299,7 @@ async def invoice_pay(request: web.Request) -> web.StreamResponse:
         return error_page(request, 409, "Nothing to pay",
                           f"Invoice #{invoice.id} is {INVOICE_STATUS_TEXT.get(invoice.status, invoice.status).lower()};"
                           " there is nothing to pay.")
-    return await _to_paypal(request, invoice)
+    return await _to_paypal(request, session, invoice)
 
 
 async def calls_page(request: web.Request) -> web.StreamResponse:
@@ -312,19 +321,42 @@ async def dids_page(request: web.Request) -> web.StreamResponse:
 
 
 # ------------------------------------------------------------------------- PayPal round trip
+RETURN_NOTICES = {
+    # outcome of complete_return -> what the Credit Balance page says when the invoice is not paid
+    "denied": "PayPal declined the payment; nothing was charged. Invoice #{id} is still outstanding.",
+    "not_approved": "The payment was not approved at PayPal; nothing was charged. Invoice #{id} is still outstanding.",
+    "mismatch": "The amount PayPal reported does not match invoice #{id}; nothing was credited. Support will sort it out.",
+    "unconfirmed": "We could not confirm the payment for invoice #{id} with PayPal yet. If it went through, your "
+                   "balance rises as soon as PayPal confirms it; you will not be charged twice.",
+}
+
+
+def _return_params(request: web.Request) -> tuple[int, str]:
+    raw, token = request.query.get("invoice", ""), request.query.get("token", "")
+    if not raw.isdigit() or not token or len(token) > 64 or request.app[PAYPAL] is None:
+        raise _Refused(error_page(request, 404, "Not found", "There is no such payment."))
+    return int(raw), token
+
+
 @_refusable
 async def paypal_return(request: web.Request) -> web.StreamResponse:
-    """PayPal sends the customer back approved: capture, then show the balance."""
-    invoice = await _order_invoice(request)
-    checkout = request.app[CHECKOUT]
+    """PayPal sends the customer back approved: capture (credit once), then show the balance.
+
+    Captures even when the session cookie is gone (the customer approved this order at PayPal;
+    checkout checks the order belongs to the invoice); a signed-in customer can only complete
+    their own invoices (another's answers 404, nothing captured)."""
+    from callgate.paypal.checkout import complete_return
+
+    invoice_id, token = _return_params(request)
+    session = request.get(SESSION)
     try:
-        change = await checkout.complete(request.query["token"])
-    except Exception as exc:  # the webhook still completes it; the customer sees the invoice state
-        log.error("capture on return for invoice %s failed: %s", invoice.id, exc)
-        change = None
-    log.info("return from PayPal for invoice %s: %s", invoice.id, getattr(change, "message", "capture failed"))
-    target = f"/balance?invoice={invoice.id}"
-    if request.get(SESSION) is None:
+        result = await complete_return(request.app[CORE], request.app[PAYPAL], invoice_id, token,
+                                       account_ref=session.account_ref if session else None)
+    except (NotFound, InvalidInput):
+        return error_page(request, 404, "Not found", "There is no such payment.")
+    log.info("return from PayPal, invoice %s: %s (%s)", invoice_id, result.outcome, result.message)
+    target = "/balance?" + urlencode({"invoice": invoice_id, "outcome": result.outcome})
+    if session is None:
         raise web.HTTPSeeOther("/signin?" + urlencode({"next": target}))
     raise web.HTTPSeeOther(target)
 
@@ -332,33 +364,17 @@ async def paypal_return(request: web.Request) -> web.StreamResponse:
 @_refusable
 async def paypal_cancel(request: web.Request) -> web.StreamResponse:
     """The customer cancelled at PayPal: the invoice stays outstanding with its Pay now button."""
-    invoice = await _order_invoice(request)
-    try:
-        await request.app[CHECKOUT].cancel(request.query["token"])
-    except Exception as exc:
-        log.error("cancel on return for invoice %s failed: %s", invoice.id, exc)
-    target = f"/invoices?cancelled={invoice.id}"
-    if request.get(SESSION) is None:
-        raise web.HTTPSeeOther("/signin?" + urlencode({"next": target}))
-    raise web.HTTPSeeOther(target)
+    from callgate.paypal.checkout import cancel_return
 
-
-async def _order_invoice(request: web.Request) -> inv.Invoice:
-    """The invoice a PayPal order id names; 404 when unknown or when it is another signed-in
-    customer's (nothing is captured or noted then)."""
-    token = request.query.get("token", "")
-    not_found = _Refused(error_page(request, 404, "Not found", "There is no such payment."))
-    if not token or len(token) > 64 or request.app[CHECKOUT] is None:
-        raise not_found
-    core = request.app[CORE]
-    found = await core.store.run(queries.invoice_by_order, token)
-    if found is None:
-        raise not_found
+    invoice_id, token = _return_params(request)
     session = request.get(SESSION)
-    if session is not None and found.account_id != session.account_id:
-        log.warning("order %s of another account presented by %s", token, session.account_ref)
-        raise not_found
-    return await inv.get_invoice(core, found.invoice_id)
+    if session is None:  # nothing is noted for nobody: sign in first, then come back here
+        raise web.HTTPSeeOther("/signin?" + urlencode({"next": request.path_qs}))
+    try:
+        await cancel_return(request.app[CORE], invoice_id, token, account_ref=session.account_ref)
+    except (NotFound, InvalidInput):
+        return error_page(request, 404, "Not found", "There is no such payment.")
+    raise web.HTTPSeeOther(f"/invoices?cancelled={invoice_id}")
 
 
 def add_routes(app: web.Application) -> None:

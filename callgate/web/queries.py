@@ -12,7 +12,6 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from billing_core.store.tables import accounts, call_sessions, dids
-from billing_core.store.tables_invoices import invoices
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,22 +48,6 @@ class AccountLifecycle:
     status: str
     depleted_at: int | None
     presuspended_at: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class OrderOwner:
-    """Which invoice (and account) a PayPal order id belongs to."""
-
-    invoice_id: int
-    account_id: int
-
-
-def invoice_by_order(conn: Connection, order_id: str) -> OrderOwner | None:
-    """The invoice whose latest PayPal order is ``order_id`` (the return/cancel URLs carry it)."""
-    row = conn.execute(
-        select(invoices.c.id, invoices.c.account_id).where(invoices.c.paypal_order_id == order_id)
-    ).first()
-    return None if row is None else OrderOwner(row.id, row.account_id)
 
 
 def recent_calls(conn: Connection, account_id: int, limit: int = 50) -> list[CallRow]:

@@ -13,10 +13,10 @@ from .app import WebSettings, make_web_app
 log = logging.getLogger("callgate.web")
 
 
-async def start(core, settings: WebSettings, *, paypal=None, webhook_handler=None) -> tuple[web.AppRunner, str]:
+async def start(core, settings: WebSettings, *, paypal=None, verifier=None) -> tuple[web.AppRunner, str]:
     """Start serving; returns the runner (``await runner.cleanup()`` stops it) and the base URL.
     Port 0 binds a free port (tests)."""
-    app = make_web_app(core, paypal, settings, webhook_handler=webhook_handler)
+    app = make_web_app(core, paypal, settings, verifier=verifier)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, port = settings.listen_host_port()
@@ -28,11 +28,17 @@ async def start(core, settings: WebSettings, *, paypal=None, webhook_handler=Non
 
 
 async def serve(core, settings: WebSettings, *, ready: Callable[[str], None] | None = None) -> None:
-    """``callgate web``: the client area with PayPal checkout and webhooks from the environment."""
-    from .payments import from_env
+    """``callgate web``: the client area, with PayPal checkout and webhooks when CALLGATE_PAYPAL_*
+    is complete (without it the pages work and Add Funds says payments are not set up)."""
+    from callgate.paypal.client import PayPalClient
+    from callgate.paypal.config import PayPalConfig
 
-    paypal, webhook_handler, closer = await from_env(core)
-    runner, url = await start(core, settings, paypal=paypal, webhook_handler=webhook_handler)
+    config = PayPalConfig.from_env()
+    problems = config.problems()
+    paypal = None if problems else PayPalClient(config)
+    if problems:
+        log.warning("PayPal checkout and webhooks are off: %s", "; ".join(problems))
+    runner, url = await start(core, settings, paypal=paypal)
     if ready:
         ready(url)
     stop = asyncio.Event()
@@ -43,4 +49,5 @@ async def serve(core, settings: WebSettings, *, ready: Callable[[str], None] | N
         await stop.wait()
     finally:
         await runner.cleanup()
-        await closer()
+        if paypal is not None:
+            await paypal.close()

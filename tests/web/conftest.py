@@ -112,3 +112,48 @@ async def client2(web_app):
         yield c
     finally:
         await c.close()
+
+
+@dataclass
+class PayingSite:
+    """The client area wired to the PayPal stand-in (webhooks from the stand-in to the app)."""
+
+    url: str
+    standin: object
+    paypal: object
+
+
+@pytest.fixture
+async def paying_site(core, web_settings):
+    from callgate.paypal.client import PayPalClient
+    from callgate.paypal.standin import PayPalStandIn
+
+    standin = await PayPalStandIn().start()
+    paypal = PayPalClient(standin.config())
+    runner, url = await start(core, web_settings, paypal=paypal)
+    standin.webhook_url = f"{url}/paypal/webhook"
+    try:
+        yield PayingSite(url, standin, paypal)
+    finally:
+        await standin.settle()
+        await runner.cleanup()
+        await paypal.close()
+        await standin.stop()
+
+
+@pytest.fixture
+async def pay_client(paying_site):
+    c = Browserless(paying_site.url)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+@pytest.fixture
+async def pay_client2(paying_site):
+    c = Browserless(paying_site.url)
+    try:
+        yield c
+    finally:
+        await c.close()
