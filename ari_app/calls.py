@@ -515,6 +515,9 @@ class BridgeCall(CallActor):
                     # once per cut-off value: a moved cut-off (extension or partial grant) warns again
                     warn_mono = cut_mono - self.s.warning_seconds * self.s.time_scale
                     if now >= warn_mono:
+                        # the warning means "the money ends": first see whether it really does
+                        if await self.try_extend():
+                            continue
                         await self.warn()
                         continue
                     wake_at = min(wake_at, warn_mono)
@@ -522,6 +525,19 @@ class BridgeCall(CallActor):
             timeout = None if wake_at is None else max(0.0, wake_at - now)
             await self.until(lambda: self._wake or self.any_leg_gone(), timeout)
         await self.end_answered()
+
+    async def try_extend(self) -> bool:
+        """Fallback extension before warning (see :mod:`ari_app.gate`): True if the cut-off moved later."""
+        if self.session_id is None or not self.gate.fallback_extension_enabled() or self.cutoff_at is None:
+            return False
+        session = await self.core.extend(self.session_id)
+        if session.cutoff_at is not None and session.cutoff_at > self.cutoff_at:
+            self.gate.stats.extended += 1
+            self.set_cutoff(session.cutoff_at)
+            return True
+        if session.cutoff_at is not None:
+            self.set_cutoff(session.cutoff_at)
+        return False
 
     async def warn(self) -> None:
         self.warned_for = self.cutoff_at

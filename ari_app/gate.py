@@ -15,11 +15,15 @@ Background duties (one task each, one query per pass for all calls):
 
 * refresh (every ``refresh_interval`` ≤ 1 s): re-read the cut-offs of answered calls from the store
   and move their timers — the sidecar extends holds (later cut-off) or grants a partial chunk
-  (earlier cut-off). Fallback extension: the sidecar is the component that extends holds (it does
-  so when less than a chunk + 10 s remains); when an answered call's remaining granted time falls
-  below ``extend_below_seconds`` (default: half a chunk) the gate calls ``core.extend`` itself, so
-  a gate running alone (tests, a sidecar that is down or late) never cuts a call that can pay.
-  With a working sidecar the gate's threshold is never reached, so holds are not extended twice.
+  (earlier cut-off).
+
+Who extends holds: the sidecar (it extends when less than a chunk + 10 s of granted talk remains,
+and debits the chunks). The gate must still work alone (tests, single-process setups, a sidecar
+that is down or late), so it has a fallback: when an answered call's remaining granted time drops
+below ``extend_below_seconds`` (default: half a chunk), and again just before it would play the
+warning tone, it calls ``core.extend`` itself — the tone then only plays when the money really
+ends. With a working sidecar the remaining time never gets that low, so holds are not extended
+twice; if both ever race, the only effect is one extra chunk held until the call settles.
 * heartbeat (every ``heartbeat_interval``): ``core.heartbeat(ids of live calls)``.
 
 Resync after every (re)connect: GET /channels, /bridges, /applications/{app}; each live call
@@ -373,6 +377,9 @@ class Gate:
             return int(self.settings.extend_below_seconds * 1000)
         chunk = getattr(getattr(self.core, "settings", None), "chunk_seconds", 60)
         return int(chunk * 1000 // 2)
+
+    def fallback_extension_enabled(self) -> bool:
+        return self._extend_below_ms() > 0
 
     async def refresh_once(self) -> None:
         """Move every answered call's timer to its stored cut-off (extending as a fallback)."""
