@@ -407,15 +407,16 @@ def apply_capture_tx(conn, core, facts: CaptureFacts, source: str, now: int) -> 
 
     if status in CAPTURE_FAILED:
         if inv.status == PENDING and same_capture:
-            _set(conn, inv.id, now, status=OUTSTANDING, capture_id=None, capture_status=status, paypal_order_id=None)
+            # The declined capture id stays on record so a late PENDING for it is known stale.
+            _set(conn, inv.id, now, status=OUTSTANDING, capture_status=status, paypal_order_id=None)
             _event(conn, inv.id, "denied", source, f"payment {status.lower()}: invoice is outstanding again", now,
                    amount=facts.amount, paypal_id=facts.capture_id)
             return Change(_get(conn, inv.id), "denied", True,
                           f"payment for invoice {inv.id} was {status.lower()}; the invoice is outstanding again")
         if inv.status == OUTSTANDING:
-            if same_capture or inv.capture_status == status:
+            if same_capture and inv.capture_status in CAPTURE_FAILED:
                 return Change(inv, "denied", False, f"payment for invoice {inv.id} was {status.lower()}")
-            _set(conn, inv.id, now, capture_status=status)
+            _set(conn, inv.id, now, capture_id=facts.capture_id, capture_status=status)
             _event(conn, inv.id, "denied", source, f"payment {status.lower()}", now, amount=facts.amount,
                    paypal_id=facts.capture_id)
             return Change(_get(conn, inv.id), "denied", True, f"payment for invoice {inv.id} was {status.lower()}")
@@ -423,6 +424,9 @@ def apply_capture_tx(conn, core, facts: CaptureFacts, source: str, now: int) -> 
                       f"capture {facts.capture_id} {status} but invoice {inv.id} is {inv.status}: nothing changed")
 
     # COMPLETED or PENDING: the invoice must be payable by this capture, for exactly its amount.
+    if status == CAPTURE_PENDING and same_capture and inv.capture_status in CAPTURE_FAILED:
+        return Change(inv, "ignored", False, f"capture {facts.capture_id} was already {inv.capture_status.lower()}; "
+                      "a late PENDING changes nothing")
     if inv.status in (PAID, REFUNDED):
         if same_capture:
             return Change(inv, inv.status, False, f"invoice {inv.id} is already paid by capture {facts.capture_id}")

@@ -7,6 +7,7 @@ customer reloading the return page) gets PayPal's first answer instead of a seco
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from typing import Any
@@ -74,10 +75,10 @@ class PayPalClient:
                 return self._token
             url = f"{self.config.base_url}/v1/oauth2/token"
             try:
+                basic = base64.b64encode(f"{self.config.client_id}:{self.config.secret}".encode()).decode()
                 async with self._http().post(
                     url, data={"grant_type": "client_credentials"},
-                    auth=aiohttp.BasicAuth(self.config.client_id, self.config.secret),
-                    headers={"Accept": "application/json"},
+                    headers={"Accept": "application/json", "Authorization": f"Basic {basic}"},
                 ) as resp:
                     body = await _json(resp)
                     if resp.status != 200 or "access_token" not in body:
