@@ -1,0 +1,110 @@
+"""Continue mode (Stasis(callgate,outbound,continue) + Dial(...,L(${CALLGATE_MAX_MS}:2000)))."""
+from __future__ import annotations
+
+import pytest
+
+from ari_app.simulator import Party
+from billing_core.domain.rating import Rate
+from tests.ari.gate_support import TIME_SCALE, running_gate
+from tests.factories import seed
+
+NUMBER = "15145550100"
+TRUNK = f"PJSIP/{NUMBER}@trunk"
+PER_SECOND = [Rate("1", 60_000, 0, 1, 1, "NANP per second")]  # 0.001 per second
+CONTINUE = dict(context="callgate-outbound-continue", app_args=["outbound", "continue"])
+
+
+@pytest.fixture
+async def sim(simulator_factory):
+    return await simulator_factory(time_scale=TIME_SCALE)
+
+
+def rest_steps(sim, channel_id):
+    """The gate's REST calls about this channel, in order (method, last path part, query)."""
+    out = []
+    for r in sim.requests:
+        if channel_id in r.path or channel_id in str(r.query):
+            out.append((r.method, r.path.rsplit("/", 1)[-1], r.query))
+    return out
+
+
+async def test_allowed_sets_variables_subscribes_then_continues_and_settles_talk(sim, core):
+    await seed(core)
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER, caller_hangup_after=3.0, **CONTINUE)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert out.answered and out.ended_by == "caller"
+    vars_ = call.continued["variables"]
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert vars_["CALLGATE_STATUS"] == "ALLOW" and vars_["CALLGATE_REASON"] == ""
+    assert vars_["CALLGATE_SESSION"] == s.session_id
+    assert int(vars_["CALLGATE_MAX_MS"]) == s.granted_seconds * 1000 and s.hold_mode == "full"
+    steps = [(m, last) for m, last, _ in rest_steps(sim, call.channel_id)]
+    first_set = steps.index(("POST", "variable"))
+    sub = steps.index(("POST", "subscription"))
+    cont = steps.index(("POST", "continue"))
+    assert first_set < sub < cont  # variables, then the subscription, then continue
+    assert steps[-1] == ("DELETE", "subscription")  # tidy-up afterwards (Asterisk may answer 422)
+    answered_time = [int(e["value"]) for e in sim.events_of(call.channel_id)
+                     if e["type"] == "ChannelVarset" and e["variable"] == "ANSWEREDTIME_MS" and e["value"]][-1]
+    assert s.state == "settled" and s.talk_ms == answered_time and 2_500 < s.talk_ms < 3_600
+    assert (await core.account("acme")).held == 0
+
+
+async def test_limit_ends_the_call_at_the_grant(sim, core):
+    await seed(core, balance="0.02", deck=PER_SECOND)  # 20 s
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER, **CONTINUE)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert call.continued["variables"]["CALLGATE_MAX_MS"] == "20000"
+    assert out.ended_by == "limit" and "sound:beep" in out.heard
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert s.state == "settled" and 19_000 <= s.talk_ms <= 20_000 and s.cost <= 20_000
+    a = await core.account("acme")
+    assert a.held == 0 and a.balance == 20_000 - s.cost
+
+
+async def test_denied_sets_deny_with_zero_max_ms_and_nothing_is_held(sim, core):
+    await seed(core, balance="0")
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER, **CONTINUE)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    vars_ = call.continued["variables"]
+    assert (vars_["CALLGATE_STATUS"], vars_["CALLGATE_REASON"], vars_["CALLGATE_MAX_MS"]) == ("DENY", "depleted", "0")
+    assert vars_["CALLGATE_SESSION"] == ""
+    assert out.sip_final == 403  # the dialplan's Hangup(21)
+    assert not any(r.path.endswith("/subscription") for r in sim.requests)
+    assert await core.find_session(sim.asterisk_id, call.channel_id) is None
+
+
+async def test_unanswered_continue_call_settles_zero(sim, core):
+    await seed(core)
+    sim.script_destination(TRUNK, Party(busy=True))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER, **CONTINUE)
+        await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert (s.state, s.talk_ms, s.cost) == ("settled", 0, 0)
+    assert (await core.account("acme")).held == 0
+
+
+async def test_core_failure_continues_with_deny(sim, core):
+    await seed(core)
+
+    async def broken(**kw):
+        raise RuntimeError("core bug")
+
+    core.authorize_call = broken
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER, **CONTINUE)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    vars_ = call.continued["variables"]
+    assert (vars_["CALLGATE_STATUS"], vars_["CALLGATE_MAX_MS"]) == ("DENY", "0")
+    assert out.sip_final == 403 and not out.answered
