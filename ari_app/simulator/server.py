@@ -607,8 +607,18 @@ class AriSimulator:
         self._rtp_qos(ch)
         self._hangup_request(ch, 32, soft=True)
         if ch.dial_peer is not None and not ch.dial_peer.gone:
-            # caller in a dialplan Dial(): the callee is hung up with it
-            self._finish_dialplan_dial(ch, ended_by="app", cause=cause)
+            # caller in a dialplan Dial(): the callee is hung up (answered) or CANCELled with it
+            if up:
+                self._finish_dialplan_dial(ch, ended_by="app", cause=cause)
+                return
+            peer = ch.dial_peer
+            self._dial_event(peer, "CANCEL", caller=ch)
+            self._dialed_leg_gone(peer, cause, by_app=True, notify_caller=False)
+            ch.dial_peer = None
+            self._varset(ch, "DIALSTATUS", "CANCEL")
+            self._hangup_request(ch, 16, soft=True)
+            status, reason = causes.final_response_for_cause(raw_code)
+            self._destroy(ch, cause, ended_by="app", sip=(status, reason), tech_cause=status)
             return
         self._leave_bridge(ch)
         was_in_stasis = ch.stasis_app is not None
@@ -1344,8 +1354,9 @@ class AriSimulator:
             raise RestError(409, "Channel is not in the 'Down' state", "Conflict")
         if ch.dialled:
             # a second dial tears the leg down (CANCEL to the UAS, StasisEnd, ChannelDestroyed 16)
+            # a few ms later, as traced (an answer right after it still gets 412)
             loop = self._loop or asyncio.get_running_loop()
-            loop.call_soon(self._second_dial, ch)
+            ch.timers.append(loop.call_later(0.02, self._second_dial, ch))
             return 204, None
         ch.dialled = True
         caller = self._channels.get(params.get("caller") or "")
@@ -1368,7 +1379,7 @@ class AriSimulator:
     def _second_dial(self, ch: Channel) -> None:
         if ch.gone:
             return
-        self._hangup_request(ch, 32, soft=True)
+        self._hangup_request(ch)
         self._leave_bridge(ch)
         self._leave_stasis(ch)
         self._party_gone(ch)
@@ -1402,17 +1413,17 @@ class AriSimulator:
         return 204, None
 
     # bridges
-    def _bridge(self, params) -> Bridge:
+    def _bridge(self, params, reason: str = "Not found") -> Bridge:
         b = self._bridges.get(params["bridgeId"])
-        if b is None:
-            raise RestError(404, "Bridge not found", "Not found")
+        if b is None:   # traced: GET says "Not Found", DELETE and addChannel "Not found"
+            raise RestError(404, "Bridge not found", reason)
         return b
 
     def _rest_bridges_list(self, params, body):
         return 200, [b.json() for b in self._bridges.values()]
 
     def _rest_bridges_get(self, params, body):
-        return 200, self._bridge(params).json()
+        return 200, self._bridge(params, "Not Found").json()
 
     def _rest_bridges_create(self, params, body):
         return self._create_bridge(params, params.get("bridgeId"))

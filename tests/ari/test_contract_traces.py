@@ -74,3 +74,31 @@ async def test_trace_replay(name, simulator_factory):
     await replay.run(spec["calls"])
     replay.compare_responses()
     replay.compare_events()
+
+
+async def test_rest_errors_replay(simulator_factory):
+    """rest_errors.jsonl: every recorded error (and success) status, reason phrase and message.
+
+    Events are checked for the caller only at the end (the teardown of a dialplan Dial() by
+    DELETE reason=rejected); the callee's events in this file come from a second POST /dial racing
+    its own 180 and are not a contract.
+    """
+    sim = await simulator_factory(time_scale=SCALE)
+    sim.script_destination(TRUNK, Party(ring_after=0.5, answer_after=None))
+    replay = Replay(load("rest_errors.jsonl"), sim, SCALE)
+    await replay.run([dict(at=600, endpoint="alice", exten="15145550100")], strict=False)
+    replay.compare_responses()
+    caller = replay.id_map[replay.trace_events()[0]["channel"]["id"]]
+    tail = [(e["type"], e.get("dialstatus"), e.get("variable"), e.get("cause"), e.get("soft"),
+             e.get("tech_cause"), e.get("cause_txt"))
+            for e in replay.received if caller in (e.get("channel") or e.get("caller") or {}).get("id", "")][-5:]
+    assert tail == [
+        ("ChannelHangupRequest", None, None, 32, True, None, None),
+        ("Dial", "CANCEL", None, None, None, None, None),
+        ("ChannelVarset", None, "DIALSTATUS", None, None, None, None),
+        ("ChannelHangupRequest", None, None, 16, True, None, None),
+        ("ChannelDestroyed", None, None, 21, None, 403, "Call Rejected"),
+    ]
+    call = sim.calls[caller]
+    outcome = await call.ended(timeout=5)
+    assert (outcome.sip_final, outcome.sip_reason, outcome.progress) == (403, "Q.850;cause=21", True)
