@@ -220,6 +220,12 @@ class Router:
         except Exception as exc:
             log.error("could not release the hold (%s): %s", why, exc, extra={"session": session_id})
 
+    async def drain(self, timeout: float) -> None:
+        """Wait for late grants to be released (one-shot processes call this before exiting)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._background and asyncio.get_running_loop().time() < deadline:
+            await asyncio.wait(set(self._background), timeout=deadline - asyncio.get_running_loop().time())
+
     def _release_late_grant(self, task: asyncio.Task) -> None:
         self._background.discard(task)
         if task.cancelled() or task.exception() is not None:

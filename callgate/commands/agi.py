@@ -1,8 +1,48 @@
-"""CLI commands of this area (placeholder until the area lands)."""
+"""``callgate agi``: the FastAGI server (agi.server) on the group's database."""
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+
 import click
+
+from callgate.commands.common import CliError, open_core, run_async
 
 
 def register(main: click.Group) -> None:
     """Add this area's commands to the ``callgate`` group."""
+    main.add_command(agi_command)
+
+
+@click.command("agi")
+@click.option("--listen", default=None, metavar="HOST:PORT",
+              help="Address to listen on (env CALLGATE_AGI_LISTEN, default 127.0.0.1:4573).")
+@click.pass_context
+@run_async
+async def agi_command(ctx: click.Context, listen: str | None) -> None:
+    """Run the FastAGI server: AGI(agi://127.0.0.1:4573/authorize|answered|settle,…).
+
+    Timeouts: CALLGATE_AGI_READ_TIMEOUT (per line, 10 s), CALLGATE_AGI_SESSION_TIMEOUT (30 s),
+    CALLGATE_AGI_DECISION_TIMEOUT (5 s); sessions are keyed by CALLGATE_AGI_PBX_ID (agi@<host>)."""
+    from agi import settings as agi_settings
+    from agi.server import serve
+    from callgate.logs import setup_logging
+
+    env = dict(os.environ)
+    if listen is not None:
+        env["CALLGATE_AGI_LISTEN"] = listen
+    try:
+        settings = agi_settings.from_env(env)
+    except agi_settings.SettingsError as exc:
+        raise CliError(str(exc)) from None
+    setup_logging()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_core(ctx) as core:
+        try:
+            await serve(core, settings, stop=stop)
+        except OSError as exc:  # address in use, permission denied
+            raise CliError(f"cannot listen on {settings.listen}: {exc.strerror or exc}") from None

@@ -1,0 +1,58 @@
+"""`callgate agi` as an operator runs it: a process that listens, answers, and stops on SIGTERM."""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+
+from agi.routes import VAR_STATUS
+from billing_core.api import BillingCore
+from billing_core.clock import FakeClock
+from tests.factories import seed
+
+from .fakes import env_block, load, play
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+async def test_callgate_agi_serves_and_stops_on_sigterm(tmp_path):
+    db_url = f"sqlite:///{tmp_path / 'cli.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLGATE_")}
+    env.update(CALLGATE_DB=db_url, CALLGATE_AGI_PBX_ID="agi@cli-test", PYTHONPATH=ROOT)
+    up = await asyncio.create_subprocess_exec(sys.executable, "-m", "callgate", "db", "upgrade", env=env, cwd=ROOT,
+                                              stderr=asyncio.subprocess.DEVNULL)
+    assert await up.wait() == 0
+    core = await BillingCore.open(db_url, clock=FakeClock())
+    await seed(core, balance="10.00")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "callgate", "agi", "--listen", "127.0.0.1:0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT)
+    try:
+        port = None
+        async with asyncio.timeout(20):
+            while port is None:
+                line = (await proc.stderr.readline()).decode()
+                assert line, "callgate agi exited early"
+                if m := re.search(r"FastAGI server listening on 127\.0\.0\.1:(\d+)", line):
+                    port = int(m.group(1))
+        played = await play("127.0.0.1", port, env_block(load("agi_dial_u_answered_and_hangup_handler_settle"), "agi1"))
+        assert played.variables[VAR_STATUS] == "ALLOW"
+        assert (await core.find_session("agi@cli-test", "1795853324.4")).state == "authorized"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.wait_for(proc.wait(), 10)
+        await core.close()
+    assert rc == 0
+
+
+async def test_bad_listen_is_one_clear_line():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLGATE_")}
+    env["PYTHONPATH"] = ROOT
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "callgate", "agi", "--listen", "localhost", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT)
+    out, err = await proc.communicate()
+    assert proc.returncode == 1
+    assert err.decode() == "error: CALLGATE_AGI_LISTEN: must be host:port (got 'localhost')\n"
