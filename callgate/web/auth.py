@@ -224,7 +224,10 @@ def _start_session_tx(conn: Connection, settings: AuthSettings, account_id: int,
         web_signin_attempts.c.key_kind == "email", web_signin_attempts.c.key_value == email))
     if rehashed:
         conn.execute(update(accounts).where(accounts.c.id == account_id).values(password_hash=rehashed))
-    conn.execute(delete(web_sessions).where(web_sessions.c.account_id == account_id, web_sessions.c.expires_at <= now))
+    # Sweep dead sessions (anyone's) here rather than on every page view: sign-ins are rare.
+    conn.execute(delete(web_sessions).where(
+        (web_sessions.c.expires_at <= now)
+        | (web_sessions.c.last_seen_at <= now - settings.session_idle_seconds * 1000)))
     conn.execute(web_sessions.insert().values(
         token_hash=thash, account_id=account_id, csrf_token=csrf, created_at=now, last_seen_at=now,
         expires_at=now + settings.session_max_seconds * 1000, ip=ip))

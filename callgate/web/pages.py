@@ -66,7 +66,7 @@ def _session(request: web.Request) -> WebSession:
         if request.method == "GET":
             target = request.path_qs
             raise web.HTTPSeeOther("/signin?" + urlencode({"next": target}))
-        raise web.HTTPForbidden(text="sign in first")
+        raise _Refused(error_page(request, 403, "Signed out", "Your session has ended. Sign in and try again."))
     return session
 
 

@@ -243,3 +243,22 @@ async def test_weak_hash_parameters_are_upgraded_at_sign_in(core, alice, web_set
     stored = await core.store.run(lambda conn: conn.execute(
         select(accounts.c.password_hash).where(accounts.c.ref == "alice")).scalar())
     assert stored.startswith("$argon2id$") and ",t=2," in stored
+
+
+async def test_form_posts_without_a_session_are_refused_and_write_nothing(client, alice, core):
+    await client.sign_in(alice.email, alice.password)
+    csrf = await client.csrf()
+    client.http.cookie_jar.clear()
+    for path in ("/funds", "/invoices/1/pay"):
+        resp = await client.post(path, {"csrf": csrf, "amount": "50.00"})
+        assert resp.status == 403 and "Sign in and try again" in resp.body
+    from billing_core import invoices as inv
+
+    assert await inv.list_invoices(core, "alice") == []
+
+
+async def test_dead_sessions_are_swept_at_the_next_sign_in(client, client2, alice, bob, core):
+    await client.sign_in(alice.email, alice.password)
+    core.clock.advance(FAST_AUTH.session_idle_seconds + 1)
+    await client2.sign_in(bob.email, bob.password)
+    assert await _count(core, web_sessions) == 1

@@ -169,6 +169,11 @@ async def test_no_paypal_step_works_on_another_customers_invoice(paying_site, pa
         page = await a.get(path)
         assert page.status == 200
         assert "bob" not in page.body.lower() and "+15145552000" not in page.body and f"#{bobs.id}<" not in page.body
+    # Bob's invoice id in Alice's notices says nothing about it.
+    page = await a.get(f"/balance?invoice={bobs.id}&outcome=paid")
+    assert "notice" not in page.body and "80.00" not in page.body
+    page = await a.get(f"/invoices?cancelled={bobs.id}")
+    assert "Payment cancelled" not in page.body
     # Bob finishes his own payment normally.
     ret = await b.get(_local(back))
     assert ret.headers["Location"] == f"/balance?invoice={bobs.id}&outcome=paid"
