@@ -43,7 +43,8 @@ def register(main: click.Group) -> None:
     def invoice() -> None:
         """Deposit invoices (top-ups paid through PayPal)."""
 
-    @invoice.command("create")
+    # ignore_unknown_options: a negative AMOUNT (``-25``) reaches the amount check, which names the limits.
+    @invoice.command("create", context_settings={"ignore_unknown_options": True})
     @click.argument("ref")
     @click.argument("amount")
     @json_option
