@@ -35,7 +35,10 @@ def register(main: click.Group) -> None:
         from callgate.web.app import WebSettings
         from callgate.web.server import serve
 
-        settings = WebSettings.from_env()
+        try:
+            settings = WebSettings.from_env()
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
         if listen:
             settings = replace(settings, listen=listen)
         try:

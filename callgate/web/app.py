@@ -45,6 +45,9 @@ class WebSettings:
     so per-address sign-in limits see customers rather than the proxy."""
     calls_shown: int = 50
     """Recent calls listed on the Calls page."""
+    did_release_days: float | None = None
+    """Pre-suspended this long → DIDs released: the date the DIDs page shows. The sidecar's
+    CALLGATE_DID_RELEASE_DAYS (None: the core's setting)."""
     auth: AuthSettings = field(default_factory=AuthSettings)
 
     @property
@@ -64,6 +67,15 @@ class WebSettings:
             s = replace(s, secure_cookies=env["CALLGATE_WEB_SECURE_COOKIES"].strip().lower() in truthy)
         if env.get("CALLGATE_WEB_FORWARDED_FOR"):
             s = replace(s, forwarded_for=env["CALLGATE_WEB_FORWARDED_FOR"].strip().lower() in truthy)
+        days = env.get("CALLGATE_DID_RELEASE_DAYS", "").strip()
+        if days:
+            try:
+                value = float(days)
+            except ValueError:
+                value = -1.0
+            if not value >= 0 or value == float("inf"):
+                raise ValueError(f"CALLGATE_DID_RELEASE_DAYS: must be a number of days ≥ 0 (got {days!r})")
+            s = replace(s, did_release_days=value)
         return s
 
     def listen_host_port(self) -> tuple[str, int]:

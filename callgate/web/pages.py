@@ -316,7 +316,9 @@ async def dids_page(request: web.Request) -> web.StreamResponse:
     state = await core.store.run(queries.account_lifecycle, session.account_id)
     release_at = None
     if state.status == lifecycle.PRE_SUSPENDED and state.presuspended_at is not None:
-        release_at = lifecycle.release_date_ms(state.presuspended_at, core.settings.did_release_days)
+        days = request.app[SETTINGS].did_release_days
+        release_at = lifecycle.release_date_ms(state.presuspended_at,
+                                               core.settings.did_release_days if days is None else days)
     return render(request, "dids.html", active="dids", dids=dids, release_at=release_at)
 
 

@@ -156,3 +156,31 @@ def test_account_password_cli(tmp_path):
     ok = cg("account", "password", "acme", "--password-stdin", "--json", input="long enough password\n")
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.output) == {"account": "acme", "email": "billing@acme.test", "password_set": True}
+
+
+async def test_release_date_follows_the_sidecars_setting(core, alice):
+    from callgate.web.app import WebSettings, when
+    from callgate.web.server import start
+
+    from .conftest import FAST_AUTH, Browserless
+
+    settings = WebSettings.from_env({"CALLGATE_WEB_LISTEN": "127.0.0.1:0", "CALLGATE_DID_RELEASE_DAYS": "2.5"})
+    assert settings.did_release_days == 2.5 and settings.listen == "127.0.0.1:0"
+    with pytest.raises(ValueError, match="CALLGATE_DID_RELEASE_DAYS"):
+        WebSettings.from_env({"CALLGATE_DID_RELEASE_DAYS": "soon"})
+    presuspended = core.clock.now_ms()
+
+    def presuspend(conn):
+        conn.execute(update(accounts).where(accounts.c.ref == "alice").values(
+            status=lifecycle.PRE_SUSPENDED, presuspended_at=presuspended))
+
+    await core.store.run(presuspend)
+    runner, url = await start(core, WebSettings(listen="127.0.0.1:0", did_release_days=2.5, auth=FAST_AUTH))
+    c = Browserless(url)
+    try:
+        await c.sign_in(alice.email, alice.password)
+        page = await c.get("/dids")
+        assert f'id="release-date">{when(presuspended + 216_000_000)}<' in page.body
+    finally:
+        await c.close()
+        await runner.cleanup()
