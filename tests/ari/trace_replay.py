@@ -84,13 +84,29 @@ class Replay:
                 and (connection is None or line.get("connection", connection) == connection)
                 and not noise(line["payload"])]
 
-    def _learn(self, trace_ev: dict, sim_ev: dict) -> None:
-        if trace_ev["type"] != sim_ev["type"]:
-            return
-        for k in ("channel", "caller", "peer", "bridge", "playback"):
-            a, b = trace_ev.get(k), sim_ev.get(k)
-            if isinstance(a, dict) and isinstance(b, dict) and "id" in a and "id" in b:
-                self.id_map.setdefault(a["id"], b["id"])
+    def _learn(self, sim_ev: dict) -> None:
+        """Map recorded ids to simulated ones by meaning, not by position (calls interleave).
+
+        A StasisStart maps to the first unmapped recorded StasisStart with the same args, dialled
+        extension and endpoint; a dialplan Dial("") maps its peer via the (mapped) caller.
+        Created channels, bridges and playbacks are mapped from the REST responses.
+        """
+        reverse = set(self.id_map.values())
+        if sim_ev["type"] == "StasisStart" and sim_ev["channel"]["id"] not in reverse:
+            ch = sim_ev["channel"]
+            for tev in self.trace_events():
+                if tev["type"] != "StasisStart" or tev["channel"]["id"] in self.id_map:
+                    continue
+                tch = tev["channel"]
+                if (tev["args"] == sim_ev["args"] and tch["dialplan"]["exten"] == ch["dialplan"]["exten"]
+                        and tch["name"].rsplit("-", 1)[0] == ch["name"].rsplit("-", 1)[0]):
+                    self.id_map[tch["id"]] = ch["id"]
+                    return
+        if sim_ev["type"] == "Dial" and "caller" in sim_ev and sim_ev["dialstatus"] == "":
+            for tev in self.trace_events():
+                if tev["type"] == "Dial" and "caller" in tev and tev["dialstatus"] == "" \
+                        and self.id_map.get(tev["caller"]["id"]) == sim_ev["caller"]["id"]:
+                    self.id_map.setdefault(tev["peer"]["id"], sim_ev["peer"]["id"])
 
     def map_text(self, text: str) -> str:
         return ID_RE.sub(lambda m: self.id_map.get(m.group(0), m.group(0)), text)
@@ -110,9 +126,7 @@ class Replay:
                         ev = json.loads(msg.data)
                         if noise(ev):
                             continue
-                        idx = len(self.received)
-                        if idx < len(trace_events):
-                            self._learn(trace_events[idx], ev)
+                        self._learn(ev)
                         self.received.append(ev)
 
             reader_task = asyncio.create_task(reader())
@@ -139,7 +153,7 @@ class Replay:
                 # the recorder's own pause (it waited on a timer, not an event)
                 gap = (line["t_ms"] - last_t) / 1000.0
                 await self._wait_events(events_before, place_due, t0, strict=strict,
-                                        timeout=5.0 if strict else 0.3)
+                                        timeout=5.0 if strict else 0.05)
                 if gap > 0.2:
                     await asyncio.sleep(gap * self.time_scale)
                 last_t = line["t_ms"]

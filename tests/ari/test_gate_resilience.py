@@ -1,0 +1,268 @@
+"""Never stuck, never lost: injected faults, a dropped event socket, ApplicationReplaced, and a gate
+killed mid-call and started again (re-adoption, settling what ended meanwhile, nothing twice)."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ari_app.client import AriClient
+from ari_app.gate import Gate
+from ari_app.simulator import Party
+from billing_core.domain.rating import Rate
+from tests.ari.gate_support import (ARI_APP, ARI_PASSWORD, ARI_USER, TIME_SCALE, gate_settings, running_gate,
+                                     sim_now_ms, wait_for)
+from tests.factories import seed
+
+NUMBER = "15145550100"
+TRUNK = f"PJSIP/{NUMBER}@trunk"
+PER_SECOND = [Rate("1", 60_000, 0, 1, 1, "NANP per second")]  # 0.001 per second
+
+
+@pytest.fixture
+async def sim(simulator_factory):
+    return await simulator_factory(time_scale=TIME_SCALE)
+
+
+def nothing_left(sim) -> bool:
+    return not sim.channels and not sim.bridges
+
+
+# ---------------------------------------------------------------------------------------- faults
+async def test_core_that_raises_hangs_the_caller_up(sim, core):
+    await seed(core)
+
+    async def broken(**kw):
+        raise RuntimeError("core bug")
+
+    core.authorize_call = broken
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+        ok = await sim.place_call(endpoint="alice", exten=NUMBER)  # the next call is handled too
+        await ok.ended(timeout=10)
+    assert (out.sip_final, out.answered) == (503, False)
+    assert nothing_left(sim)
+
+
+@pytest.mark.parametrize("method, path, stage", [
+    ("POST", r"^/channels/create$", "create"),
+    ("POST", r"^/channels/[^/]+/dial$", "dial"),
+    ("POST", r"^/bridges$", "bridge"),
+    ("POST", r"^/channels/[^/]+/answer$", "answer"),
+    ("POST", r"^/bridges/[^/]+/addChannel$", "addChannel"),
+])
+async def test_rest_fault_at_any_step_ends_the_call_cleanly(sim, core, method, path, stage):
+    await seed(core)
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    sim.inject_rest_fault(method, path, 500, "Internal Server Error")
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER, caller_hangup_after=30)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+        await wait_for(lambda: nothing_left(sim), 5)
+    assert out.ended_by == "app"
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert s.state == "settled" and s.cost == 0  # nobody talked: nothing charged
+    a = await core.account("acme")
+    assert (a.held, a.live_calls, a.balance) == (0, 0, 10_000_000)
+
+
+async def test_core_answer_failure_hangs_up_both_legs(sim, core):
+    await seed(core)
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    real_answer = core.answer
+
+    async def broken_answer(*a, **kw):
+        raise ConnectionError("database went away")
+
+    core.answer = broken_answer
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER, caller_hangup_after=30)
+        await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+        await wait_for(lambda: nothing_left(sim), 5)
+    core.answer = real_answer
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert s.state == "settled"
+
+
+# ------------------------------------------------------------------------ websocket drop, replaced
+async def test_hangup_during_websocket_drop_is_found_by_the_resync(sim, core):
+    await seed(core)
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER)
+        await wait_for(lambda: any(getattr(c, "cutoff_at", None) for c in gate.calls.values()), 5)
+        resyncs = gate.stats.resyncs
+        sim.refuse_websockets(True)
+        sim.drop_websockets()
+        await wait_for(lambda: not gate.client.connected, 5)
+        await sim.hangup_channel(call.channel_id)  # the caller's BYE: its events are lost
+        await call.ended(timeout=5)
+        assert sim.events_dropped
+        sim.refuse_websockets(False)
+        await wait_for(lambda: gate.stats.resyncs > resyncs, 5)
+        assert await gate.wait_idle(5)
+        await wait_for(lambda: nothing_left(sim), 5)
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert s.state == "settled" and s.talk_ms > 0
+    assert s.talk_ms <= s.granted_seconds * 1000
+
+
+async def test_call_survives_a_websocket_drop(sim, core):
+    await seed(core)
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER, caller_hangup_after=6.0)
+        await wait_for(lambda: any(getattr(c, "cutoff_at", None) for c in gate.calls.values()), 5)
+        sim.drop_websockets()
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert gate.client.reconnects >= 1 and gate.stats.resyncs >= 2
+    assert out.answered and out.ended_by == "caller"
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert s.state == "settled" and 5_000 < s.talk_ms < 7_000
+    assert nothing_left(sim)
+
+
+async def test_application_replaced_stops_the_gate(sim, core):
+    await seed(core)
+    async with running_gate(sim, core) as gate:
+        run_task = next(t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "Gate.run")
+        other = AriClient(sim.url, ARI_USER, ARI_PASSWORD, ARI_APP)
+        other_task = asyncio.create_task(other.run())
+        try:
+            await asyncio.wait_for(run_task, 5)  # the gate's run() returns: it stopped serving
+            assert gate.replaced
+        finally:
+            await other.close()
+            other_task.cancel()
+
+
+# ----------------------------------------------------------------------------------- restarts
+async def start_gate(sim, core, settings=None):
+    client = AriClient(sim.url, ARI_USER, ARI_PASSWORD, ARI_APP, backoff_initial=0.02, backoff_max=0.1)
+    gate = Gate(client, core, settings or gate_settings(sim), now_ms=sim_now_ms(sim))
+    task = asyncio.create_task(gate.run())
+    assert await client.wait_connected(5)
+    return gate, task
+
+
+async def kill(gate: Gate, task: asyncio.Task) -> None:
+    """As kill -9 would: nothing more is sent to Asterisk nor written to the store."""
+    for call in list(gate.calls.values()):
+        call.task.cancel()
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    await gate.client.close()
+
+
+async def stop(gate: Gate, task: asyncio.Task) -> None:
+    await gate.stop()
+    await asyncio.wait_for(task, 5)
+    await gate.client.close()
+
+
+async def test_restart_readopts_a_bridged_call_and_cuts_it_at_the_stored_cutoff(sim, core):
+    await seed(core, balance="0.02", deck=PER_SECOND)  # 20 s of talk
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    settings = gate_settings(sim, warning_seconds=5)
+    gate, task = await start_gate(sim, core, settings)
+    call = await sim.place_call(endpoint="alice", exten=NUMBER)
+    await wait_for(lambda: any(getattr(c, "cutoff_at", None) for c in gate.calls.values()), 5)
+    await asyncio.sleep(5 * TIME_SCALE)
+    await kill(gate, task)
+    before = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert before.state == "answered"
+
+    gate2, task2 = await start_gate(sim, core, settings)
+    try:
+        assert gate2.stats.adopted == 1
+        out = await call.ended(timeout=10)
+        assert await gate2.wait_idle(5)
+    finally:
+        await stop(gate2, task2)
+    assert out.ended_by == "app" and out.heard == ["sound:beep"]
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert (s.state, s.talk_ms, s.cost) == ("settled", 20_000, 20_000)
+    assert (await core.account("acme")).balance == 0  # charged once
+    assert nothing_left(sim)
+
+
+async def test_restart_settles_a_call_that_ended_while_the_gate_was_down(sim, core):
+    await seed(core, balance="0.05", deck=PER_SECOND)  # 50 s, granted 50 s? no: one chunk (60 s cap 50)
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    gate, task = await start_gate(sim, core)
+    call = await sim.place_call(endpoint="alice", exten=NUMBER)
+    await wait_for(lambda: any(getattr(c, "cutoff_at", None) for c in gate.calls.values()), 5)
+    await kill(gate, task)
+    await asyncio.sleep(3 * TIME_SCALE)
+    await sim.hangup_channel(call.channel_id)
+    await call.ended(timeout=5)
+    for cid in list(sim.channels):  # the orphaned callee leg, as Asterisk would after the BYE
+        await sim.hangup_channel(cid)
+    before = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert before.state == "answered"
+    await asyncio.sleep(2 * TIME_SCALE)
+
+    gate2, task2 = await start_gate(sim, core)
+    try:
+        assert gate2.stats.settled_on_restart == 1
+    finally:
+        await stop(gate2, task2)
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    elapsed = int(sim.now() * 1000) - before.answered_at
+    assert s.state == "settled" and 0 < s.talk_ms <= min(elapsed, before.granted_seconds * 1000)
+    a = await core.account("acme")
+    assert a.held == 0 and a.balance == 50_000 - s.cost
+
+    # a third start finds nothing to do: nothing is charged twice
+    gate3, task3 = await start_gate(sim, core)
+    try:
+        assert gate3.stats.settled_on_restart == 0 and gate3.stats.adopted == 0
+    finally:
+        await stop(gate3, task3)
+    assert (await core.account("acme")).balance == 50_000 - s.cost
+
+
+async def test_restart_ends_a_call_that_was_still_ringing(sim, core):
+    await seed(core)
+    sim.script_destination(TRUNK, Party(answer_after=None, no_answer=True))
+    gate, task = await start_gate(sim, core, gate_settings(sim, dial_timeout=600))
+    call = await sim.place_call(endpoint="alice", exten=NUMBER)
+    await wait_for(lambda: any(c.bridge_id for c in gate.calls.values()), 5)
+    await kill(gate, task)
+    gate2, task2 = await start_gate(sim, core)
+    try:
+        out = await call.ended(timeout=5)
+        await wait_for(lambda: nothing_left(sim), 5)  # the orphaned callee is swept too
+    finally:
+        await stop(gate2, task2)
+    assert out.sip_final == 503 and not out.answered
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert (s.state, s.cost) == ("settled", 0)
+    assert (await core.account("acme")).held == 0
+
+
+async def test_restart_follows_a_continued_call(sim, core):
+    await seed(core)
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    gate, task = await start_gate(sim, core)
+    call = await sim.place_call(endpoint="alice", exten=NUMBER, context="callgate-outbound-continue",
+                                app_args=["outbound", "continue"], caller_hangup_after=5.0)
+    await wait_for(lambda: any(getattr(c, "answer_stored", False) for c in gate.calls.values()), 5)
+    await kill(gate, task)
+    gate2, task2 = await start_gate(sim, core)
+    try:
+        assert gate2.stats.adopted == 1
+        await call.ended(timeout=10)
+        assert await gate2.wait_idle(5)
+    finally:
+        await stop(gate2, task2)
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert s.state == "settled" and 4_500 < s.talk_ms < 5_600
