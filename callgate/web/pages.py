@@ -63,7 +63,7 @@ class InvoiceRow:
 def _session(request: web.Request) -> WebSession:
     session = request.get(SESSION)
     if session is None:
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             target = request.path_qs
             raise web.HTTPSeeOther("/signin?" + urlencode({"next": target}))
         raise _Refused(error_page(request, 403, "Signed out", "Your session has ended. Sign in and try again."))

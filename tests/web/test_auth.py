@@ -35,6 +35,8 @@ async def test_pages_need_sign_in(client, alice):
         resp = await client.get(path)
         assert resp.status == 303, path
         assert resp.headers["Location"].startswith("/signin?next="), path
+        head = await client.http.head(client.base + path, allow_redirects=False)
+        assert head.status == 303, path
 
 
 async def test_sign_in_sets_a_hardened_session_cookie_and_signs_out(client, alice, core):
