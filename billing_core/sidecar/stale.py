@@ -14,6 +14,7 @@ at the same moment, one of the two is a replay and nothing is charged twice.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -48,20 +49,30 @@ def stale_talk_ms(answered_at: int | None, granted_seconds: int, now: int) -> in
     return max(0, min(granted_seconds * 1000, now - answered_at))
 
 
-async def settle_stale(core, now: int, stale_seconds: float) -> StaleReport:
-    settled = closed = 0
-    for row in await core.store.run(stale_sessions_tx, now - int(stale_seconds * 1000)):
+async def settle_stale(core, now: int, stale_seconds: float, *, concurrency: int = 32) -> StaleReport:
+    """Settle every stale session. Settlements run ``concurrency`` at a time: after a gate outage
+    thousands may be due at once, and concurrent settles share SQLite's group commit (and the
+    PostgreSQL pool) instead of paying one commit each in turn."""
+    rows = await core.store.run(stale_sessions_tx, now - int(stale_seconds * 1000))
+    if not rows:
+        return StaleReport()
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(row) -> str | None:
         answered = row.state == "answered"
         talk = stale_talk_ms(row.answered_at, row.granted_seconds, now) if answered else 0
         note = f"stale: gate silent since {row.last_seen_at}" + ("" if answered else "; never answered")
-        result = await core.settle(row.id, talk, stale=True, note=note)
+        async with gate:
+            result = await core.settle(row.id, talk, stale=True, note=note)
         if result.replayed:
-            continue  # the gate (or another sidecar) settled it meanwhile
-        if answered:
-            settled += 1
-        else:
-            closed += 1
-        log.warning("session %s settled as stale (%s, talk %d ms)", row.id, row.state, talk)
+            return None  # the gate (or another sidecar) settled it meanwhile
+        log.info("session %s settled as stale (%s, talk %d ms)", row.id, row.state, talk)
+        return row.state
+
+    outcomes = await asyncio.gather(*(one(r) for r in rows))
+    settled = sum(1 for o in outcomes if o == "answered")
+    closed = sum(1 for o in outcomes if o == "authorized")
+    log.warning("%d stale sessions settled, %d never-answered closed (gate silent > %gs)", settled, closed, stale_seconds)
     return StaleReport(settled, closed)
 
 

@@ -114,3 +114,23 @@ async def test_two_senders_never_send_one_alert_twice(core, smtp_server):
     await asyncio.gather(one.outbox.send_due(), two.outbox.send_due(), one.outbox.send_due())
     assert len(smtp_server.received) == 6
     assert len({m.message["Message-ID"] for m in smtp_server.received}) == 6
+
+
+async def test_run_forever_sends_within_a_few_intervals_and_stops(core, smtp_server):
+    import asyncio
+
+    await seed(core, balance="10.00")
+    sidecar = make_sidecar(core, smtp_server.port)  # debit_interval 0.05 s
+    task = asyncio.create_task(sidecar.run_forever())
+    try:
+        await asyncio.sleep(0.1)
+        await debit(core, "acme", "6.00")  # queued while the sidecar runs
+        for _ in range(200):
+            if smtp_server.received:
+                break
+            await asyncio.sleep(0.02)
+        assert len(smtp_server.received) == 1
+    finally:
+        sidecar.stop()
+        await asyncio.wait_for(task, 5)
+    assert [r["status"] for r in await outbox_rows(core)] == ["sent"]
