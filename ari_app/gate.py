@@ -332,7 +332,10 @@ class Gate:
                 continue
             bridge = bridge_of.get(cid)
             others = [str(c) for c in (bridge or {}).get("channels", []) if str(c) != cid]
-            if cid not in app_ids and bridge is None:
+            # continue mode: the channel left Stasis for the dialplan's Dial() (a channel
+            # subscription keeps it in the application's channel_ids, so look at where it runs)
+            in_stasis = ((channel.get("dialplan") or {}).get("app_name") == "Stasis")
+            if bridge is None and ((s.hold_mode == "full" and not s.emergency) or not in_stasis):
                 call: CallActor = ContinueCall(self, channel, args=[s.direction, "continue"], pbx_id=self.pbx_id)
                 call.adopt(s)
             elif s.answered_at is not None and others:
@@ -342,6 +345,7 @@ class Gate:
                 # answered but the callee left while we were down, or not answered yet (the dial's
                 # state is lost): end it cleanly, bounded by the grant
                 talk = 0 if s.answered_at is None else min(max(0, now - s.answered_at), s.granted_seconds * 1000)
+                self._finished[cid] = time.monotonic() + FINISHED_TTL_SECONDS
                 await self._hangup_quietly(cid, "normal" if s.answered_at is not None else "congestion")
                 if bridge is not None:
                     try:
@@ -360,16 +364,27 @@ class Gate:
             self.stats.adopted += 1
             log.info("call re-adopted after restart", extra={"session": s.session_id, "channel": cid, "mode": call.mode})
             call.start()
-        orphans = {c for c in app_ids if c not in self._by_channel}
-        if orphans:
-            asyncio.create_task(self._sweep_orphans(orphans))
+        orphans = {c for c in app_ids if c not in self._by_channel and c not in self._finished}
+        our_bridges = {str(b["id"]): str(b.get("name") or "")[len("callgate-"):] for b in bridges or []
+                       if str(b.get("name") or "").startswith("callgate-")}
+        if orphans or our_bridges:
+            asyncio.create_task(self._sweep_orphans(orphans, our_bridges))
 
-    async def _sweep_orphans(self, candidates: set[str]) -> None:
+    async def _sweep_orphans(self, candidates: set[str], bridges: dict[str, str]) -> None:
+        """What a previous gate left behind and no call claims: channels hung up, bridges deleted."""
         await asyncio.sleep(self.settings.orphan_grace)
         for cid in candidates:
             if cid not in self._by_channel and cid not in self._finished:
                 log.warning("channel %s sits in Stasis with no call (left by a previous gate); hanging up", cid)
                 await self._hangup_quietly(cid, "normal")
+        for bid, caller in bridges.items():
+            call = self.calls.get(caller)
+            if call is None or getattr(call, "bridge_id", None) != bid:
+                try:
+                    await self.client.destroy_bridge(bid)
+                    log.warning("bridge %s left by a previous gate deleted", bid)
+                except AriError:
+                    pass
 
     # ------------------------------------------------------------------ background passes
     def _extend_below_ms(self) -> int:
