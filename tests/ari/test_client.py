@@ -1,0 +1,341 @@
+"""AriClient against real sockets: the simulator, and a scripted events server for ordering."""
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import pytest
+from aiohttp import web
+
+from ari_app import errors
+from ari_app.client import GLOBAL_KEY, AriClient, event_key
+from ari_app.simulator import Party
+
+USER, PASSWORD, APP = "callgate", "secret", "callgate"
+
+
+@pytest.fixture
+async def client(simulator):
+    c = AriClient(simulator.url, USER, PASSWORD, APP, backoff_initial=0.01, backoff_max=0.05)
+    yield c
+    await c.close()
+
+
+async def run_client(c: AriClient) -> asyncio.Task:
+    task = asyncio.create_task(c.run())
+    assert await c.wait_connected(5)
+    return task
+
+
+# ---------------------------------------------------------------- REST and typed errors
+async def test_rest_typed_errors_carry_status_and_asterisk_message(simulator, client):
+    task = await run_client(client)
+    call = await simulator.place_call(exten="15145550100")
+    ch = call.channel_id
+
+    with pytest.raises(errors.AriNotFound) as e404:
+        await client.get_channel("no-such-channel")
+    assert (e404.value.status, e404.value.message, e404.value.method, e404.value.path) == (
+        404, "Channel not found", "GET", "/channels/no-such-channel")
+    with pytest.raises(errors.AriNotFound) as unknown:
+        await client.request("GET", "/no/such/resource")
+    assert unknown.value.message == "Resource not found"
+    with pytest.raises(errors.AriMethodNotAllowed) as e405:
+        await client.request("PUT", "/channels")
+    assert e405.value.message == "Invalid method"
+    with pytest.raises(errors.AriBadRequest) as e400:
+        await client.request("DELETE", f"/channels/{ch}", params={"reason": "insufficient_funds"})
+    assert e400.value.message == "Invalid reason for hangup reason provided"
+    with pytest.raises(errors.AriConflict) as e409:
+        await client.dial(ch)
+    assert e409.value.message == "Channel is not in the 'Down' state"
+    callee = await client.create_channel("PJSIP/15145550100@trunk", "dialed", originator=ch)
+    with pytest.raises(errors.AriConflict) as race:      # before its StasisStart
+        await client.answer(callee["id"])
+    assert race.value.message == "Channel not in Stasis application"
+    await asyncio.sleep(0.05)
+    with pytest.raises(errors.AriInvalidState) as e412:  # in Stasis, not dialled
+        await client.answer(callee["id"])
+    assert e412.value.message == "Channel in invalid state"
+    with pytest.raises(errors.AriUnprocessable) as e422:
+        await client.unsubscribe("bridge:no-such-bridge")
+    assert e422.value.message == "Event source was not subscribed to"
+    with pytest.raises(errors.AriServerError) as e500:
+        await client.create_channel("NoSuchTech/123", "dialed")
+    assert (e500.value.status, e500.value.message) == (500, "Allocation failed")
+    assert isinstance(e500.value, errors.AriError)
+    await client.stop()
+    await task
+
+
+async def test_wrong_password_is_unauthorized(simulator):
+    c = AriClient(simulator.url, USER, "wrong", APP)
+    try:
+        with pytest.raises(errors.AriUnauthorized) as e401:
+            await c.list_channels()
+        assert e401.value.message == "Authentication required"
+    finally:
+        await c.close()
+
+
+async def test_unreachable_asterisk_is_unavailable():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]   # closed again: nothing listens there
+    c = AriClient(f"http://127.0.0.1:{port}", USER, PASSWORD, APP, request_timeout=2)
+    try:
+        with pytest.raises(errors.AriUnavailable) as exc:
+            await c.list_channels()
+        assert exc.value.status == 0
+    finally:
+        await c.close()
+
+
+async def test_helpers_send_the_traced_requests(simulator, client):
+    task = await run_client(client)
+    call = await simulator.place_call(exten="15145550100")
+    ch = call.channel_id
+    await client.ring(ch)
+    await client.set_variable(ch, "CALLGATE_MAX_MS", "4000")
+    assert await client.get_variable(ch, "CALLGATE_MAX_MS") == "4000"
+    assert await client.get_variable(ch, "NOT_SET") is None
+    app = await client.subscribe(f"channel:{ch}")
+    assert app["channel_ids"] == [ch]
+    bridge = await client.create_bridge(name=f"callgate-{ch}")
+    assert (bridge["bridge_type"], bridge["technology"], bridge["channels"]) == ("mixing", "simple_bridge", [])
+    pb = await client.play(ch, "sound:beep")
+    assert pb["state"] == "queued" and pb["target_uri"] == f"channel:{ch}"
+    assert [c["id"] for c in await client.list_channels()] == [ch]
+    assert [b["id"] for b in await client.list_bridges()] == [bridge["id"]]
+    info = await client.get_asterisk_info()
+    assert info["system"]["entity_id"] == simulator.asterisk_id
+    await client.hangup(ch, reason="rejected")
+    await client.destroy_bridge(bridge["id"])
+    outcome = await call.ended(timeout=5)
+    assert (outcome.sip_final, outcome.q850_cause, outcome.ended_by) == (403, 21, "app")
+    sent = [(r.method, r.path, r.query) for r in simulator.requests]
+    assert ("POST", f"/ari/channels/{ch}/ring", {}) in sent
+    assert ("POST", f"/ari/channels/{ch}/variable", {"variable": "CALLGATE_MAX_MS", "value": "4000"}) in sent
+    assert ("POST", "/ari/applications/callgate/subscription", {"eventSource": f"channel:{ch}"}) in sent
+    assert ("DELETE", f"/ari/channels/{ch}", {"reason": "rejected"}) in sent
+    await client.stop()
+    await task
+
+
+# ---------------------------------------------------------------- events: keys and dispatch
+def test_event_keys():
+    ch = {"id": "1.1"}
+    assert event_key({"type": "StasisStart", "channel": ch}) == "1.1"
+    assert event_key({"type": "Dial", "peer": {"id": "1.2"}}) == "1.2"
+    assert event_key({"type": "Dial", "caller": ch, "peer": {"id": "1.2"}}) == "1.1"
+    assert event_key({"type": "PlaybackFinished", "playback": {"target_uri": "channel:1.1"}}) == "1.1"
+    assert event_key({"type": "BridgeDestroyed", "bridge": {"id": "b"}}) == "bridge:b"
+    assert event_key({"type": "ApplicationReplaced"}) == GLOBAL_KEY
+
+
+class ScriptedEvents:
+    """A real websocket server that sends a fixed list of events on each connection."""
+
+    def __init__(self, batches: list[list[dict]]) -> None:
+        self.batches = batches
+        self.connections = 0
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self.sockets: list[web.WebSocketResponse] = []
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/ari/events", self._ws)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+
+    async def _ws(self, request):
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.sockets.append(ws)
+        batch = self.batches[min(self.connections, len(self.batches) - 1)]
+        self.connections += 1
+        for ev in batch:
+            await ws.send_str(json.dumps(ev))
+        async for _ in ws:
+            pass
+        return ws
+
+    async def stop(self) -> None:
+        for ws in self.sockets:
+            await ws.close()
+        await self._runner.cleanup()
+
+
+def ev(n: int, channel: str, etype: str = "ChannelVarset") -> dict:
+    return {"type": etype, "n": n, "channel": {"id": channel}}
+
+
+async def test_per_channel_order_and_slow_handler_never_blocks_others():
+    events = [ev(i, "A" if i % 2 == 0 else "B") for i in range(20)]
+    server = ScriptedEvents([events])
+    await server.start()
+    c = AriClient(server.url, USER, PASSWORD, APP)
+    seen: dict[str, list[int]] = {"A": [], "B": []}
+    b_done = asyncio.Event()
+
+    async def handler(event):
+        cid = event["channel"]["id"]
+        if cid == "A" and event["n"] == 0:
+            # A's first event waits until every B event was handled: a serial dispatcher deadlocks
+            await asyncio.wait_for(b_done.wait(), 5)
+        seen[cid].append(event["n"])
+        if len(seen["B"]) == 10:
+            b_done.set()
+
+    c.on_event(handler)
+    task = asyncio.create_task(c.run())
+    try:
+        for _ in range(500):
+            if len(seen["A"]) == 10:
+                break
+            await asyncio.sleep(0.01)
+        assert seen["B"] == list(range(1, 20, 2))
+        assert seen["A"] == list(range(0, 20, 2))
+    finally:
+        await c.close()
+        await task
+        await server.stop()
+
+
+async def test_on_connected_runs_before_the_connections_events():
+    server = ScriptedEvents([[ev(1, "A")], [ev(2, "A")]])
+    await server.start()
+    c = AriClient(server.url, USER, PASSWORD, APP, backoff_initial=0.01, backoff_max=0.02)
+    log: list[str] = []
+
+    async def on_connected():
+        log.append("resync-start")
+        await asyncio.sleep(0.05)   # e.g. GET /channels while events are already arriving
+        log.append("resync-done")
+
+    async def handler(event):
+        log.append(f"event-{event['n']}")
+
+    c.on_connected(on_connected)
+    c.on_event(handler)
+    task = asyncio.create_task(c.run())
+    try:
+        for _ in range(300):
+            if "event-1" in log:
+                break
+            await asyncio.sleep(0.01)
+        assert log == ["resync-start", "resync-done", "event-1"]
+        await server.sockets[0].close()   # the server drops the socket
+        for _ in range(300):
+            if "event-2" in log:
+                break
+            await asyncio.sleep(0.01)
+        assert log[3:] == ["resync-start", "resync-done", "event-2"]
+        assert c.reconnects == 1 and c.connected
+    finally:
+        await c.close()
+        await task
+        await server.stop()
+
+
+async def test_handler_exception_is_logged_and_dispatch_goes_on():
+    server = ScriptedEvents([[ev(1, "A"), ev(2, "A")]])
+    await server.start()
+    c = AriClient(server.url, USER, PASSWORD, APP)
+    seen = []
+
+    async def handler(event):
+        seen.append(event["n"])
+        if event["n"] == 1:
+            raise RuntimeError("handler bug")
+
+    c.on_event(handler)
+    task = asyncio.create_task(c.run())
+    try:
+        for _ in range(300):
+            if seen == [1, 2]:
+                break
+            await asyncio.sleep(0.01)
+        assert seen == [1, 2]
+    finally:
+        await c.close()
+        await task
+        await server.stop()
+
+
+# ---------------------------------------------------------------- reconnect against the simulator
+async def test_reconnects_after_a_drop_and_resyncs(simulator, client):
+    resyncs = []
+
+    async def on_connected():
+        resyncs.append((await client.get_application())["name"])
+
+    client.on_connected(on_connected)
+    task = await run_client(client)
+    assert resyncs == ["callgate"]
+    simulator.refuse_websockets(True)
+    simulator.drop_websockets()
+    await asyncio.sleep(0.1)
+    assert not client.connected              # retrying against the refusing server
+    simulator.refuse_websockets(False)
+    assert await client.wait_connected(5)
+    assert client.reconnects == 1 and resyncs == ["callgate", "callgate"]
+    await client.stop()
+    await task
+    assert not client.connected
+
+
+async def test_application_replaced_stops_the_first_client(simulator, caplog):
+    first = AriClient(simulator.url, USER, PASSWORD, APP, backoff_initial=0.01)
+    second = AriClient(simulator.url, USER, PASSWORD, APP, backoff_initial=0.01)
+    got = []
+
+    async def handler(event):
+        got.append(event["type"])
+
+    first.on_event(handler)
+    t1 = await run_client(first)
+    t2 = await run_client(second)
+    await asyncio.wait_for(t1, 5)           # run() returns, it does not fight back
+    assert first.replaced and not first.connected
+    assert got == ["ApplicationReplaced"]
+    assert any(r.levelname == "ERROR" and "REPLACED" in r.getMessage() for r in caplog.records)
+    await asyncio.sleep(0.1)
+    assert second.connected and not second.replaced and simulator.app_connected()
+    await second.close()
+    await t2
+    await first.close()
+
+
+async def test_events_reach_handlers_in_trace_order(simulator, client):
+    """A reject flow through the client: progress, play, PlaybackFinished, DELETE."""
+    done = asyncio.Event()
+    seen = []
+
+    async def handler(event):
+        if event["type"] != "ChannelVarset":    # RTPAUDIOQOS* after early media, as traced
+            seen.append(event["type"])
+        if event["type"] == "StasisStart":
+            await client.progress(event["channel"]["id"])
+            await client.play(event["channel"]["id"], "sound:beep")
+        elif event["type"] == "PlaybackFinished":
+            await client.hangup(event["playback"]["target_uri"].split(":", 1)[1], reason="rejected")
+        elif event["type"] == "StasisEnd":
+            done.set()
+
+    client.on_event(handler)
+    task = await run_client(client)
+    simulator.script_destination_default(Party())
+    call = await simulator.place_call(exten="15145550100")
+    await asyncio.wait_for(done.wait(), 5)
+    outcome = await call.ended(timeout=5)
+    assert seen == ["StasisStart", "PlaybackStarted", "PlaybackFinished", "ChannelHangupRequest", "StasisEnd"]
+    assert (outcome.sip_final, outcome.progress, outcome.heard, outcome.answered) == (
+        403, True, ["sound:beep"], False)
+    await client.stop()
+    await task
