@@ -254,16 +254,16 @@ def _event_facts(event: dict) -> tuple[Any, Any] | None:
         return invoices.apply_capture_tx, capture_from_json(resource).facts()
     if etype in REFUND_EVENTS:
         refund = refund_from_json(resource)
-        if refund.capture_id is None:
-            # A reversal PayPal reports on the capture itself: its own key is derived from it.
-            if etype == "PAYMENT.CAPTURE.REVERSED" and resource.get("id"):
-                cap = capture_from_json(resource)
-                facts = refund.facts("reversal")
-                return invoices.apply_refund_tx, invoices.RefundFacts(
-                    paypal_id=f"{cap.id}-REVERSAL", capture_id=cap.id, kind="reversal", amount=facts.amount,
-                    currency=facts.currency, status="COMPLETED", amount_text=facts.amount_text)
-            return None
-        return invoices.apply_refund_tx, refund.facts(REFUND_EVENTS[etype])
+        if refund.capture_id is not None:
+            return invoices.apply_refund_tx, refund.facts(REFUND_EVENTS[etype])
+        if etype == "PAYMENT.CAPTURE.REVERSED" and resource.get("id"):
+            # A reversal reported on the capture itself (no reversal id of its own): key it by the
+            # capture, distinct from the payment's key, so it still debits once.
+            cap = capture_from_json(resource)
+            facts = cap.facts()
+            return invoices.apply_refund_tx, invoices.RefundFacts(
+                paypal_id=f"{cap.id}-REVERSAL", capture_id=cap.id, kind="reversal", amount=facts.amount,
+                currency=facts.currency, status="COMPLETED", amount_text=facts.amount_text)
     return None
 
 

@@ -230,3 +230,13 @@ async def test_paypal_down_at_checkout_and_at_capture(core, paypal, standin, rec
     # the customer reloads: the capture goes through now, once
     result = await complete_return(core, paypal, inv.id, order_id)
     assert result.outcome == "paid" and await _balance(core) == 25_000_000
+
+
+async def test_instrument_declined_at_capture_leaves_it_outstanding(core, paypal, standin, receiver):
+    await seed(core, balance="0")
+    inv, order_id, _ = await _checkout(core, paypal, "25.00", "card")
+    standin.fail_next["capture"] = (422, {"name": "UNPROCESSABLE_ENTITY", "message": "declined",
+                                          "details": [{"issue": "INSTRUMENT_DECLINED"}]})
+    result = await complete_return(core, paypal, inv.id, order_id)
+    assert result.outcome == "denied" and "nothing was charged" in result.message
+    assert (await invoices.get_invoice(core, inv.id)).status == "outstanding" and await _balance(core) == 0

@@ -104,3 +104,15 @@ async def test_oversized_body_is_refused(core, standin, receiver):
     async with aiohttp.ClientSession() as session:
         async with session.post(receiver, data=b"x" * (300 * 1024)) as resp:
             assert resp.status == 413
+
+
+async def test_a_reversal_reported_on_the_capture_itself_debits_once(core, standin, receiver):
+    inv, resource = await _invoice_with_capture(core, standin, "40.00")
+    assert (await standin.send_webhook("PAYMENT.CAPTURE.COMPLETED", resource)).status == 200
+    reversed_capture = {**resource, "status": "REVERSED"}  # no refund id, no "up" link
+    for _ in range(2):
+        delivery = await standin.send_webhook("PAYMENT.CAPTURE.REVERSED", reversed_capture)
+        assert delivery.status == 200
+    (entry,) = [e for e in await core.admin.ledger("acme") if e["kind"] == "reversal"]
+    assert entry["amount"] == -40_000_000 and entry["idempotency_key"] == f"{resource['id']}-REVERSAL"
+    assert (await core.account("acme")).balance == 0
