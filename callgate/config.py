@@ -198,6 +198,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "listen": Key(_listen, "127.0.0.1:8080", doc="client area host:port"),
         "public_url": Key(_str, "", doc="URL customers reach (PayPal return links); empty: http://<listen>"),
         "secure_cookies": Key(_bool, False, doc="mark the session cookie Secure (behind HTTPS)"),
+        "forwarded_for": Key(_bool, False, doc="trust X-Forwarded-For from a reverse proxy (sign-in rate limits per client IP)"),
     },
     "sidecar": {
         "enabled": Key(_bool, True, doc="run the sidecar in `callgate run`"),

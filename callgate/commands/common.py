@@ -44,6 +44,12 @@ def core_settings_from_env() -> CoreSettings:
         kwargs["home_region"] = os.environ["CALLGATE_HOME_REGION"]
     if os.environ.get("CALLGATE_EMERGENCY_NUMBERS"):
         kwargs["emergency_numbers"] = frozenset(x.strip() for x in os.environ["CALLGATE_EMERGENCY_NUMBERS"].split(",") if x.strip())
+    for env, key in (("CALLGATE_PRESUSPEND_DAYS", "presuspend_days"), ("CALLGATE_DID_RELEASE_DAYS", "did_release_days")):
+        if os.environ.get(env):
+            try:
+                kwargs[key] = float(os.environ[env])
+            except ValueError:
+                raise CliError(f"{env}: must be a number of days (got {os.environ[env]!r})") from None
     for env, key in (("CALLGATE_MAX_CALL_SECONDS", "max_call_seconds"), ("CALLGATE_CHUNK_SECONDS", "chunk_seconds")):
         if os.environ.get(env):
             try:
