@@ -1,0 +1,362 @@
+"""The ARI simulator's behaviours beyond the replayed scenarios (real sockets, 127.0.0.1)."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import aiohttp
+import pytest
+
+from ari_app.simulator import Party
+from tests.ari.trace_replay import load
+
+AUTH = {"Authorization": "Basic " + base64.b64encode(b"callgate:secret").decode()}
+
+
+class App:
+    """A raw event socket plus a REST session: the simplest possible Stasis app."""
+
+    def __init__(self, sim, subscribe_all: bool = False, app: str = "callgate") -> None:
+        self.sim = sim
+        self.app = app
+        self.subscribe_all = subscribe_all
+        self.events: list[dict] = []
+        self.closed_by_server = asyncio.Event()
+
+    async def __aenter__(self) -> "App":
+        self.http = aiohttp.ClientSession(headers=AUTH)
+        await self.connect()
+        return self
+
+    async def connect(self) -> None:
+        url = self.sim.url.replace("http", "ws") + f"/ari/events?app={self.app}&api_key=callgate:secret"
+        if self.subscribe_all:
+            url += "&subscribeAll=true"
+        self.ws = await self.http.ws_connect(url)
+        self.reader = asyncio.create_task(self._read(self.ws))
+        await self.sim.wait_app_connected(self.app)
+
+    async def _read(self, ws) -> None:
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self.events.append(json.loads(msg.data))
+        self.closed_by_server.set()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.ws.close()
+        self.reader.cancel()
+        await self.http.close()
+
+    async def rest(self, method: str, path: str, **params) -> tuple[int, object]:
+        async with self.http.request(method, self.sim.url + "/ari" + path,
+                                     params={k: str(v) for k, v in params.items()}) as resp:
+            raw = await resp.read()
+            return resp.status, (json.loads(raw) if raw else None)
+
+    async def wait_for(self, pred, timeout: float = 5.0) -> dict:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for e in self.events:
+                if pred(e):
+                    return e
+            if loop.time() > deadline:
+                raise AssertionError(f"no matching event; got {[e['type'] for e in self.events]}")
+            await asyncio.sleep(0.005)
+
+    def types_of(self, channel_id: str, skip_varsets: bool = True) -> list[str]:
+        return [e["type"] for e in self.events
+                if (e.get("channel") or {}).get("id") == channel_id
+                and not (skip_varsets and e["type"] == "ChannelVarset")]
+
+
+def is_type(t: str, channel_id: str | None = None):
+    return lambda e: e["type"] == t and (channel_id is None or (e.get("channel") or {}).get("id") == channel_id)
+
+
+async def bridge_call(app: App, sim, exten: str = "15145550100", **call_kw):
+    """The traced gate flow up to both legs in a mixing bridge; returns (call, callee_id, bridge_id)."""
+    call = await sim.place_call(exten=exten, **call_kw)
+    ch = call.channel_id
+    await app.wait_for(is_type("StasisStart", ch))
+    await app.rest("POST", f"/channels/{ch}/ring")
+    status, callee = await app.rest("POST", "/channels/create", endpoint=f"PJSIP/{exten}@trunk", app="callgate",
+                                    appArgs="dialed", originator=ch)
+    assert status == 200
+    await app.wait_for(is_type("StasisStart", callee["id"]))
+    assert (await app.rest("POST", f"/channels/{callee['id']}/dial", caller=ch, timeout=30))[0] == 204
+    status, bridge = await app.rest("POST", "/bridges", type="mixing", name=f"callgate-{ch}")
+    await app.wait_for(lambda e: e["type"] == "Dial" and e["dialstatus"] == "ANSWER"
+                       and e["peer"]["id"] == callee["id"])
+    assert (await app.rest("POST", f"/channels/{ch}/answer"))[0] == 204
+    assert (await app.rest("POST", f"/bridges/{bridge['id']}/addChannel",
+                           channel=f"{ch},{callee['id']}"))[0] == 204
+    return call, callee["id"], bridge["id"]
+
+
+# ---------------------------------------------------------------- hangup reason -> SIP sweep
+async def test_hangup_reason_sip_mapping_matches_the_sweep(simulator):
+    mapping = next(line for line in load("hangup_reason_sip_sweep.jsonl") if "mapping" in line)["mapping"]
+    async with App(simulator) as app:
+        for row in mapping:
+            call = await simulator.place_call(exten="15145550100")
+            await app.wait_for(is_type("StasisStart", call.channel_id))
+            params = {"reason": row["reason"]} if "reason" in row else {"reason_code": row["reason_code"]}
+            assert (await app.rest("DELETE", f"/channels/{call.channel_id}", **params))[0] == 204
+            outcome = await call.ended(timeout=5)
+            assert (f"{outcome.sip_final}", outcome.sip_reason) == (
+                row["sip_final_response"].split()[0], row["sip_reason_header"]), row
+            assert outcome.ended_by == "app" and not outcome.answered
+
+
+# ---------------------------------------------------------------- parties and outcomes
+async def test_answered_call_caller_hangs_up(simulator):
+    simulator.script_destination("PJSIP/15145550100@trunk", Party(answer_after=0.05))
+    async with App(simulator) as app:
+        call, callee, bridge = await bridge_call(app, simulator, caller_hangup_after=0.1)
+        await app.wait_for(is_type("ChannelDestroyed", call.channel_id))
+        assert (await app.rest("DELETE", f"/channels/{callee}"))[0] == 204
+        assert (await app.rest("DELETE", f"/bridges/{bridge}"))[0] == 204
+        outcome = await call.ended(timeout=5)
+        assert outcome.answered and outcome.sip_final == 200 and outcome.ended_by == "caller"
+        assert outcome.ringing and 100 <= outcome.talk_ms < 1000
+        await app.wait_for(is_type("BridgeDestroyed"))
+        assert app.types_of(call.channel_id)[-5:] == [
+            "ChannelHangupRequest", "ChannelLeftBridge", "StasisEnd", "ChannelHangupRequest", "ChannelDestroyed"]
+        assert app.types_of(callee)[-4:] == ["ChannelHangupRequest", "ChannelLeftBridge", "StasisEnd",
+                                             "ChannelDestroyed"]
+        assert simulator.channels == {} and simulator.bridges == {}
+
+
+@pytest.mark.parametrize("party,cause,cause_txt,tech", [
+    (Party(busy=True, reject_after=0.02), 17, "User busy", 486),
+    (Party(fail_cause=34, reject_after=0.02), 34, "Circuit/channel congestion", 503),
+])
+async def test_failing_callee_gives_its_cause(simulator, party, cause, cause_txt, tech):
+    simulator.script_destination_default(party)
+    async with App(simulator) as app:
+        call = await simulator.place_call(exten="15145550100")
+        await app.wait_for(is_type("StasisStart", call.channel_id))
+        _, callee = await app.rest("POST", "/channels/create", endpoint="PJSIP/15145550100@trunk",
+                                   app="callgate", appArgs="dialed", originator=call.channel_id)
+        await app.wait_for(is_type("StasisStart", callee["id"]))
+        await app.rest("POST", f"/channels/{callee['id']}/dial", caller=call.channel_id, timeout=30)
+        destroyed = await app.wait_for(is_type("ChannelDestroyed", callee["id"]))
+        assert (destroyed["cause"], destroyed["cause_txt"], destroyed["tech_cause"]) == (cause, cause_txt, tech)
+        assert not [e for e in app.events if e["type"] == "Dial" and e["dialstatus"] not in ("", "RINGING")]
+        await app.rest("DELETE", f"/channels/{call.channel_id}", reason="busy")
+        outcome = await call.ended(timeout=5)
+        assert (outcome.sip_final, outcome.q850_cause) == (486, 17)
+
+
+async def test_dial_timeout_cancels_a_ringing_callee_with_cause_19(simulator):
+    simulator.script_destination_default(Party(no_answer=True))
+    async with App(simulator) as app:
+        call = await simulator.place_call(exten="15145550100")
+        await app.wait_for(is_type("StasisStart", call.channel_id))
+        _, callee = await app.rest("POST", "/channels/create", endpoint="PJSIP/15145550100@trunk",
+                                   app="callgate", appArgs="dialed", originator=call.channel_id)
+        await app.wait_for(is_type("StasisStart", callee["id"]))
+        await app.rest("POST", f"/channels/{callee['id']}/dial", caller=call.channel_id, timeout=0)
+        await app.rest("POST", f"/channels/{callee['id']}/dial", caller=call.channel_id)  # no-op check below
+        destroyed = await app.wait_for(is_type("ChannelDestroyed", callee["id"]))
+        assert destroyed["cause"] == 16   # the second dial tore it down (traced), not a timeout
+    simulator.script_destination_default(Party(no_answer=True))
+    async with App(simulator) as app:
+        call = await simulator.place_call(exten="15145550100")
+        await app.wait_for(is_type("StasisStart", call.channel_id))
+        _, callee = await app.rest("POST", "/channels/create", endpoint="PJSIP/15145550100@trunk",
+                                   app="callgate", appArgs="dialed", originator=call.channel_id)
+        await app.wait_for(is_type("StasisStart", callee["id"]))
+        await app.rest("POST", f"/channels/{callee['id']}/dial", caller=call.channel_id, timeout=1)
+        destroyed = await app.wait_for(is_type("ChannelDestroyed", callee["id"]), timeout=5)
+        assert (destroyed["cause"], destroyed["tech_cause"]) == (19, 480)
+        await app.rest("DELETE", f"/channels/{call.channel_id}", reason="no_answer")
+        assert (await call.ended(timeout=5)).sip_final == 480
+
+
+async def test_caller_cancel_while_ringing(simulator):
+    simulator.script_destination_default(Party(answer_after=None))
+    async with App(simulator) as app:
+        call = await simulator.place_call(exten="15145550100", caller_cancel_after=0.1)
+        await app.wait_for(is_type("StasisStart", call.channel_id))
+        hangup = await app.wait_for(is_type("ChannelHangupRequest", call.channel_id))
+        assert (hangup["cause"], hangup["tech_cause"]) == (127, 487)
+        outcome = await call.ended(timeout=5)
+        # no originator subscription: the app's last event for the channel is StasisEnd (traced)
+        assert app.types_of(call.channel_id) == ["StasisStart", "ChannelHangupRequest", "StasisEnd"]
+        assert outcome.q850_cause == 127
+        assert (outcome.sip_final, outcome.ended_by, outcome.answered) == (487, "caller", False)
+
+
+async def test_party_hangup_by_api(simulator):
+    simulator.script_destination_default(Party(answer_after=0.02))
+    async with App(simulator) as app:
+        call, callee, _bridge = await bridge_call(app, simulator)
+        await simulator.hangup_channel(callee)
+        destroyed = await app.wait_for(is_type("ChannelDestroyed", callee))
+        assert destroyed["cause"] == 16
+        hangup = next(e for e in app.events if e["type"] == "ChannelHangupRequest"
+                      and e["channel"]["id"] == callee)
+        assert hangup["cause"] == 16 and "soft" not in hangup
+        await app.rest("DELETE", f"/channels/{call.channel_id}")
+        outcome = await call.ended(timeout=5)
+        assert outcome.answered and outcome.ended_by == "app"
+
+
+async def test_call_while_app_not_connected_gets_603(simulator):
+    call = await simulator.place_call(exten="15145550100")
+    outcome = await call.ended(timeout=2)
+    assert (outcome.sip_final, outcome.q850_cause, outcome.ended_by) == (603, 16, "pbx")
+
+
+# ---------------------------------------------------------------- async Stasis entry
+async def test_created_channel_enters_stasis_asynchronously(simulator_factory):
+    sim = await simulator_factory(stasis_entry_delay=0.05)
+    async with App(sim) as app:
+        call = await sim.place_call(exten="15145550100")
+        await app.wait_for(is_type("StasisStart", call.channel_id))
+        _, callee = await app.rest("POST", "/channels/create", endpoint="PJSIP/15145550100@trunk",
+                                   app="callgate", appArgs="dialed", originator=call.channel_id)
+        assert callee["state"] == "Down" and callee["dialplan"] == {
+            "context": "from-trunk", "exten": "s", "priority": 1, "app_name": "", "app_data": ""}
+        status, body = await app.rest("POST", f"/channels/{callee['id']}/answer")
+        assert (status, body) == (409, {"message": "Channel not in Stasis application"})
+        await app.wait_for(is_type("StasisStart", callee["id"]))
+        for op in ("answer", "ring", "continue"):
+            status, body = await app.rest("POST", f"/channels/{callee['id']}/{op}")
+            assert (status, body) == (412, {"message": "Channel in invalid state"}), op
+        assert app.types_of(callee["id"], skip_varsets=False) == ["ChannelDialplan", "ChannelVarset", "StasisStart"]
+
+
+# ---------------------------------------------------------------- websocket drop / replaced
+async def test_websocket_drop_loses_events_and_rest_keeps_working(simulator):
+    simulator.script_destination_default(Party(answer_after=0.02))
+    async with App(simulator) as app:
+        call, callee, bridge = await bridge_call(app, simulator)
+        simulator.drop_websockets()
+        await asyncio.wait_for(app.closed_by_server.wait(), 5)
+        status, pb = await app.rest("POST", f"/channels/{call.channel_id}/play", media="sound:beep")
+        assert status == 201
+        second = await simulator.place_call(exten="15145550199")
+        assert (await second.ended(timeout=2)).sip_final == 603
+        await asyncio.sleep(0.6)                  # the beep (0.425 s) finishes while nobody listens
+        dropped = [e["type"] for _a, e in simulator.events_dropped]
+        assert "PlaybackStarted" in dropped and "PlaybackFinished" in dropped
+        n_before = len(app.events)
+        app.closed_by_server.clear()
+        await app.connect()
+        status, chans = await app.rest("GET", "/channels")
+        assert sorted(c["id"] for c in chans) == sorted([call.channel_id, callee])
+        assert all(c["state"] == "Up" and c["dialplan"]["app_name"] == "Stasis" for c in chans)
+        status, bridges = await app.rest("GET", "/bridges")
+        assert bridges[0]["id"] == bridge and sorted(bridges[0]["channels"]) == sorted([call.channel_id, callee])
+        status, application = await app.rest("GET", "/applications/callgate")
+        assert application == {"name": "callgate", "channel_ids": [call.channel_id, callee], "bridge_ids": [bridge],
+                               "endpoint_ids": [], "device_names": [], "events_allowed": [],
+                               "events_disallowed": []}
+        assert (await app.rest("GET", f"/playbacks/{pb['id']}")) == (404, {"message": "Playback not found"})
+        assert len(app.events) == n_before       # nothing replayed on reconnect
+        await app.rest("DELETE", f"/channels/{call.channel_id}", reason="normal")
+        await app.wait_for(is_type("ChannelDestroyed", call.channel_id))   # flows on the new socket
+
+
+async def test_second_socket_replaces_the_app(simulator):
+    async with App(simulator) as first:
+        async with App(simulator) as second:
+            replaced = await first.wait_for(is_type("ApplicationReplaced"))
+            assert list(replaced) == ["type", "timestamp", "application", "asterisk_id"]
+            await asyncio.sleep(0.05)
+            assert not first.closed_by_server.is_set()      # Asterisk does not close it
+            call = await simulator.place_call(exten="15145550100")
+            await second.wait_for(is_type("StasisStart", call.channel_id))
+            assert [e["type"] for e in first.events] == ["ApplicationReplaced"]
+
+
+# ---------------------------------------------------------------- continue mode
+async def _continue_call(simulator, app, status: str | None, max_ms: str | None, subscribe: bool,
+                         **call_kw):
+    call = await simulator.place_call(exten="15145550100", context="callgate-outbound-continue",
+                                      app_args=["outbound", "continue"], **call_kw)
+    ch = call.channel_id
+    await app.wait_for(is_type("StasisStart", ch))
+    if max_ms is not None:
+        await app.rest("POST", f"/channels/{ch}/variable", variable="CALLGATE_MAX_MS", value=max_ms)
+    if status is not None:
+        await app.rest("POST", f"/channels/{ch}/variable", variable="CALLGATE_STATUS", value=status)
+    if subscribe:
+        assert (await app.rest("POST", "/applications/callgate/subscription", eventSource=f"channel:{ch}"))[0] == 200
+    assert (await app.rest("POST", f"/channels/{ch}/continue"))[0] == 204
+    return call
+
+
+async def test_continue_allow_ends_at_the_limit(simulator_factory):
+    sim = await simulator_factory(time_scale=0.02)
+    sim.script_destination("PJSIP/15145550100@trunk", Party(answer_after=1.0))
+    async with App(sim) as app:
+        call = await _continue_call(sim, app, "ALLOW", "4000", subscribe=True)
+        outcome = await call.ended(timeout=5)
+        assert (outcome.ended_by, outcome.sip_final, outcome.q850_cause) == ("limit", 200, 16)
+        assert 3900 <= outcome.talk_ms <= 4600 and 3900 <= outcome.callee_talk_ms <= 4600
+        assert outcome.heard == ["sound:beep"]            # L()'s warning, 2 s before the limit
+        assert call.continued["variables"]["CALLGATE_MAX_MS"] == "4000"
+        destroyed = await app.wait_for(is_type("ChannelDestroyed", call.channel_id))
+        assert destroyed["cause"] == 16
+        dials = [e["dialstatus"] for e in app.events if e["type"] == "Dial"]
+        assert dials == ["", "RINGING", "ANSWER"]
+        answered_ms = [e["value"] for e in app.events if e.get("variable") == "ANSWEREDTIME_MS"]
+        assert answered_ms[0] == "" and 3900 <= int(answered_ms[-1]) <= 4600
+        assert (await app.rest("DELETE", "/applications/callgate/subscription",
+                               eventSource=f"channel:{call.channel_id}")) == (
+            422, {"message": "Event source was not subscribed to"})
+
+
+async def test_continue_without_subscription_sees_nothing_after_stasis_end(simulator_factory):
+    sim = await simulator_factory(time_scale=0.02)
+    sim.script_destination_default(Party(answer_after=0.5))
+    async with App(sim) as app:
+        call = await _continue_call(sim, app, "ALLOW", "1000", subscribe=False, caller_hangup_after=0.5)
+        outcome = await call.ended(timeout=5)
+        assert outcome.ended_by == "caller" and outcome.answered
+        assert app.types_of(call.channel_id, skip_varsets=False)[-1] == "StasisEnd"
+
+
+@pytest.mark.parametrize("status,max_ms", [("DENY", "0"), (None, None), ("ALLOW", "")])
+async def test_continue_deny_hangs_up_with_cause_21(simulator, status, max_ms):
+    async with App(simulator) as app:
+        call = await _continue_call(simulator, app, status, max_ms, subscribe=True)
+        outcome = await call.ended(timeout=5)
+        assert (outcome.sip_final, outcome.q850_cause, outcome.ended_by, outcome.answered) == (403, 21, "app", False)
+
+
+# ---------------------------------------------------------------- REST validation, auth, faults
+async def test_rest_validation_auth_and_faults(simulator):
+    async with App(simulator) as app:
+        call = await simulator.place_call(exten="15145550100")
+        ch = call.channel_id
+        await app.wait_for(is_type("StasisStart", ch))
+        assert await app.rest("GET", "/no/such/resource") == (404, {"message": "Resource not found"})
+        assert await app.rest("PUT", "/channels") == (405, {"message": "Invalid method"})
+        assert await app.rest("POST", "/applications/callgate/subscription") == (
+            400, {"message": "Missing parameter eventSource"})
+        assert await app.rest("POST", "/bridges/x/addChannel") == (400, {"message": "Missing parameter channel"})
+        assert (await app.rest("POST", f"/channels/{ch}/dial", timeout="soon"))[0] == 400
+        assert await app.rest("DELETE", f"/channels/{ch}", reason="busy", reason_code="17") == (
+            400, {"message": "The reason and reason_code can't both be specified"})
+        assert await app.rest("DELETE", f"/channels/{ch}", reason_code="abc") == (
+            400, {"message": "Invalid reason for hangup reason code provided"})
+        assert await app.rest("POST", f"/channels/{ch}/play") == (
+            500, {"message": "Failed to queue media for playback"})
+        simulator.inject_rest_fault("POST", r"/channels/.*/ring$", 500, "Internal Server Error", times=1)
+        assert await app.rest("POST", f"/channels/{ch}/ring") == (500, {"message": "Internal Server Error"})
+        assert (await app.rest("POST", f"/channels/{ch}/ring"))[0] == 204
+        async with aiohttp.ClientSession() as anon:
+            async with anon.get(simulator.url + "/ari/channels") as resp:
+                assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith("Basic")
+                assert await resp.json() == {"message": "Authentication required"}
+            async with anon.get(simulator.url + "/ari/channels?api_key=callgate:secret") as resp:
+                assert resp.status == 200
+                assert resp.headers["Server"] == "Asterisk/GIT-22-69535d4837"
+        statuses = [(r.method, r.status) for r in simulator.requests if r.path.endswith("/ring")]
+        assert statuses == [("POST", 500), ("POST", 204)]
