@@ -18,6 +18,7 @@ import asyncio
 import base64
 import dataclasses
 import datetime as dt
+import functools
 import html
 import itertools
 import json
@@ -63,6 +64,12 @@ def make_signing_key(common_name: str = "messageverificationcerts.standin.invali
         .sign(key, hashes.SHA256())
     )
     return key, cert.public_bytes(serialization.Encoding.PEM)
+
+
+@functools.lru_cache(maxsize=1)
+def _process_key() -> tuple[rsa.RSAPrivateKey, bytes]:
+    # One key per process: a 2048-bit key costs ~0.1 s to make and the suite starts many stand-ins.
+    return make_signing_key()
 
 
 @dataclass(frozen=True)
@@ -120,7 +127,8 @@ class PayPalStandIn:
 
     def __init__(self, *, client_id: str = "standin-client", secret: str = "standin-secret",
                  webhook_id: str = "WHSTANDIN0001", webhook_url: str | None = None, auto_webhooks: bool = True,
-                 webhook_timing: str = "after", clock: Callable[[], float] = time.time, token_ttl: int = 32400):
+                 webhook_timing: str = "after", clock: Callable[[], float] = time.time, token_ttl: int = 32400,
+                 fresh_key: bool = False):
         self.client_id = client_id
         self.secret = secret
         self.webhook_id = webhook_id
@@ -133,7 +141,8 @@ class PayPalStandIn:
         answered first) or ``concurrent`` (started, not awaited: races the caller)."""
         self.clock = clock
         self.token_ttl = token_ttl
-        self.key, self.cert_pem = make_signing_key()
+        # The signing key (fresh_key=False: shared by the stand-ins of this process).
+        self.key, self.cert_pem = make_signing_key() if fresh_key else _process_key()
         self.orders: dict[str, _Order] = {}
         self.captures: dict[str, _Capture] = {}
         self.refunds: dict[str, dict] = {}
