@@ -7,7 +7,7 @@ import datetime as dt
 import click
 
 from billing_core import invoices as inv_ops
-from billing_core.domain.money import format_amount
+from billing_core.domain.money import format_amount, parse_amount
 
 from .common import CliError, emit_json, json_option, open_core, run_async
 
@@ -114,6 +114,40 @@ def register(main: click.Group) -> None:
             raise CliError("--reason: cancelling an invoice needs a reason")
         async with open_core(ctx) as core:
             change = await inv_ops.cancel_invoice(core, invoice_id, reason, source="cli")
+        if not change.changed:
+            raise CliError(change.message)
+        if as_json:
+            emit_json(_invoice_json(change.invoice))
+        else:
+            click.echo(change.message)
+
+    @invoice.command("refund")
+    @click.argument("invoice_id")
+    @click.argument("amount", required=False)
+    @click.option("--note", default=None, help="Note to the payer (shown by PayPal).")
+    @json_option
+    @click.pass_context
+    @run_async
+    async def invoice_refund(ctx, invoice_id, amount, note, as_json):
+        """Refund a paid invoice through PayPal: all that is left, or AMOUNT. The balance is debited
+        by the refund (keyed by PayPal's refund id: its webhook changes nothing more)."""
+        from callgate.paypal.checkout import CheckoutError, refund_invoice
+        from callgate.paypal.client import PayPalClient
+        from callgate.paypal.config import PayPalConfig, PayPalConfigError
+
+        micro = None if amount is None else parse_amount(amount, field="amount", decimals=2, allow_negative=False)
+        try:
+            config = PayPalConfig.from_env()
+        except PayPalConfigError as exc:
+            raise CliError(str(exc)) from None
+        if config.problems():
+            raise CliError("PayPal is not configured: " + "; ".join(config.problems()))
+        async with open_core(ctx) as core:
+            async with PayPalClient(config) as paypal:
+                try:
+                    change = await refund_invoice(core, paypal, invoice_id, micro, note=note)
+                except CheckoutError as exc:
+                    raise CliError(str(exc)) from None
         if not change.changed:
             raise CliError(change.message)
         if as_json:

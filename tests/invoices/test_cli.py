@@ -110,3 +110,41 @@ def test_a_paid_invoice_cannot_be_cancelled_from_the_cli(cg, url):
     shown = json.loads(cg("invoice", "show", str(inv["id"]), "--json").output)
     assert shown["status"] == "paid" and shown["capture_id"] == "CAPCLI1"
     assert json.loads(cg("balance", "acme", "--json").output)["balance"] == "25.00"
+
+
+async def test_refund_through_paypal_from_the_cli(url, cg, monkeypatch):
+    """`invoice refund` against the stand-in (the CLI runs in a thread: it has its own event loop)."""
+    from billing_core import invoices
+    from billing_core.api import BillingCore
+    from callgate.paypal.client import PayPalClient
+    from callgate.paypal.standin import PayPalStandIn
+    from tests.paypal.conftest import approve_over_http
+
+    async with PayPalStandIn() as standin:
+        for key, value in standin.env().items():
+            monkeypatch.setenv(key, value)
+        core = await BillingCore.open(url)
+        try:
+            inv = await invoices.create_invoice(core, "acme", "60.00")
+            async with PayPalClient(standin.config()) as paypal:
+                order = await paypal.create_order(invoice_id=inv.id, amount=inv.amount, currency="CAD",
+                                                  return_url="http://127.0.0.1:1/r", cancel_url="http://127.0.0.1:1/c")
+                await approve_over_http(order.approval_url, "paypal")
+                (cap,) = (await paypal.capture_order(order.id)).captures
+            await invoices.apply_capture(core, cap.facts(), source="return")
+        finally:
+            await core.close()
+
+        bad = await asyncio.to_thread(cg, "invoice", "refund", str(inv.id), "60.001", ok=False)
+        assert bad.exit_code == 1 and "amount" in bad.output
+        too_much = await asyncio.to_thread(cg, "invoice", "refund", str(inv.id), "70.00", ok=False)
+        assert too_much.exit_code == 1 and "at most 60.00 CAD" in too_much.output
+        part = await asyncio.to_thread(cg, "invoice", "refund", str(inv.id), "20.00")
+        assert "partly refunded" in part.output
+        rest = json.loads((await asyncio.to_thread(cg, "invoice", "refund", str(inv.id), "--json")).output)
+        assert rest["status"] == "refunded" and rest["refunded"] == "60.00"
+        none_left = await asyncio.to_thread(cg, "invoice", "refund", str(inv.id), ok=False)
+        assert none_left.exit_code == 1 and "nothing to refund" in none_left.output
+        balance = json.loads((await asyncio.to_thread(cg, "balance", "acme", "--json")).output)
+        assert balance["balance"] == "0.00"
+        assert len(standin.refunds) == 2
