@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .batch_debit import debit_due_batched
+
 
 @dataclass(frozen=True)
 class DebitReport:
@@ -18,8 +20,15 @@ class DebitReport:
     processed: int = 0
 
 
-async def debit_pass(core, now: int, *, lookahead_seconds: int = 10, batch: int = 200) -> DebitReport:
-    counts = await core.debit_due(now, lookahead_seconds=lookahead_seconds, batch=batch)
+async def debit_pass(core, now: int, *, lookahead_seconds: int = 10, batch: int = 1000,
+                     set_based: bool = True) -> DebitReport:
+    """One debit pass. ``set_based`` (default) uses the batched workaround of
+    :mod:`billing_core.sidecar.batch_debit` (same money, one statement per table per batch);
+    False calls the core's ``debit_due`` (one set of statements per session)."""
+    if set_based:
+        counts = await debit_due_batched(core, now, lookahead_seconds=lookahead_seconds, batch=batch)
+    else:
+        counts = await core.debit_due(now, lookahead_seconds=lookahead_seconds, batch=batch)
     return DebitReport(counts.get("examined_due", 0), counts.get("processed", 0))
 
 

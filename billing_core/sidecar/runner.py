@@ -58,8 +58,11 @@ class SidecarSettings:
     lookahead_seconds: int | None = None
     """Hold the next chunk when less than chunk + this remains (CALLGATE_DEBIT_LOOKAHEAD). Default:
     two intervals (at least 10 s), so even one missed pass leaves the next chunk reserved in time."""
-    batch: int = 200
+    batch: int = 1000
     """Sessions per debit transaction."""
+    set_based_debits: bool = True
+    """Use the set-based debit pass (billing_core.sidecar.batch_debit) rather than core.debit_due
+    (CALLGATE_SIDECAR_SET_BASED=false)."""
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
 
     @property
@@ -91,12 +94,24 @@ class SidecarSettings:
             presuspend_days=num("CALLGATE_PRESUSPEND_DAYS", cls.presuspend_days),
             did_release_days=num("CALLGATE_DID_RELEASE_DAYS", cls.did_release_days),
             lookahead_seconds=int(num("CALLGATE_DEBIT_LOOKAHEAD", 0)) if look else None,
+            set_based_debits=_flag(env, "CALLGATE_SIDECAR_SET_BASED", True),
             outbox=OutboxSettings(
                 backoff_base_seconds=num("CALLGATE_MAIL_BACKOFF_SECONDS", OutboxSettings.backoff_base_seconds),
                 backoff_max_seconds=num("CALLGATE_MAIL_BACKOFF_MAX_SECONDS", OutboxSettings.backoff_max_seconds),
                 max_attempts=int(num("CALLGATE_MAIL_MAX_ATTEMPTS", OutboxSettings.max_attempts, minimum=1)),
             ),
         )
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    text = (env.get(name) or "").strip().lower()
+    if not text:
+        return default
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SidecarSettingsError(f"{name}: must be true or false (got {text!r})")
 
 
 @dataclass(frozen=True)
@@ -140,7 +155,7 @@ class Sidecar:
 
         stale = await step("stale", settle_stale(self.core, self.clock.now_ms(), s.stale_seconds), StaleReport())
         debits = await step("debits", debit_pass(self.core, self.clock.now_ms(), lookahead_seconds=s.lookahead,
-                                                 batch=s.batch), DebitReport())
+                                                 batch=s.batch, set_based=s.set_based_debits), DebitReport())
         life = await step("lifecycle", lifecycle_pass(self.core.store, self.clock.now_ms(),
                                                       presuspend_days=s.presuspend_days,
                                                       release_days=s.did_release_days), LifecycleReport())
