@@ -273,6 +273,8 @@ async def _run_once(core, fn, *args):
 
 # --------------------------------------------------------------------------- transaction bodies
 def _invoice_id(value: Any) -> int:
+    if isinstance(value, float):
+        raise InvalidInput(f"invoice: not an invoice number (got {value!r})")
     try:
         inv_id = int(value)
     except (TypeError, ValueError):

@@ -72,6 +72,8 @@ async def complete_return(core, paypal: PayPalClient, invoice_id: int, order_id:
     try:
         order = await paypal.get_order(order_id)
     except PayPalError as exc:
+        if exc.status in (400, 404):  # not an order PayPal knows (a tampered or stale link)
+            return CheckoutResult(inv, "refused", "This payment does not belong to this invoice; nothing was charged.")
         return await _unconfirmed(inv, exc)
     if order.custom_id != str(inv.id):
         log.error("invoice %s: return with order %s which belongs to %r", inv.id, order_id, order.custom_id)

@@ -218,6 +218,9 @@ async def test_only_the_owner_can_check_out_and_nothing_else_is_payable(core, pa
     b = await invoices.create_invoice(core, "acme", "25.00")
     wrong = await complete_return(core, paypal, b.id, order_a)
     assert wrong.outcome == "refused" and await _balance(core) == 0
+    for token in ("ONOSUCHORDER1", "../../v1/oauth2/token"):
+        made_up = await complete_return(core, paypal, b.id, token)
+        assert made_up.outcome == "refused" and "does not belong" in made_up.message
     assert standin.orders[order_a].status == "APPROVED"  # not captured: nothing charged
 
 
