@@ -392,14 +392,19 @@ class AriSimulator:
         cid_name = caller_id if caller_id is not None else endpoint
         ch = self._new_channel(kind="caller", name=f"PJSIP/{endpoint}-{next(self._name_seq):08x}",
                                state="Ring", protocol_id=f"{next(self._sip_call_seq)}-{uuid.uuid4().int % 99999}@127.0.0.1",
-                               caller=(cid_name, cid_name), context=context, exten=exten, priority=2,
-                               app_name="Stasis", app_data=",".join([app] + args))
+                               caller=(cid_name, cid_name), context=context, exten=exten, priority=1,
+                               app_name="", app_data="")
         ch.endpoint = f"PJSIP/{endpoint}"
         call = SimCall(self, ch.id)
         call.hangup_after = caller_hangup_after
         ch.call = call
         self.calls[ch.id] = call
         self._emit_created(ch)
+        # the dialplan up to Stasis(): only subscribeAll apps see these (no subscription yet)
+        self._varset(ch, "SIPDOMAIN", "127.0.0.1")
+        self._dialplan(ch, "NoOp", f'{context}: "{cid_name}" <{cid_name}> -> {exten}', 1)
+        self._dialplan(ch, "Stasis", ",".join([app] + args), 2)
+        self._varset(ch, "STASISSTATUS", "")
         if not self.app_connected(app):
             # "Stasis app 'callgate' not active": the caller gets 603 Decline, cause 16
             log.info("simulator: Stasis app %r not active, call %s fails", app, ch.id)

@@ -50,6 +50,9 @@ SCENARIOS = {
                  "PJSIP/15145550102@trunk": Party(answer_after=1.0)},
         calls=[dict(at=600, endpoint="alice", exten="15145550101", caller_hangup_after=3.0),
                dict(at=900, endpoint="alice", exten="15145550102", caller_hangup_after=4.0)]),
+    "outbound_answered_caller_hangup_subscribeAll.jsonl": dict(
+        subscribe_all=True, parties={TRUNK: Party(answer_after=1.0)},
+        calls=[dict(at=600, endpoint="alice", exten="15145550100", caller_hangup_after=3.0)]),
     "continue_mode_dial_limit.jsonl": dict(
         parties={TRUNK: Party(answer_after=1.0)},
         calls=[dict(at=600, endpoint="alice", exten="15145550100")]),
@@ -70,7 +73,7 @@ async def test_trace_replay(name, simulator_factory):
     sim = await simulator_factory(time_scale=SCALE)
     for endpoint, party in spec["parties"].items():
         sim.script_destination(endpoint, party)
-    replay = Replay(load(name), sim, SCALE)
+    replay = Replay(load(name), sim, SCALE, subscribe_all=spec.get("subscribe_all", False))
     await replay.run(spec["calls"])
     replay.compare_responses()
     replay.compare_events()
