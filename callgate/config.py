@@ -221,6 +221,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "secret": Key(_str, "", ("CALLGATE_PAYPAL_SECRET",), secret=True, doc="PayPal REST app secret"),
         "webhook_id": Key(_str, "", doc="the webhook id PayPal signs with"),
         "base_url": Key(_url("http", "https"), "https://api-m.sandbox.paypal.com", doc="sandbox, live or the stand-in"),
+        "cert_hosts": Key(_str, "", doc="pinned origins of webhook signing certificates (empty: PayPal's own)"),
+        "webhook_max_age": Key(_int(1, 86400), 300, doc="seconds a webhook transmission stays acceptable"),
+        "timeout": Key(_float(1), 20.0, doc="seconds to wait for PayPal's REST API"),
     },
     "numbers": {
         "home_region": Key(_region, "CA", ("CALLGATE_HOME_REGION",), doc="region of national numbers"),
@@ -341,6 +344,8 @@ def apply_to_environ(cfg: Config, environ: dict[str, str] | None = None) -> None
             # Also for values that came from a long CALLGATE_<SECTION>_<KEY> name: the component
             # reads the short one.
             value = v.value
+            if value == "":  # empty means "not set": let the component apply its own default
+                continue
             text = ("true" if value else "false") if isinstance(value, bool) else str(value)
             for name in env_names(section, key):
                 env.setdefault(name, text)
