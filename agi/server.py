@@ -61,8 +61,9 @@ class FastAgiConversation:
     async def read_line(self) -> str:
         """One line without its ``\\n`` (a trailing ``\\r`` is dropped too)."""
         try:
-            raw = await asyncio.wait_for(self.reader.readuntil(b"\n"), self.read_timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(self.read_timeout):  # no task per read (wait_for makes one)
+                raw = await self.reader.readuntil(b"\n")
+        except TimeoutError:
             raise PeerSilent(f"nothing from {self.peer} within {self.read_timeout:g}s") from None
         except asyncio.IncompleteReadError as exc:
             if exc.partial:
@@ -102,8 +103,9 @@ class FastAgiConversation:
         """Send one command, return its reply; ``HANGUP`` lines before it are noted, not replies."""
         try:
             self.writer.write(line.encode() + b"\n")
-            await asyncio.wait_for(self.writer.drain(), self.read_timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(self.read_timeout):
+                await self.writer.drain()
+        except TimeoutError:
             raise PeerSilent(f"{self.peer} does not read") from None
         except (ConnectionError, OSError) as exc:
             raise PeerGone(f"connection to {self.peer} broke: {exc}") from None
