@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from ari_app.announcements import DEFAULT_ANNOUNCEMENTS
 from billing_core.domain.errors import InvalidInput
 
 _LISTEN_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
@@ -152,6 +153,10 @@ def _region(v: Any) -> str:
     return v
 
 
+def _media_or_empty(v: Any) -> str:
+    return "" if _str(v).strip() == "" else _media(v)
+
+
 def _media(v: Any) -> str:
     v = _nonempty(v)
     if not re.fullmatch(r"(sound|recording|tone|digits|number):\S+", v):
@@ -170,6 +175,9 @@ class Key:
     component reads."""
     secret: bool = False
     doc: str = ""
+    empty_is_unset: bool = True
+    """An empty value means "not set" (the component keeps its default); False where empty is a
+    meaningful value (an announcement of "" means: play nothing)."""
 
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -186,12 +194,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "trunk_template": Key(_nonempty, "PJSIP/{number}@trunk", ("CALLGATE_TRUNK_TEMPLATE",), doc="outbound dial string"),
         "dial_timeout": Key(_int(1, 600), 30, ("CALLGATE_DIAL_TIMEOUT",), doc="seconds to ring the callee"),
         "pbx_id": Key(_str, "", ("CALLGATE_PBX_ID",), doc="overrides Asterisk's id in session keys (empty: from events)"),
+        "inbound_template": Key(_nonempty, "PJSIP/{endpoint}", ("CALLGATE_INBOUND_TEMPLATE",), doc="dial string of a DID's phone"),
+        "warning_media": Key(_media, "sound:beep", ("CALLGATE_WARNING_MEDIA",), doc="what the caller hears before the cut-off"),
     },
     "agi": {
         "enabled": Key(_bool, True, doc="run the FastAGI server in `callgate run`"),
         "listen": Key(_listen, "127.0.0.1:4573", doc="FastAGI host:port"),
         "read_timeout": Key(_float(0.1), 10.0, doc="seconds to wait for one line from Asterisk"),
         "session_timeout": Key(_float(1), 30.0, doc="seconds a whole AGI session may take"),
+        "decision_timeout": Key(_float(0.1), 5.0, doc="seconds the billing core may take; then DENY billing_unavailable"),
+        "pbx_id": Key(_str, "", doc="session key namespace of AGI calls (empty: agi@<hostname>)"),
     },
     "web": {
         "enabled": Key(_bool, True, doc="run the client area in `callgate run`"),
@@ -203,7 +215,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "sidecar": {
         "enabled": Key(_bool, True, doc="run the sidecar in `callgate run`"),
         "debit_interval": Key(_float(0.1), 10.0, ("CALLGATE_DEBIT_INTERVAL",), doc="seconds between passes"),
-        "stale_seconds": Key(_int(1), 120, ("CALLGATE_STALE_SECONDS",), doc="a live call unseen this long is settled"),
+        "stale_seconds": Key(_float(1), 120.0, ("CALLGATE_STALE_SECONDS",), doc="a live call unseen this long is settled"),
         "chunk_seconds": Key(_int(1, 3600), 60, ("CALLGATE_CHUNK_SECONDS",), doc="talk bought per hold chunk"),
         "presuspend_days": Key(_float(0), 7.0, ("CALLGATE_PRESUSPEND_DAYS",), doc="depleted this long → pre-suspension"),
         "did_release_days": Key(_float(0), 7.0, ("CALLGATE_DID_RELEASE_DAYS",), doc="pre-suspended this long → DIDs released"),
@@ -215,6 +227,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "password": Key(_str, "", secret=True, doc="SMTP password"),
         "tls": Key(_choice("none", "starttls", "tls"), "none", doc="none | starttls | tls"),
         "mail_from": Key(_nonempty, "callgate@localhost", ("CALLGATE_MAIL_FROM",), doc="From: of alert emails"),
+        "timeout": Key(_float(1), 30.0, doc="seconds to connect and for each SMTP reply"),
     },
     "paypal": {
         "client_id": Key(_str, "", doc="PayPal REST app client id"),
@@ -233,18 +246,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "numbers": Key(_number_list, "911,933", ("CALLGATE_EMERGENCY_NUMBERS",), doc="never gated, never charged"),
     },
     "announcements": {
-        reason: Key(_media, default, (f"CALLGATE_ANNOUNCE_{reason.upper()}",), doc=f"played when refused: {reason}")
-        for reason, default in (
-            ("insufficient_funds", "sound:cannot-complete-as-dialed"),
-            ("depleted", "sound:cannot-complete-as-dialed"),
-            ("suspended", "sound:cannot-complete-as-dialed"),
-            ("unknown_endpoint", "sound:cannot-complete-as-dialed"),
-            ("unknown_did", "sound:ss-noservice"),
-            ("no_rate", "sound:ss-noservice"),
-            ("invalid_number", "sound:ss-noservice"),
-            ("too_many_calls", "sound:all-circuits-busy-now"),
-            ("billing_unavailable", "sound:all-circuits-busy-now"),
-        )
+        reason: Key(_media_or_empty, default, (f"CALLGATE_ANNOUNCE_{reason.upper()}",),
+                    doc=f"played when refused: {reason} (\"\" = nothing)", empty_is_unset=False)
+        for reason, default in DEFAULT_ANNOUNCEMENTS.items()
     },
 }
 
@@ -318,7 +322,7 @@ def load(path: str | None = None, environ: Mapping[str, str] | None = None) -> C
             if key in body:
                 raw, source = body[key], f"{path}: [{section}] {key}"
             for name in env_names(section, key):
-                if name in env and env[name] != "":
+                if name in env and (env[name] != "" or not spec.empty_is_unset):
                     raw, source = env[name], f"env {name}"
                     break
             try:
@@ -344,7 +348,7 @@ def apply_to_environ(cfg: Config, environ: dict[str, str] | None = None) -> None
             # Also for values that came from a long CALLGATE_<SECTION>_<KEY> name: the component
             # reads the short one.
             value = v.value
-            if value == "":  # empty means "not set": let the component apply its own default
+            if value == "" and SCHEMA[section][key].empty_is_unset:  # the component keeps its default
                 continue
             text = ("true" if value else "false") if isinstance(value, bool) else str(value)
             for name in env_names(section, key):
