@@ -63,6 +63,8 @@ class RecordedRequest:
     query: dict[str, str]
     body: Any
     status: int
+    at: float = 0.0
+    """Simulated epoch seconds when the request arrived (``sim.now()``)."""
 
 
 class SimCall:
@@ -74,6 +76,8 @@ class SimCall:
         #: set when the app did POST /continue: {"context","extension","priority","label","variables"}
         self.continued: dict | None = None
         self.callee_ids: list[str] = []
+        #: simulated epoch seconds when the phone dialled (its StasisStart)
+        self.placed_at: float = 0.0
         self.answered_at: float | None = None
         self.ringing = False
         self.progress = False

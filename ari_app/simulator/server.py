@@ -396,6 +396,7 @@ class AriSimulator:
                                app_name="", app_data="")
         ch.endpoint = f"PJSIP/{endpoint}"
         call = SimCall(self, ch.id)
+        call.placed_at = self.now()
         call.hangup_after = caller_hangup_after
         ch.call = call
         self.calls[ch.id] = call
@@ -1062,9 +1063,10 @@ class AriSimulator:
                     body = raw.decode("utf-8", "replace")
         if path.rstrip("/") == "/ari/events" and request.method == "GET":
             return await self._handle_ws(request)
+        at = self.now()
         resp = self._dispatch(request.method, path, query, body, request)
         self.requests.append(RecordedRequest(request.method, path, {k: v for k, v in query.items()
-                                                                     if k != "api_key"}, body, resp.status))
+                                                                     if k != "api_key"}, body, resp.status, at))
         return resp
 
     def _dispatch(self, method: str, path: str, query: dict[str, str], body: Any,

@@ -29,7 +29,10 @@ async def run_client(c: AriClient) -> asyncio.Task:
 
 
 # ---------------------------------------------------------------- REST and typed errors
-async def test_rest_typed_errors_carry_status_and_asterisk_message(simulator, client):
+async def test_rest_typed_errors_carry_status_and_asterisk_message(simulator_factory):
+    # created channels enter Stasis 0.2 s after the create: room for the 409 race on a busy machine
+    simulator = await simulator_factory(stasis_entry_delay=0.2)
+    client = AriClient(simulator.url, USER, PASSWORD, APP, backoff_initial=0.01, backoff_max=0.05)
     task = await run_client(client)
     call = await simulator.place_call(exten="15145550100")
     ch = call.channel_id
@@ -54,7 +57,7 @@ async def test_rest_typed_errors_carry_status_and_asterisk_message(simulator, cl
     with pytest.raises(errors.AriConflict) as race:      # before its StasisStart
         await client.answer(callee["id"])
     assert race.value.message == "Channel not in Stasis application"
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
     with pytest.raises(errors.AriInvalidState) as e412:  # in Stasis, not dialled
         await client.answer(callee["id"])
     assert e412.value.message == "Channel in invalid state"
@@ -65,7 +68,7 @@ async def test_rest_typed_errors_carry_status_and_asterisk_message(simulator, cl
         await client.create_channel("NoSuchTech/123", "dialed")
     assert (e500.value.status, e500.value.message) == (500, "Allocation failed")
     assert isinstance(e500.value, errors.AriError)
-    await client.stop()
+    await client.close()
     await task
 
 
