@@ -213,7 +213,7 @@ async def test_call_while_app_not_connected_gets_603(simulator):
 
 # ---------------------------------------------------------------- async Stasis entry
 async def test_created_channel_enters_stasis_asynchronously(simulator_factory):
-    sim = await simulator_factory(stasis_entry_delay=0.05)
+    sim = await simulator_factory(stasis_entry_delay=0.2)
     async with App(sim) as app:
         call = await sim.place_call(exten="15145550100")
         await app.wait_for(is_type("StasisStart", call.channel_id))
