@@ -1,0 +1,63 @@
+"""`callgate run`: every part in one process (see callgate.service)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import click
+
+from callgate import config as cfgmod
+
+from .common import CliError, open_core, run_async
+
+log = logging.getLogger("callgate.service")
+
+
+def register(main: click.Group) -> None:
+    @main.command("run")
+    @click.option("--gate/--no-gate", "gate", default=None, help="Run the ARI gate ([ari] enabled).")
+    @click.option("--sidecar/--no-sidecar", "sidecar", default=None, help="Run the sidecar ([sidecar] enabled).")
+    @click.option("--agi/--no-agi", "agi", default=None, help="Run the FastAGI server ([agi] enabled).")
+    @click.option("--web/--no-web", "web", default=None, help="Run the client area ([web] enabled).")
+    @click.option("--grace", type=float, envvar="CALLGATE_SHUTDOWN_GRACE", default=60.0, show_default=True,
+                  help="On SIGTERM, seconds live calls may go on before the service stops (env CALLGATE_SHUTDOWN_GRACE).")
+    @click.pass_context
+    @run_async
+    async def run_cmd(ctx: click.Context, gate, sidecar, agi, web, grace) -> None:
+        """Run the gate, the sidecar, the FastAGI server and the client area in one process.
+
+        Works with nothing configured: SQLite at ./var/callgate.db (created and migrated on first
+        start), ARI at http://127.0.0.1:8088, FastAGI on 127.0.0.1:4573, web on 127.0.0.1:8080.
+        An invalid configuration is refused before anything starts."""
+        from callgate.logs import setup_logging
+        from callgate.service import Parts, run_service
+
+        try:
+            cfg = cfgmod.load(ctx.find_root().obj.get("config_path"))
+        except cfgmod.ConfigError as exc:
+            for line in exc.problems:
+                click.echo(f"error: {line}", err=True)
+            raise SystemExit(1)
+        cfgmod.apply_to_environ(cfg)
+        setup_logging()
+
+        def pick(flag, section):
+            return cfg.get(section, "enabled") if flag is None else flag
+
+        parts = Parts(gate=pick(gate, "ari"), sidecar=pick(sidecar, "sidecar"), agi=pick(agi, "agi"), web=pick(web, "web"))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover
+                pass
+        ari = cfg.section("ari")
+        async with open_core(ctx) as core:
+            try:
+                await run_service(core, parts=parts, stop=stop, grace_seconds=grace,
+                                  ari={"url": ari["url"], "user": ari["user"], "password": ari["password"], "app": ari["app"]})
+            except OSError as exc:  # a port in use, an address we cannot bind
+                raise CliError(f"cannot start: {exc}") from None
+        log.info("callgate stopped")
