@@ -126,9 +126,9 @@ class Replay:
             + ("&subscribeAll=true" if self.subscribe_all else ""))
         token = base64.b64encode(f"{self.sim.user}:{self.sim.password}".encode()).decode()
         async with aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"}) as http:
-            ws = await http.ws_connect(url)
+            conn: dict = {}
 
-            async def reader() -> None:
+            async def reader(ws) -> None:
                 async for msg in ws:
                     if msg.type == aiohttp.WSMsgType.TEXT:
                         ev = json.loads(msg.data)
@@ -137,8 +137,16 @@ class Replay:
                         self._learn(ev)
                         self.received.append(ev)
 
-            reader_task = asyncio.create_task(reader())
-            await self.sim.wait_app_connected(self.app)
+            async def connect() -> None:
+                conn["ws"] = await http.ws_connect(url)
+                conn["reader"] = asyncio.create_task(reader(conn["ws"]))
+                await self.sim.wait_app_connected(self.app)
+
+            async def disconnect() -> None:
+                await conn["ws"].close()
+                conn["reader"].cancel()
+
+            await connect()
             loop = asyncio.get_running_loop()
             t0 = loop.time()
             pending_calls = sorted(calls, key=lambda c: c["at"])
@@ -151,12 +159,20 @@ class Replay:
 
             events_before = 0
             last_t = 0
+            connects = 0
             for line in self.trace:
                 if line["kind"] == "event" and line.get("connection") in (None, "ws1") \
                         and not noise(line["payload"]):
                     events_before += 1
-                if line["kind"] != "request":
+                is_ws = line["kind"] == "ws" and "connection" not in line \
+                    and line["action"] in ("connect", "close")
+                if line["kind"] != "request" and not is_ws:
+                    await place_due(line["t_ms"])
                     continue
+                if is_ws and line["action"] == "connect":
+                    connects += 1
+                    if connects == 1:
+                        continue    # the initial connection is already open
                 await place_due(line["t_ms"])
                 # the recorder's own pause (it waited on a timer, not an event)
                 gap = (line["t_ms"] - last_t) / 1000.0
@@ -165,14 +181,24 @@ class Replay:
                 if gap > 0.2:
                     await asyncio.sleep(gap * self.time_scale)
                 last_t = line["t_ms"]
+                if is_ws:
+                    if line["action"] == "close" and not conn["ws"].closed:
+                        if line is not self._last_ws_close():
+                            await disconnect()
+                    elif line["action"] == "connect":
+                        await connect()
+                    continue
                 await self._send(http, line)
             # remaining calls and the events after the last request
             while pending_calls:
                 await place_due(float("inf"))
             await self._wait_events(len(trace_events), place_due, t0, timeout=5.0, strict=False)
             await asyncio.sleep(settle)
-            await ws.close()
-            reader_task.cancel()
+            await disconnect()
+
+    def _last_ws_close(self) -> dict | None:
+        closes = [x for x in self.trace if x["kind"] == "ws" and "connection" not in x and x["action"] == "close"]
+        return closes[-1] if closes else None
 
     async def _wait_events(self, n: int, place_due, t0: float, timeout: float = 5.0, strict: bool = True) -> None:
         loop = asyncio.get_running_loop()
