@@ -23,6 +23,7 @@ import asyncio
 import logging
 from typing import Any
 
+from .keepalive import KeepaliveSettings, keepalive_loop
 from .protocol import (
     HANGUP_LINE, MAX_ENV_LINES, MAX_LINE_BYTES, AgiRequest, ProtocolError, Reply, build_request,
     parse_env_line, parse_reply, set_variable_command,
@@ -224,11 +225,15 @@ def _what(req: AgiRequest | None) -> str:
     return f"{req.route} {req.channel} {','.join(req.args)}"
 
 
-async def serve(core: Any, settings: AgiSettings, *, stop: asyncio.Event | None = None) -> None:
-    """Run the FastAGI server on ``core`` until ``stop`` is set (or forever)."""
+async def serve(core: Any, settings: AgiSettings, *, stop: asyncio.Event | None = None,
+                keepalive: KeepaliveSettings | None = None) -> None:
+    """Run the FastAGI server on ``core`` until ``stop`` is set (or forever), reporting its live
+    calls to the core so the sidecar does not settle them as stale (agi.keepalive)."""
     router = Router(core, pbx_id=settings.pbx_id, decision_timeout=settings.decision_timeout)
     async with FastAgiServer(router, settings):
-        if stop is None:
-            await asyncio.Event().wait()
-        else:
-            await stop.wait()
+        reporter = asyncio.ensure_future(keepalive_loop(core, settings.pbx_id, keepalive or KeepaliveSettings()))
+        try:
+            await (stop or asyncio.Event()).wait()
+        finally:
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)

@@ -7,6 +7,7 @@ from agi.routes import (
     HANGUP_CAUSES, VAR_ENDPOINT, VAR_HANGUPCAUSE, VAR_MAX_MS, VAR_REASON, VAR_SESSION, VAR_STATUS, Decision, talk_ms_of,
 )
 from billing_core.domain.errors import DenyReason
+from billing_core.domain.rating import Rate
 from tests.factories import seed
 
 from .conftest import PBX, running
@@ -148,3 +149,32 @@ async def test_settle_edge_cases_change_nothing(core, caplog):
     assert (await core.get_session(sid)).state == "authorized"
     assert "are not whole numbers: not settled" in caplog.text
     assert "unknown session" in caplog.text
+
+
+async def test_keepalive_reports_agi_calls_until_their_latest_possible_end(core, clock):
+    """The sidecar settles sessions unseen for 120 s; an AGI call is reported alive until
+    (answer or authorize + ring window) + granted + margin, then left to the sidecar."""
+    from agi.keepalive import KeepaliveSettings, keepalive_pass, latest_end_ms
+
+    await seed(core, balance="30.00", deck=[Rate("1", 1_800_000, 0, 60, 6, "NANP at 1.80/min")])
+    await seed(core, account="beta", endpoint="bob", did=None, balance="30.00")  # a full hold takes all of acme's
+    ks = KeepaliveSettings(interval=30, answer_window=300, margin=60)
+    async with running(core) as srv:
+        answered_sid = (await authorize(srv, uniqueid="1.1")).variables[VAR_SESSION]
+        ringing_sid = (await authorize(srv, uniqueid="1.2", channel="PJSIP/bob-00000002")).variables[VAR_SESSION]
+        await play(srv.host, srv.port, env(ANSWERED, agi_arg_1=answered_sid))
+    await seed(core, account="gamma", endpoint="carol", did=None, balance="30.00")
+    other = await core.authorize_call(direction="outbound", number="15145550100", endpoint="carol", pbx_id="other",
+                                      channel_id="x", full_hold=True)
+    assert other.allowed  # another pbx's live call: not ours to report
+    a = await core.get_session(answered_sid)
+    r = await core.get_session(ringing_sid)
+    assert a.answered_at is not None and r.answered_at is None and 600 < a.granted_seconds < 1200
+    clock.advance(600)
+    assert await keepalive_pass(core, PBX, ks) == 2
+    assert (await core.get_session(answered_sid)).last_seen_at == clock.now_ms()
+    clock.set(latest_end_ms(a, ks) + 1)
+    assert await keepalive_pass(core, PBX, ks) == 1  # the unanswered one may still ring + talk
+    clock.set(latest_end_ms(r, ks) + 1)
+    assert await keepalive_pass(core, PBX, ks) == 0
+    assert latest_end_ms(r, ks) == r.created_at + (300 + r.granted_seconds + 60) * 1000
