@@ -47,12 +47,12 @@ async def test_callgate_agi_serves_and_stops_on_sigterm(tmp_path):
     assert rc == 0
 
 
-async def test_bad_listen_is_one_clear_line():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLGATE_")}
-    env["PYTHONPATH"] = ROOT
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "callgate", "agi", "--listen", "localhost", stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT)
-    out, err = await proc.communicate()
-    assert proc.returncode == 1
-    assert err.decode() == "error: CALLGATE_AGI_LISTEN: must be host:port (got 'localhost')\n"
+def test_bad_listen_is_one_clear_line(monkeypatch):
+    from click.testing import CliRunner
+
+    from callgate.cli import main
+
+    monkeypatch.delenv("CALLGATE_AGI_LISTEN", raising=False)
+    result = CliRunner().invoke(main, ["agi", "--listen", "localhost"])
+    assert result.exit_code == 1
+    assert result.stderr == "error: CALLGATE_AGI_LISTEN: must be host:port (got 'localhost')\n"
