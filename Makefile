@@ -26,5 +26,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
+# The whole product on this machine: ARI simulator, SMTP sink (./var/mail), PayPal stand-in and
+# `callgate run` on the embedded SQLite default; CALLGATE_DEMO_FAST=1 for the self-checking quick run.
+demo: $(STAMP)
+	$(PY) -m callgate.demo
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis var

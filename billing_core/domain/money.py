@@ -95,11 +95,13 @@ def format_amount(micro: int, *, min_decimals: int = 2) -> str:
 
 
 def format_customer(micro: int) -> str:
-    """Exactly two decimals, for emails and invoices (e.g. ``4.00``); rounds half-up away from 0.
+    """Exactly two decimals, for emails and customer pages (e.g. ``4.00``).
 
-    Only used for display of balances that may carry micro-unit call charges.
+    Rounds toward −∞: a balance of 4.9975 shows as 4.99, never as 5.00 — which would read as "not
+    below the 5.00 threshold" in a low-balance email — and a customer is never told they have a
+    cent they do not have.
     """
-    d = to_decimal(micro).quantize(Decimal("0.01"), rounding="ROUND_HALF_UP")
+    d = to_decimal(micro).quantize(Decimal("0.01"), rounding="ROUND_FLOOR")
     return f"{d:.2f}"
 
 

@@ -36,10 +36,11 @@ def test_format_shows_two_decimals_and_more_only_when_non_zero(micro, text):
     assert format_amount(micro) == text
 
 
-def test_format_customer_is_two_decimals():
+def test_format_customer_is_two_decimals_rounded_down():
     assert format_customer(4_000_000) == "4.00"
     assert format_customer(4_994_999) == "4.99"
-    assert format_customer(4_995_000) == "5.00"
+    assert format_customer(4_997_500) == "4.99"  # never "5.00" in a "below 5.00" email
+    assert format_customer(-5_000) == "-0.01"
 
 
 def test_from_decimal_is_exact():
