@@ -174,7 +174,12 @@ class Router:
             pbx_id=self.pbx_id, channel_id=req.uniqueid or None, full_hold=True, **kwargs,
         )
         task = asyncio.ensure_future(call)
-        done, _ = await asyncio.wait({task}, timeout=self.decision_timeout)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.decision_timeout)
+        except asyncio.CancelledError:  # the session ended first (session timeout): release a late grant
+            task.add_done_callback(self._release_late_grant)
+            self._background.add(task)
+            raise
         if not done:
             log.error("authorize: the billing core did not answer within %ss: call refused", self.decision_timeout,
                       extra={"channel": req.channel, "number": number})

@@ -171,6 +171,7 @@ class FastAgiServer:
             t.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.router.drain(self.settings.decision_timeout)  # late grants still get released
 
     async def serve_forever(self) -> None:
         assert self._server is not None

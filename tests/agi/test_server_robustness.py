@@ -241,3 +241,28 @@ async def test_slow_core_is_refused_after_the_decision_timeout_and_the_late_gran
     assert s is not None and s.state == "settled" and s.cost == 0
     assert (await core.account("acme")).held == 0
     assert "did not answer within 0.1s" in caplog.text
+
+
+async def test_session_timeout_during_the_decision_releases_the_late_grant(core):
+    """Whatever ends the session first, a grant nobody could deliver is given back."""
+    await seed(core, balance="10.00")
+
+    class SlowCore:
+        clock = core.clock
+
+        async def authorize_call(self, **kw):
+            await asyncio.sleep(0.6)
+            return await core.authorize_call(**kw)
+
+        def __getattr__(self, name):
+            return getattr(core, name)
+
+    async with running(SlowCore(), session_timeout=0.2, decision_timeout=5.0) as srv:
+        played = await play(srv.host, srv.port, env_for("1795.8"))
+        assert played.closed_by_server and played.received == b""
+        for _ in range(100):
+            s = await core.find_session("agi@test", "1795.8")
+            if s is not None and s.state == "settled":
+                break
+            await asyncio.sleep(0.05)
+    assert s is not None and s.state == "settled" and s.cost == 0
