@@ -117,6 +117,7 @@ class Channel:
         self.dial_peer: "Channel | None" = None       # continue mode: the callee of the caller's Dial()
         self.limit_ms: int | None = None
         self.media = False          # RTP flowed (early media): RTPAUDIOQOS varsets at hangup
+        self.dial_bridge: Bridge | None = None   # continue mode: Dial()'s basic bridge
 
     def json(self) -> dict:
         return {
@@ -134,8 +135,12 @@ class Channel:
 
 
 class Bridge:
-    def __init__(self, sim: "AriSimulator", bid: str, name: str, bridge_type: str) -> None:
+    def __init__(self, sim: "AriSimulator", bid: str, name: str, bridge_type: str,
+                 bridge_class: str = "stasis", creator: str = "Stasis", video_mode: str = "talker") -> None:
         self.id = bid
+        self.bridge_class = bridge_class
+        self.creator = creator
+        self.video_mode = video_mode
         self.name = name
         self.bridge_type = bridge_type
         self.technology = "simple_bridge"
@@ -145,8 +150,8 @@ class Bridge:
 
     def json(self) -> dict:
         return {"id": self.id, "technology": self.technology, "bridge_type": self.bridge_type,
-                "bridge_class": "stasis", "creator": "Stasis", "name": self.name,
-                "channels": list(self.channels), "creationtime": self.creationtime, "video_mode": "talker"}
+                "bridge_class": self.bridge_class, "creator": self.creator, "name": self.name,
+                "channels": list(self.channels), "creationtime": self.creationtime, "video_mode": self.video_mode}
 
 
 class Playback:
@@ -568,7 +573,8 @@ class AriSimulator:
             t.cancel()
         ch.timers.clear()
         self._leave_bridge_silently(ch)
-        ch.app_name = ch.app_data = ""
+        if ch.kind != "dialed":   # a Dial() callee is destroyed still "in" AppDial (traced)
+            ch.app_name = ch.app_data = ""
         if emit:
             ev: dict[str, Any] = {"type": "ChannelDestroyed", "timestamp": self.timestamp(), "cause": cause,
                                   "cause_txt": causes.cause_text(cause)}
@@ -846,7 +852,15 @@ class AriSimulator:
         ch.dial_started = self.now()
         if ch.call:
             ch.call.callee_ids.append(peer.id)
+        peer.app_name = peer.app_data = ""
         self._emit_created(peer)
+        self._varset(peer, "DIALEDPEERNUMBER", f"{ch.exten}@trunk")
+        self._dialplan(peer, "AppDial", "(Outgoing Line)")
+        self._emit({"type": "ChannelCallerId", "timestamp": self.timestamp(), "caller_presentation": 0,
+                    "caller_presentation_txt": "Presentation Allowed, Not Screened", "channel": peer.json()},
+                   channels=(peer,))
+        self._emit({"type": "ChannelConnectedLine", "timestamp": self.timestamp(), "channel": peer.json()},
+                   channels=(peer,))
         self._dial_event(peer, "", dialstring=f"{ch.exten}@trunk", caller=ch)
         self._emit({"type": "ChannelConnectedLine", "timestamp": self.timestamp(), "channel": ch.json()},
                    channels=(ch,))
@@ -866,7 +880,18 @@ class AriSimulator:
         self._dial_event(peer, "ANSWER", caller=caller)
         caller.answered_at = self.now()
         self._state(caller, "Up")
-        self._bridge_varsets_one(caller, peer)
+        # Dial()'s basic bridge: its events reach subscribeAll apps only (no bridge subscription)
+        bridge = Bridge(self, str(uuid.uuid4()), "", "mixing", bridge_class="basic", creator="", video_mode="none")
+        caller.dial_bridge = bridge
+        self._emit({"type": "BridgeCreated", "timestamp": self.timestamp(), "bridge": bridge.json()}, all_only=True)
+        self._dialplan(peer, "AppDial", "(Outgoing Line)")
+        for leg in (peer, caller):
+            bridge.channels.append(leg.id)
+            self._emit({"type": "ChannelEnteredBridge", "timestamp": self.timestamp(), "bridge": bridge.json(),
+                        "channel": leg.json()}, all_only=True)
+        for _ in range(3):
+            self._bridge_varsets_one(caller, peer, rounds=1)
+            self._bridge_varsets_one(peer, caller, rounds=1)
         if caller.call and caller.call.hangup_after is not None:
             self._later(caller.call.hangup_after, self._party_bye, caller, owner=caller)
         limit = peer.limit_ms or 0
@@ -887,6 +912,7 @@ class AriSimulator:
         peer = caller.dial_peer
         if peer is not None and not peer.gone:
             self._bridge_varsets_one(caller, peer, rounds=1)
+            self._bridge_varsets_one(peer, caller, rounds=1)
 
     def _limit_reached(self, caller: Channel) -> None:
         if caller.gone or caller.dial_peer is None:
@@ -894,20 +920,26 @@ class AriSimulator:
         self._finish_dialplan_dial(caller, ended_by="limit", cause=16)
 
     def _finish_dialplan_dial(self, caller: Channel, *, ended_by: str, cause: int) -> None:
-        """Dial() returns after an answered call: the result varsets, then the caller is hung up."""
+        """Dial() returns after an answered call: the legs leave its bridge, the callee is hung up,
+        the result varsets are set, then the caller is hung up (traced order)."""
         peer = caller.dial_peer
+        caller.dial_peer = None
+        answered = caller.answered_at is not None
+        if answered and ended_by == "caller" and peer is not None:
+            self._bridge_varsets_one(caller, peer, rounds=1)
+        if answered:
+            self._varset(caller, "BRIDGEPEER", "")
+            self._varset(caller, "BRIDGEPVTCALLID", "")
         if peer is not None and not peer.gone:
             if caller.call and peer.answered_at is not None:
                 caller.call.callee_talk_ms = int(round((self.now() - peer.answered_at) * 1000))
-            self._dialed_leg_gone(peer, 16, by_app=True, notify_caller=False)
-        caller.dial_peer = None
-        if caller.answered_at is not None:
-            if ended_by == "caller":
-                self._bridge_varsets_one(caller, peer, rounds=1) if peer else None
-            self._varset(caller, "BRIDGEPEER", "")
-            self._varset(caller, "BRIDGEPVTCALLID", "")
-            talk = self.now() - caller.answered_at
-            dialed = self.now() - (caller.dial_started or caller.answered_at)
+            self._close_dial_bridge(caller, peer)
+            self._rtp_qos(peer)
+            self._destroy(peer, 16, ended_by="app")
+        self._destroy_dial_bridge(caller)
+        if answered:
+            talk = self.now() - caller.answered_at  # type: ignore[operator]
+            dialed = self.now() - (caller.dial_started or caller.answered_at)  # type: ignore[operator]
             self._varset(caller, "ANSWEREDTIME", str(int(talk)))
             self._varset(caller, "ANSWEREDTIME_MS", str(int(talk * 1000)))
             self._varset(caller, "DIALEDTIME", str(int(dialed)))
@@ -916,6 +948,26 @@ class AriSimulator:
         self._hangup_request(caller, 16, soft=True)
         self._rtp_qos(caller)
         self._destroy(caller, cause, ended_by=ended_by, sip=(200, f"Q.850;cause={cause}"))
+
+    def _close_dial_bridge(self, caller: Channel, peer: Channel) -> None:
+        bridge = caller.dial_bridge
+        if bridge is None:
+            return
+        self._varset(peer, "BRIDGEPEER", "")
+        self._varset(peer, "BRIDGEPVTCALLID", "")
+        for leg in (caller, peer):
+            if leg.id in bridge.channels:
+                bridge.channels.remove(leg.id)
+                bridge.technology = "native_rtp"
+                self._emit({"type": "ChannelLeftBridge", "timestamp": self.timestamp(), "bridge": bridge.json(),
+                            "channel": leg.json()}, all_only=True)
+
+    def _destroy_dial_bridge(self, caller: Channel) -> None:
+        bridge = caller.dial_bridge
+        caller.dial_bridge = None
+        if bridge is not None:
+            self._emit({"type": "BridgeDestroyed", "timestamp": self.timestamp(), "bridge": bridge.json()},
+                       all_only=True)
 
     def _dialed_leg_gone(self, peer: Channel, cause: int, *, by_app: bool, noanswer: bool = False,
                          notify_caller: bool = True) -> None:

@@ -60,6 +60,9 @@ SCENARIOS = {
     "continue_mode_dial_limit.jsonl": dict(
         parties={TRUNK: Party(answer_after=1.0)},
         calls=[dict(at=600, endpoint="alice", exten="15145550100")]),
+    "continue_mode_dial_limit_subscribeAll.jsonl": dict(
+        subscribe_all=True, parties={TRUNK: Party(answer_after=1.0)},
+        calls=[dict(at=600, endpoint="alice", exten="15145550100")]),
     "continue_mode_channel_subscription.jsonl": dict(
         parties={TRUNK: Party(answer_after=1.0)},
         calls=[dict(at=600, endpoint="alice", exten="15145550100", context="callgate-outbound-continue",
@@ -81,6 +84,12 @@ async def test_trace_replay(name, simulator_factory):
     await replay.run(spec["calls"])
     replay.compare_responses()
     replay.compare_events()
+    if name == "websocket_drop_midcall.jsonl":
+        # the recorded drop really happened: the beep's events were lost, the second call failed
+        dropped = [e["type"] for _app, e in sim.events_dropped]
+        assert "PlaybackStarted" in dropped and "PlaybackFinished" in dropped
+        outcomes = [c._outcome.result() for c in sim.calls.values() if c.done]
+        assert any(o.sip_final == 603 and o.ended_by == "pbx" for o in outcomes), outcomes
 
 
 async def test_rest_errors_replay(simulator_factory):
@@ -109,9 +118,3 @@ async def test_rest_errors_replay(simulator_factory):
     call = sim.calls[caller]
     outcome = await call.ended(timeout=5)
     assert (outcome.sip_final, outcome.sip_reason, outcome.progress) == (403, "Q.850;cause=21", True)
-    if name == "websocket_drop_midcall.jsonl":
-        # the recorded drop really happened: the beep's events were lost, the second call failed
-        dropped = [e["type"] for _app, e in sim.events_dropped]
-        assert "PlaybackStarted" in dropped and "PlaybackFinished" in dropped
-        outcomes = [c._outcome.result() for c in sim.calls.values() if c.done]
-        assert any(o.sip_final == 603 and o.ended_by == "pbx" for o in outcomes), outcomes
