@@ -214,10 +214,8 @@ class BillingCore:
         row = self._session_row(conn, session_id)
         if row["state"] == "authorized":
             cutoff = None if row["emergency"] else at + row["granted_seconds"] * 1000
-            conn.execute(
-                update(call_sessions).where(call_sessions.c.id == session_id, call_sessions.c.state == "authorized")
-                .values(state="answered", answered_at=at, cutoff_at=cutoff, last_seen_at=max(at, row["last_seen_at"]))
-            )
+            conn.execute(_U_SESSION_ANSWER, {"sid": session_id, "at": at, "cutoff": cutoff,
+                                             "seen": max(at, row["last_seen_at"])})
         return self._session_view(conn, session_id)
 
     async def extend(self, session_id: str, now_ms: int | None = None) -> CallSession:
@@ -245,12 +243,9 @@ class BillingCore:
             return
         new_hold = max(cost(new_granted, rate) - row["charged"], 0)
         delta = new_hold - row["hold"]
-        conn.execute(update(accounts).where(accounts.c.id == acct["id"]).values(held=accounts.c.held + delta, updated_at=now))
+        conn.execute(_U_ACCOUNT_HELD, {"aid": acct["id"], "delta": delta, "now": now})
         cutoff = None if row["answered_at"] is None else row["answered_at"] + new_granted * 1000
-        conn.execute(
-            update(call_sessions).where(call_sessions.c.id == row["id"])
-            .values(granted_seconds=new_granted, hold=new_hold, cutoff_at=cutoff)
-        )
+        conn.execute(_U_SESSION_GRANT, {"sid": row["id"], "granted": new_granted, "hold": new_hold, "cutoff": cutoff})
 
     @staticmethod
     def _chunk_step(row, rate: Rate) -> int:
@@ -292,10 +287,7 @@ class BillingCore:
             hold -= min(amount, hold)
             charged += amount
         if due > done:
-            conn.execute(
-                update(call_sessions).where(call_sessions.c.id == row["id"])
-                .values(charged=charged, hold=hold, chunks_debited=due)
-            )
+            conn.execute(_U_SESSION_DEBITED, {"sid": row["id"], "charged": charged, "hold": hold, "chunks": due})
             row = self._session_row(conn, row["id"])
         if row["hold_mode"] == "chunked":
             remaining_ms = row["answered_at"] + row["granted_seconds"] * 1000 - now
@@ -372,17 +364,12 @@ class BillingCore:
                     key=f"call:{row['id']}", session_id=row["id"], now=now, held_delta=-row["hold"],
                 )
             else:
-                conn.execute(update(accounts).where(accounts.c.id == acct["id"]).values(held=accounts.c.held - row["hold"]))
-            conn.execute(
-                update(accounts).where(accounts.c.id == acct["id"]).values(live_calls=accounts.c.live_calls - 1, updated_at=now)
-            )
+                conn.execute(_U_ACCOUNT_HELD, {"aid": acct["id"], "delta": -row["hold"], "now": now})
+            conn.execute(_U_ACCOUNT_END_CALL, {"aid": acct["id"], "now": now})
         if overrun:
             log.warning("session %s: talk cost %d exceeds its grant by %d micro-units (charged anyway)", session_id, total, overrun)
-        conn.execute(
-            update(call_sessions).where(call_sessions.c.id == session_id)
-            .values(state="settled", settled_at=now, talk_ms=talk_ms, cost=total, overrun=overrun, hold=0, stale=stale,
-                    settle_note=note)
-        )
+        conn.execute(_U_SESSION_SETTLED, {"sid": session_id, "now": now, "talk": talk_ms, "cost": total, "overrun": overrun,
+                                          "stale": stale, "note": note})
         return Settlement(session_id, talk_ms, billable, total, row["charged"], final, overrun)
 
     async def heartbeat(self, session_ids: Iterable[str], now_ms: int | None = None) -> int:
@@ -449,13 +436,13 @@ class BillingCore:
         """The credit inside a caller's transaction (deposit invoices pay through this, so the
         invoice and the ledger change together)."""
         acct = self._lock_account_by_ref(conn, ref)
-        existing = conn.execute(select(ledger).where(ledger.c.idempotency_key == key)).mappings().first()
+        existing = conn.execute(_Q_LEDGER_BY_KEY, {"key": key}).mappings().first()
         if existing is not None:
             if existing["account_id"] != acct["id"] or existing["amount"] != amount:
                 raise InvalidInput(f"idempotency key {key!r} was already used for a different account or amount")
             return _entry_from_row(existing, ref, replayed=True)
         self._apply_balance_change(conn, acct, amount, kind=kind, reason=reason, key=key, session_id=None, now=now)
-        row = conn.execute(select(ledger).where(ledger.c.idempotency_key == key)).mappings().one()
+        row = conn.execute(_Q_LEDGER_BY_KEY, {"key": key}).mappings().one()
         return _entry_from_row(row, ref)
 
     def _apply_balance_change(self, conn, acct, delta: int, *, kind: str, reason: str, key: str, session_id: str | None,
@@ -475,14 +462,11 @@ class BillingCore:
             dict(account_id=acct["id"], kind=kind, amount=delta, balance_after=new_balance, reason=reason[:300],
                  session_id=session_id, idempotency_key=key, created_at=now),
         )
-        conn.execute(
-            update(accounts).where(accounts.c.id == acct["id"]).values(
-                balance=accounts.c.balance + delta, held=accounts.c.held + held_delta, status=s.status,
-                status_changed_at=s.status_changed_at, depleted_at=s.depleted_at, presuspended_at=s.presuspended_at,
-                low_balance_armed=s.low_balance_armed, low_balance_crossings=s.low_balance_crossings,
-                depletions=s.depletions, updated_at=now,
-            )
-        )
+        conn.execute(_U_ACCOUNT_BALANCE, dict(
+            aid=acct["id"], delta=delta, held_delta=held_delta, status=s.status, status_changed_at=s.status_changed_at,
+            depleted_at=s.depleted_at, presuspended_at=s.presuspended_at, armed=s.low_balance_armed,
+            crossings=s.low_balance_crossings, depletions=s.depletions, now=now,
+        ))
         facts = {
             "account_ref": acct["ref"], "account_name": acct["name"], "currency": acct["currency"],
             "balance": format_customer(new_balance), "threshold": format_customer(acct["low_balance"]),
@@ -528,13 +512,13 @@ class BillingCore:
         return _account_view(row)
 
     def _lock_account(self, conn, account_id):
-        row = conn.execute(_account_query().where(accounts.c.id == account_id).with_for_update(of=accounts)).mappings().first()
+        row = conn.execute(_Q_ACCOUNT_BY_ID_LOCK, {"aid": account_id}).mappings().first()
         if row is None:
             raise NotFound(f"account id {account_id} is gone")
         return row
 
     def _lock_account_by_ref(self, conn, ref):
-        row = conn.execute(_account_query().where(accounts.c.ref == ref).with_for_update(of=accounts)).mappings().first()
+        row = conn.execute(_Q_ACCOUNT_BY_REF_LOCK, {"ref": ref}).mappings().first()
         if row is None:
             raise NotFound(f"unknown account {ref!r}")
         return row
@@ -546,7 +530,7 @@ class BillingCore:
         return row
 
     def _session_view(self, conn, session_id) -> CallSession:
-        row = conn.execute(_session_select().where(call_sessions.c.id == session_id)).mappings().first()
+        row = conn.execute(_Q_SESSION_VIEW, {"sid": session_id}).mappings().first()
         if row is None:
             raise NotFound(f"unknown call session {session_id!r}")
         return _session_from_row(row)
@@ -591,6 +575,40 @@ _U_ACCOUNT_TAKE_CALL = (
 )
 _I_SESSION = call_sessions.insert()
 _I_LEDGER = ledger.insert()
+_Q_LEDGER_BY_KEY = select(ledger).where(ledger.c.idempotency_key == bindparam("key"))
+_U_SESSION_ANSWER = (
+    update(call_sessions).where(call_sessions.c.id == bindparam("sid"), call_sessions.c.state == "authorized")
+    .values(state="answered", answered_at=bindparam("at"), cutoff_at=bindparam("cutoff"), last_seen_at=bindparam("seen"))
+)
+_U_SESSION_GRANT = (
+    update(call_sessions).where(call_sessions.c.id == bindparam("sid"))
+    .values(granted_seconds=bindparam("granted"), hold=bindparam("hold"), cutoff_at=bindparam("cutoff"))
+)
+_U_SESSION_DEBITED = (
+    update(call_sessions).where(call_sessions.c.id == bindparam("sid"))
+    .values(charged=bindparam("charged"), hold=bindparam("hold"), chunks_debited=bindparam("chunks"))
+)
+_U_SESSION_SETTLED = (
+    update(call_sessions).where(call_sessions.c.id == bindparam("sid"))
+    .values(state="settled", settled_at=bindparam("now"), talk_ms=bindparam("talk"), cost=bindparam("cost"),
+            overrun=bindparam("overrun"), hold=0, stale=bindparam("stale"), settle_note=bindparam("note"))
+)
+_U_ACCOUNT_HELD = (
+    update(accounts).where(accounts.c.id == bindparam("aid"))
+    .values(held=accounts.c.held + bindparam("delta"), updated_at=bindparam("now"))
+)
+_U_ACCOUNT_END_CALL = (
+    update(accounts).where(accounts.c.id == bindparam("aid"))
+    .values(live_calls=accounts.c.live_calls - 1, updated_at=bindparam("now"))
+)
+_U_ACCOUNT_BALANCE = (
+    update(accounts).where(accounts.c.id == bindparam("aid"))
+    .values(balance=accounts.c.balance + bindparam("delta"), held=accounts.c.held + bindparam("held_delta"),
+            status=bindparam("status"), status_changed_at=bindparam("status_changed_at"),
+            depleted_at=bindparam("depleted_at"), presuspended_at=bindparam("presuspended_at"),
+            low_balance_armed=bindparam("armed"), low_balance_crossings=bindparam("crossings"),
+            depletions=bindparam("depletions"), updated_at=bindparam("now"))
+)
 
 
 _status_refusal = auth_steps.status_refusal
@@ -647,5 +665,9 @@ def _entry_from_row(row, ref: str, *, replayed: bool = False) -> LedgerEntry:
         created_at=row["created_at"], replayed=replayed,
     )
 
+
+_Q_ACCOUNT_BY_ID_LOCK = _account_query().where(accounts.c.id == bindparam("aid")).with_for_update(of=accounts)
+_Q_ACCOUNT_BY_REF_LOCK = _account_query().where(accounts.c.ref == bindparam("ref")).with_for_update(of=accounts)
+_Q_SESSION_VIEW = _session_select().where(call_sessions.c.id == bindparam("sid"))
 
 __all__ = ["BillingCore", "CoreSettings", "StorageError", "LIVE_STATES"]
