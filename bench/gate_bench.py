@@ -13,7 +13,7 @@ Layout (2 processes, so the app under test has a core of its own):
 
 Decision latency = the simulator sending StasisStart → the simulator receiving the app's first REST
 request for that channel (ring / progress / variable): transport + routing + the core's decision.
-Each call: alice-N dials 15145550100, the callee answers after 50 ms and hangs up 300 ms later.
+Each call: alice-N dials 15145550100, the callee answers after 50 ms and hangs up 1 s later.
 
     python -m bench.gate_bench                      # bridge + continue, gate and noop, SQLite
     python -m bench.gate_bench --db pg --rate 300 --seconds 10 --modes bridge
@@ -36,6 +36,8 @@ from pathlib import Path
 PG = os.environ.get("CALLGATE_BENCH_PG_URL", "postgresql://127.0.0.1:5432/test")
 ACCOUNTS = 64
 NUMBER = "15145550100"
+HOLD_SECONDS = 1.0
+"""How long each benchmark call talks (the callee hangs up)."""
 CHANNEL_PATH = re.compile(r"^/ari/channels/([^/]+)/")
 
 
@@ -197,7 +199,7 @@ async def run_one(kind: str, mode: str, backend: str, rate: float, seconds: floa
         db_url, schema = (None, None) if kind == "noop" else await prepare_db(backend, tmp)
         sim = AriSimulator(user="callgate", password="secret", apps=("callgate",), time_scale=1.0)
         await sim.start(port=0)
-        sim.script_destination_default(Party(answer_after=0.05, hangup_after=0.3))
+        sim.script_destination_default(Party(answer_after=0.05, hangup_after=HOLD_SECONDS))
         loop = asyncio.get_running_loop()
         started: dict[str, float] = {}
         first_req: dict[str, float] = {}
@@ -246,11 +248,15 @@ async def run_one(kind: str, mode: str, backend: str, rate: float, seconds: floa
         await drop_schema(schema)
     lat = [(first_req[c] - started[c]) * 1000 for c in started if c in first_req]
     answered = sum(1 for o in outcomes if not isinstance(o, BaseException) and o.answered)
+    kinds: dict[str, int] = {}
+    for o in outcomes:
+        key = type(o).__name__ if isinstance(o, BaseException) else f"{o.sip_final}/{o.ended_by}"
+        kinds[key] = kinds.get(key, 0) + 1
     decided_at = sorted(first_req.values())
     decide_rate = (len(decided_at) - 1) / (decided_at[-1] - decided_at[0]) if len(decided_at) > 1 else 0.0
     return {"app": kind, "mode": mode, "db": backend if kind == "gate" else "-", "offered_per_s": rate,
             "calls": n, "placed_in_s": round(placed, 2), "decided_per_s": round(decide_rate, 1),
-            "completed": answered, "all_done_in_s": round(span, 2),
+            "completed": answered, "outcomes": kinds, "all_done_in_s": round(span, 2),
             "sim_cpu_ms_per_call": round(sim_cpu * 1000 / n, 2),
             "app_cpu_ms_per_call": round(stats.get("app_cpu_s", 0) * 1000 / n, 2),
             "latency_p50_ms": round(pct(lat, 0.50), 2), "latency_p99_ms": round(pct(lat, 0.99), 2),
@@ -271,19 +277,21 @@ async def amain(args) -> int:
     print(f"machine: {machine()}")
     results = []
     for mode in args.modes:
-        pair = {}
-        for kind in ("noop", "gate"):
-            r = await run_one(kind, mode, args.db, args.rate, args.seconds)
-            pair[kind] = r
-            results.append(r)
-            print(json.dumps(r), flush=True)
-        g, n = pair["gate"], pair["noop"]
-        ok = g["completed"] == g["calls"] and g["decided_per_s"] >= 0.95 * args.rate and g["latency_p99_ms"] < 20
-        print(f"{mode}: gate {g['decided_per_s']}/s p99 {g['latency_p99_ms']} ms vs noop {n['decided_per_s']}/s "
-              f"p99 {n['latency_p99_ms']} ms; throughput ratio gate/noop = "
-              f"{g['decided_per_s'] / n['decided_per_s']:.2f}, p99 ratio = "
-              f"{g['latency_p99_ms'] / n['latency_p99_ms']:.2f}; target (≥{args.rate:g}/s, p99 < 20 ms): "
-              f"{'met' if ok else 'NOT met'}", flush=True)
+        for rate in args.rate:
+            pair = {}
+            for kind in ("noop", "gate"):
+                r = await run_one(kind, mode, args.db, rate, args.seconds)
+                pair[kind] = r
+                results.append(r)
+                print(json.dumps(r), flush=True)
+            g, n = pair["gate"], pair["noop"]
+            ok = g["completed"] == g["calls"] and g["decided_per_s"] >= 0.95 * rate and g["latency_p99_ms"] < 20
+            print(f"{mode} @ {rate:g}/s: gate {g['decided_per_s']}/s p99 {g['latency_p99_ms']} ms "
+                  f"({g['app_cpu_ms_per_call']} ms CPU/call) vs noop {n['decided_per_s']}/s p99 {n['latency_p99_ms']} ms "
+                  f"({n['app_cpu_ms_per_call']} ms CPU/call); ratio gate/noop: throughput "
+                  f"{g['decided_per_s'] / n['decided_per_s']:.2f}, CPU per call "
+                  f"{g['app_cpu_ms_per_call'] / n['app_cpu_ms_per_call']:.2f}; target (≥{rate:g}/s, p99 < 20 ms): "
+                  f"{'met' if ok else 'NOT met'}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
@@ -291,7 +299,8 @@ async def amain(args) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rate", type=float, default=float(os.environ.get("CALLGATE_BENCH_GATE_RATE", "300")))
+    ap.add_argument("--rate", type=float, nargs="+", default=[float(os.environ.get("CALLGATE_BENCH_GATE_RATE", "300"))],
+                    help="offered calls per second (several values: a sweep)")
     ap.add_argument("--seconds", type=float, default=float(os.environ.get("CALLGATE_BENCH_SECONDS", "5")))
     ap.add_argument("--db", choices=("sqlite", "pg"), default="sqlite")
     ap.add_argument("--modes", nargs="+", choices=("bridge", "continue"), default=["bridge", "continue"])
