@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -73,8 +74,12 @@ def _serve(url: str | None, port_q, stop_ev) -> None:
         settings = AgiSettings(host="127.0.0.1", port=0, pbx_id="agi@bench")
         async with FastAgiServer(Router(core, pbx_id="agi@bench", decision_timeout=5.0), settings) as srv:
             port_q.put(srv.port)
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            start_cpu = usage.ru_utime + usage.ru_stime
             while not stop_ev.is_set():
                 await asyncio.sleep(0.1)
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            port_q.put(usage.ru_utime + usage.ru_stime - start_cpu)  # CPU the server spent serving
         if url is not None:
             await core.close()
 
@@ -141,9 +146,11 @@ def run(label: str, url: str | None) -> None:
         n, lat, errors = asyncio.run(load(port))
     finally:
         stop_ev.set()
-        proc.join(10)
+    server_cpu = port_q.get(timeout=30)
+    proc.join(10)
     print(f"{label:<12} {n / SECONDS:8.0f} sessions/s  p50 {pct(lat, 0.5) * 1000:6.2f} ms  "
-          f"p99 {pct(lat, 0.99) * 1000:6.2f} ms  ({n} sessions, {CONCURRENCY} concurrent, {errors} not ALLOW)", flush=True)
+          f"p99 {pct(lat, 0.99) * 1000:6.2f} ms  server CPU {server_cpu / max(n, 1) * 1000:5.2f} ms/session  "
+          f"({n} sessions, {CONCURRENCY} concurrent, {errors} not ALLOW)", flush=True)
 
 
 async def _pg_schema(sql: str) -> None:
