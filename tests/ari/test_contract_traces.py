@@ -7,11 +7,17 @@ recorded key order. See trace_replay.py.
 """
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+
+import aiohttp
 import pytest
 
 from ari_app.simulator import Party
 from tests.ari.trace_replay import Replay, load
 
+AUTH = {"Authorization": "Basic " + base64.b64encode(b"callgate:secret").decode()}
 SCALE = 0.08   # 1 recorded second = 80 ms (room for a busy CI machine)
 
 TRUNK = "PJSIP/15145550100@trunk"
@@ -118,3 +124,69 @@ async def test_rest_errors_replay(simulator_factory):
     call = sim.calls[caller]
     outcome = await call.ended(timeout=5)
     assert (outcome.sip_final, outcome.sip_reason, outcome.progress) == (403, "Q.850;cause=21", True)
+
+
+async def test_created_channel_stasis_race_replay(simulator_factory):
+    """created_channel_stasis_race.jsonl: create + immediate answer, 25 times.
+
+    Asterisk answered 412 while the created channel had already entered Stasis and, once
+    (attempt 25), 409 "Channel not in Stasis application" when the answer overtook the Stasis
+    entry: both are the recorded contract for that request. Everything else (create 200, DELETE
+    204, and each leg's events) must match.
+    """
+    trace = load("created_channel_stasis_race.jsonl")
+    answers = {x["req_id"] for x in trace if x["kind"] == "request" and x["path"].endswith("/answer")}
+    recorded = {x["status"] for x in trace if x["kind"] == "response" and x["req_id"] in answers}
+    assert recorded == {409, 412}
+    sim = await simulator_factory(time_scale=SCALE, stasis_entry_delay=0.0)
+    replay = Replay(trace, sim, SCALE)
+    await replay.run([], strict=False)
+    for line, status, reason, body in replay.responses:
+        if line["req_id"] in answers:
+            assert status in recorded and body["message"] in (
+                "Channel in invalid state", "Channel not in Stasis application")
+    replay.responses = [r for r in replay.responses if r[0]["req_id"] not in answers]
+    replay.compare_responses()
+    replay.compare_events()
+    # and the other side of the race: an answer before the Stasis entry gets the 409
+    slow = await simulator_factory(stasis_entry_delay=0.2)
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+        async with http.post(slow.url + "/ari/channels/create",
+                             params={"endpoint": TRUNK, "app": "callgate", "appArgs": "dialed"}) as resp:
+            created = await resp.json()
+        async with http.post(slow.url + f"/ari/channels/{created['id']}/answer") as resp:
+            assert (resp.status, await resp.json()) == (409, {"message": "Channel not in Stasis application"})
+
+
+async def test_application_replaced_replay(simulator_factory):
+    """application_replaced.jsonl: ws1 gets exactly one ApplicationReplaced (recorded key order),
+    stays open, ws2 gets nothing, GET /applications/callgate answers the recorded body."""
+    trace = load("application_replaced.jsonl")
+    recorded = [x["payload"] for x in trace if x["kind"] == "event"]
+    assert [x.get("connection") for x in trace if x["kind"] == "event"] == ["ws1"]
+    sim = await simulator_factory()
+    url = sim.url.replace("http", "ws") + "/ari/events?app=callgate&api_key=callgate:secret"
+    got: dict[str, list[dict]] = {"ws1": [], "ws2": []}
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+        sockets = {}
+        for name in ("ws1", "ws2"):
+            sockets[name] = await http.ws_connect(url)
+            await sim.wait_app_connected()
+            await asyncio.sleep(0.05)
+        for name, ws in sockets.items():
+            try:
+                while True:
+                    msg = await ws.receive(timeout=0.2)
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    got[name].append(json.loads(msg.data))
+            except asyncio.TimeoutError:
+                pass
+        assert not sockets["ws1"].closed
+        assert [list(e) for e in got["ws1"]] == [list(e) for e in recorded]
+        assert got["ws1"][0]["type"] == "ApplicationReplaced" and got["ws2"] == []
+        rec_body = next(x["body"] for x in trace if x["kind"] == "response")
+        async with http.get(sim.url + "/ari/applications/callgate") as resp:
+            assert await resp.json() == rec_body
+        for ws in sockets.values():
+            await ws.close()
