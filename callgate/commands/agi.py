@@ -21,9 +21,9 @@ def register(main: click.Group) -> None:
 @click.pass_context
 @run_async
 async def agi_command(ctx: click.Context, listen: str | None) -> None:
-    """Run the FastAGI server: AGI(agi://127.0.0.1:4573/authorize|answered|settle,…).
+    """Run the FastAGI server (authorize, answered, settle routes).
 
-    Timeouts: CALLGATE_AGI_READ_TIMEOUT (per line, 10 s), CALLGATE_AGI_SESSION_TIMEOUT (30 s),
+    Asterisk calls it as AGI(agi://127.0.0.1:4573/authorize|answered|settle,…). Timeouts: CALLGATE_AGI_READ_TIMEOUT (per line, 10 s), CALLGATE_AGI_SESSION_TIMEOUT (30 s),
     CALLGATE_AGI_DECISION_TIMEOUT (5 s); sessions are keyed by CALLGATE_AGI_PBX_ID (agi@<host>)."""
     from agi import settings as agi_settings
     from agi.server import serve

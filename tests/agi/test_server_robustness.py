@@ -266,3 +266,23 @@ async def test_session_timeout_during_the_decision_releases_the_late_grant(core)
                 break
             await asyncio.sleep(0.05)
     assert s is not None and s.state == "settled" and s.cost == 0
+
+
+async def test_a_hundred_simultaneous_authorizations_on_the_real_core(core):
+    """10 accounts × 10 simultaneous calls (each account's limit): all allowed, each hold counted
+    once; one more call on a full account is refused with too_many_calls / 17."""
+    for i in range(10):
+        await seed(core, account=f"acct{i}", endpoint=f"ep{i}", did=None, balance="100.00", max_calls=10)
+    async with running(core, session_timeout=20.0, read_timeout=15.0, decision_timeout=15.0) as srv:
+        played = await asyncio.gather(*(play(srv.host, srv.port, env_for(f"1796.{i}", endpoint=f"ep{i % 10}"),
+                                             give_up_after=30) for i in range(100)))
+        assert [p.variables.get(VAR_STATUS) for p in played] == ["ALLOW"] * 100
+        extra = await play(srv.host, srv.port, env_for("1796.999", endpoint="ep3"))
+    assert extra.variables[VAR_STATUS] == "DENY" and extra.variables[VAR_REASON] == "too_many_calls"
+    assert extra.variables[VAR_HANGUPCAUSE] == "17"
+    sessions = await core.live_sessions("agi@test")
+    assert len(sessions) == 100 and len({s.session_id for s in sessions}) == 100
+    for i in range(10):
+        acct = await core.account(f"acct{i}")
+        mine = [s for s in sessions if s.account_ref == f"acct{i}"]
+        assert acct.live_calls == 10 and acct.held == sum(s.hold for s in mine) <= acct.balance
