@@ -23,6 +23,7 @@ from typing import Any
 
 from asterisk.agi import AGI
 
+from .keepalive import KeepaliveSettings, keepalive_pass
 from .protocol import HANGUP_LINE, AgiRequest, ProtocolError, Reply, parse_reply, quote_arg, route_of
 from .routes import DIRECTIONS, ROUTE_AUTHORIZE, ROUTES, Router
 from .settings import AgiSettings, SettingsError, from_env
@@ -115,12 +116,39 @@ class _Unavailable:
             return time.time_ns() // 1_000_000
 
 
+async def keepalive_once(db_url: str, pbx_id: str) -> int:
+    from billing_core.api import BillingCore
+
+    core = await BillingCore.open(db_url)
+    try:
+        return await keepalive_pass(core, pbx_id, KeepaliveSettings())
+    finally:
+        await core.close()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point (``callgate-agi`` / ``python -m agi.stdio``). Always exits 0: Asterisk would
-    otherwise log the script as failed, and the dialplan reads CALLGATE_STATUS anyway."""
+    """Entry point (``callgate-agi`` / ``python -m agi.stdio``). Always exits 0 under Asterisk:
+    it would otherwise log the script as failed, and the dialplan reads CALLGATE_STATUS anyway.
+
+    ``callgate-agi --keepalive`` (from cron, every minute) is not an AGI: one agi.keepalive pass
+    that reports this PBX's live AGI calls, so the sidecar does not settle them as stale while
+    they may still be talking. Installs that run ``callgate agi`` do not need it."""
     logging.basicConfig(stream=sys.stderr, level=os.environ.get("CALLGATE_LOG_LEVEL", "WARNING").upper(),
                         format="callgate-agi: %(levelname)s %(message)s")
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--keepalive"]:
+        db_url = os.environ.get("CALLGATE_DB", "").strip()
+        if not db_url:
+            print("error: CALLGATE_DB is not set", file=sys.stderr)
+            return 1
+        try:
+            pbx_id = from_env().pbx_id
+            n = asyncio.run(keepalive_once(db_url, pbx_id))
+        except Exception as exc:
+            print(f"error: keepalive failed: {exc}", file=sys.stderr)
+            return 1
+        print(f"{n} live AGI call(s) of {pbx_id} reported")
+        return 0
     try:
         settings = from_env()
     except SettingsError as exc:

@@ -111,3 +111,18 @@ async def test_silent_asterisk_is_bounded_by_the_watchdog():
     rc, commands, _, stderr = await run_script(["outbound", "15145550100"], "sqlite:////nonexistent/x.db",
                                                env_lines=ENV[:3], extra_env={"CALLGATE_AGI_SESSION_TIMEOUT": "1"})
     assert rc == 0 and commands == [] and "no result within 1s" in stderr
+
+
+async def test_keepalive_from_cron_reports_live_agi_calls(core, db_url):
+    await seed(core, balance="10.00")
+    rc, _, variables, _ = await run_script(["outbound", "15145550100"], db_url)
+    assert variables[VAR_STATUS] == "ALLOW"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CALLGATE_")}
+    environ.update(PYTHONPATH=ROOT, CALLGATE_DB=db_url, CALLGATE_AGI_PBX_ID="agi@stdio-test")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "agi.stdio", "--keepalive", env=environ, cwd=ROOT,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    assert out.decode() == "1 live AGI call(s) of agi@stdio-test reported\n"
+    s = await core.find_session("agi@stdio-test", "1795853324.4")
+    assert s.last_seen_at > s.created_at  # reported after the authorize (both on the wall clock)
