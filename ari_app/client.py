@@ -280,7 +280,7 @@ class AriClient:
             self._ws = None
             if not ws.closed:
                 await ws.close()
-            if not self._stopping:
+            if not self._stopping and not self.replaced:
                 log.warning("ARI events connection lost")
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse, deliver: Callable[[dict], None]) -> None:

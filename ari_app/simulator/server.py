@@ -971,21 +971,25 @@ class AriSimulator:
 
     def _dialed_leg_gone(self, peer: Channel, cause: int, *, by_app: bool, noanswer: bool = False,
                          notify_caller: bool = True) -> None:
-        """The callee leg of a dialplan Dial() ends (events visible with subscribeAll only)."""
+        """The callee leg of a dialplan Dial() ends (its own events reach subscribeAll apps only)."""
         if peer.gone:
             return
         caller = peer.dial_caller
         answered = peer.answered_at is not None
-        self._hangup_request(peer, cause if not by_app else 32, soft=by_app)
-        self._destroy(peer, cause, ended_by="app" if by_app else "callee",
-                      tech_cause=None if answered else causes.CAUSE_TO_SIP.get(cause, 603) if not by_app else None)
-        if not notify_caller or caller is None or caller.gone:
+        if answered and not by_app and notify_caller and caller is not None and not caller.gone:
+            # the callee BYEs a bridged Dial(): Dial() returns ANSWER and the caller is hung up
+            self._hangup_request(peer, 16)
+            caller.dial_peer = peer
+            self._finish_dialplan_dial(caller, ended_by="callee", cause=16)
             return
-        if answered:
-            if caller.call and caller.call.callee_talk_ms is None:
-                caller.call.callee_talk_ms = int(round((self.now() - peer.answered_at) * 1000))  # type: ignore[operator]
-            caller.dial_peer = peer  # for the varsets
-            self._finish_dialplan_dial_after_callee(caller)
+        if by_app:
+            self._hangup_request(peer, 32, soft=True)
+            self._destroy(peer, cause, ended_by="app")
+        else:
+            status = causes.CAUSE_TO_SIP.get(cause, 603)
+            self._hangup_request(peer, cause, tech_cause=status)
+            self._destroy(peer, cause, ended_by="callee", tech_cause=status)
+        if not notify_caller or caller is None or caller.gone or answered:
             return
         # unanswered: Dial() returns BUSY / NOANSWER / CONGESTION, then Hangup() with that cause
         dialstatus = {17: "BUSY", 19: "NOANSWER"}.get(cause, "CONGESTION" if cause == 34 else "CHANUNAVAIL")
@@ -997,21 +1001,6 @@ class AriSimulator:
         status, reason = causes.final_response_for_cause(cause)
         self._hangup_request(caller, 16, soft=True, tech_cause=status)
         self._destroy(caller, cause, ended_by="callee", sip=(status, reason), tech_cause=status)
-
-    def _finish_dialplan_dial_after_callee(self, caller: Channel) -> None:
-        caller.dial_peer = None
-        self._varset(caller, "BRIDGEPEER", "")
-        self._varset(caller, "BRIDGEPVTCALLID", "")
-        talk = self.now() - (caller.answered_at or self.now())
-        dialed = self.now() - (caller.dial_started or self.now())
-        self._varset(caller, "ANSWEREDTIME", str(int(talk)))
-        self._varset(caller, "ANSWEREDTIME_MS", str(int(talk * 1000)))
-        self._varset(caller, "DIALEDTIME", str(int(dialed)))
-        self._varset(caller, "DIALEDTIME_MS", str(int(dialed * 1000)))
-        self._varset(caller, "DIALSTATUS", "ANSWER")
-        self._hangup_request(caller, 16, soft=True)
-        self._rtp_qos(caller)
-        self._destroy(caller, 16, ended_by="callee", sip=(200, "Q.850;cause=16"))
 
     # ------------------------------------------------------------------ playbacks
     def _start_playback(self, pb: Playback) -> None:

@@ -360,3 +360,25 @@ async def test_rest_validation_auth_and_faults(simulator):
                 assert resp.headers["Server"] == "Asterisk/GIT-22-69535d4837"
         statuses = [(r.method, r.status) for r in simulator.requests if r.path.endswith("/ring")]
         assert statuses == [("POST", 500), ("POST", 204)]
+
+
+@pytest.mark.parametrize("party,call_kw,expect", [
+    (Party(answer_after=0.5, hangup_after=1.0), {}, (200, 16, "callee", True)),
+    (Party(busy=True, reject_after=0.3), {}, (486, 17, "callee", False)),
+    (Party(no_answer=True), {}, (480, 19, "callee", False)),          # Dial(...,30,...) times out
+    (Party(fail_cause=34, reject_after=0.3), {}, (503, 34, "callee", False)),
+    (Party(answer_after=None), {"caller_cancel_after": 1.0}, (487, 127, "caller", False)),
+])
+async def test_continue_dial_outcomes(simulator_factory, party, call_kw, expect):
+    sim = await simulator_factory(time_scale=0.01)
+    sim.script_destination_default(party)
+    async with App(sim) as app:
+        call = await _continue_call(sim, app, "ALLOW", "60000", subscribe=True, **call_kw)
+        outcome = await call.ended(timeout=5)
+        assert (outcome.sip_final, outcome.q850_cause, outcome.ended_by, outcome.answered) == expect
+        destroyed = await app.wait_for(is_type("ChannelDestroyed", call.channel_id))
+        assert destroyed["cause"] == expect[1]
+        assert sim.channels == {}
+        if expect[3]:
+            assert 900 <= outcome.callee_talk_ms <= 1500
+            assert [e["dialstatus"] for e in app.events if e["type"] == "Dial"] == ["", "RINGING", "ANSWER"]
