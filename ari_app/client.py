@@ -70,6 +70,13 @@ def event_key(event: Mapping[str, Any]) -> str:
     return GLOBAL_KEY
 
 
+def backoff_delay(attempt: int, initial: float, maximum: float,
+                  rand: Callable[[float, float], float] = random.uniform) -> float:
+    """Reconnect delay after ``attempt`` failures: exponential, capped, with jitter in [50 %, 100 %]
+    so that several gates (or a restarted Asterisk's many clients) do not reconnect in lockstep."""
+    return min(maximum, initial * (2 ** min(attempt, 32))) * rand(0.5, 1.0)
+
+
 def _query_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -231,8 +238,7 @@ class AriClient:
                 await self._serve_connection(ws)
             if self._stopping or self.replaced:
                 break
-            delay = min(self.backoff_max, self.backoff_initial * (2 ** attempt))
-            delay *= random.uniform(0.5, 1.0)  # jitter: many gates must not reconnect in lockstep
+            delay = backoff_delay(attempt, self.backoff_initial, self.backoff_max)
             attempt += 1
             log.info("ARI events reconnecting in %.2f s", delay)
             try:
@@ -468,4 +474,4 @@ class AriClient:
         return await self.request("GET", "/asterisk/info")
 
 
-__all__ = ["AriClient", "AriError", "event_key", "GLOBAL_KEY"]
+__all__ = ["AriClient", "AriError", "backoff_delay", "event_key", "GLOBAL_KEY"]

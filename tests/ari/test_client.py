@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from ari_app import errors
-from ari_app.client import GLOBAL_KEY, AriClient, event_key
+from ari_app.client import GLOBAL_KEY, AriClient, backoff_delay, event_key
 from ari_app.simulator import Party
 
 USER, PASSWORD, APP = "callgate", "secret", "callgate"
@@ -127,6 +127,20 @@ async def test_helpers_send_the_traced_requests(simulator, client):
 
 
 # ---------------------------------------------------------------- events: keys and dispatch
+def test_backoff_is_exponential_capped_and_jittered():
+    assert [backoff_delay(n, 0.5, 30.0, lambda a, b: b) for n in range(8)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
+    assert [backoff_delay(n, 0.5, 30.0, lambda a, b: a) for n in range(3)] == [0.25, 0.5, 1.0]
+    assert backoff_delay(10_000, 0.5, 30.0, lambda a, b: b) == 30.0
+    delays = {backoff_delay(3, 0.5, 30.0) for _ in range(50)}
+    assert len(delays) > 1 and all(2.0 <= d <= 4.0 for d in delays)
+
+
+def test_events_url_carries_app_credentials_and_subscribe_all():
+    c = AriClient("http://127.0.0.1:8088/", "lab", "lab", "callgate", subscribe_all=True)
+    assert c.events_url() == "ws://127.0.0.1:8088/ari/events?app=callgate&api_key=lab:lab&subscribeAll=true"
+    assert AriClient("http://h:1", "u", "p", "a").events_url() == "ws://h:1/ari/events?app=a&api_key=u:p"
+
+
 def test_event_keys():
     ch = {"id": "1.1"}
     assert event_key({"type": "StasisStart", "channel": ch}) == "1.1"
