@@ -20,6 +20,7 @@ ALLOW (and when the block was complete, DENY billing_unavailable is set explicit
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from typing import Any
 
@@ -162,6 +163,9 @@ class FastAgiServer:
         sock = self._server.sockets[0].getsockname()
         self.host, self.port = sock[0], sock[1]
         log.info("FastAGI server listening on %s:%d", self.host, self.port)
+        if not _is_loopback(self.host):
+            # FastAGI has no authentication: whoever connects can hold money or settle sessions.
+            log.warning("FastAGI server listens on %s, not loopback: firewall it to the Asterisk hosts only", self.host)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -218,6 +222,13 @@ class FastAgiServer:
         finally:
             await conv.close()
             self.sessions_done += 1
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _what(req: AgiRequest | None) -> str:

@@ -286,3 +286,12 @@ async def test_a_hundred_simultaneous_authorizations_on_the_real_core(core):
         acct = await core.account(f"acct{i}")
         mine = [s for s in sessions if s.account_ref == f"acct{i}"]
         assert acct.live_calls == 10 and acct.held == sum(s.hold for s in mine) <= acct.balance
+
+
+async def test_listening_beyond_loopback_is_warned(caplog):
+    caplog.set_level(logging.WARNING, logger="callgate.agi")
+    async with stub_server(host="0.0.0.0"):
+        pass
+    async with stub_server():
+        pass
+    assert caplog.text.count("not loopback: firewall it") == 1
