@@ -121,7 +121,10 @@ def parse_reply(line: str) -> Reply:
 def quote_arg(value: str) -> str:
     """An AGI command argument: bare when it has no blank, quote or backslash (so the bytes match
     what Asterisk's own examples send: ``SET VARIABLE CALLGATE_MAX_MS 5000``), else double-quoted
-    with ``\\`` escapes, which res_agi's parser undoes. The empty string is ``""``."""
+    with ``\\`` escapes, which res_agi's parser undoes. The empty string is ``""``. A line end
+    would split the command in two (a second, injected command): refused."""
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError(f"AGI argument with a line end or NUL: {value[:40]!r}")
     if value and not _NEEDS_QUOTES.search(value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -148,7 +151,7 @@ def unquote_args(text: str) -> list[str]:
         elif ch == '"':
             in_quotes = not in_quotes
             started = True
-        elif ch.isspace() and not in_quotes:
+        elif ch in " \t" and not in_quotes:
             if started:
                 out.append("".join(cur))
                 cur, started = [], False
