@@ -148,6 +148,7 @@ class CallActor:
         except asyncio.CancelledError:
             raise
         except Exception:
+            self.gate.stats.failures += 1
             log.exception("call %s failed; ending it cleanly", self.caller_id,
                           extra={"channel": self.caller_id, "session": self.session_id})
             try:

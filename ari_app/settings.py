@@ -67,7 +67,8 @@ class GateSettings:
         return replace(self, **changes)
 
 
-def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0,
+           maximum: float | None = None) -> float:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -77,6 +78,8 @@ def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float 
         raise SettingsError(f"{name}: must be a number of seconds (got {raw!r})") from None
     if value < minimum:
         raise SettingsError(f"{name}: must be ≥ {minimum:g} (got {raw!r})")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name}: must be ≤ {maximum:g} (got {raw!r})")
     return value
 
 
@@ -122,7 +125,8 @@ def from_env(env: Mapping[str, str] | None = None) -> GateSettings:
         warning_media=env.get("CALLGATE_WARNING_MEDIA") or base.warning_media,
         announcements=announcements,
         announcement_timeout=_float(env, "CALLGATE_ANNOUNCEMENT_TIMEOUT", base.announcement_timeout, minimum=0.1),
-        refresh_interval=_float(env, "CALLGATE_GATE_REFRESH_SECONDS", base.refresh_interval, minimum=0.05),
+        refresh_interval=_float(env, "CALLGATE_GATE_REFRESH_SECONDS", base.refresh_interval, minimum=0.05,
+                                maximum=1.0),  # the cut-off follows the money within a second
         heartbeat_interval=_float(env, "CALLGATE_GATE_HEARTBEAT_SECONDS", base.heartbeat_interval, minimum=0.1),
         extend_below_seconds=None if not extend_raw else _float(env, "CALLGATE_GATE_EXTEND_BELOW_SECONDS", 0.0),
         pbx_id=env.get("CALLGATE_PBX_ID", "").strip(),
