@@ -108,6 +108,22 @@ class AsteriskModel:
         return "200 result=0"
 
 
+class DelayedCore:
+    """The real core whose authorize_call answers ``delay`` seconds late (a slow database)."""
+
+    def __init__(self, core, delay: float):
+        self._core = core
+        self.delay = delay
+        self.clock = core.clock
+
+    async def authorize_call(self, **kw):
+        await asyncio.sleep(self.delay)
+        return await self._core.authorize_call(**kw)
+
+    def __getattr__(self, name):
+        return getattr(self._core, name)
+
+
 @dataclass
 class Played:
     """What our server did in one session, as Asterisk saw it."""

@@ -18,7 +18,7 @@ from billing_core.domain.records import Authorization
 from tests.factories import seed
 
 from .conftest import running
-from .fakes import env_block, load, play
+from .fakes import DelayedCore, env_block, load, play
 
 ENV = env_block(load("agi_dial_u_answered_and_hangup_handler_settle"), "agi1")
 
@@ -220,17 +220,8 @@ async def test_slow_core_is_refused_after_the_decision_timeout_and_the_late_gran
     await seed(core, balance="10.00")
     caplog.set_level(logging.ERROR, logger="callgate.agi")
 
-    class VerySlowCore:
-        clock = core.clock
 
-        async def authorize_call(self, **kw):
-            await asyncio.sleep(0.5)
-            return await core.authorize_call(**kw)
-
-        def __getattr__(self, name):
-            return getattr(core, name)
-
-    async with running(VerySlowCore(), decision_timeout=0.1) as srv:
+    async with running(DelayedCore(core, 0.5), decision_timeout=0.1) as srv:
         played = await play(srv.host, srv.port, env_for("1795.7"))
         assert played.variables[VAR_STATUS] == "DENY" and played.variables[VAR_REASON] == "billing_unavailable"
         for _ in range(100):  # the grant that arrives late is settled at once
@@ -247,17 +238,8 @@ async def test_session_timeout_during_the_decision_releases_the_late_grant(core)
     """Whatever ends the session first, a grant nobody could deliver is given back."""
     await seed(core, balance="10.00")
 
-    class SlowCore:
-        clock = core.clock
 
-        async def authorize_call(self, **kw):
-            await asyncio.sleep(0.6)
-            return await core.authorize_call(**kw)
-
-        def __getattr__(self, name):
-            return getattr(core, name)
-
-    async with running(SlowCore(), session_timeout=0.2, decision_timeout=5.0) as srv:
+    async with running(DelayedCore(core, 0.6), session_timeout=0.2, decision_timeout=5.0) as srv:
         played = await play(srv.host, srv.port, env_for("1795.8"))
         assert played.closed_by_server and played.received == b""
         for _ in range(100):

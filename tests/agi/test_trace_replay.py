@@ -18,7 +18,7 @@ from billing_core.domain.rating import Rate
 from tests.factories import seed
 
 from .conftest import PBX, running
-from .fakes import AsteriskModel, after_env, env_block, load, play
+from .fakes import DelayedCore, after_env, env_block, load, play
 
 DIAL_U = [
     "agi_dial_u_answered_and_hangup_handler_settle",
@@ -144,17 +144,8 @@ async def test_caller_hangs_up_before_the_reply(core):
     await seed(core, balance="10.00")
     records = load("agi_caller_hangup_before_reply")
 
-    class SlowCore:
-        clock = core.clock
 
-        async def authorize_call(self, **kw):
-            await asyncio.sleep(0.3)
-            return await core.authorize_call(**kw)
-
-        def __getattr__(self, name):
-            return getattr(core, name)
-
-    async with running(SlowCore()) as srv:
+    async with running(DelayedCore(core, 0.3)) as srv:
         played = await play(srv.host, srv.port, product_args(env_block(records)), hangup_after_env=0.05)
     assert played.closed_by_server
     assert played.variables[VAR_STATUS] == "ALLOW"  # set on the dead channel; the dialplan never dials
