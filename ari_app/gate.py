@@ -116,8 +116,24 @@ class Gate:
                 except (asyncio.CancelledError, Exception):
                     pass
             self._loops = []
+        # Calls still in progress are left as they are (no hangup, no settle): the next gate to
+        # start — or the one that replaced us — re-adopts them from the store and GET /channels.
+        # Acting on them without their events would fight that gate.
+        await self._abandon_calls()
         if getattr(self.client, "replaced", False):
             log.error("gate stopped: Stasis application %r was taken over by another connection", self.settings.app)
+
+    async def _abandon_calls(self) -> None:
+        tasks = [c.task for c in list(self.calls.values()) if c.task is not None and not c.task.done()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if tasks:
+            log.warning("gate stopped with %d call(s) in progress; they are re-adopted on the next start", len(tasks))
 
     async def stop(self) -> None:
         await self.client.stop()

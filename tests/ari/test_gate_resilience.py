@@ -43,6 +43,7 @@ async def test_core_that_raises_hangs_the_caller_up(sim, core):
         ok = await sim.place_call(endpoint="alice", exten=NUMBER)  # the next call is handled too
         await ok.ended(timeout=10)
     assert (out.sip_final, out.answered) == (503, False)
+    assert gate.stats.failures == 2  # both calls hit the broken core, both ended cleanly
     assert nothing_left(sim)
 
 
@@ -269,3 +270,25 @@ async def test_restart_follows_a_continued_call(sim, core):
     answered_time = [int(e["value"]) for e in sim.events_of(call.channel_id)
                      if e["type"] == "ChannelVarset" and e["variable"] == "ANSWEREDTIME_MS" and e["value"]][-1]
     assert s.state == "settled" and s.talk_ms == answered_time > 0
+
+
+async def test_stopped_gate_leaves_live_calls_to_the_next_one(sim, core):
+    """A graceful stop neither hangs up nor settles calls in progress; the next gate takes them."""
+    await seed(core)
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    gate, task = await start_gate(sim, core)
+    call = await sim.place_call(endpoint="alice", exten=NUMBER)
+    await wait_for(lambda: any(getattr(c, "cutoff_at", None) for c in gate.calls.values()), 5)
+    await stop(gate, task)
+    assert not gate.calls and call.channel_id in sim.channels and not call.done
+    assert (await core.find_session(sim.asterisk_id, call.channel_id)).state == "answered"
+    gate2, task2 = await start_gate(sim, core)
+    try:
+        assert gate2.stats.adopted == 1
+        await sim.hangup_channel(call.channel_id)
+        await call.ended(timeout=5)
+        assert await gate2.wait_idle(5)
+    finally:
+        await stop(gate2, task2)
+    assert (await core.find_session(sim.asterisk_id, call.channel_id)).state == "settled"
+    assert nothing_left(sim)
