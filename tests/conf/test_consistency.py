@@ -203,3 +203,15 @@ def test_readme_explains_every_file_context_and_variable():
                 assert f"`{ctx}`" in readme, ctx
     for var in (*routes.VARIABLES, "CALLGATE_AGI", "CALLGATE_TRUNK", "CALLGATE_RING_SECONDS", "CALLGATE_WARN_MS"):
         assert f"`{var}`" in readme, var
+
+
+def test_internal_extensions_ring_the_pjsip_phones():
+    phones = contexts("extensions.conf")["from-internal"]
+    pjsip = text("pjsip.conf")
+    internal = [m for line in phones if (m := re.match(r"exten => (\d+),1,Dial\(PJSIP/(\w+),", line))]
+    assert len(internal) == 3
+    for m in internal:
+        if m:
+            number, endpoint = m.groups()
+            assert f"[{endpoint}](phone-defaults)" in pjsip
+            assert re.search(rf'^\[{endpoint}\]\(phone-defaults\)\n(?:.*\n)*?callerid=".*" <{number}>', pjsip, re.M)
