@@ -22,6 +22,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from ari_app.announcements import failed_dial_reason, hangup_reason
+from billing_core.domain.errors import InvalidInput, NotFound
+
 from ari_app.errors import AriBadRequest, AriConflict, AriError, AriNotFound, AriUnprocessable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -290,7 +292,22 @@ class CallActor:
             return
         talk_ms = max(0, int(talk_ms))
         self.talk_ms = talk_ms
-        result = await self.core.settle(self.session_id, talk_ms, note=note)
+        delays = list(self.s.settle_retry_delays)
+        while True:
+            try:
+                result = await self.core.settle(self.session_id, talk_ms, note=note)
+                break
+            except (InvalidInput, NotFound):
+                raise  # not transient: retrying changes nothing
+            except Exception as exc:
+                if not delays:
+                    raise
+                # the store is briefly unavailable: the call stays ours (and heartbeated) meanwhile,
+                # so the sidecar does not settle it as stale with a guessed talk time
+                delay = delays.pop(0)
+                log.warning("settle of %s failed (%s); retrying in %.1fs", self.session_id, exc, delay,
+                            extra={"session": self.session_id, "channel": self.caller_id})
+                await asyncio.sleep(delay)
         self.settled = True
         self.gate.record_settle(self, result)
         log.info("call settled", extra={"session": self.session_id, "channel": self.caller_id,

@@ -57,6 +57,9 @@ class GateSettings:
     time_scale: float = 1.0
     """Real seconds per second of Asterisk's clock: 1 in production; tests that run the simulator
     sped up set the simulator's ``time_scale`` so timers follow simulated time."""
+    settle_retry_delays: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0)
+    """Waits between attempts when the store cannot settle a finished call (then the sidecar's
+    stale-session rule is the last resort)."""
     pbx_id: str = ""
     """Overrides Asterisk's id (the events' asterisk_id) in session keys (CALLGATE_PBX_ID)."""
 

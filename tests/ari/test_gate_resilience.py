@@ -292,3 +292,25 @@ async def test_stopped_gate_leaves_live_calls_to_the_next_one(sim, core):
         await stop(gate2, task2)
     assert (await core.find_session(sim.asterisk_id, call.channel_id)).state == "settled"
     assert nothing_left(sim)
+
+
+async def test_settle_is_retried_while_the_store_is_briefly_down(sim, core):
+    await seed(core)
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    real_settle = core.settle
+    failures = []
+
+    async def flaky_settle(session_id, talk_ms, **kw):
+        if len(failures) < 2:
+            failures.append(talk_ms)
+            raise ConnectionError("database restarting")
+        return await real_settle(session_id, talk_ms, **kw)
+
+    core.settle = flaky_settle
+    async with running_gate(sim, core, gate_settings(sim, settle_retry_delays=(0.05, 0.05, 0.05))) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER, caller_hangup_after=3.0)
+        await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert s.state == "settled" and failures == [s.talk_ms, s.talk_ms] and s.talk_ms > 0
+    assert gate.stats.failures == 0
