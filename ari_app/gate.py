@@ -97,6 +97,8 @@ class Gate:
         self._loops: list[asyncio.Task] = []
         self._idle = asyncio.Event()
         self._idle.set()
+        self.draining = False
+        """Set by a graceful shutdown: new calls are refused (503 / DENY), live calls go on."""
         client.on_event(self.on_event)
         client.on_connected(self.on_connected)
 
@@ -200,12 +202,30 @@ class Gate:
             self._orphan(ids[0], event)
 
     def _start_call(self, event: dict, channel: dict, args: list[str]) -> None:
+        if self.draining:
+            self._finished[str(channel["id"])] = time.monotonic() + FINISHED_TTL_SECONDS
+            asyncio.create_task(self._refuse_while_draining(str(channel["id"]), "continue" in args[1:]))
+            return
+        # inbound continue works the same way as outbound: the dialplan dials
         cls = ContinueCall if "continue" in args[1:] else BridgeCall
-        if cls is ContinueCall and args[0] != "outbound":
-            cls = ContinueCall  # inbound continue works the same way (the dialplan dials)
         call = cls(self, channel, args=args, pbx_id=self.pbx_id_for(event))
         self._register(call)
         call.start()
+
+    async def _refuse_while_draining(self, channel_id: str, continue_mode: bool) -> None:
+        """Shutting down: no new calls (503, or DENY in continue mode); live calls keep going."""
+        log.info("call refused: gate shutting down", extra={"channel": channel_id, "reason": "shutting_down"})
+        try:
+            if continue_mode:
+                for name, value in (("CALLGATE_MAX_MS", "0"), ("CALLGATE_STATUS", "DENY"),
+                                    ("CALLGATE_REASON", "shutting_down"), ("CALLGATE_SESSION", "")):
+                    await self.client.set_variable(channel_id, name, value)
+                await self.client.continue_in_dialplan(channel_id)
+            else:
+                await self.client.hangup(channel_id, reason="congestion")
+        except AriError as exc:
+            log.warning("refusing %s while shutting down failed: %s", channel_id, exc)
+            await self._hangup_quietly(channel_id, "congestion")
 
     def _register(self, call: CallActor) -> None:
         self.calls[call.caller_id] = call

@@ -314,3 +314,23 @@ async def test_settle_is_retried_while_the_store_is_briefly_down(sim, core):
     s = await core.find_session(sim.asterisk_id, call.channel_id)
     assert s.state == "settled" and failures == [s.talk_ms, s.talk_ms] and s.talk_ms > 0
     assert gate.stats.failures == 0
+
+
+async def test_draining_gate_refuses_new_calls_and_keeps_live_ones(sim, core):
+    await seed(core)
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    async with running_gate(sim, core) as gate:
+        live = await sim.place_call(endpoint="alice", exten=NUMBER, caller_hangup_after=5.0)
+        await wait_for(lambda: any(getattr(c, "cutoff_at", None) for c in gate.calls.values()), 5)
+        gate.draining = True
+        new = await sim.place_call(endpoint="alice", exten=NUMBER)
+        new_continue = await sim.place_call(endpoint="alice", exten=NUMBER, context="callgate-outbound-continue",
+                                            app_args=["outbound", "continue"])
+        out_new, out_cont, out_live = (await new.ended(timeout=5), await new_continue.ended(timeout=5),
+                                       await live.ended(timeout=10))
+        assert await gate.wait_idle(5)
+    assert (out_new.sip_final, out_new.q850_cause) == (503, 34)
+    assert out_cont.sip_final == 403 and new_continue.continued["variables"]["CALLGATE_STATUS"] == "DENY"
+    assert out_live.answered and out_live.ended_by == "caller"
+    assert await core.find_session(sim.asterisk_id, new.channel_id) is None
+    assert (await core.find_session(sim.asterisk_id, live.channel_id)).state == "settled"
