@@ -334,3 +334,39 @@ async def test_draining_gate_refuses_new_calls_and_keeps_live_ones(sim, core):
     assert out_live.answered and out_live.ended_by == "caller"
     assert await core.find_session(sim.asterisk_id, new.channel_id) is None
     assert (await core.find_session(sim.asterisk_id, live.channel_id)).state == "settled"
+
+
+async def test_two_pbxs_share_one_store_without_touching_each_other(simulator_factory, core):
+    """One gate per Asterisk on one database: sessions are keyed by Asterisk id + channel id (the two
+    simulators number their channels alike), and a restart re-adopts only its own PBX."""
+    sim_a = await simulator_factory(time_scale=TIME_SCALE, asterisk_id="02:fc:00:00:00:0a")
+    sim_b = await simulator_factory(time_scale=TIME_SCALE, asterisk_id="02:fc:00:00:00:0b")
+    await seed(core)
+    for sim in (sim_a, sim_b):
+        sim.script_destination(TRUNK, Party(answer_after=1.0))
+    gate_a, task_a = await start_gate(sim_a, core)
+    gate_b, task_b = await start_gate(sim_b, core)
+    try:
+        call_a = await sim_a.place_call(endpoint="alice", exten=NUMBER)
+        call_b = await sim_b.place_call(endpoint="alice", exten=NUMBER)
+        for gate in (gate_a, gate_b):
+            await wait_for(lambda g=gate: any(getattr(c, "cutoff_at", None) for c in g.calls.values()), 5)
+        sa = await core.find_session(sim_a.asterisk_id, call_a.channel_id)
+        sb = await core.find_session(sim_b.asterisk_id, call_b.channel_id)
+        assert sa.session_id != sb.session_id and (sa.state, sb.state) == ("answered", "answered")
+        assert (await core.account("acme")).live_calls == 2
+        await kill(gate_a, task_a)
+        gate_a, task_a = await start_gate(sim_a, core)
+        assert gate_a.stats.adopted == 1 and gate_a.stats.settled_on_restart == 0
+        await sim_a.hangup_channel(call_a.channel_id)
+        await sim_b.hangup_channel(call_b.channel_id)
+        await call_a.ended(timeout=5), await call_b.ended(timeout=5)
+        assert await gate_a.wait_idle(5) and await gate_b.wait_idle(5)
+    finally:
+        await stop(gate_a, task_a)
+        await stop(gate_b, task_b)
+    sa = await core.find_session(sim_a.asterisk_id, call_a.channel_id)
+    sb = await core.find_session(sim_b.asterisk_id, call_b.channel_id)
+    assert (sa.state, sb.state) == ("settled", "settled")
+    a = await core.account("acme")
+    assert (a.live_calls, a.held) == (0, 0)
