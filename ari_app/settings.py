@@ -99,9 +99,46 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -
     return value
 
 
+#: callgate's configuration schema also accepts CALLGATE_<SECTION>_<KEY>; the short names win.
+LONG_NAMES = {
+    "CALLGATE_WARNING_SECONDS": "CALLGATE_ARI_WARNING_SECONDS",
+    "CALLGATE_TRUNK_TEMPLATE": "CALLGATE_ARI_TRUNK_TEMPLATE",
+    "CALLGATE_DIAL_TIMEOUT": "CALLGATE_ARI_DIAL_TIMEOUT",
+    "CALLGATE_PBX_ID": "CALLGATE_ARI_PBX_ID",
+    **{f"CALLGATE_ANNOUNCE_{r.upper()}": f"CALLGATE_ANNOUNCEMENTS_{r.upper()}" for r in DEFAULT_ANNOUNCEMENTS},
+}
+
+
+class _Env(dict):
+    """The environment seen under the short names; remembers which variable a value came from so
+    an error names what the operator actually set."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        super().__init__(env)
+        self.source: dict[str, str] = {}
+        for short, long in LONG_NAMES.items():
+            if short not in env and long in env:
+                self[short] = env[long]
+                self.source[short] = long
+
+
+def _named(env: Mapping[str, str], message: str) -> str:
+    """Rewrite ``CALLGATE_X: ...`` to the variable the value came from."""
+    name, sep, rest = message.partition(":")
+    source = getattr(env, "source", {}).get(name)
+    return f"{source}{sep}{rest}" if source else message
+
+
 def from_env(env: Mapping[str, str] | None = None) -> GateSettings:
     """GateSettings from environment variables; raises SettingsError naming the variable."""
-    env = os.environ if env is None else env
+    env = _Env(os.environ if env is None else env)
+    try:
+        return _from_env(env)
+    except SettingsError as exc:
+        raise SettingsError(_named(env, str(exc))) from None
+
+
+def _from_env(env: Mapping[str, str]) -> GateSettings:
     base = GateSettings()
     trunk = env.get("CALLGATE_TRUNK_TEMPLATE") or base.trunk_template
     if "{number}" not in trunk:

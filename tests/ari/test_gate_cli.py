@@ -78,3 +78,9 @@ def test_settings_from_env_defaults_and_overrides():
     assert s.announcement_for("depleted") == "sound:cannot-complete-as-dialed"
     with pytest.raises(SettingsError, match="CALLGATE_WARNING_SECONDS"):
         from_env({"CALLGATE_WARNING_SECONDS": "-1"})
+    # the configuration schema's long names work too; the short names win; errors name what was set
+    s = from_env({"CALLGATE_ARI_DIAL_TIMEOUT": "12", "CALLGATE_ANNOUNCEMENTS_DEPLETED": "sound:vm-goodbye",
+                  "CALLGATE_ARI_WARNING_SECONDS": "5", "CALLGATE_WARNING_SECONDS": "7"})
+    assert (s.dial_timeout, s.warning_seconds, s.announcement_for("depleted")) == (12, 7.0, "sound:vm-goodbye")
+    with pytest.raises(SettingsError, match="^CALLGATE_ARI_DIAL_TIMEOUT: must be a whole number"):
+        from_env({"CALLGATE_ARI_DIAL_TIMEOUT": "soon"})
