@@ -51,6 +51,9 @@ class SidecarSettings:
     """Seconds between passes (CALLGATE_DEBIT_INTERVAL)."""
     stale_seconds: float = 120.0
     """A live call unseen this long is settled as stale (CALLGATE_STALE_SECONDS)."""
+    stale_per_pass: int = 500
+    """At most this many stale sessions settled per pass (CALLGATE_STALE_PER_PASS), so a dead
+    gate's thousands of calls cannot stall the debits of the live ones."""
     presuspend_days: float = 7.0
     """Depleted this long → pre-suspension notice (CALLGATE_PRESUSPEND_DAYS)."""
     did_release_days: float = 7.0
@@ -91,6 +94,7 @@ class SidecarSettings:
         return cls(
             debit_interval=num("CALLGATE_DEBIT_INTERVAL", cls.debit_interval, exclusive=True),
             stale_seconds=num("CALLGATE_STALE_SECONDS", cls.stale_seconds, exclusive=True),
+            stale_per_pass=int(num("CALLGATE_STALE_PER_PASS", cls.stale_per_pass, minimum=1)),
             presuspend_days=num("CALLGATE_PRESUSPEND_DAYS", cls.presuspend_days),
             did_release_days=num("CALLGATE_DID_RELEASE_DAYS", cls.did_release_days),
             lookahead_seconds=int(num("CALLGATE_DEBIT_LOOKAHEAD", 0)) if look else None,
@@ -153,7 +157,8 @@ class Sidecar:
                 errors.append(f"{name}: {exc}")
                 return empty
 
-        stale = await step("stale", settle_stale(self.core, self.clock.now_ms(), s.stale_seconds), StaleReport())
+        stale = await step("stale", settle_stale(self.core, self.clock.now_ms(), s.stale_seconds,
+                                                 limit=s.stale_per_pass), StaleReport())
         debits = await step("debits", debit_pass(self.core, self.clock.now_ms(), lookahead_seconds=s.lookahead,
                                                  batch=s.batch, set_based=s.set_based_debits), DebitReport())
         life = await step("lifecycle", lifecycle_pass(self.core.store, self.clock.now_ms(),

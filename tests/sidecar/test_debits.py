@@ -209,3 +209,14 @@ async def test_sqlite_sidecar_and_another_process_never_charge_a_chunk_twice(tmp
         assert len(sids) == 40
     finally:
         await core.close()
+
+
+async def test_stale_storm_is_settled_in_bounded_slices(core):
+    await seed(core, balance="10.00", max_calls=20)
+    sidecar = make_sidecar(core, free_port(), stale_seconds=30, stale_per_pass=4)
+    for n in range(10):
+        await _call(core, n)
+    core.clock.advance(31)
+    counts = [(await sidecar.run_once()).stale.settled for _ in range(4)]
+    assert counts == [4, 4, 2, 0]
+    assert (await account_row(core, "acme"))["live_calls"] == 0
