@@ -95,7 +95,7 @@ class CallActor:
     mode = "bridge"
 
     def __init__(self, gate: "Gate", caller: dict, *, args: list[str] | None = None,
-                 start_ts: int | None = None, pbx_id: str = "local") -> None:
+                 pbx_id: str = "local") -> None:
         self.gate = gate
         self.pbx_id = pbx_id
         self.client = gate.client
@@ -105,7 +105,6 @@ class CallActor:
         self.caller_id: str = str(caller["id"])
         self.args = list(args or [])
         self.direction = self.args[0] if self.args else "outbound"
-        self.start_ts = start_ts
         self.received_mono = asyncio.get_running_loop().time()
         self.session_id: str | None = None
         self.auth = None
@@ -524,7 +523,6 @@ class BridgeCall(CallActor):
         else:
             self.answered_at = self.answered_ts
         self._anchor = (self.answered_mono or self.loop_time(), self.answered_ts)
-        self.gate.call_answered(self)
 
     def set_cutoff(self, cutoff_at: int | None) -> None:
         if cutoff_at != self.cutoff_at:
@@ -538,13 +536,9 @@ class BridgeCall(CallActor):
         mono, epoch = self._anchor or (self.loop_time(), self.now_ms())
         return mono + (epoch_ms - epoch) / 1000.0 * self.s.time_scale
 
-    def on_note(self, ev: dict) -> None:
-        if ev.get("type") == "_cutoff":
-            self.set_cutoff(ev.get("cutoff_at"))
-
     def observe(self, ev: dict) -> None:
-        if ev.get("type") == "_cutoff":
-            self.on_note(ev)
+        if ev.get("type") == "_cutoff":  # the refresh pass read a new cut-off from the store
+            self.set_cutoff(ev.get("cutoff_at"))
         super().observe(ev)
 
     async def talk(self) -> None:

@@ -110,7 +110,6 @@ class ContinueCall(CallActor):
             if self.answered_ts is not None and not self.answer_stored:
                 await self.core.answer(self.session_id, at_ms=self.answered_ts)
                 self.answer_stored = True
-                self.gate.call_answered(self)
                 continue
             if self.ended():
                 break

@@ -261,9 +261,6 @@ class Gate:
         if not self.calls:
             self._idle.set()
 
-    def call_answered(self, call: CallActor) -> None:
-        """Hook for observers (the refresh pass reads answered calls from ``calls``)."""
-
     def record_decision(self, auth, latency_ms: float) -> None:
         self.stats.decisions += 1
         if auth.allowed:

@@ -9,7 +9,7 @@ import pytest
 from ari_app.simulator import Party
 from billing_core.api import CoreSettings
 from billing_core.domain.rating import Rate
-from tests.ari.gate_support import SLACK_MS, TIME_SCALE, callee_answer_ts, gate_settings, running_gate, ts_ms, wait_for
+from tests.ari.gate_support import SLACK_MS, TIME_SCALE, gate_settings, running_gate, wait_for
 from tests.factories import seed
 
 NUMBER = "15145550100"
