@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from billing_core.api import BillingCore
 from billing_core.domain.money import parse_amount
-from billing_core.domain.rating import Rate, billable_seconds, cost, max_talk_seconds
+from billing_core.domain.rating import billable_seconds, cost, max_talk_seconds
 from billing_core.store.tables import call_sessions, ledger
 from tests.factories import DEFAULT_DECK, seed
 

@@ -6,7 +6,7 @@ import pytest
 from billing_core.mail.render import KINDS, MailSite, Renderer, TemplateProblem
 from billing_core.mail.smtp import SmtpSender, SmtpSettings, SmtpSettingsError
 
-from .smtpd import SmtpServer, free_port
+from .smtpd import free_port
 
 FACTS = {
     "account_ref": "acme", "account_name": "Acme <Corp>", "currency": "CAD", "balance": "4.00", "threshold": "5.00",
