@@ -118,6 +118,11 @@ class ContinueCall(CallActor):
                 self.destroyed.setdefault(self.caller_id, None)
                 self.mark_gone(self.caller_id, self.now_ms())
                 break
+        if self.answered_ts is None and self.answered_time_ms:
+            # the answer happened while we were not listening (a restart): Dial's own figure
+            # says when — the end of the call minus ANSWEREDTIME_MS
+            end = self.end_ts or self.gone_ts.get(self.caller_id) or self.now_ms()
+            self.answered_ts = end - self.answered_time_ms
         if self.answered_ts is not None and not self.answer_stored:
             await self.core.answer(self.session_id, at_ms=self.answered_ts)
         await self.settle(self.measured_talk_ms())

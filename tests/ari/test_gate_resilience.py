@@ -370,3 +370,28 @@ async def test_two_pbxs_share_one_store_without_touching_each_other(simulator_fa
     assert (sa.state, sb.state) == ("settled", "settled")
     a = await core.account("acme")
     assert (a.live_calls, a.held) == (0, 0)
+
+
+async def test_restart_during_ringing_of_a_continued_call_still_bills_its_talk(sim, core):
+    """The answer happens while no gate listens: Dial's ANSWEREDTIME_MS at the end gives the talk."""
+    await seed(core)
+    sim.script_destination(TRUNK, Party(answer_after=3.0))
+    gate, task = await start_gate(sim, core)
+    call = await sim.place_call(endpoint="alice", exten=NUMBER, context="callgate-outbound-continue",
+                                app_args=["outbound", "continue"])
+    await wait_for(lambda: call.continued is not None, 5)
+    await kill(gate, task)
+    await wait_for(lambda: sim.channels.get(call.channel_id, {}).get("state") == "Up", 5)  # answered meanwhile
+    gate2, task2 = await start_gate(sim, core)
+    try:
+        assert gate2.stats.adopted == 1
+        await asyncio.sleep(2 * TIME_SCALE)
+        await sim.hangup_channel(call.channel_id)
+        await call.ended(timeout=10)
+        assert await gate2.wait_idle(5)
+    finally:
+        await stop(gate2, task2)
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    answered_time = [int(e["value"]) for e in sim.events_of(call.channel_id)
+                     if e["type"] == "ChannelVarset" and e["variable"] == "ANSWEREDTIME_MS" and e["value"]][-1]
+    assert s.state == "settled" and s.talk_ms == answered_time > 0 and s.cost > 0
