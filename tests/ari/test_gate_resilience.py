@@ -395,3 +395,24 @@ async def test_restart_during_ringing_of_a_continued_call_still_bills_its_talk(s
     answered_time = [int(e["value"]) for e in sim.events_of(call.channel_id)
                      if e["type"] == "ChannelVarset" and e["variable"] == "ANSWEREDTIME_MS" and e["value"]][-1]
     assert s.state == "settled" and s.talk_ms == answered_time > 0 and s.cost > 0
+
+
+async def test_answer_lost_in_a_websocket_drop_is_found_by_the_resync(sim, core):
+    await seed(core)
+    sim.script_destination(TRUNK, Party(answer_after=3.0))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER)
+        await wait_for(lambda: any(getattr(c, "bridge_id", None) for c in gate.calls.values()), 5)
+        sim.refuse_websockets(True)
+        sim.drop_websockets()
+        await wait_for(lambda: call.callee_ids and sim.channels.get(call.callee_ids[0], {}).get("state") == "Up", 5)
+        sim.refuse_websockets(False)  # the callee's answer (and its Dial ANSWER) were lost
+        await wait_for(lambda: any(getattr(c, "cutoff_at", None) for c in gate.calls.values()), 5)
+        await asyncio.sleep(2 * TIME_SCALE)
+        await sim.hangup_channel(call.channel_id)
+        out = await call.ended(timeout=5)
+        assert await gate.wait_idle(5)
+    assert out.answered  # the caller was answered and bridged after the resync
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert s.state == "settled" and s.talk_ms > 0
+    assert nothing_left(sim)
