@@ -30,8 +30,18 @@ class ScriptedHandler:
     """Answers DATA from ``replies`` (one per message, then 250) and keeps what it accepted."""
 
     replies: list[str] = field(default_factory=list)
+    rcpt_replies: list[str] = field(default_factory=list)
+    """Answers to RCPT TO (one per recipient, then 250)."""
     received: list[Received] = field(default_factory=list)
     data_commands: int = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.rcpt_replies:
+            reply = self.rcpt_replies.pop(0)
+            if not reply.startswith("250"):
+                return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         self.data_commands += 1

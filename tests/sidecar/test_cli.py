@@ -97,3 +97,30 @@ def test_bad_settings_are_one_clear_line(cg):
     bad = cg("sidecar", "--once", ok=False, extra_env={"CALLGATE_STALE_SECONDS": "soon"})
     assert bad.exit_code == 1 and "CALLGATE_STALE_SECONDS: must be a number" in bad.output
     assert "no alerts" in cg("alerts").output
+
+
+def test_sidecar_runs_until_sigterm(url, smtpd, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "CALLGATE_SMTP_HOST": "127.0.0.1", "CALLGATE_SMTP_PORT": str(smtpd.port),
+           "CALLGATE_MAIL_FROM": "billing@voip.test", "CALLGATE_DEBIT_INTERVAL": "0.1", "PYTHONPATH": str(root)}
+    CliRunner().invoke(main, ["--db", url, "db", "upgrade"], catch_exceptions=False)
+    _low_balance_alert(url)
+    proc = subprocess.Popen([sys.executable, "-m", "callgate", "--db", url, "sidecar"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not smtpd.server.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(smtpd.server.received) == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"sidecar running every 0.1s" in err

@@ -103,3 +103,13 @@ async def test_4xx_is_retry_and_5xx_is_rejected_with_the_reason(smtp_server):
 async def test_server_down_is_retry_unreachable():
     outcome = await _sender(free_port()).send("a@example.test", Renderer().render("depleted", FACTS))
     assert outcome.status == "retry" and outcome.unreachable and "connect" in outcome.reason
+
+
+async def test_recipient_refusals_4xx_retry_5xx_rejected(smtp_server):
+    smtp_server.handler.rcpt_replies = ["450 4.2.1 mailbox busy", "550 5.1.1 unknown user"]
+    mail = Renderer().render("depleted", FACTS)
+    busy = await _sender(smtp_server.port).send("a@example.test", mail)
+    assert busy.status == "retry" and "450" in busy.reason
+    unknown = await _sender(smtp_server.port).send("a@example.test", mail)
+    assert unknown.status == "rejected" and "550" in unknown.reason and "unknown user" in unknown.reason
+    assert (await _sender(smtp_server.port).send("a@example.test", mail)).delivered
