@@ -64,8 +64,11 @@ def free_port() -> int:
 class SmtpServer:
     """aiosmtpd on the test's event loop, bound to 127.0.0.1."""
 
-    def __init__(self, port: int = 0):
+    def __init__(self, port: int = 0, *, tls: str = "none", ssl_context=None):
         self.port = port
+        self.tls = tls
+        """``none``, ``starttls`` (offered after EHLO) or ``tls`` (implicit, from the first byte)."""
+        self.ssl_context = ssl_context
         self.handler = ScriptedHandler()
         self._server: asyncio.AbstractServer | None = None
 
@@ -75,7 +78,11 @@ class SmtpServer:
 
     async def start(self) -> "SmtpServer":
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: SMTP(self.handler, hostname="mx.test"), "127.0.0.1", self.port)
+        starttls = self.ssl_context if self.tls == "starttls" else None
+        implicit = self.ssl_context if self.tls == "tls" else None
+        self._server = await loop.create_server(
+            lambda: SMTP(self.handler, hostname="mx.test", tls_context=starttls, require_starttls=starttls is not None),
+            "127.0.0.1", self.port, ssl=implicit)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -114,3 +121,32 @@ class ThreadedSmtpServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+
+def self_signed_context(tmp_path):
+    """A server TLS context with a throw-away self-signed certificate for 127.0.0.1."""
+    import datetime
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mx.test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert_path, key_path)
+    return ctx

@@ -6,7 +6,7 @@ import pytest
 from billing_core.mail.render import KINDS, MailSite, Renderer, TemplateProblem
 from billing_core.mail.smtp import SmtpSender, SmtpSettings, SmtpSettingsError
 
-from .smtpd import free_port
+from .smtpd import SmtpServer, free_port
 
 FACTS = {
     "account_ref": "acme", "account_name": "Acme <Corp>", "currency": "CAD", "balance": "4.00", "threshold": "5.00",
@@ -113,3 +113,21 @@ async def test_recipient_refusals_4xx_retry_5xx_rejected(smtp_server):
     unknown = await _sender(smtp_server.port).send("a@example.test", mail)
     assert unknown.status == "rejected" and "550" in unknown.reason and "unknown user" in unknown.reason
     assert (await _sender(smtp_server.port).send("a@example.test", mail)).delivered
+
+
+@pytest.mark.parametrize("mode", ["starttls", "tls"])
+async def test_starttls_and_implicit_tls(tmp_path, mode):
+    from .smtpd import self_signed_context
+
+    server = await SmtpServer(tls=mode, ssl_context=self_signed_context(tmp_path)).start()
+    try:
+        settings = SmtpSettings(host="127.0.0.1", port=server.port, mail_from="billing@voip.test", tls=mode,
+                                timeout=5, validate_certs=False)
+        outcome = await SmtpSender(settings).send("a@example.test", Renderer().render("depleted", FACTS))
+        assert outcome.delivered, outcome
+        assert len(server.received) == 1
+        plain = SmtpSettings(host="127.0.0.1", port=server.port, mail_from="billing@voip.test", tls="none", timeout=1)
+        refused = await SmtpSender(plain).send("a@example.test", Renderer().render("depleted", FACTS))
+        assert not refused.delivered and len(server.received) == 1  # the server insists on TLS
+    finally:
+        await server.stop()
