@@ -84,6 +84,10 @@ def event_channel_ids(event: dict) -> list[str]:
     return out
 
 
+#: Events whose timestamp the call uses (answer, hangup); the others skip the parse.
+TIMED_EVENTS = frozenset({"StasisEnd", "ChannelHangupRequest", "ChannelDestroyed", "ChannelStateChange", "Dial"})
+
+
 def _wake(waiter: asyncio.Future) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -203,7 +207,7 @@ class CallActor:
     # ------------------------------------------------------------------ what events mean
     def observe(self, ev: dict) -> None:
         kind = ev.get("type")
-        ts = parse_ts(ev.get("timestamp"))
+        ts = parse_ts(ev.get("timestamp")) if kind in TIMED_EVENTS else None
         ch = ev.get("channel") if isinstance(ev.get("channel"), dict) else None
         cid = str(ch["id"]) if ch and ch.get("id") else None
         if kind == "StasisStart" and cid:

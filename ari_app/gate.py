@@ -47,6 +47,15 @@ from ari_app.settings import GateSettings
 log = logging.getLogger("ari_app.gate")
 
 CALL_ARGS = ("outbound", "inbound")
+#: Event types no call decision depends on (dropped at the door: with a channel subscription in
+#: continue mode they are most of the traffic).
+IGNORED_EVENTS = frozenset({"ChannelDialplan", "ChannelConnectedLine", "ChannelCallerId", "ChannelEnteredBridge",
+                            "ChannelLeftBridge", "BridgeCreated", "BridgeDestroyed", "BridgeBlindTransfer",
+                            "BridgeAttendedTransfer", "PlaybackStarted", "DeviceStateChanged",
+                            "ChannelTalkingStarted", "ChannelTalkingFinished", "ChannelDtmfReceived",
+                            "ChannelHold", "ChannelUnhold", "ChannelToneDetected"})
+#: The only channel variable a call reads (Dial's own talk time, continue mode).
+USED_VARIABLES = frozenset({"ANSWEREDTIME_MS"})
 #: How long events of an unknown channel are held while a create is in flight.
 EARLY_TTL_SECONDS = 10.0
 #: How long events of a finished call's channels are silently dropped.
@@ -176,12 +185,20 @@ class Gate:
     async def on_event(self, event: dict) -> None:
         """Route one event. Never awaits: the client's per-channel worker stays free."""
         kind = event.get("type")
+        if kind in IGNORED_EVENTS or (kind == "ChannelVarset" and event.get("variable") not in USED_VARIABLES):
+            return  # most of what a subscribed channel sends; no call decision depends on it
         if kind == "StasisStart":
             args = [str(a) for a in (event.get("args") or [])]
             channel = event.get("channel") or {}
             cid = str(channel.get("id") or "")
             if args and args[0] in CALL_ARGS and cid and cid not in self._by_channel and cid not in self._finished:
                 self._start_call(event, channel, args)
+                return
+        channel = event.get("channel")
+        if channel.__class__ is dict:  # the common case: one channel, already owned by a call
+            call = self._by_channel.get(channel.get("id"))
+            if call is not None:
+                call.post(event)
                 return
         ids = event_channel_ids(event)
         for cid in ids:
