@@ -134,3 +134,20 @@ async def test_run_forever_sends_within_a_few_intervals_and_stops(core, smtp_ser
         sidecar.stop()
         await asyncio.wait_for(task, 5)
     assert [r["status"] for r in await outbox_rows(core)] == ["sent"]
+
+
+async def test_a_sender_that_died_after_claiming_is_replaced_after_the_lease(core, smtp_server):
+    from billing_core.sidecar.outbox import claim_tx
+
+    await seed(core, balance="10.00")
+    await debit(core, "acme", "6.00")
+    [row] = await outbox_rows(core)
+    lease_ms = int(FAST_OUTBOX.lease_seconds * 1000)
+    claimed = await core.store.run(claim_tx, row["id"], core.clock.now_ms(), lease_ms)
+    assert claimed is not None  # ... and that sender crashed before sending
+    sidecar = make_sidecar(core, smtp_server.port)
+    assert (await sidecar.run_once()).mail.sent == 0  # still leased: nobody else touches it
+    core.clock.advance(FAST_OUTBOX.lease_seconds)
+    assert (await sidecar.run_once()).mail.sent == 1
+    [row] = await outbox_rows(core)
+    assert row["status"] == "sent" and row["attempts"] == 2 and len(smtp_server.received) == 1
