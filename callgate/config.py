@@ -219,6 +219,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "chunk_seconds": Key(_int(1, 3600), 60, ("CALLGATE_CHUNK_SECONDS",), doc="talk bought per hold chunk"),
         "presuspend_days": Key(_float(0), 7.0, ("CALLGATE_PRESUSPEND_DAYS",), doc="depleted this long → pre-suspension"),
         "did_release_days": Key(_float(0), 7.0, ("CALLGATE_DID_RELEASE_DAYS",), doc="pre-suspended this long → DIDs released"),
+        "stale_per_pass": Key(_int(1), 500, ("CALLGATE_STALE_PER_PASS",), doc="at most this many stale calls settled per pass"),
+        "debit_lookahead": Key(_str, "", ("CALLGATE_DEBIT_LOOKAHEAD",), doc="seconds of talk kept held ahead (empty: two intervals, ≥ 10)"),
+        "set_based": Key(_bool, True, ("CALLGATE_SIDECAR_SET_BASED",), doc="batched debit pass (false: one transaction per call)"),
     },
     "smtp": {
         "host": Key(_str, "127.0.0.1", doc="SMTP server"),
@@ -228,6 +231,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "tls": Key(_choice("none", "starttls", "tls"), "none", doc="none | starttls | tls"),
         "mail_from": Key(_nonempty, "callgate@localhost", ("CALLGATE_MAIL_FROM",), doc="From: of alert emails"),
         "timeout": Key(_float(1), 30.0, doc="seconds to connect and for each SMTP reply"),
+        "validate_certs": Key(_bool, True, doc="verify the server's TLS certificate"),
+        "templates": Key(_str, "", ("CALLGATE_MAIL_TEMPLATES",), doc="directory of replacement email templates"),
+        "provider_name": Key(_str, "", ("CALLGATE_MAIL_PROVIDER_NAME",), doc="signature line of the emails"),
+        "backoff_seconds": Key(_float(0), 30.0, ("CALLGATE_MAIL_BACKOFF_SECONDS",), doc="first retry delay after a failure"),
+        "backoff_max_seconds": Key(_float(0), 3600.0, ("CALLGATE_MAIL_BACKOFF_MAX_SECONDS",), doc="longest retry delay"),
+        "max_attempts": Key(_int(1), 50, ("CALLGATE_MAIL_MAX_ATTEMPTS",), doc="attempts before an email is marked failed"),
     },
     "paypal": {
         "client_id": Key(_str, "", doc="PayPal REST app client id"),
