@@ -17,7 +17,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from sqlalchemy import bindparam, select, update
@@ -31,11 +31,10 @@ from .clock import SystemClock
 from asyncpg.exceptions import UniqueViolationError
 
 from .domain import authorize as auth_steps
-from .domain import lifecycle
+from .domain import money_rules as rules
 from .domain.errors import DenyReason, InvalidInput, NotFound
-from .domain.money import format_customer
-from .domain.numbers import DEFAULT_EMERGENCY_NUMBERS, DEFAULT_HOME_REGION, is_emergency, normalise
-from .domain.rating import Rate, RateTable, billable_seconds, cost, max_talk_seconds, round_up_to_increment
+from .domain.numbers import DEFAULT_EMERGENCY_NUMBERS, DEFAULT_HOME_REGION, is_emergency
+from .domain.rating import Rate, RateTable, billable_seconds, cost
 from .domain.records import AccountView, Authorization, CallSession, LedgerEntry, Settlement
 from .store.engine import Store, StorageError, open_store
 from .store.tables import accounts, call_sessions, dids, endpoints, ledger, outbox, packages, plans, rates
@@ -44,7 +43,7 @@ log = logging.getLogger("callgate.core")
 
 LIVE_STATES = ("authorized", "answered")
 LEDGER_KINDS = ("credit", "debit", "payment", "refund", "reversal", "call", "chunk")
-PAYMENT_KINDS = ("payment",)
+PAYMENT_KINDS = rules.PAYMENT_KINDS
 
 
 @dataclass(frozen=True)
@@ -232,27 +231,12 @@ class BillingCore:
         return self._session_view(conn, session_id)
 
     def _extend_locked(self, conn, acct, row, now) -> None:
-        rate = _session_rate(row)
-        target = row["granted_seconds"] + self._chunk_step(row, rate)
-        available = acct["balance"] + acct["credit_limit"] - acct["held"]
-        # What this call may spend in total: what it already took + its own hold + what is free.
-        budget = row["charged"] + row["hold"] + available
-        affordable = max_talk_seconds(budget, rate, cap=self.settings.max_call_seconds)
-        new_granted = min(target, affordable)
-        if new_granted == row["granted_seconds"]:
+        ext = rules.extension(acct, row, charged=row["charged"], hold=row["hold"], cap=self.settings.max_call_seconds)
+        if ext is None:
             return
-        new_hold = max(cost(new_granted, rate) - row["charged"], 0)
-        delta = new_hold - row["hold"]
-        conn.execute(_U_ACCOUNT_HELD, {"aid": acct["id"], "delta": delta, "now": now})
-        cutoff = None if row["answered_at"] is None else row["answered_at"] + new_granted * 1000
-        conn.execute(_U_SESSION_GRANT, {"sid": row["id"], "granted": new_granted, "hold": new_hold, "cutoff": cutoff})
-
-    @staticmethod
-    def _chunk_step(row, rate: Rate) -> int:
-        step = max(row["chunk_seconds"], 1)
-        if row["granted_seconds"] < rate.initial_increment:
-            return round_up_to_increment(step, rate)
-        return -(-step // rate.increment) * rate.increment
+        conn.execute(_U_ACCOUNT_HELD, {"aid": acct["id"], "delta": ext.hold - row["hold"], "now": now})
+        conn.execute(_U_SESSION_GRANT, {"sid": row["id"], "granted": ext.granted_seconds, "hold": ext.hold,
+                                        "cutoff": ext.cutoff_at})
 
     async def debit_elapsed(self, session_id: str, now_ms: int | None = None, *, lookahead_seconds: int = 10) -> CallSession:
         """Sidecar: debit every fully elapsed chunk (ledger key = session + chunk number) and, when
@@ -272,27 +256,21 @@ class BillingCore:
         return self._session_view(conn, session_id)
 
     def _debit_locked(self, conn, acct, row, now, lookahead) -> None:
-        rate = _session_rate(row)
-        chunk = max(row["chunk_seconds"], 1)
-        elapsed = max(now - row["answered_at"], 0) // 1000
-        due = min(elapsed, row["granted_seconds"]) // chunk
-        done = row["chunks_debited"]
+        chunks = rules.due_chunks(row, now)
         charged, hold = row["charged"], row["hold"]
-        for k in range(done + 1, due + 1):
-            amount = cost(k * chunk, rate) - cost((k - 1) * chunk, rate)
+        for k, amount in chunks:
+            released = min(amount, hold)
             acct = self._apply_balance_change(
                 conn, acct, -amount, kind="chunk", reason=f"call {row['number_e164']} chunk {k}",
-                key=f"chunk:{row['id']}:{k}", session_id=row["id"], now=now, held_delta=-min(amount, hold),
+                key=f"chunk:{row['id']}:{k}", session_id=row["id"], now=now, held_delta=-released,
             )
-            hold -= min(amount, hold)
+            hold -= released
             charged += amount
-        if due > done:
-            conn.execute(_U_SESSION_DEBITED, {"sid": row["id"], "charged": charged, "hold": hold, "chunks": due})
+        if chunks:
+            conn.execute(_U_SESSION_DEBITED, {"sid": row["id"], "charged": charged, "hold": hold, "chunks": chunks[-1][0]})
             row = self._session_row(conn, row["id"])
-        if row["hold_mode"] == "chunked":
-            remaining_ms = row["answered_at"] + row["granted_seconds"] * 1000 - now
-            if remaining_ms < (chunk + lookahead) * 1000:
-                self._extend_locked(conn, acct, row, now)
+        if rules.needs_extension(row, now, lookahead):
+            self._extend_locked(conn, acct, row, now)
 
     async def debit_due(self, now_ms: int | None = None, *, lookahead_seconds: int = 10, batch: int = 200) -> dict[str, int]:
         """Sidecar pass over every answered chunked call: only the sessions with a chunk due or a
@@ -309,14 +287,11 @@ class BillingCore:
                        call_sessions.c.cutoff_at).where(call_sessions.c.state == "answered",
                                                         call_sessions.c.emergency.is_(False))
             todo = []
-            for r in conn.execute(q):
-                chunk = max(r.chunk_seconds, 1)
-                elapsed = max(now - r.answered_at, 0) // 1000
-                due = min(elapsed, r.granted_seconds) // chunk
-                remaining_ms = r.answered_at + r.granted_seconds * 1000 - now
-                needs_extend = r.hold_mode == "chunked" and remaining_ms < (chunk + lookahead_seconds) * 1000
-                if due > r.chunks_debited or needs_extend:
-                    todo.append(r.id)
+            for r in conn.execute(q).mappings():
+                chunk = max(r["chunk_seconds"], 1)
+                due = min(max(now - r["answered_at"], 0) // 1000, r["granted_seconds"]) // chunk
+                if due > r["chunks_debited"] or rules.needs_extension(r, now, lookahead_seconds):
+                    todo.append(r["id"])
             return todo
 
         todo = await self.store.run(pick)
@@ -447,44 +422,21 @@ class BillingCore:
 
     def _apply_balance_change(self, conn, acct, delta: int, *, kind: str, reason: str, key: str, session_id: str | None,
                               now: int, held_delta: int = 0):
-        """The only place a balance changes: ledger entry + balance + lifecycle + alerts, one transaction."""
-        new_balance = acct["balance"] + delta
-        state = lifecycle.LifecycleState(
-            balance=new_balance, status=acct["status"], low_balance_threshold=acct["low_balance"],
-            low_balance_armed=bool(acct["low_balance_armed"]), low_balance_crossings=acct["low_balance_crossings"],
-            depletions=acct["depletions"], depleted_at=acct["depleted_at"], presuspended_at=acct["presuspended_at"],
-            status_changed_at=acct["status_changed_at"],
-        )
-        tr = lifecycle.after_balance_change(state, now_ms=now)
-        s = tr.state
-        conn.execute(
-            _I_LEDGER,
-            dict(account_id=acct["id"], kind=kind, amount=delta, balance_after=new_balance, reason=reason[:300],
-                 session_id=session_id, idempotency_key=key, created_at=now),
-        )
+        """The only place a balance changes: ledger entry + balance + lifecycle + alerts, one
+        transaction (the arithmetic is billing_core.domain.money_rules, shared with the sidecar)."""
+        change = rules.balance_change(acct, delta, kind=kind, reason=reason, key=key, session_id=session_id, now=now,
+                                      held_delta=held_delta)
+        a = change.account
+        conn.execute(_I_LEDGER, change.ledger_row)
         conn.execute(_U_ACCOUNT_BALANCE, dict(
-            aid=acct["id"], delta=delta, held_delta=held_delta, status=s.status, status_changed_at=s.status_changed_at,
-            depleted_at=s.depleted_at, presuspended_at=s.presuspended_at, armed=s.low_balance_armed,
-            crossings=s.low_balance_crossings, depletions=s.depletions, now=now,
+            aid=a["id"], delta=delta, held_delta=held_delta, status=a["status"], status_changed_at=a["status_changed_at"],
+            depleted_at=a["depleted_at"], presuspended_at=a["presuspended_at"], armed=a["low_balance_armed"],
+            crossings=a["low_balance_crossings"], depletions=a["depletions"], now=now,
         ))
-        facts = {
-            "account_ref": acct["ref"], "account_name": acct["name"], "currency": acct["currency"],
-            "balance": format_customer(new_balance), "threshold": format_customer(acct["low_balance"]),
-        }
-        for alert in tr.alerts:
-            self.enqueue_alert(conn, account_id=acct["id"], to_addr=acct["email"], kind=alert.kind,
-                               dedupe_key=f"{acct['ref']}:{alert.kind}:{alert.crossing}", context=facts, now=now)
-        if kind in PAYMENT_KINDS and delta > 0:
-            self.enqueue_alert(conn, account_id=acct["id"], to_addr=acct["email"], kind=lifecycle.TOPUP_RECEIPT,
-                               dedupe_key=f"{acct['ref']}:{lifecycle.TOPUP_RECEIPT}:{key}",
-                               context={**facts, "amount": format_customer(delta), "reference": key, "reason": reason},
-                               now=now)
-        updated = dict(acct)
-        updated.update(balance=new_balance, held=acct["held"] + held_delta, status=s.status,
-                       status_changed_at=s.status_changed_at, depleted_at=s.depleted_at,
-                       presuspended_at=s.presuspended_at, low_balance_armed=s.low_balance_armed,
-                       low_balance_crossings=s.low_balance_crossings, depletions=s.depletions)
-        return updated
+        for alert in change.alerts:
+            self.enqueue_alert(conn, account_id=a["id"], to_addr=a["email"], kind=alert.kind,
+                               dedupe_key=alert.dedupe_key, context=alert.context, now=now)
+        return a
 
     @staticmethod
     def enqueue_alert(conn, *, account_id, to_addr, kind, dedupe_key, context: dict, now: int) -> None:
@@ -630,8 +582,7 @@ def _account_view(row) -> AccountView:
     )
 
 
-def _session_rate(row) -> Rate:
-    return Rate(row["prefix"] or "", row["rate_per_min"], row["connect_fee"], row["initial_increment"], row["increment"])
+_session_rate = rules.session_rate
 
 
 def _session_select():

@@ -1,0 +1,117 @@
+"""The money arithmetic of live calls and balance changes, on plain row mappings (pure).
+
+Both the per-call path (``BillingCore``) and the sidecar's batched pass apply exactly these
+functions, so the two can never disagree about a chunk, a hold or an alert.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from . import lifecycle
+from .money import format_customer
+from .rating import Rate, cost, max_talk_seconds, round_up_to_increment
+
+PAYMENT_KINDS = ("payment",)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedAlert:
+    """An email owed by a balance change (the outbox key makes it once-only)."""
+
+    kind: str
+    dedupe_key: str
+    context: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceChange:
+    """What one balance change writes."""
+
+    ledger_row: dict[str, Any]
+    """The ledger entry's column values."""
+    account: dict[str, Any]
+    """The account mapping after the change (balance, held and lifecycle columns updated)."""
+    alerts: tuple[QueuedAlert, ...]
+
+
+def balance_change(acct: Mapping[str, Any], delta: int, *, kind: str, reason: str, key: str,
+                   session_id: str | None, now: int, held_delta: int = 0) -> BalanceChange:
+    """Ledger entry + new balance + lifecycle transition + alerts for ``delta`` on ``acct``."""
+    new_balance = acct["balance"] + delta
+    state = lifecycle.LifecycleState(
+        balance=new_balance, status=acct["status"], low_balance_threshold=acct["low_balance"],
+        low_balance_armed=bool(acct["low_balance_armed"]), low_balance_crossings=acct["low_balance_crossings"],
+        depletions=acct["depletions"], depleted_at=acct["depleted_at"], presuspended_at=acct["presuspended_at"],
+        status_changed_at=acct["status_changed_at"],
+    )
+    tr = lifecycle.after_balance_change(state, now_ms=now)
+    s = tr.state
+    row = dict(account_id=acct["id"], kind=kind, amount=delta, balance_after=new_balance, reason=reason[:300],
+               session_id=session_id, idempotency_key=key, created_at=now)
+    updated = dict(acct)
+    updated.update(balance=new_balance, held=acct["held"] + held_delta, status=s.status,
+                   status_changed_at=s.status_changed_at, depleted_at=s.depleted_at, presuspended_at=s.presuspended_at,
+                   low_balance_armed=s.low_balance_armed, low_balance_crossings=s.low_balance_crossings,
+                   depletions=s.depletions)
+    facts = {"account_ref": acct["ref"], "account_name": acct["name"], "currency": acct["currency"],
+             "balance": format_customer(new_balance), "threshold": format_customer(acct["low_balance"])}
+    alerts = [QueuedAlert(a.kind, f"{acct['ref']}:{a.kind}:{a.crossing}", facts) for a in tr.alerts]
+    if kind in PAYMENT_KINDS and delta > 0:
+        alerts.append(QueuedAlert(lifecycle.TOPUP_RECEIPT, f"{acct['ref']}:{lifecycle.TOPUP_RECEIPT}:{key}",
+                                  {**facts, "amount": format_customer(delta), "reference": key, "reason": reason}))
+    return BalanceChange(row, updated, tuple(alerts))
+
+
+def session_rate(row: Mapping[str, Any]) -> Rate:
+    """The rate copied into a call session at authorize time."""
+    return Rate(row["prefix"] or "", row["rate_per_min"], row["connect_fee"], row["initial_increment"], row["increment"])
+
+
+def chunk_step(chunk_seconds: int, granted_seconds: int, rate: Rate) -> int:
+    """Talk added by one hold extension: a chunk on the increment grid (the first covers the
+    initial increment)."""
+    step = max(chunk_seconds, 1)
+    if granted_seconds < rate.initial_increment:
+        return round_up_to_increment(step, rate)
+    return -(-step // rate.increment) * rate.increment
+
+
+def due_chunks(row: Mapping[str, Any], now: int) -> list[tuple[int, int]]:
+    """(chunk number, amount) of every fully elapsed, granted, not yet debited chunk."""
+    rate = session_rate(row)
+    chunk = max(row["chunk_seconds"], 1)
+    elapsed = max(now - row["answered_at"], 0) // 1000
+    due = min(elapsed, row["granted_seconds"]) // chunk
+    return [(k, cost(k * chunk, rate) - cost((k - 1) * chunk, rate)) for k in range(row["chunks_debited"] + 1, due + 1)]
+
+
+def needs_extension(row: Mapping[str, Any], now: int, lookahead: int) -> bool:
+    """A chunked, answered call with less than a chunk + ``lookahead`` seconds of granted talk left."""
+    if row["hold_mode"] != "chunked" or row["answered_at"] is None:
+        return False
+    remaining_ms = row["answered_at"] + row["granted_seconds"] * 1000 - now
+    return remaining_ms < (max(row["chunk_seconds"], 1) + lookahead) * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Extension:
+    granted_seconds: int
+    hold: int
+    cutoff_at: int | None
+
+
+def extension(acct: Mapping[str, Any], row: Mapping[str, Any], *, charged: int, hold: int, cap: int) -> Extension | None:
+    """Hold the next chunk, or what is left (a partial grant moves the cut-off earlier; money
+    taken away by a manual debit can shrink the grant). None when nothing changes."""
+    rate = session_rate(row)
+    granted = row["granted_seconds"]
+    target = granted + chunk_step(row["chunk_seconds"], granted, rate)
+    available = acct["balance"] + acct["credit_limit"] - acct["held"]
+    # What this call may spend in total: what it already took + its own hold + what is free.
+    budget = charged + hold + available
+    new_granted = min(target, max_talk_seconds(budget, rate, cap=cap))
+    if new_granted == granted:
+        return None
+    cutoff = None if row["answered_at"] is None else row["answered_at"] + new_granted * 1000
+    return Extension(new_granted, max(cost(new_granted, rate) - charged, 0), cutoff)
