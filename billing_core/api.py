@@ -207,14 +207,15 @@ class BillingCore:
     async def answer(self, session_id: str, at_ms: int | None = None) -> CallSession:
         """The callee answered at ``at_ms`` (the switch's event time): the cut-off starts ticking."""
         at = self.clock.now_ms() if at_ms is None else int(at_ms)
-        return await self.store.run(self._answer_tx, session_id, at)
+        return await self.store.run(self._answer_tx, session_id, at, self.clock.now_ms())
 
-    def _answer_tx(self, conn, session_id, at):
+    def _answer_tx(self, conn, session_id, at, now):
         row = self._session_row(conn, session_id)
         if row["state"] == "authorized":
             cutoff = None if row["emergency"] else at + row["granted_seconds"] * 1000
+            # last_seen_at is on the core's clock (as heartbeats are); `at` is the switch's.
             conn.execute(_U_SESSION_ANSWER, {"sid": session_id, "at": at, "cutoff": cutoff,
-                                             "seen": max(at, row["last_seen_at"])})
+                                             "seen": max(now, row["last_seen_at"])})
         return self._session_view(conn, session_id)
 
     async def extend(self, session_id: str, now_ms: int | None = None) -> CallSession:
