@@ -33,12 +33,7 @@ def main(ctx: click.Context, db_url: str, config_path: str | None) -> None:
     if config_path and ctx.invoked_subcommand != "config":
         from callgate import config as cfgmod
 
-        try:
-            cfg = cfgmod.load(config_path)
-        except cfgmod.ConfigError as exc:
-            for line in exc.problems:
-                click.echo(f"error: {line}", err=True)
-            raise SystemExit(1)
+        cfg = cfgmod.load_or_exit(config_path)
         if ctx.get_parameter_source("db_url") == click.core.ParameterSource.DEFAULT:
             db_url = cfg.get("database", "url")
         cfgmod.apply_to_environ(cfg)

@@ -349,6 +349,18 @@ def load(path: str | None = None, environ: Mapping[str, str] | None = None) -> C
     return Config(values, path)
 
 
+def load_or_exit(path: str | None) -> Config:
+    """For commands: load and validate, or print one ``error:`` line per problem and exit 1."""
+    try:
+        return load(path)
+    except ConfigError as exc:
+        import click
+
+        for line in exc.problems:
+            click.echo(f"error: {line}", err=True)
+        raise SystemExit(1) from None
+
+
 def apply_to_environ(cfg: Config, environ: dict[str, str] | None = None) -> None:
     """Export file values under every component's variable name (never overriding the operator's)."""
     env = os.environ if environ is None else environ

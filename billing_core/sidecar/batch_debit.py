@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
-from billing_core.api import BillingCore
+from billing_core.api import _U_ACCOUNT_BALANCE, BillingCore
 from billing_core.domain import money_rules as rules
 from billing_core.store.tables import accounts, call_sessions, ledger, packages
 
@@ -66,15 +66,6 @@ _U_SESSION = (
     update(call_sessions).where(call_sessions.c.id == bindparam("b_id"))
     .values(charged=bindparam("b_charged"), hold=bindparam("b_hold"), chunks_debited=bindparam("b_chunks"),
             granted_seconds=bindparam("b_granted"), cutoff_at=bindparam("b_cutoff"))
-)
-
-_U_ACCOUNT = (
-    update(accounts).where(accounts.c.id == bindparam("b_id"))
-    .values(balance=accounts.c.balance + bindparam("b_dbalance"), held=accounts.c.held + bindparam("b_dheld"),
-            status=bindparam("b_status"), status_changed_at=bindparam("b_status_changed_at"),
-            depleted_at=bindparam("b_depleted_at"), presuspended_at=bindparam("b_presuspended_at"),
-            low_balance_armed=bindparam("b_armed"), low_balance_crossings=bindparam("b_crossings"),
-            depletions=bindparam("b_depletions"), updated_at=bindparam("b_now"))
 )
 
 
@@ -120,11 +111,11 @@ def debit_batch_tx(conn, session_ids: list[str], now: int, lookahead: int, max_c
     if session_rows:
         conn.execute(_U_SESSION, session_rows)
     if touched_accounts:
-        conn.execute(_U_ACCOUNT, [
-            dict(b_id=aid, b_dbalance=delta[aid][0], b_dheld=delta[aid][1], b_status=a["status"],
-                 b_status_changed_at=a["status_changed_at"], b_depleted_at=a["depleted_at"],
-                 b_presuspended_at=a["presuspended_at"], b_armed=bool(a["low_balance_armed"]),
-                 b_crossings=a["low_balance_crossings"], b_depletions=a["depletions"], b_now=now)
+        conn.execute(_U_ACCOUNT_BALANCE, [
+            dict(aid=aid, delta=delta[aid][0], held_delta=delta[aid][1], status=a["status"],
+                 status_changed_at=a["status_changed_at"], depleted_at=a["depleted_at"],
+                 presuspended_at=a["presuspended_at"], armed=bool(a["low_balance_armed"]),
+                 crossings=a["low_balance_crossings"], depletions=a["depletions"], now=now)
             for aid in sorted(touched_accounts) for a in (accts[aid],)
         ])
     for acct, alert in alerts:

@@ -20,13 +20,7 @@ def register(main: click.Group) -> None:
         """Validate the configuration and print the effective values (secrets masked).
 
         Exit 1 naming the file/variable and key of each error."""
-        path = ctx.find_root().obj.get("config_path")
-        try:
-            cfg = cfgmod.load(path)
-        except cfgmod.ConfigError as exc:
-            for line in exc.problems:
-                click.echo(f"error: {line}", err=True)
-            raise SystemExit(1)
+        cfg = cfgmod.load_or_exit(ctx.find_root().obj.get("config_path"))
         eff = cfg.effective()
         if as_json:
             click.echo(json.dumps({"ok": True, "file": cfg.file, "config": eff}, indent=2))

@@ -33,12 +33,7 @@ def register(main: click.Group) -> None:
         from callgate.logs import setup_logging
         from callgate.service import Parts, run_service
 
-        try:
-            cfg = cfgmod.load(ctx.find_root().obj.get("config_path"))
-        except cfgmod.ConfigError as exc:
-            for line in exc.problems:
-                click.echo(f"error: {line}", err=True)
-            raise SystemExit(1)
+        cfg = cfgmod.load_or_exit(ctx.find_root().obj.get("config_path"))
         cfgmod.apply_to_environ(cfg)
         setup_logging()
 
