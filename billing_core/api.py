@@ -348,6 +348,33 @@ class BillingCore:
                                           "stale": stale, "note": note})
         return Settlement(session_id, talk_ms, billable, total, row["charged"], final, overrun)
 
+    async def settle_many(self, items: list[tuple[str, int, str | None]], *, stale: bool = False,
+                          batch: int = 100) -> list[Settlement]:
+        """Settle (session id, talk ms, note) items, ``batch`` per transaction — the same
+        ``settle`` for each, exactly once each; for the sidecar's stale sweeps, where one
+        transaction per call costs ~3 ms on PostgreSQL. Accounts are locked in id order, so two
+        concurrent sweeps never deadlock."""
+        for sid, talk_ms, _note in items:
+            if talk_ms is None or int(talk_ms) < 0:
+                raise InvalidInput(f"talk_ms of {sid}: must be a whole number ≥ 0 (got {talk_ms!r})")
+        now = self.clock.now_ms()
+
+        def tx(conn, group):
+            ids = [sid for sid, _, _ in group]
+            owner = dict(conn.execute(select(call_sessions.c.id, call_sessions.c.account_id)
+                                      .where(call_sessions.c.id.in_(ids))).all())
+            ordered = sorted(group, key=lambda it: (owner.get(it[0]) or 0, it[0]))
+            return [self._settle_tx(conn, sid, int(talk), now, stale, note) for sid, talk, note in ordered
+                    if sid in owner]
+
+        out: list[Settlement] = []
+        for i in range(0, len(items), batch):
+            out += await self.store.run(tx, items[i:i + batch])
+        fresh = sum(1 for r in out if not r.replayed)
+        if fresh:
+            metrics.CALLS_SETTLED.labels("yes" if stale else "no").inc(fresh)
+        return out
+
     async def heartbeat(self, session_ids: Iterable[str], now_ms: int | None = None) -> int:
         """The gate reports these calls alive (stale-session detection). Returns rows touched."""
         ids = list(session_ids)

@@ -51,33 +51,43 @@ def stale_talk_ms(answered_at: int | None, granted_seconds: int, now: int) -> in
     return max(0, min(granted_seconds * 1000, now - answered_at))
 
 
-async def settle_stale(core, now: int, stale_seconds: float, *, concurrency: int = 32,
-                       limit: int | None = 500) -> StaleReport:
+async def settle_stale(core, now: int, stale_seconds: float, *, concurrency: int = 4,
+                       limit: int | None = 500, batch_size: int = 100) -> StaleReport:
     """Settle the stale sessions, the longest-silent first, at most ``limit`` per pass.
 
     Why a limit: after a gate dies with thousands of calls, settling them all (one core.settle
     each: ≈3 ms on PostgreSQL) would hold the pass for half a minute, and the debit step of the
     *other* gates' calls — whose next chunk must be held before their cut-off — would wait behind
     it. A bounded slice per pass keeps every pass short; the storm clears over a few passes.
-    Settlements run ``concurrency`` at a time so they share SQLite's group commit and the
-    PostgreSQL pool instead of paying one commit each in turn."""
+    Settlements go ``batch_size`` per transaction (``core.settle_many``), ``concurrency``
+    transactions at a time."""
     rows = await core.store.run(stale_sessions_tx, now - int(stale_seconds * 1000), limit)
     if not rows:
         return StaleReport()
     gate = asyncio.Semaphore(concurrency)
+    state_of = {r.id: r.state for r in rows}
 
-    async def one(row) -> str | None:
+    def item(row):
         answered = row.state == "answered"
         talk = stale_talk_ms(row.answered_at, row.granted_seconds, now) if answered else 0
         note = f"stale: gate silent since {row.last_seen_at}" + ("" if answered else "; never answered")
-        async with gate:
-            result = await core.settle(row.id, talk, stale=True, note=note)
-        if result.replayed:
-            return None  # the gate (or another sidecar) settled it meanwhile
-        log.info("session %s settled as stale (%s, talk %d ms)", row.id, row.state, talk)
-        return row.state
+        return row.id, talk, note
 
-    outcomes = await asyncio.gather(*(one(r) for r in rows))
+    async def batch(group) -> list[str | None]:
+        async with gate:
+            results = await core.settle_many([item(r) for r in group], stale=True, batch=batch_size)
+        out = []
+        for result in results:
+            if result.replayed:
+                out.append(None)  # the gate (or another sidecar) settled it meanwhile
+                continue
+            log.info("session %s settled as stale (%s, talk %d ms)", result.session_id, state_of[result.session_id],
+                     result.talk_ms)
+            out.append(state_of[result.session_id])
+        return out
+
+    groups = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+    outcomes = [o for part in await asyncio.gather(*(batch(g) for g in groups)) for o in part]
     settled = sum(1 for o in outcomes if o == "answered")
     closed = sum(1 for o in outcomes if o == "authorized")
     log.warning("%d stale sessions settled, %d never-answered closed (gate silent > %gs)", settled, closed, stale_seconds)

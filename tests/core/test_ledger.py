@@ -163,3 +163,21 @@ async def test_debit_due_touches_only_calls_with_work(core, clock):
     assert charged == [(await core.get_session(i)).charged for i in ids]
     assert charged[4] == 60_000  # 100 s in: one full 60 s chunk
     assert await core.admin.verify() == []
+
+
+async def test_settle_many_settles_each_once(core, clock):
+    await seed(core, balance="10.00", deck=[Rate("1", 60_000, 0, 1, 1)], max_calls=50)
+    await seed(core, account="beta", endpoint="bob", did=None, balance="10.00", max_calls=50)
+    ids = []
+    for ep in ("alice", "bob", "alice"):
+        a = await core.authorize_call(direction="outbound", number="15145550100", endpoint=ep)
+        await core.answer(a.session_id, clock.now_ms())
+        ids.append(a.session_id)
+    first = await core.settle(ids[0], 10_000)
+    results = await core.settle_many([(ids[0], 30_000, "x"), (ids[1], 20_000, "stale"), (ids[2], 5_000, None)], stale=True)
+    by_id = {r.session_id: r for r in results}
+    assert by_id[ids[0]].replayed and by_id[ids[0]].cost == first.cost
+    assert not by_id[ids[1]].replayed and by_id[ids[1]].talk_ms == 20_000
+    assert (await core.get_session(ids[1])).stale
+    assert await core.admin.verify() == []
+    assert (await core.account("acme")).live_calls == 0 and (await core.account("beta")).live_calls == 0
