@@ -15,6 +15,29 @@ from sqlalchemy import text
 HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
 
 
+class AriClientCollector:
+    """Exposes an ARI client's connection state and reconnect count (ari_app stays free of
+    prometheus wiring; the service registers its client here)."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        yield GaugeMetricFamily("callgate_ari_connected", "1 when the events WebSocket to Asterisk is up",
+                                value=1 if getattr(self.client, "connected", False) else 0)
+        yield CounterMetricFamily("callgate_ari_reconnects", "Reconnects of the ARI events WebSocket",
+                                  value=getattr(self.client, "reconnects", 0))
+
+
+def register_ari_client(client):
+    """Register (and return) the collector; unregister it with ``REGISTRY.unregister``."""
+    collector = AriClientCollector(client)
+    REGISTRY.register(collector)
+    return collector
+
+
 def database_check(core) -> HealthCheck:
     async def check() -> tuple[bool, str]:
         try:

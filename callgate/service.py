@@ -79,6 +79,16 @@ async def run_service(
 
         checks["ari"] = ari_check
         cleanups.append(client.close)
+        from prometheus_client import REGISTRY
+
+        from callgate.ops_http import register_ari_client
+
+        collector = register_ari_client(client)
+
+        async def unregister() -> None:
+            REGISTRY.unregister(collector)
+
+        cleanups.append(unregister)
 
     # --- sidecar
     sidecar = None

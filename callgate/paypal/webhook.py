@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import Counter
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -325,6 +326,9 @@ def default_verifier() -> WebhookVerifier:
     return _default
 
 
+WEBHOOK_RESULTS = Counter("callgate_paypal_webhooks_total", "PayPal webhook deliveries by outcome", ["status", "reason"])
+
+
 def paypal_routes(core, *, verifier: WebhookVerifier | None = None, path: str = "/paypal/webhook") -> list[web.RouteDef]:
     """aiohttp routes for PayPal's webhook POSTs (exempt them from CSRF: PayPal signs them)."""
 
@@ -335,6 +339,7 @@ def paypal_routes(core, *, verifier: WebhookVerifier | None = None, path: str = 
         if len(raw) > MAX_BODY:
             return web.json_response({"status": "rejected", "reason": "too_large"}, status=413)
         result = await handle_webhook(core, request.headers, raw, verifier=verifier, peer=request.remote)
+        WEBHOOK_RESULTS.labels(result.status, result.reason or "").inc()
         return web.json_response({"status": result.status, "reason": result.reason}, status=result.http_status)
 
     return [web.post(path, webhook)]

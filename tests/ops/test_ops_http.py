@@ -55,3 +55,32 @@ async def test_healthz_fails_when_the_database_is_gone(tmp_path, clock):
     finally:
         await runner.cleanup()
         await broken.close()
+
+
+async def test_webhook_results_are_counted(core):
+    from prometheus_client import REGISTRY
+
+    from callgate.paypal.webhook import paypal_routes
+
+    app = web.Application()
+    app.add_routes(paypal_routes(core))
+    runner, base = await _serve(app)
+
+    def count(reason):
+        return REGISTRY.get_sample_value("callgate_paypal_webhooks_total", {"status": "rejected", "reason": reason}) or 0
+
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def post_unsigned():
+                async with http.post(f"{base}/paypal/webhook", data=b'{"id": "WH-1"}') as r:
+                    body = await r.json()
+                    assert r.status == 400 and body["status"] == "rejected"
+                    return body["reason"]
+
+            reason = await post_unsigned()
+            before = count(reason)
+            assert before >= 1
+            assert await post_unsigned() == reason
+            assert count(reason) == before + 1
+    finally:
+        await runner.cleanup()

@@ -80,6 +80,9 @@ async def test_run_serves_every_part_and_stops_on_sigterm(sim, tmp_path):
             async with http.get(f"http://127.0.0.1:{web_port}/metrics") as r:
                 text = await r.text()
                 assert 'callgate_calls_refused_total{direction="outbound",reason="depleted"} 1.0' in text
+                assert "callgate_ari_connected 1.0" in text and "callgate_ari_reconnects_total" in text
+                assert "callgate_sidecar_pass_seconds_count" in text and "callgate_outbox_queued" in text
+                assert "callgate_live_calls" in text
             # the FastAGI part listens too
             _, writer = await asyncio.open_connection("127.0.0.1", agi_port)
             writer.close()
