@@ -18,7 +18,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 
 from billing_core.api import LIVE_STATES
 from billing_core.store.tables import call_sessions
@@ -35,9 +35,14 @@ class StaleReport:
 
 
 def stale_sessions_tx(conn, seen_before: int, limit: int | None = None) -> list:
+    # A full-hold session (Dial L(), AGI, continue mode) has all its money held and a hard limit
+    # in the switch: it is only stale once even its longest possible call is over, however long
+    # nobody reported it (classic AGI has nobody to report it).
+    latest_end = func.coalesce(call_sessions.c.answered_at, call_sessions.c.created_at) + call_sessions.c.granted_seconds * 1000
     q = (select(call_sessions.c.id, call_sessions.c.state, call_sessions.c.answered_at,
                 call_sessions.c.granted_seconds, call_sessions.c.last_seen_at)
-         .where(call_sessions.c.state.in_(LIVE_STATES), call_sessions.c.last_seen_at < seen_before)
+         .where(call_sessions.c.state.in_(LIVE_STATES), call_sessions.c.last_seen_at < seen_before,
+                or_(call_sessions.c.hold_mode != "full", latest_end < seen_before))
          .order_by(call_sessions.c.last_seen_at))
     if limit is not None:
         q = q.limit(limit)

@@ -220,3 +220,22 @@ async def test_stale_storm_is_settled_in_bounded_slices(core):
     counts = [(await sidecar.run_once()).stale.settled for _ in range(4)]
     assert counts == [4, 4, 2, 0]
     assert (await account_row(core, "acme"))["live_calls"] == 0
+
+
+async def test_full_hold_calls_are_not_stale_before_their_longest_possible_end(core):
+    """Dial L() / AGI / continue-mode calls hold all their money and the switch enforces the
+    limit: nobody has to report them; they are stale only after grant + the stale window."""
+    await seed(core, balance="0.05")  # 0.01/min at 60/6: 300 s of talk
+    sidecar = make_sidecar(core, free_port(), stale_seconds=120)
+    a = await core.authorize_call(direction="outbound", number="15145550100", endpoint="alice", pbx_id="agi@x",
+                                  channel_id="agi-1", full_hold=True)
+    assert a.granted_seconds == 300
+    await core.answer(a.session_id, core.clock.now_ms())
+    for _ in range(16):  # 400 s, nobody reports the call
+        core.clock.advance(25)
+        await sidecar.run_once()
+    assert (await core.get_session(a.session_id)).state == "answered"
+    core.clock.advance(30)  # 430 s > 300 s granted + 120 s window
+    await sidecar.run_once()
+    s = await core.get_session(a.session_id)
+    assert s.state == "settled" and s.stale and s.talk_ms == 300_000
