@@ -76,3 +76,30 @@ async def test_parallel_credits_with_one_key_credit_once(db_url, clock):
     finally:
         for c in cores:
             await c.close()
+
+
+async def test_overlapping_batched_and_single_settles_charge_once(db_url, clock):
+    cores = [await BillingCore.open(db_url, clock=clock, pool_size=4) for _ in range(2)]
+    await cores[0].create_schema()
+    try:
+        await seed(cores[0], balance="50.00", max_calls=60, deck=DECK)
+        await seed(cores[0], account="beta", endpoint="bob", did=None, balance="50.00", max_calls=60, deck=DECK)
+        ids = []
+        for n in range(40):
+            a = await cores[n % 2].authorize_call(direction="outbound", number="15145550100",
+                                                  endpoint="alice" if n % 3 else "bob")
+            await cores[0].answer(a.session_id, clock.now_ms())
+            ids.append(a.session_id)
+        items = [(sid, 10_000 + i * 100, "stale") for i, sid in enumerate(ids)]
+        results = await asyncio.gather(
+            cores[0].settle_many(items[:30], stale=True, batch=7),
+            cores[1].settle_many(list(reversed(items[10:])), stale=True, batch=5),
+            *[cores[i % 2].settle(sid, talk) for i, (sid, talk, _) in enumerate(items[5:15])],
+        )
+        flat = [r for part in results for r in (part if isinstance(part, list) else [part])]
+        fresh = [r.session_id for r in flat if not r.replayed]
+        assert sorted(fresh) == sorted(ids)  # each session settled exactly once
+        assert await cores[1].admin.verify() == []
+    finally:
+        for c in cores:
+            await c.close()
