@@ -29,6 +29,12 @@ def nothing_left(sim) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- faults
+
+def answered_time_ms(sim, channel_id: str) -> int:
+    """The last ANSWEREDTIME_MS Asterisk set on the channel (what the dialplan's Dial measured)."""
+    return [int(e["value"]) for e in sim.events_of(channel_id)
+            if e["type"] == "ChannelVarset" and e["variable"] == "ANSWEREDTIME_MS" and e["value"]][-1]
+
 async def test_core_that_raises_hangs_the_caller_up(sim, core):
     await seed(core)
 
@@ -267,8 +273,7 @@ async def test_restart_follows_a_continued_call(sim, core):
     finally:
         await stop(gate2, task2)
     s = await core.find_session(sim.asterisk_id, call.channel_id)
-    answered_time = [int(e["value"]) for e in sim.events_of(call.channel_id)
-                     if e["type"] == "ChannelVarset" and e["variable"] == "ANSWEREDTIME_MS" and e["value"]][-1]
+    answered_time = answered_time_ms(sim, call.channel_id)
     assert s.state == "settled" and s.talk_ms == answered_time > 0
 
 
@@ -392,8 +397,7 @@ async def test_restart_during_ringing_of_a_continued_call_still_bills_its_talk(s
     finally:
         await stop(gate2, task2)
     s = await core.find_session(sim.asterisk_id, call.channel_id)
-    answered_time = [int(e["value"]) for e in sim.events_of(call.channel_id)
-                     if e["type"] == "ChannelVarset" and e["variable"] == "ANSWEREDTIME_MS" and e["value"]][-1]
+    answered_time = answered_time_ms(sim, call.channel_id)
     assert s.state == "settled" and s.talk_ms == answered_time > 0 and s.cost > 0
 
 
