@@ -55,11 +55,28 @@ async def db_url(backend, tmp_path):
         return
     schema = f"cg_{RUN_ID}_{next(_counter)}"
     await _pg_exec(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in PG_URL else "?"
     try:
-        yield f"{PG_URL}{sep}schema={schema}"
+        yield _schema_url(schema)
     finally:
         await _pg_exec(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=_backends())
+def sync_db_url(request, tmp_path):
+    """``db_url`` for synchronous tests (the CLI runs its own event loop through click's runner)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'cli.db'}"
+        return
+    schema = f"cg_{RUN_ID}_{next(_counter)}"
+    asyncio.run(_pg_exec(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield _schema_url(schema)
+    finally:
+        asyncio.run(_pg_exec(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+def _schema_url(schema: str) -> str:
+    return f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
 
 
 @pytest.fixture

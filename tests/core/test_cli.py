@@ -3,28 +3,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 
 import pytest
 from click.testing import CliRunner
 
 from callgate.cli import main
-from tests.conftest import PG_URL, _backends, _pg_exec
 
 HEADER = "prefix,description,rate_per_min,connect_fee,initial_increment,increment\n"
 
 
-@pytest.fixture(params=_backends())
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cli.db'}"
-        return
-    schema = f"cgcli_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_pg_exec(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
-    finally:
-        asyncio.run(_pg_exec(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+@pytest.fixture
+def url(sync_db_url):
+    return sync_db_url
 
 
 @pytest.fixture
