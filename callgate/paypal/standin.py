@@ -328,13 +328,20 @@ class PayPalStandIn:
             return self._err(404, "RESOURCE_NOT_FOUND", "The specified resource does not exist.", "INVALID_RESOURCE_ID")
         return web.json_response(self._order_json(order))
 
+    def _replay(self, request_id: str | None) -> web.Response | None:
+        """PayPal answers a repeated PayPal-Request-Id with its first answer."""
+        if request_id and request_id in self._idempotent:
+            status, body = self._idempotent[request_id]
+            return web.json_response(body, status=status)
+        return None
+
     async def _capture(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self._err(401, "AUTHENTICATION_FAILURE", "Authentication failed")
         request_id = request.headers.get("PayPal-Request-Id")
-        if request_id and request_id in self._idempotent:
-            status, body = self._idempotent[request_id]
-            return web.json_response(body, status=status)
+        replay = self._replay(request_id)
+        if replay is not None:
+            return replay
         if "capture" in self.fail_next:
             status, body = self.fail_next.pop("capture")
             return web.json_response(body, status=status)
@@ -385,9 +392,9 @@ class PayPalStandIn:
         if not self._authorized(request):
             return self._err(401, "AUTHENTICATION_FAILURE", "Authentication failed")
         request_id = request.headers.get("PayPal-Request-Id")
-        if request_id and request_id in self._idempotent:
-            status, body = self._idempotent[request_id]
-            return web.json_response(body, status=status)
+        replay = self._replay(request_id)
+        if replay is not None:
+            return replay
         try:
             body = await request.json() if request.can_read_body else {}
         except ValueError:
