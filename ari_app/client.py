@@ -14,6 +14,13 @@ until ``await client.stop()``. Dispatch guarantees:
   ``bridge:<id>``; everything else (ApplicationReplaced, DeviceStateChanged, ...) uses one global key.
 * Different keys run concurrently, each in its own worker task; the socket reader only appends to
   in-memory queues, so a slow handler never blocks reading the socket.
+* ``client.on_event_now(handler)`` registers a plain ``handler(event) -> None`` called straight from
+  the socket reader, in arrival order across all keys, with no task per event: for a router that
+  only hands events on (the gate) and must never block. Its exceptions are logged and swallowed.
+* ``client.ignore_events(types, varsets_except=...)`` drops events no handler wants before they are
+  even parsed: Asterisk sends ~60 events per bridged call and most are ``ChannelVarset`` (RTP QoS,
+  BRIDGEPEER, ...). The type is read from the frame's first key (Asterisk writes ``"type"`` first);
+  a frame that does not start that way is parsed and delivered as usual, so nothing wanted is lost.
 * ``client.on_connected(async handler())`` runs after every (re)connect, BEFORE any event received on
   that new connection is dispatched (events read meanwhile are buffered). Asterisk does not replay
   events lost while the socket was down, so this is where an app resyncs (GET /channels, /bridges,
@@ -30,6 +37,7 @@ import collections
 import json as _json
 import logging
 import random
+import re
 from typing import Any, Awaitable, Callable, Iterable, Mapping
 from urllib.parse import quote
 
@@ -43,6 +51,8 @@ EventHandler = Callable[[dict], Awaitable[None]]
 ConnectedHandler = Callable[[], Awaitable[None]]
 
 GLOBAL_KEY = "*"
+#: The event type when it is the frame's first key, as Asterisk (and its compact or pretty JSON) writes it.
+_LEADING_TYPE = re.compile(r'\s*\{\s*"type"\s*:\s*"([A-Za-z]+)"')
 
 
 def event_key(event: Mapping[str, Any]) -> str:
@@ -119,6 +129,9 @@ class AriClient:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         self._auth_headers = {"Authorization": f"Basic {token}"}
         self._event_handlers: list[EventHandler] = []
+        self._now_handlers: list[Callable[[dict], None]] = []
+        self._ignored_types: frozenset[str] = frozenset()
+        self._kept_varsets: re.Pattern | None = None
         self._connected_handlers: list[ConnectedHandler] = []
         # key -> pending events; a key is present exactly while its worker task runs
         self._queues: dict[str, collections.deque] = {}
@@ -158,6 +171,34 @@ class AriClient:
         """Register ``async handler(event)``; usable as a decorator."""
         self._event_handlers.append(handler)
         return handler
+
+    def on_event_now(self, handler: Callable[[dict], None]) -> Callable[[dict], None]:
+        """Register a plain ``handler(event)`` run from the socket reader in arrival order (it must
+        not block: it routes, it does not work)."""
+        self._now_handlers.append(handler)
+        return handler
+
+    def ignore_events(self, types: Iterable[str], varsets_except: Iterable[str] | None = None) -> None:
+        """Drop these event types unparsed; with ``varsets_except``, also every ``ChannelVarset``
+        whose variable is not one of those names."""
+        types = set(types)
+        self._kept_varsets = None
+        if varsets_except is not None:
+            types.add("ChannelVarset")
+            names = "|".join(re.escape(n) for n in sorted(varsets_except)) or "(?!)"
+            self._kept_varsets = re.compile(rf'"variable"\s*:\s*"(?:{names})"')
+        self._ignored_types = frozenset(types)
+
+    def _unwanted(self, data: str) -> bool:
+        m = _LEADING_TYPE.match(data)
+        if m is None:
+            return False
+        kind = m.group(1)
+        if kind not in self._ignored_types:
+            return False
+        if kind == "ChannelVarset" and self._kept_varsets is not None:
+            return self._kept_varsets.search(data) is None
+        return True
 
     def on_connected(self, handler: ConnectedHandler) -> ConnectedHandler:
         """Register ``async handler()`` run after every (re)connect, before that connection's events."""
@@ -292,6 +333,8 @@ class AriClient:
     async def _read(self, ws: aiohttp.ClientWebSocketResponse, deliver: Callable[[dict], None]) -> None:
         async for msg in ws:
             if msg.type == aiohttp.WSMsgType.TEXT:
+                if self._ignored_types and self._unwanted(msg.data):
+                    continue
                 try:
                     event = _json.loads(msg.data)
                 except ValueError:
@@ -311,6 +354,13 @@ class AriClient:
                 return
 
     def _route(self, event: dict) -> None:
+        for now in self._now_handlers:
+            try:
+                now(event)
+            except Exception:
+                log.exception("ARI event router failed on %s", event.get("type"))
+        if not self._event_handlers:
+            return
         key = event_key(event)
         queue = self._queues.get(key)
         if queue is None:

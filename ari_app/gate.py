@@ -108,7 +108,9 @@ class Gate:
         self._idle.set()
         self.draining = False
         """Set by a graceful shutdown: new calls are refused (503 / DENY), live calls go on."""
-        client.on_event(self.on_event)
+        client.on_event_now(self.on_event)
+        # most of what Asterisk sends about a call is never read: skip it before parsing
+        client.ignore_events(IGNORED_EVENTS, varsets_except=USED_VARIABLES)
         client.on_connected(self.on_connected)
 
     # ------------------------------------------------------------------ lifecycle
@@ -182,8 +184,8 @@ class Gate:
                 self._adopting = asyncio.create_task(self._adopt_from_rest())
         return str(aid or self.pbx_id or "local")
 
-    async def on_event(self, event: dict) -> None:
-        """Route one event. Never awaits: the client's per-channel worker stays free."""
+    def on_event(self, event: dict) -> None:
+        """Route one event, straight from the socket reader (it never awaits: the calls do the work)."""
         kind = event.get("type")
         if kind in IGNORED_EVENTS or (kind == "ChannelVarset" and event.get("variable") not in USED_VARIABLES):
             return  # most of what a subscribed channel sends; no call decision depends on it

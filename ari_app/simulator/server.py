@@ -12,9 +12,9 @@ import itertools
 import json
 import logging
 import re
+import struct
 import time
 import uuid
-from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 from aiohttp import WSMsgType, web
@@ -167,6 +167,21 @@ class Playback:
                 "language": "en", "state": self.state}
 
 
+WS_HIGH_WATER = 1 << 20
+"""Bytes buffered for a websocket before the event writer waits for the reader."""
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _text_frame(payload: bytes) -> bytes:
+    """An unmasked, final RFC 6455 text frame (server to client)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
+
+
 class AppState:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -186,15 +201,17 @@ def _compile_routes() -> list[tuple[list[str], str, dict]]:
 
 
 _ROUTES = _compile_routes()
+#: routes by (segment count, first segment): a request is matched against a handful, not all ~100
+_ROUTE_INDEX: dict[tuple[int, str], list[tuple[list[str], str, dict]]] = {}
+for _route in _ROUTES:
+    _ROUTE_INDEX.setdefault((len(_route[0]), _route[0][0] if _route[0] else ""), []).append(_route)
 
 
 def _match_path(path: str) -> tuple[list[dict], dict[str, str]] | None:
     """Operations of the best-matching path template (literal segments beat {params})."""
     segs = [s for s in path.split("/") if s]
     best: tuple[int, list[dict], dict[str, str]] | None = None
-    for tsegs, _method, op in _ROUTES:
-        if len(tsegs) != len(segs):
-            continue
+    for tsegs, _method, op in _ROUTE_INDEX.get((len(segs), segs[0] if segs else ""), ()):
         values: dict[str, str] = {}
         score = 0
         for t, s in zip(tsegs, segs):
@@ -243,6 +260,9 @@ class AriSimulator:
         self.events_sent: list[tuple[str, dict]] = []
         self.events_dropped: list[tuple[str, dict]] = []
         self.calls: dict[str, SimCall] = {}
+        self._call_by_callee: dict[str, SimCall] = {}
+        self._ts_ms = self._ts_sec = -1
+        self._ts_prefix = self._ts_text = ""
         self._channels: dict[str, Channel] = {}
         self._bridges: dict[str, Bridge] = {}
         self._playbacks: dict[str, Playback] = {}
@@ -309,8 +329,16 @@ class AriSimulator:
 
     def timestamp(self, at: float | None = None) -> str:
         t = self.now() if at is None else at
-        dt = datetime.fromtimestamp(t, tz=timezone.utc)
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}+0000"
+        ms = int(t * 1000)
+        if ms == self._ts_ms:  # one call emits a dozen events in the same millisecond
+            return self._ts_text
+        secs, milli = divmod(ms, 1000)
+        if secs != self._ts_sec:
+            self._ts_sec = secs
+            self._ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(secs))
+        self._ts_ms = ms
+        self._ts_text = f"{self._ts_prefix}{milli:03d}+0000"
+        return self._ts_text
 
     def _later(self, seconds: float, fn: Callable, *args, owner: Channel | None = None) -> asyncio.TimerHandle:
         loop = self._loop or asyncio.get_running_loop()
@@ -659,10 +687,11 @@ class AriSimulator:
             call.callee_talk_ms = int(round((self.now() - ch.answered_at) * 1000))
 
     def _call_of(self, ch: Channel) -> SimCall | None:
-        for call in self.calls.values():
-            if ch.id in call.callee_ids:
-                return call
-        return None
+        return self._call_by_callee.get(ch.id)
+
+    def _add_callee(self, call: SimCall, callee_id: str) -> None:
+        call.callee_ids.append(callee_id)
+        self._call_by_callee[callee_id] = call
 
     def _caller_cancel(self, ch: Channel) -> None:
         """The calling phone CANCELs before being answered (cause 127, 487 Request Terminated)."""
@@ -851,7 +880,7 @@ class AriSimulator:
         ch.dial_peer = peer
         ch.dial_started = self.now()
         if ch.call:
-            ch.call.callee_ids.append(peer.id)
+            self._add_callee(ch.call, peer.id)
         peer.app_name = peer.app_data = ""
         self._emit_created(peer)
         self._varset(peer, "DIALEDPEERNUMBER", f"{ch.exten}@trunk")
@@ -1201,7 +1230,8 @@ class AriSimulator:
         if not app_names:
             return self._json_response(400, {"message": "Missing parameter app"}, "Bad Request")
         subscribe_all = request.query.get("subscribeAll", "false").lower() in ("true", "1", "yes")
-        ws = web.WebSocketResponse(autoping=True)
+        # no permessage-deflate: the writer below frames events itself
+        ws = web.WebSocketResponse(autoping=True, compress=False)
         await ws.prepare(request)
         queue: asyncio.Queue = asyncio.Queue()
         self._all_ws.add(ws)
@@ -1218,7 +1248,7 @@ class AriSimulator:
             st.ws = ws
             st.queue = queue
             st.subscribe_all = subscribe_all
-        writer = asyncio.create_task(self._ws_writer(ws, queue))
+        writer = asyncio.create_task(self._ws_writer(ws, request.transport, queue))
         self._writers.add(writer)
         try:
             async for msg in ws:
@@ -1238,13 +1268,22 @@ class AriSimulator:
                         self._apps.pop(name, None)
         return ws
 
-    async def _ws_writer(self, ws: web.WebSocketResponse, queue: asyncio.Queue) -> None:
+    async def _ws_writer(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None,
+                         queue: asyncio.Queue) -> None:
+        """One text frame per event, like Asterisk; the events queued by one step of the simulation
+        go out in one socket write (a send() per frame was the simulator's largest cost under load)."""
         try:
             while True:
-                ev = await queue.get()
-                if ws.closed:
+                events = [await queue.get()]
+                while not queue.empty():
+                    events.append(queue.get_nowait())
+                if ws.closed or transport is None or transport.is_closing():
                     return
-                await ws.send_str(json.dumps(ev, separators=(",", ":"), ensure_ascii=False))
+                transport.write(b"".join(_text_frame(_dumps(ev).encode()) for ev in events))
+                while transport.get_write_buffer_size() > WS_HIGH_WATER:  # a slow reader: back off
+                    await asyncio.sleep(0.005)
+                    if transport.is_closing():
+                        return
         except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
             return
 
@@ -1367,7 +1406,7 @@ class AriSimulator:
         if originator is not None:
             originator.subs.setdefault(app, set()).add("originator")
             if originator.call is not None:
-                originator.call.callee_ids.append(ch.id)
+                self._add_callee(originator.call, ch.id)
         variables = params.get("variables")
         if isinstance(variables, dict):
             ch.vars.update({str(k): str(v) for k, v in variables.items()})
