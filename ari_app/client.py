@@ -19,8 +19,9 @@ until ``await client.stop()``. Dispatch guarantees:
   only hands events on (the gate) and must never block. Its exceptions are logged and swallowed.
 * ``client.ignore_events(types, varsets_except=...)`` drops events no handler wants before they are
   even parsed: Asterisk sends ~60 events per bridged call and most are ``ChannelVarset`` (RTP QoS,
-  BRIDGEPEER, ...). The type is read from the frame's first key (Asterisk writes ``"type"`` first);
-  a frame that does not start that way is parsed and delivered as usual, so nothing wanted is lost.
+  BRIDGEPEER, ...). Asterisk writes ``"type"`` first, except for ``ChannelVarset`` which starts with
+  ``"variable"`` (see the traces); only those two leading shapes are judged unparsed, any other
+  frame is parsed and delivered as usual, so nothing wanted is ever lost.
 * ``client.on_connected(async handler())`` runs after every (re)connect, BEFORE any event received on
   that new connection is dispatched (events read meanwhile are buffered). Asterisk does not replay
   events lost while the socket was down, so this is where an app resyncs (GET /channels, /bridges,
@@ -51,8 +52,10 @@ EventHandler = Callable[[dict], Awaitable[None]]
 ConnectedHandler = Callable[[], Awaitable[None]]
 
 GLOBAL_KEY = "*"
-#: The event type when it is the frame's first key, as Asterisk (and its compact or pretty JSON) writes it.
-_LEADING_TYPE = re.compile(r'\s*\{\s*"type"\s*:\s*"([A-Za-z]+)"')
+#: The frame's first key when it is "type" (most events) or "variable" (ChannelVarset), with its value,
+#: in Asterisk's compact or pretty JSON.
+_LEADING_KEY = re.compile(r'\s*\{\s*"(type|variable)"\s*:\s*"([A-Za-z0-9_]+)"')
+_VARSET_TYPE = re.compile(r'"type"\s*:\s*"ChannelVarset"')
 
 
 def event_key(event: Mapping[str, Any]) -> str:
@@ -132,6 +135,7 @@ class AriClient:
         self._now_handlers: list[Callable[[dict], None]] = []
         self._ignored_types: frozenset[str] = frozenset()
         self._kept_varsets: re.Pattern | None = None
+        self._kept_names: frozenset[str] = frozenset()
         self._connected_handlers: list[ConnectedHandler] = []
         # key -> pending events; a key is present exactly while its worker task runs
         self._queues: dict[str, collections.deque] = {}
@@ -183,20 +187,26 @@ class AriClient:
         whose variable is not one of those names."""
         types = set(types)
         self._kept_varsets = None
+        self._kept_names = frozenset()
         if varsets_except is not None:
             types.add("ChannelVarset")
-            names = "|".join(re.escape(n) for n in sorted(varsets_except)) or "(?!)"
+            self._kept_names = frozenset(varsets_except)
+            names = "|".join(re.escape(n) for n in sorted(self._kept_names)) or "(?!)"
             self._kept_varsets = re.compile(rf'"variable"\s*:\s*"(?:{names})"')
         self._ignored_types = frozenset(types)
 
     def _unwanted(self, data: str) -> bool:
-        m = _LEADING_TYPE.match(data)
+        m = _LEADING_KEY.match(data)
         if m is None:
             return False
-        kind = m.group(1)
-        if kind not in self._ignored_types:
+        key, value = m.groups()
+        if key == "variable":  # a ChannelVarset as Asterisk writes it: variable, value, type, ...
+            if self._kept_varsets is None or _VARSET_TYPE.search(data) is None:
+                return False
+            return value not in self._kept_names
+        if value not in self._ignored_types:
             return False
-        if kind == "ChannelVarset" and self._kept_varsets is not None:
+        if value == "ChannelVarset" and self._kept_varsets is not None:
             return self._kept_varsets.search(data) is None
         return True
 

@@ -96,8 +96,20 @@ async def _noop_continue(client) -> None:
     client.on_event(on_event)
 
 
+def use_uvloop() -> bool:
+    """CALLGATE_BENCH_UVLOOP=1: run both processes on uvloop (as `callgate gate` does when installed)."""
+    if os.environ.get("CALLGATE_BENCH_UVLOOP", "") in ("", "0"):
+        return False
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
 def _serve(kind: str, mode: str, sim_url: str, db_url: str | None, ready_q, result_q, stop_ev) -> None:
     import logging
+
+    use_uvloop()
 
     logging.basicConfig(level=logging.ERROR)
 
@@ -197,7 +209,7 @@ async def run_one(kind: str, mode: str, backend: str, rate: float, seconds: floa
 
     with tempfile.TemporaryDirectory() as tmp:
         db_url, schema = (None, None) if kind == "noop" else await prepare_db(backend, tmp)
-        sim = AriSimulator(user="callgate", password="secret", apps=("callgate",), time_scale=1.0)
+        sim = AriSimulator(user="callgate", password="secret", apps=("callgate",), time_scale=1.0, history=1000)
         await sim.start(port=0)
         sim.script_destination_default(Party(answer_after=0.05, hangup_after=HOLD_SECONDS))
         loop = asyncio.get_running_loop()
@@ -307,6 +319,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    use_uvloop()
     return asyncio.run(amain(args))
 
 

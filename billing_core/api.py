@@ -37,6 +37,7 @@ from .domain.numbers import DEFAULT_EMERGENCY_NUMBERS, DEFAULT_HOME_REGION, is_e
 from .domain.rating import Rate, RateTable, billable_seconds, cost
 from .domain.records import AccountView, Authorization, CallSession, LedgerEntry, Settlement
 from .store.engine import Store, StorageError, open_store
+from .store.sqlite_fast import register_fast
 from .store.tables import accounts, call_sessions, dids, endpoints, ledger, outbox, packages, plans, rates
 
 log = logging.getLogger("callgate.core")
@@ -648,5 +649,11 @@ def _entry_from_row(row, ref: str, *, replayed: bool = False) -> LedgerEntry:
 _Q_ACCOUNT_BY_ID_LOCK = _account_query().where(accounts.c.id == bindparam("aid")).with_for_update(of=accounts)
 _Q_ACCOUNT_BY_REF_LOCK = _account_query().where(accounts.c.ref == bindparam("ref")).with_for_update(of=accounts)
 _Q_SESSION_VIEW = _session_select().where(call_sessions.c.id == bindparam("sid"))
+
+# SQLite's writer runs these on the raw sqlite3 cursor (store/sqlite_fast.py: ~2x less CPU a call)
+register_fast(_Q_ACCOUNT_BY_ENDPOINT, _Q_ACCOUNT_BY_ENDPOINT_LOCK, _Q_ACCOUNT_BY_DID_LOCK, _Q_SESSION_BY_CHANNEL,
+              _Q_SESSION, _U_ACCOUNT_TAKE_CALL, _I_SESSION, _I_LEDGER, _Q_LEDGER_BY_KEY, _U_SESSION_ANSWER,
+              _U_SESSION_GRANT, _U_SESSION_DEBITED, _U_SESSION_SETTLED, _U_ACCOUNT_HELD, _U_ACCOUNT_END_CALL,
+              _U_ACCOUNT_BALANCE, _Q_ACCOUNT_BY_ID_LOCK, _Q_ACCOUNT_BY_REF_LOCK, _Q_SESSION_VIEW)
 
 __all__ = ["BillingCore", "CoreSettings", "StorageError", "LIVE_STATES"]

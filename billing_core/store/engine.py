@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from .schema import metadata
+from .sqlite_fast import FastConnection
 
 log = logging.getLogger("callgate.store")
 
@@ -175,7 +176,7 @@ class SqliteStore(Store):
         return await fut
 
     def _writer(self) -> None:
-        conn: Connection | None = None
+        conn: FastConnection | None = None
         while True:
             job = self._queue.get()
             if job is _STOP:
@@ -193,7 +194,7 @@ class SqliteStore(Store):
                 batch.append(nxt)
             try:
                 if conn is None:
-                    conn = self._engine.connect()
+                    conn = FastConnection(self._engine.connect())
                 results = self._run_batch(conn, batch)
             except Exception as exc:  # the whole batch failed (BEGIN/COMMIT): fail every job
                 log.error("sqlite batch failed: %s", exc)
@@ -216,8 +217,8 @@ class SqliteStore(Store):
             conn.close()
         self._engine.dispose()
 
-    def _run_batch(self, conn: Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
-        raw = conn.exec_driver_sql
+    def _run_batch(self, conn: FastConnection, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        raw = conn.raw
         raw("BEGIN IMMEDIATE")
         results: list[tuple[bool, Any]] = []
         try:

@@ -1,0 +1,112 @@
+"""The SQLite fast path (billing_core/store/sqlite_fast.py) reads and writes exactly what
+SQLAlchemy would: same rows, same types (booleans stay booleans), same exception classes, and
+inserts that leave columns to their defaults still get them."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import exc as sa_exc
+
+from billing_core import api
+from billing_core.api import BillingCore
+from billing_core.store import sqlite_fast
+from billing_core.store.sqlite_fast import FastConnection
+from tests.factories import seed
+
+
+@pytest.fixture
+async def sqlite_core(tmp_path, clock, core_settings):
+    c = await BillingCore.open(f"sqlite:///{tmp_path / 'fast.db'}", clock=clock, settings=core_settings)
+    await c.create_schema()
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+def _both(conn, stmt, params):
+    """(fast result, SQLAlchemy result) of one statement, rows as plain dicts."""
+    fast = conn.execute(stmt, params).mappings().all()
+    slow = conn._conn.execute(stmt, params).mappings().all()
+    return fast, [dict(r) for r in slow]
+
+
+async def test_every_hot_statement_is_on_the_fast_path(sqlite_core):
+    registered = {id(s) for s in sqlite_fast.registered()}
+    for name in ("_Q_SESSION", "_Q_SESSION_VIEW", "_Q_ACCOUNT_BY_ID_LOCK", "_Q_ACCOUNT_BY_ENDPOINT_LOCK",
+                 "_U_SESSION_ANSWER", "_U_SESSION_SETTLED", "_U_ACCOUNT_BALANCE", "_I_SESSION", "_I_LEDGER"):
+        assert id(getattr(api, name)) in registered, name
+
+
+async def test_fast_rows_equal_sqlalchemy_rows_with_the_same_types(sqlite_core):
+    core = sqlite_core
+    await seed(core, account="acme", endpoint="alice", balance="10.00")
+    auth = await core.authorize_call(direction="outbound", number="15145550100", endpoint="alice", pbx_id="p1",
+                                     channel_id="c1")
+    assert auth.allowed
+    await core.answer(auth.session_id, at_ms=core.clock.now_ms())
+
+    def check(conn):
+        assert isinstance(conn, FastConnection)
+        out = {}
+        for stmt, params in ((api._Q_SESSION, {"sid": auth.session_id}),
+                             (api._Q_SESSION_VIEW, {"sid": auth.session_id}),
+                             (api._Q_SESSION_BY_CHANNEL, {"pbx_id": "p1", "channel_id": "c1"}),
+                             (api._Q_ACCOUNT_BY_ENDPOINT_LOCK, {"endpoint": "alice"}),
+                             (api._Q_ACCOUNT_BY_ID_LOCK, {"aid": 1}),
+                             (api._Q_LEDGER_BY_KEY, {"key": "seed:acme"})):
+            fast, slow = _both(conn, stmt, params)
+            assert fast == slow and len(fast) == 1
+            for key, value in slow[0].items():
+                assert type(fast[0][key]) is type(value), key
+            out[stmt] = fast[0]
+        return out
+
+    rows = await core.store.run(check)
+    session = rows[api._Q_SESSION]
+    assert session["emergency"] is False and session["stale"] is False  # Boolean, not 0
+    assert session["state"] == "answered"
+    assert rows[api._Q_ACCOUNT_BY_ID_LOCK]["low_balance_armed"] in (True, False)
+
+
+async def test_update_rowcount_and_literal_binds(sqlite_core):
+    core = sqlite_core
+    await seed(core, account="acme", endpoint="alice", balance="10.00")
+    auth = await core.authorize_call(direction="outbound", number="15145550100", endpoint="alice", pbx_id="p1",
+                                     channel_id="c1")
+
+    def answer_twice(conn):
+        params = {"sid": auth.session_id, "at": 1, "cutoff": 2, "seen": 3}
+        first = conn.execute(api._U_SESSION_ANSWER, params).rowcount
+        second = conn.execute(api._U_SESSION_ANSWER, params).rowcount  # state == 'authorized' no longer holds
+        return first, second
+
+    assert await core.store.run(answer_twice) == (1, 0)
+
+
+async def test_errors_are_sqlalchemy_errors_and_write_nothing(sqlite_core):
+    core = sqlite_core
+    await seed(core, account="acme", endpoint="alice", balance="10.00")
+
+    def duplicate_ledger_row(conn):
+        row = conn.execute(api._Q_LEDGER_BY_KEY, {"key": "seed:acme"}).mappings().one()
+        conn.execute(api._I_LEDGER, dict(row))
+
+    with pytest.raises(sa_exc.IntegrityError):
+        await core.store.run(duplicate_ledger_row)
+    account = await core.account("acme")
+    assert account.balance == 10_000_000
+
+
+async def test_an_insert_leaving_defaults_goes_through_sqlalchemy(sqlite_core):
+    core = sqlite_core
+    await seed(core, account="acme", endpoint="alice", balance="10.00")
+
+    def insert_partial(conn):
+        row = dict(conn.execute(api._Q_LEDGER_BY_KEY, {"key": "seed:acme"}).mappings().one())
+        row.pop("id")  # autoincrement: SQLAlchemy leaves it to the database
+        row["idempotency_key"] = "copy"
+        conn.execute(api._I_LEDGER, row)
+        return conn.execute(api._Q_LEDGER_BY_KEY, {"key": "copy"}).mappings().one()
+
+    copy = await core.store.run(insert_partial)
+    assert copy["id"] and copy["amount"] == 10_000_000
