@@ -43,6 +43,7 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping
 from urllib.parse import quote
 
 import aiohttp
+import yarl
 
 from ari_app.errors import AriError, AriNotFound, AriUnavailable, error_for_status
 
@@ -131,6 +132,9 @@ class AriClient:
         self._own_session = http_session is None
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         self._auth_headers = {"Authorization": f"Basic {token}"}
+        self._json_headers = {**self._auth_headers, "Content-Type": "application/json"}
+        self._rest_base = f"{self.base_url}/ari"
+        self._timeout: aiohttp.ClientTimeout | None = None
         self._event_handlers: list[EventHandler] = []
         self._now_handlers: list[Callable[[dict], None]] = []
         self._ignored_types: frozenset[str] = frozenset()
@@ -407,14 +411,25 @@ class AriClient:
         json: Any = None,
     ) -> Any:
         """One ARI REST call. ``path`` without ``/ari``. Returns parsed JSON or None; raises AriError."""
-        query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
-        url = f"{self.base_url}/ari{path}"
+        # The URL is built and percent-encoded here once (yarl need not parse it again), the body
+        # serialized here, the headers and timeout built once: a third of aiohttp's per-request CPU.
+        url = self._rest_base + path
+        if params:
+            query = "&".join(f"{quote(k, safe='')}={quote(_query_value(v), safe=',:')}"
+                             for k, v in params.items() if v is not None)
+            if query:
+                url = f"{url}?{query}"
+        data = None
+        headers = self._auth_headers
+        if json is not None:
+            data = _json.dumps(json, separators=(",", ":")).encode()
+            headers = self._json_headers
         session = await self._http()
+        if self._timeout is None or self._timeout.total != self.request_timeout:
+            self._timeout = aiohttp.ClientTimeout(total=self.request_timeout)
         try:
-            async with session.request(
-                method, url, params=query, json=json, headers=self._auth_headers,
-                timeout=aiohttp.ClientTimeout(total=self.request_timeout),
-            ) as resp:
+            async with session.request(method, yarl.URL(url, encoded=True), data=data, headers=headers,
+                                       timeout=self._timeout) as resp:
                 raw = await resp.read()
                 status = resp.status
                 reason = resp.reason or ""

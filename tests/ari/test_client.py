@@ -176,8 +176,8 @@ class ScriptedEvents:
         self.sockets.append(ws)
         batch = self.batches[min(self.connections, len(self.batches) - 1)]
         self.connections += 1
-        for ev in batch:
-            await ws.send_str(json.dumps(ev))
+        for ev in batch:  # a str is sent as is (key order, pretty printing)
+            await ws.send_str(ev if isinstance(ev, str) else json.dumps(ev))
         async for _ in ws:
             pass
         return ws
@@ -354,5 +354,63 @@ async def test_events_reach_handlers_in_trace_order(simulator, client):
     assert seen == ["StasisStart", "PlaybackStarted", "PlaybackFinished", "ChannelHangupRequest", "StasisEnd"]
     assert (outcome.sip_final, outcome.progress, outcome.heard, outcome.answered) == (
         403, True, ["sound:beep"], False)
+    await client.stop()
+    await task
+
+
+async def test_ignored_events_are_dropped_unparsed_and_nothing_wanted_is_lost():
+    frames = [
+        # Asterisk writes ChannelVarset with "variable" first, every other event with "type" first
+        '{"variable":"RTPAUDIOQOS","value":"ssrc=1","type":"ChannelVarset","channel":{"id":"A"},"n":1}',
+        '{"variable":"ANSWEREDTIME_MS","value":"1500","type":"ChannelVarset","channel":{"id":"A"},"n":2}',
+        '{\n  "type": "ChannelDialplan",\n  "channel": {"id": "A"},\n  "n": 3\n}',
+        '{"type":"ChannelVarset","variable":"BRIDGEPEER","value":"x","channel":{"id":"A"},"n":4}',
+        '{"type":"ChannelVarset","variable":"ANSWEREDTIME_MS","value":"9","channel":{"id":"A"},"n":5}',
+        # "type" not first: parsed and delivered (a router that wants to can still drop it)
+        '{"n":6,"type":"ChannelDialplan","channel":{"id":"A"}}',
+        # a value that merely mentions the varset type does not make a StasisStart a varset
+        '{"variable":"X","value":"{\\"type\\":\\"ChannelVarset\\"}","type":"StasisStart","channel":{"id":"B"},"n":7}',
+        '{"type":"StasisStart","channel":{"id":"B"},"n":8}',
+    ]
+    server = ScriptedEvents([frames])
+    await server.start()
+    c = AriClient(server.url, USER, PASSWORD, APP)
+    c.ignore_events({"ChannelDialplan"}, varsets_except={"ANSWEREDTIME_MS"})
+    now: list[int] = []
+    queued: list[int] = []
+    c.on_event_now(lambda event: now.append(event["n"]))
+
+    async def handler(event):
+        queued.append(event["n"])
+
+    c.on_event(handler)
+    task = asyncio.create_task(c.run())
+    try:
+        for _ in range(300):
+            if 8 in now and len(queued) == len(now):
+                break
+            await asyncio.sleep(0.01)
+        assert now == [2, 5, 6, 7, 8]  # in arrival order, across channels
+        assert sorted(queued) == now
+    finally:
+        await c.close()
+        await task
+        await server.stop()
+
+
+async def test_query_values_are_percent_encoded(simulator, client):
+    task = await run_client(client)
+    call = await simulator.place_call(exten="15145550100")
+    ch = call.channel_id
+    for _ in range(200):
+        if simulator.channels.get(ch, {}).get("dialplan", {}).get("app_name") == "Stasis":
+            break
+        await asyncio.sleep(0.01)
+    value = "a b&c=d,e:f/g?h#i%j+k é"
+    await client.set_variable(ch, "CALLGATE_NOTE", value)
+    sent = simulator.requests[-1]
+    assert sent.path == f"/ari/channels/{ch}/variable" and sent.status == 204
+    assert sent.query == {"variable": "CALLGATE_NOTE", "value": value}
+    await client.hangup(ch)
     await client.stop()
     await task
