@@ -134,11 +134,6 @@ def _serve(kind: str, mode: str, sim_url: str, db_url: str | None, ready_q, resu
             await _noop_continue(client)
             task = asyncio.create_task(client.run())
         await client.wait_connected(10)
-        if os.environ.get("CALLGATE_BENCH_GC"):
-            import gc
-            gc.collect(); gc.freeze()
-            if os.environ["CALLGATE_BENCH_GC"] == "2":
-                gc.set_threshold(10_000, 50, 100)
         ready_q.put("ready")
         loop = asyncio.get_running_loop()
         cpu0 = time.process_time()
