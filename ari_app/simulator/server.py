@@ -190,6 +190,25 @@ class AppState:
         self.queue: asyncio.Queue | None = None
         self.subscribe_all = False
         self.bridge_subs: set[str] = set()
+        #: PUT /applications/{app}/eventFilter: [{"type": ...}, ...]; empty = no restriction
+        self.events_allowed: list[dict] = []
+        self.events_disallowed: list[dict] = []
+        self._allowed_types: frozenset[str] = frozenset()
+        self._disallowed_types: frozenset[str] = frozenset()
+
+    def set_filter(self, allowed: list[dict] | None, disallowed: list[dict] | None) -> None:
+        if allowed is not None:
+            self.events_allowed = allowed
+            self._allowed_types = frozenset(f["type"] for f in allowed)
+        if disallowed is not None:
+            self.events_disallowed = disallowed
+            self._disallowed_types = frozenset(f["type"] for f in disallowed)
+
+    def allows(self, event_type: str | None) -> bool:
+        """Asterisk's stasis_app_event_allowed: not disallowed, and allowed when a list is set."""
+        if event_type in self._disallowed_types:
+            return False
+        return not self._allowed_types or event_type in self._allowed_types
 
 
 # --------------------------------------------------------------------------- routing table
@@ -1088,7 +1107,7 @@ class AriSimulator:
             wanted = app.subscribe_all
             if not wanted and not all_only:
                 wanted = any(ch.subscribed(name) for ch in chans) or (bridge is not None and name in bridge.subs)
-            if not wanted:
+            if not wanted or not app.allows(ev.get("type")):
                 continue
             out = dict(ev)
             out["asterisk_id"] = self.asterisk_id
@@ -1613,7 +1632,34 @@ class AriSimulator:
         return {"name": name,
                 "channel_ids": [c.id for c in self._channels.values() if c.subscribed(name)],
                 "bridge_ids": [b.id for b in self._bridges.values() if name in b.subs],
-                "endpoint_ids": [], "device_names": [], "events_allowed": [], "events_disallowed": []}
+                "endpoint_ids": [], "device_names": [],
+                "events_allowed": list(self._apps[name].events_allowed) if name in self._apps else [],
+                "events_disallowed": list(self._apps[name].events_disallowed) if name in self._apps else []}
+
+    def _rest_applications_filter(self, params, body):
+        """PUT /applications/{app}/eventFilter: {"allowed": [{"type": T}, ...], "disallowed": [...]}.
+        Matching is by event type, disallowed first (res/stasis/app.c). An empty or absent body
+        clears both lists; a body naming one list leaves the other as it was."""
+        name = self._app_name(params)
+        app = self._apps[name]
+        if isinstance(body, dict) and set(body) == {"filter"} and isinstance(body["filter"], dict):
+            body = body["filter"]  # the filter wrapped in its parameter name: accepted too
+        if body is None or body == {}:
+            app.set_filter([], [])
+            return 200, self._app_json(name)
+        if not isinstance(body, dict):
+            raise RestError(400, "Invalid format definition", "Bad Request")  # wording not in the traces
+        lists: dict[str, list[dict]] = {}
+        for key in ("allowed", "disallowed"):
+            if key not in body:
+                continue
+            value = body[key]
+            if not isinstance(value, list) or not all(isinstance(f, dict) and isinstance(f.get("type"), str)
+                                                      for f in value):
+                raise RestError(400, "Invalid format definition", "Bad Request")
+            lists[key] = [dict(f) for f in value]
+        app.set_filter(lists.get("allowed"), lists.get("disallowed"))
+        return 200, self._app_json(name)
 
     def _app_name(self, params) -> str:
         name = params["applicationName"]

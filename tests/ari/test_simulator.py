@@ -382,3 +382,46 @@ async def test_continue_dial_outcomes(simulator_factory, party, call_kw, expect)
         if expect[3]:
             assert 900 <= outcome.callee_talk_ms <= 1500
             assert [e["dialstatus"] for e in app.events if e["type"] == "Dial"] == ["", "RINGING", "ANSWER"]
+
+
+# ---------------------------------------------------------------- PUT /applications/{app}/eventFilter
+async def test_event_filter_by_type_disallowed_first(simulator):
+    simulator.script_destination("PJSIP/15145550100@trunk", Party(answer_after=0.05))
+    async with App(simulator) as app:
+        url = simulator.url + "/ari/applications/callgate/eventFilter"
+        body = {"allowed": [{"type": "StasisStart"}, {"type": "ChannelVarset"}, {"type": "Dial"},
+                            {"type": "ChannelDestroyed"}, {"type": "StasisEnd"}],
+                "disallowed": [{"type": "ChannelVarset"}]}
+        async with app.http.put(url, json=body) as resp:
+            assert resp.status == 200
+            shown = await resp.json()
+        assert shown["events_allowed"] == body["allowed"] and shown["events_disallowed"] == body["disallowed"]
+        assert (await app.rest("GET", "/applications/callgate"))[1]["events_disallowed"] == body["disallowed"]
+
+        call, callee, bridge = await bridge_call(app, simulator, caller_hangup_after=0.1)
+        await app.wait_for(is_type("ChannelDestroyed", call.channel_id))
+        types = {e["type"] for e in app.events}
+        assert types <= {"StasisStart", "Dial", "ChannelDestroyed", "StasisEnd"}  # varsets: disallowed wins
+        assert "ChannelDestroyed" in types and "Dial" in types
+
+        # a body naming one list keeps the other; an empty body clears both
+        async with app.http.put(url, json={"allowed": []}) as resp:
+            assert (await resp.json())["events_disallowed"] == body["disallowed"]
+        async with app.http.put(url, json={}) as resp:
+            cleared = await resp.json()
+        assert cleared["events_allowed"] == [] and cleared["events_disallowed"] == []
+        await app.rest("DELETE", f"/channels/{callee}")
+        await app.rest("DELETE", f"/bridges/{bridge}")
+
+
+async def test_event_filter_bad_body_and_unknown_app(simulator):
+    async with App(simulator) as app:
+        async with app.http.put(simulator.url + "/ari/applications/callgate/eventFilter",
+                                json={"allowed": [{"kind": "StasisStart"}]}) as resp:
+            assert resp.status == 400
+        async with app.http.put(simulator.url + "/ari/applications/callgate/eventFilter",
+                                json={"allowed": "StasisStart"}) as resp:
+            assert resp.status == 400
+        assert (await app.rest("GET", "/applications/callgate"))[1]["events_allowed"] == []
+        async with app.http.put(simulator.url + "/ari/applications/nope/eventFilter", json={}) as resp:
+            assert resp.status == 404 and (await resp.json()) == {"message": "Application not found"}
