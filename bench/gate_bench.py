@@ -101,7 +101,8 @@ async def _noop_continue(client) -> None:
 
 
 def use_uvloop() -> bool:
-    """CALLGATE_BENCH_UVLOOP=1: run both processes on uvloop (as `callgate gate` does when installed)."""
+    """CALLGATE_BENCH_UVLOOP=1: run both processes on uvloop (an experiment: the product runs on
+    asyncio's default loop, and uvloop is not a dependency)."""
     if os.environ.get("CALLGATE_BENCH_UVLOOP", "") in ("", "0"):
         return False
     import uvloop
