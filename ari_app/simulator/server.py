@@ -1651,8 +1651,9 @@ class AriSimulator:
         if body is None or body == {}:
             app.set_filter([], [])
             return 200, self._app_json(name)
+        # The wording is ours (no trace shows Asterisk's): it names what is wrong.
         if not isinstance(body, dict):
-            raise RestError(400, "Invalid format definition", "Bad Request")  # wording not in the traces
+            raise RestError(400, "Invalid format definition: the filter must be a JSON object", "Bad Request")
         lists: dict[str, list[dict]] = {}
         for key in ("allowed", "disallowed"):
             if key not in body:
@@ -1660,7 +1661,8 @@ class AriSimulator:
             value = body[key]
             if not isinstance(value, list) or not all(isinstance(f, dict) and isinstance(f.get("type"), str)
                                                       for f in value):
-                raise RestError(400, "Invalid format definition", "Bad Request")
+                raise RestError(400, f'Invalid format definition: {key} must be a list of {{"type": "<event type>"}} '
+                                     "objects", "Bad Request")
             lists[key] = [dict(f) for f in value]
         app.set_filter(lists.get("allowed"), lists.get("disallowed"))
         return 200, self._app_json(name)

@@ -419,9 +419,14 @@ async def test_event_filter_bad_body_and_unknown_app(simulator):
         async with app.http.put(simulator.url + "/ari/applications/callgate/eventFilter",
                                 json={"allowed": [{"kind": "StasisStart"}]}) as resp:
             assert resp.status == 400
+            assert (await resp.json())["message"].startswith("Invalid format definition: allowed must be a list")
         async with app.http.put(simulator.url + "/ari/applications/callgate/eventFilter",
                                 json={"allowed": "StasisStart"}) as resp:
             assert resp.status == 400
+        async with app.http.put(simulator.url + "/ari/applications/callgate/eventFilter",
+                                json={"disallowed": "StasisStart"}) as resp:
+            assert resp.status == 400
+            assert "disallowed must be a list" in (await resp.json())["message"]
         assert (await app.rest("GET", "/applications/callgate"))[1]["events_allowed"] == []
         async with app.http.put(simulator.url + "/ari/applications/nope/eventFilter", json={}) as resp:
             assert resp.status == 404 and (await resp.json()) == {"message": "Application not found"}
