@@ -367,7 +367,7 @@ async def test_rest_validation_auth_and_faults(simulator):
     (Party(busy=True, reject_after=0.3), {}, (486, 17, "callee", False)),
     (Party(no_answer=True), {}, (480, 19, "callee", False)),          # Dial(...,30,...) times out
     (Party(fail_cause=34, reject_after=0.3), {}, (503, 34, "callee", False)),
-    (Party(answer_after=None), {"caller_cancel_after": 1.0}, (487, 127, "caller", False)),
+    (Party(answer_after=None), {"caller_cancel_after": 5.0}, (487, 127, "caller", False)),
 ])
 async def test_continue_dial_outcomes(simulator_factory, party, call_kw, expect):
     sim = await simulator_factory(time_scale=0.01)
