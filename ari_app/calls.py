@@ -355,6 +355,8 @@ class BridgeCall(CallActor):
         """(loop time, epoch ms) pair the timers are computed from."""
         self.warned_for: int | None = None
         self.cut = False
+        self.dialled_ms: int | None = None
+        """When the callee was dialled (epoch ms): the earliest it can have answered."""
 
     def legs(self) -> list[str]:
         return [c for c in (self.caller_id, self.callee_id) if c]
@@ -381,8 +383,15 @@ class BridgeCall(CallActor):
             if self.callee_id in ev.get("app_channel_ids", ()):
                 self.in_stasis.add(self.callee_id)  # its StasisStart may have been lost in the drop
             if callee.get("state") == "Up" and self.answered_ts is None:
-                self.answered_ts = self.now_ms()  # the answer event was lost: the best we know
-                self.answered_mono = self.loop_time()
+                # The answer event was lost in the gap: stamp it at the gap's START (never before the
+                # dial), so the cut-off is never late and the account cannot talk past its money;
+                # the customer pays at most the gap (seconds) too much. A hangup lost in a gap is
+                # stamped at its END (on_resync above), so neither lost event shortens what is billed.
+                now = self.now_ms()
+                gap_from = ev.get("gap_from_ms")
+                at = now if gap_from is None else min(now, max(int(gap_from), self.dialled_ms or 0))
+                self.answered_ts = at
+                self.answered_mono = self.loop_time() - (now - at) / 1000.0 * self.s.time_scale
         self._wake = True
 
     def any_leg_gone(self) -> bool:
@@ -418,6 +427,7 @@ class BridgeCall(CallActor):
                       extra={"session": self.session_id})
             await self.end_unanswered(caller_reason="congestion")
             return
+        self.dialled_ms = self.now_ms()
         if not await self.leg_call(self.callee_id, self.client.dial(self.callee_id, caller=self.caller_id,
                                                                      timeout=self.s.dial_timeout)):
             await self.end_unanswered()

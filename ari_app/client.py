@@ -141,6 +141,7 @@ class AriClient:
         self._kept_varsets: re.Pattern | None = None
         self._kept_names: frozenset[str] = frozenset()
         self._connected_handlers: list[ConnectedHandler] = []
+        self._disconnected_handlers: list[Callable[[], None]] = []
         # key -> pending events; a key is present exactly while its worker task runs
         self._queues: dict[str, collections.deque] = {}
         self._workers: dict[str, asyncio.Task] = {}
@@ -217,6 +218,13 @@ class AriClient:
     def on_connected(self, handler: ConnectedHandler) -> ConnectedHandler:
         """Register ``async handler()`` run after every (re)connect, before that connection's events."""
         self._connected_handlers.append(handler)
+        return handler
+
+    def on_disconnected(self, handler: Callable[[], None]) -> Callable[[], None]:
+        """Register ``handler()`` called the moment an events connection is lost (not on ``stop()``):
+        what Asterisk sends from then until the next connect is lost, and the handler can note when
+        that gap began."""
+        self._disconnected_handlers.append(handler)
         return handler
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
@@ -339,10 +347,15 @@ class AriClient:
             self.connected = False
             self._ready_event().clear()
             self._ws = None
-            if not ws.closed:
-                await ws.close()
             if not self._stopping and not self.replaced:
                 log.warning("ARI events connection lost")
+                for gap_handler in list(self._disconnected_handlers):  # before any await: the gap starts now
+                    try:
+                        gap_handler()
+                    except Exception:
+                        log.exception("on_disconnected handler failed")
+            if not ws.closed:
+                await ws.close()
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse, deliver: Callable[[dict], None]) -> None:
         async for msg in ws:

@@ -27,8 +27,10 @@ twice; if both ever race, the only effect is one extra chunk held until the call
 * heartbeat (every ``heartbeat_interval``): ``core.heartbeat(ids of live calls)``.
 
 Resync after every (re)connect: GET /channels, /bridges, /applications/{app}; each live call
-compares its legs with what Asterisk has (events during a drop are lost, never replayed). On the
-first connection the gate re-adopts this PBX's live sessions (restart safety).
+compares its legs with what Asterisk has (events during a drop are lost, never replayed). What
+changed in the gap is stamped at the end that keeps the account within its money: a lost answer at
+the gap's start (the cut-off is never late), a lost hangup at its end. On the first connection the
+gate re-adopts this PBX's live sessions (restart safety).
 """
 from __future__ import annotations
 
@@ -112,6 +114,9 @@ class Gate:
         # most of what Asterisk sends about a call is never read: skip it before parsing
         client.ignore_events(IGNORED_EVENTS, varsets_except=USED_VARIABLES)
         client.on_connected(self.on_connected)
+        client.on_disconnected(self.on_disconnected)
+        self._gap_from_ms: int | None = None
+        """When the events socket was lost (None: no gap since the last resync)."""
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -315,8 +320,15 @@ class Gate:
                 del self._finished[cid]
 
     # ------------------------------------------------------------------ resync and restart
+    def on_disconnected(self) -> None:
+        if self._gap_from_ms is None:  # a failed resync keeps the first gap's start
+            self._gap_from_ms = self.now_ms()
+
     async def on_connected(self) -> None:
-        """After every (re)connect: what does Asterisk have now? Calls reconcile themselves."""
+        """After every (re)connect: what does Asterisk have now? Calls reconcile themselves.
+
+        Events of the gap are lost, so calls learn when it began (``gap_from_ms``): what they find
+        changed happened somewhere inside it (see BridgeCall.on_resync for which end is used)."""
         try:
             channels = await self.client.list_channels()
             bridges = await self.client.list_bridges()
@@ -336,7 +348,8 @@ class Gate:
                     pass
             if self.pbx_id is not None:
                 await self._adopt(chan_map, bridges, app_ids)
-        note = {"type": "_resync", "channels": chan_map, "app_channel_ids": app_ids}
+        note = {"type": "_resync", "channels": chan_map, "app_channel_ids": app_ids, "gap_from_ms": self._gap_from_ms}
+        self._gap_from_ms = None
         for call in list(self.calls.values()):
             call.post(dict(note))
 

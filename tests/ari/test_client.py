@@ -293,18 +293,22 @@ async def test_reconnects_after_a_drop_and_resyncs(simulator, client):
         resyncs.append((await client.get_application())["name"])
 
     client.on_connected(on_connected)
+    gaps = []
+    client.on_disconnected(lambda: gaps.append(len(resyncs)))
     task = await run_client(client)
-    assert resyncs == ["callgate"]
+    assert resyncs == ["callgate"] and gaps == []
     simulator.refuse_websockets(True)
     simulator.drop_websockets()
     await asyncio.sleep(0.1)
     assert not client.connected              # retrying against the refusing server
+    assert gaps == [1]                       # told once when the gap began, not per failed retry
     simulator.refuse_websockets(False)
     assert await client.wait_connected(5)
     assert client.reconnects == 1 and resyncs == ["callgate", "callgate"]
     await client.stop()
     await task
     assert not client.connected
+    assert gaps == [1]                       # stop() is not a gap
 
 
 async def test_application_replaced_stops_the_first_client(simulator, caplog):

@@ -408,8 +408,11 @@ async def test_answer_lost_in_a_websocket_drop_is_found_by_the_resync(sim, core)
         call = await sim.place_call(endpoint="alice", exten=NUMBER)
         await wait_for(lambda: any(getattr(c, "bridge_id", None) for c in gate.calls.values()), 5)
         sim.refuse_websockets(True)
+        drop_at = int(sim.now() * 1000)
         sim.drop_websockets()
         await wait_for(lambda: call.callee_ids and sim.channels.get(call.callee_ids[0], {}).get("state") == "Up", 5)
+        answered_at = int(sim.now() * 1000)  # the callee really answered (by now)
+        await asyncio.sleep(1.0 * TIME_SCALE)  # the gap goes on a (simulated) second after the answer
         sim.refuse_websockets(False)  # the callee's answer (and its Dial ANSWER) were lost
         await wait_for(lambda: any(getattr(c, "cutoff_at", None) for c in gate.calls.values()), 5)
         await asyncio.sleep(2 * TIME_SCALE)
@@ -419,4 +422,7 @@ async def test_answer_lost_in_a_websocket_drop_is_found_by_the_resync(sim, core)
     assert out.answered  # the caller was answered and bridged after the resync
     s = await core.find_session(sim.asterisk_id, call.channel_id)
     assert s.state == "settled" and s.talk_ms > 0
+    # The lost answer is stamped at the gap's start (the cut-off is never late), not at the resync
+    # (which would give the call the whole gap for free).
+    assert drop_at <= s.answered_at <= answered_at
     assert nothing_left(sim)
