@@ -1,10 +1,12 @@
-"""Continue mode: ``Stasis(callgate,outbound,continue)`` for admins who keep ``Dial()`` in the dialplan.
+"""Continue mode: ``Stasis(callgate,outbound|inbound,continue)`` for admins who keep ``Dial()`` in the dialplan.
 
 The gate decides, sets CALLGATE_STATUS / CALLGATE_REASON / CALLGATE_MAX_MS / CALLGATE_SESSION on
 the channel and continues it to the next priority, where the dialplan runs
 ``Dial(…,L(${CALLGATE_MAX_MS}:…))``. L() cannot be extended, so the whole grant is held up front
 (``full_hold=True``). CALLGATE_MAX_MS is always set — ``0`` on a refusal — because an empty value
-makes ``L()`` fail ("Bridge does not accept L()", see the traces README).
+makes ``L()`` fail ("Bridge does not accept L()", see the traces README). Inbound
+(``Stasis(callgate,inbound,continue)``, context ``callgate-inbound-continue``): an ALLOW also sets
+CALLGATE_ENDPOINT, the endpoint the DID rings (``Dial(PJSIP/${CALLGATE_ENDPOINT},…)``), as FastAGI does.
 
 Before continuing, the gate subscribes to ``channel:{id}``: after StasisEnd the plain websocket
 then still delivers the channel's Dial events (ANSWER, with the event timestamp), the
@@ -77,18 +79,30 @@ class ContinueCall(CallActor):
         auth = await self.decide(full_hold=True)
         self.granted_ms = auth.granted_ms
         cid = self.caller_id
+        allowed = auth.allowed
         variables = {
-            "CALLGATE_STATUS": "ALLOW" if auth.allowed else "DENY",
-            "CALLGATE_REASON": "" if auth.allowed else str(auth.reason),
+            "CALLGATE_STATUS": "ALLOW" if allowed else "DENY",
+            "CALLGATE_REASON": "" if allowed else str(auth.reason),
             "CALLGATE_MAX_MS": str(auth.granted_ms),
             "CALLGATE_SESSION": auth.session_id or "",
         }
+        names = ["CALLGATE_MAX_MS", "CALLGATE_STATUS", "CALLGATE_REASON", "CALLGATE_SESSION"]
+        if self.direction == "inbound" and allowed:
+            # the dialplan rings the DID's endpoint: Dial(PJSIP/${CALLGATE_ENDPOINT},…), as with FastAGI;
+            # set before CALLGATE_STATUS, like every other value the dialplan reads behind an ALLOW
+            names.insert(1, "CALLGATE_ENDPOINT")
+            variables["CALLGATE_ENDPOINT"] = auth.ring_endpoint or ""
+            if not auth.ring_endpoint:  # nobody to ring: refuse (404, as bridge mode), never guess
+                log.error("inbound call to %s has no endpoint to ring", auth.number, extra={"session": self.session_id})
+                allowed = False
+                variables.update(CALLGATE_STATUS="DENY", CALLGATE_REASON="unknown_did", CALLGATE_MAX_MS="0",
+                                 CALLGATE_SESSION="")
         # MAX_MS first: whatever happens next, the dialplan never sees an empty L() value
-        for name in ("CALLGATE_MAX_MS", "CALLGATE_STATUS", "CALLGATE_REASON", "CALLGATE_SESSION"):
+        for name in names:
             if not await self.leg_call(cid, self.client.set_variable(cid, name, variables[name])):
                 await self.settle(0, note="caller left before continue")
                 return
-        if auth.allowed and auth.session_id is not None:
+        if allowed and auth.session_id is not None:
             await self.client.subscribe(f"channel:{cid}")
             self.subscribed = True
         if not await self.leg_call(cid, self.client.continue_in_dialplan(cid)):
@@ -96,7 +110,9 @@ class ContinueCall(CallActor):
             await self.unsubscribe()
             return
         self.continued = True
-        if not auth.allowed or auth.session_id is None:
+        if not allowed or auth.session_id is None:
+            if auth.session_id is not None:  # allowed by the core, refused here: release the hold
+                await self.settle(0, note="no ring endpoint")
             return
         await self.follow()
 

@@ -35,9 +35,12 @@ unknown scheme -> never finishes); ApplicationReplaced when a second socket take
 first stays open, silent); events are lost while an app's socket is down; a call placed while the
 app is not connected fails with 603 (``ended_by="pbx"``); Basic auth or ``api_key`` (401).
 Continue mode: POST /continue -> StasisEnd, then a tiny dialplan: context ``callgate-continue``
-dials at once; otherwise (the product's ``Stasis(callgate,outbound,continue)`` route) it checks
-CALLGATE_STATUS == ALLOW and a numeric CALLGATE_MAX_MS, else Hangup(21) (403). The Dial() runs
-``PJSIP/${EXTEN}@trunk`` with L(CALLGATE_MAX_MS:2000): the scripted party answers, the warning beep
+dials at once; otherwise (the product's ``callgate-outbound-continue`` / ``callgate-inbound-continue``
+routes of asterisk-conf/extensions.conf) it checks CALLGATE_STATUS == ALLOW and a numeric
+CALLGATE_MAX_MS (and, inbound, a CALLGATE_ENDPOINT), else hangs up as ``[callgate-deny]`` does: the
+cause follows CALLGATE_REASON (21 → 403, 1 → 404, 17 → 486, anything else 34 → 503; the lab route of
+the traces used 21 for every refusal). The Dial() runs ``PJSIP/${EXTEN}@trunk`` (inbound:
+``PJSIP/${CALLGATE_ENDPOINT}``) with L(CALLGATE_MAX_MS:2000): the scripted party answers, the warning beep
 is "heard" 2 s before the limit, the call ends at the limit (``ended_by="limit"``) with the Dial
 events and ANSWEREDTIME/ANSWEREDTIME_MS varsets a subscribed app sees.
 

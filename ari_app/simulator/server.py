@@ -68,6 +68,9 @@ _QOS_VALUES = [
                        "avgtxmes=000.000000;   stdevtxmes=000.000000;"),
 ]
 
+#: asterisk-conf's [callgate-deny]: CALLGATE_REASON -> the Hangup() cause (anything else: 34).
+DENY_CAUSES = {"too_many_calls": 17, "insufficient_funds": 21, "depleted": 21, "suspended": 21,
+               "unknown_endpoint": 1, "unknown_did": 1, "no_rate": 1, "invalid_number": 1}
 DIAL_RESET_VARS = ["DIALSTATUS", "DIALEDPEERNUMBER", "DIALEDPEERNAME", "ANSWEREDTIME", "ANSWEREDTIME_MS",
                    "DIALEDTIME", "DIALEDTIME_MS", "RINGTIME", "RINGTIME_MS", "PROGRESSTIME", "PROGRESSTIME_MS"]
 
@@ -862,30 +865,36 @@ class AriSimulator:
             self._varset(ch, "LIMIT_WARNING_FILE", "beep")
             self._dialplan_dial(ch)
             return
-        # callgate-outbound-continue after Stasis(): GotoIf failed / denied, then Dial
+        # callgate-outbound-continue / callgate-inbound-continue after Stasis(): GotoIf failed /
+        # denied, then Dial (the trunk for outbound, PJSIP/${CALLGATE_ENDPOINT} for a DID)
+        inbound = target_ctx == "callgate-inbound-continue"
         status = ch.vars.get("CALLGATE_STATUS", "")
         max_ms = ch.vars.get("CALLGATE_MAX_MS", "")
-        denied = status == "DENY" or max_ms == "" or status != "ALLOW"
+        ring = ch.vars.get("CALLGATE_ENDPOINT", "")
+        denied = status == "DENY" or max_ms == "" or status != "ALLOW" or (inbound and not ring)
         p = priority or (ch.priority + 1)
         self._dialplan(ch, "GotoIf", "0?failed", p)
         self._dialplan(ch, "GotoIf", f"{1 if denied else 0}?denied", p + 1)
         if denied:
-            self._dialplan(ch, "NoOp", f"callgate DENY: CALLGATE_REASON={ch.vars.get('CALLGATE_REASON', '')} "
-                                       f"CALLGATE_MAX_MS={max_ms}", p + 6)
-            self._dialplan(ch, "Hangup", "21", p + 7)
+            reason = ch.vars.get("CALLGATE_REASON", "")
+            cause = DENY_CAUSES.get(reason, 34)  # asterisk-conf's [callgate-deny]
+            self._dialplan(ch, "NoOp", f"callgate DENY: reason={reason} cause={cause} "
+                                       f"session={ch.vars.get('CALLGATE_SESSION', '')}", p + 6)
+            self._dialplan(ch, "Hangup", str(cause), p + 7)
             up = ch.state == "Up"
-            status_code, reason = causes.final_response_for_cause(21)
+            status_code, sip_reason = causes.final_response_for_cause(cause)
             self._hangup_request(ch, 16, soft=True, tech_cause=None if up else status_code)
-            self._destroy(ch, 21, ended_by="app", sip=(status_code, reason),
+            self._destroy(ch, cause, ended_by="app", sip=(status_code, sip_reason),
                           tech_cause=None if up else status_code)
             return
         self._dialplan(ch, "Set", "LIMIT_WARNING_FILE=beep", p + 2)
         self._varset(ch, "LIMIT_WARNING_FILE", "beep")
-        self._dialplan_dial(ch)
+        self._dialplan_dial(ch, endpoint=f"PJSIP/{ring}" if inbound else None)
 
-    def _dialplan_dial(self, ch: Channel) -> None:
+    def _dialplan_dial(self, ch: Channel, endpoint: str | None = None) -> None:
         max_ms = ch.vars.get("CALLGATE_MAX_MS", "")
-        endpoint = f"PJSIP/{ch.exten}@trunk"
+        endpoint = endpoint or f"PJSIP/{ch.exten}@trunk"
+        dialstring = endpoint.split("/", 1)[1]
         self._dialplan(ch, "Dial", f"{endpoint},30,L({max_ms}:2000)", ch.priority + 1)
         if not max_ms.strip().isdigit():
             # "Bridge does not accept L()": Dial fails, the caller gets 603 with cause 0
@@ -895,7 +904,7 @@ class AriSimulator:
         for name in DIAL_RESET_VARS:
             self._varset(ch, name, "")
         party = self.party_for(endpoint)
-        peer = self._new_channel(kind="dialed", name=f"PJSIP/trunk-{next(self._name_seq):08x}", state="Down",
+        peer = self._new_channel(kind="dialed", name=f"PJSIP/{dialstring.rsplit('@', 1)[-1]}-{next(self._name_seq):08x}", state="Down",
                                  protocol_id=str(uuid.uuid4()), caller=("", ch.exten), context="from-trunk",
                                  exten=ch.exten, priority=1, app_name="AppDial", app_data="(Outgoing Line)")
         peer.connected_name, peer.connected_number = ch.caller_name, ch.caller_number
@@ -910,14 +919,14 @@ class AriSimulator:
             self._add_callee(ch.call, peer.id)
         peer.app_name = peer.app_data = ""
         self._emit_created(peer)
-        self._varset(peer, "DIALEDPEERNUMBER", f"{ch.exten}@trunk")
+        self._varset(peer, "DIALEDPEERNUMBER", dialstring)
         self._dialplan(peer, "AppDial", "(Outgoing Line)")
         self._emit({"type": "ChannelCallerId", "timestamp": self.timestamp(), "caller_presentation": 0,
                     "caller_presentation_txt": "Presentation Allowed, Not Screened", "channel": peer.json()},
                    channels=(peer,))
         self._emit({"type": "ChannelConnectedLine", "timestamp": self.timestamp(), "channel": peer.json()},
                    channels=(peer,))
-        self._dial_event(peer, "", dialstring=f"{ch.exten}@trunk", caller=ch)
+        self._dial_event(peer, "", dialstring=dialstring, caller=ch)
         self._emit({"type": "ChannelConnectedLine", "timestamp": self.timestamp(), "channel": ch.json()},
                    channels=(ch,))
         self._varset(ch, "RINGTIME", "0")
@@ -932,7 +941,7 @@ class AriSimulator:
             return
         self._varset(caller, "DIALSTATUS", "ANSWER")
         self._varset(caller, "DIALEDPEERNAME", peer.name)
-        self._varset(caller, "DIALEDPEERNUMBER", f"{peer.exten}@trunk")
+        self._varset(caller, "DIALEDPEERNUMBER", peer.endpoint.split("/", 1)[1])
         self._dial_event(peer, "ANSWER", caller=caller)
         caller.answered_at = self.now()
         self._state(caller, "Up")

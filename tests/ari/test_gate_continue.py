@@ -106,5 +106,65 @@ async def test_core_failure_continues_with_deny(sim, core):
         out = await call.ended(timeout=10)
         assert await gate.wait_idle(5)
     vars_ = call.continued["variables"]
+    assert (vars_["CALLGATE_STATUS"], vars_["CALLGATE_REASON"], vars_["CALLGATE_MAX_MS"]) == (
+        "DENY", "billing_unavailable", "0")
+    # [callgate-deny] turns billing_unavailable into cause 34: 503, as bridge mode refuses it
+    assert out.sip_final == 503 and not out.answered
+
+
+INBOUND_CONTINUE = dict(endpoint="trunk", context="callgate-inbound-continue", app_args=["inbound", "continue"],
+                        caller_id="15145557777")
+
+
+async def test_inbound_continue_sets_the_endpoint_and_the_dialplan_rings_it(sim, core):
+    await seed(core, inbound_rate="0.01")  # the DID owner pays 0.01/min to receive
+    sim.script_destination("PJSIP/alice", Party(answer_after=1.0))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(exten="15145551000", caller_hangup_after=3.0, **INBOUND_CONTINUE)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert out.answered and out.ended_by == "caller"
+    vars_ = call.continued["variables"]
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert s.direction == "inbound" and s.hold_mode == "full"
+    assert (vars_["CALLGATE_STATUS"], vars_["CALLGATE_ENDPOINT"]) == ("ALLOW", "alice")
+    assert int(vars_["CALLGATE_MAX_MS"]) == s.granted_seconds * 1000 and vars_["CALLGATE_SESSION"] == s.session_id
+    steps = [(m, last) for m, last, _ in rest_steps(sim, call.channel_id)]
+    assert steps.index(("POST", "subscription")) < steps.index(("POST", "continue"))
+    # the dialplan's Dial() rang the DID's endpoint (not the trunk), and the gate never created a channel
+    dials = [e for e in sim.events_of(call.channel_id) if e["type"] == "Dial" and e.get("dialstring")]
+    assert [e["dialstring"] for e in dials] == ["alice"]
+    assert not any(r.path.endswith("/channels/create") for r in sim.requests)
+    answered_time = [int(e["value"]) for e in sim.events_of(call.channel_id)
+                     if e["type"] == "ChannelVarset" and e["variable"] == "ANSWEREDTIME_MS" and e["value"]][-1]
+    assert s.state == "settled" and s.talk_ms == answered_time and 2_500 < s.talk_ms < 3_600
+    a = await core.account("acme")
+    assert a.held == 0 and s.cost > 0 and a.balance == 10_000_000 - s.cost
+
+
+async def test_inbound_continue_unknown_did_is_refused_and_rings_nobody(sim, core):
+    await seed(core)
+    sim.script_destination("PJSIP/alice", Party(answer_after=1.0))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(exten="15145559999", **INBOUND_CONTINUE)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    vars_ = call.continued["variables"]
+    assert (vars_["CALLGATE_STATUS"], vars_["CALLGATE_REASON"], vars_["CALLGATE_MAX_MS"]) == ("DENY", "unknown_did", "0")
+    assert "CALLGATE_ENDPOINT" not in vars_ and vars_["CALLGATE_SESSION"] == ""
+    assert out.sip_final == 404 and not out.answered  # [callgate-deny]: cause 1
+    assert not [e for e in sim.events_of(call.channel_id) if e["type"] == "Dial"]
+    assert not any(r.path.endswith("/subscription") for r in sim.requests)
+    assert await core.find_session(sim.asterisk_id, call.channel_id) is None
+
+
+async def test_inbound_continue_depleted_owner_is_refused_with_403(sim, core):
+    await seed(core, balance="0")
+    sim.script_destination("PJSIP/alice", Party(answer_after=1.0))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(exten="15145551000", **INBOUND_CONTINUE)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    vars_ = call.continued["variables"]
     assert (vars_["CALLGATE_STATUS"], vars_["CALLGATE_MAX_MS"]) == ("DENY", "0")
-    assert out.sip_final == 403 and not out.answered
+    assert out.sip_final == 403 and not [e for e in sim.events_of(call.channel_id) if e["type"] == "Dial"]

@@ -276,11 +276,13 @@ async def test_second_socket_replaces_the_app(simulator):
 
 # ---------------------------------------------------------------- continue mode
 async def _continue_call(simulator, app, status: str | None, max_ms: str | None, subscribe: bool,
-                         **call_kw):
+                         reason: str | None = None, **call_kw):
     call = await simulator.place_call(exten="15145550100", context="callgate-outbound-continue",
                                       app_args=["outbound", "continue"], **call_kw)
     ch = call.channel_id
     await app.wait_for(is_type("StasisStart", ch))
+    if reason is not None:
+        await app.rest("POST", f"/channels/{ch}/variable", variable="CALLGATE_REASON", value=reason)
     if max_ms is not None:
         await app.rest("POST", f"/channels/{ch}/variable", variable="CALLGATE_MAX_MS", value=max_ms)
     if status is not None:
@@ -322,12 +324,24 @@ async def test_continue_without_subscription_sees_nothing_after_stasis_end(simul
         assert app.types_of(call.channel_id, skip_varsets=False)[-1] == "StasisEnd"
 
 
-@pytest.mark.parametrize("status,max_ms", [("DENY", "0"), (None, None), ("ALLOW", "")])
-async def test_continue_deny_hangs_up_with_cause_21(simulator, status, max_ms):
+# The simulator runs the product's route (asterisk-conf/extensions.conf): a refusal goes through
+# [callgate-deny], whose cause follows CALLGATE_REASON. (The lab route of the traces hung up with 21
+# whatever the reason; the Stasis/continue/event behaviour is the same.)
+@pytest.mark.parametrize("status,max_ms,reason,sip,cause", [
+    ("DENY", "0", "depleted", 403, 21),
+    ("DENY", "0", "insufficient_funds", 403, 21),
+    ("DENY", "0", "unknown_did", 404, 1),
+    ("DENY", "0", "too_many_calls", 486, 17),
+    ("DENY", "0", "billing_unavailable", 503, 34),
+    ("DENY", "0", None, 503, 34),
+    (None, None, None, 503, 34),   # the gate set nothing: fail closed
+    ("ALLOW", "", None, 503, 34),  # an empty L() value is a refusal, never an unlimited Dial
+])
+async def test_continue_deny_hangs_up_with_the_cause_of_the_reason(simulator, status, max_ms, reason, sip, cause):
     async with App(simulator) as app:
-        call = await _continue_call(simulator, app, status, max_ms, subscribe=True)
+        call = await _continue_call(simulator, app, status, max_ms, subscribe=True, reason=reason)
         outcome = await call.ended(timeout=5)
-        assert (outcome.sip_final, outcome.q850_cause, outcome.ended_by, outcome.answered) == (403, 21, "app", False)
+        assert (outcome.sip_final, outcome.q850_cause, outcome.ended_by, outcome.answered) == (sip, cause, "app", False)
 
 
 # ---------------------------------------------------------------- REST validation, auth, faults

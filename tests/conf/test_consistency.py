@@ -106,7 +106,8 @@ def test_stasis_app_name_and_args_match_the_gate():
     call_args = set(re.findall(r'"(\w+)"', re.search(r"CALL_ARGS = \(([^)]*)\)", ari_source("gate")).group(1)))
     assert '"continue" in args' in ari_source("gate")
     calls = re.findall(r"Stasis\(([^)]*)\)", text("extensions.conf"))
-    assert {c for c in calls} == {f"{app},outbound", f"{app},inbound", f"{app},outbound,continue"}
+    assert {c for c in calls} == {f"{app},outbound", f"{app},inbound", f"{app},outbound,continue",
+                                  f"{app},inbound,continue"}
     for c in calls:
         assert set(c.split(",")[1:]) <= call_args | {"continue"}
         assert c.split(",")[0] == app
@@ -116,12 +117,15 @@ def test_continue_mode_reads_the_variables_the_gate_sets():
     source = ari_source("continue_mode")
     gate_vars = set(re.findall(r'"(CALLGATE_[A-Z_]+)"', source))
     assert {"CALLGATE_STATUS", "CALLGATE_REASON", "CALLGATE_MAX_MS", "CALLGATE_SESSION"} <= gate_vars
-    assert '"ALLOW" if auth.allowed else "DENY"' in source
-    lines = contexts("extensions.conf")["callgate-outbound-continue"]
-    body = "\n".join(lines)
-    assert '"${STASISSTATUS}" != "SUCCESS"' in body and "Congestion()" in body
-    assert '"${CALLGATE_STATUS}" != "ALLOW"' in body and '"${CALLGATE_MAX_MS}" = ""' in body
-    assert "L(${CALLGATE_MAX_MS}:" in body and "Gosub(callgate-deny,s,1)" in body
+    assert '"ALLOW" if allowed else "DENY"' in source and "allowed = auth.allowed" in source
+    for ctx in ("callgate-outbound-continue", "callgate-inbound-continue"):
+        body = "\n".join(contexts("extensions.conf")[ctx])
+        assert '"${STASISSTATUS}" != "SUCCESS"' in body and "Congestion()" in body
+        assert '"${CALLGATE_STATUS}" != "ALLOW"' in body and '"${CALLGATE_MAX_MS}" = ""' in body
+        assert "L(${CALLGATE_MAX_MS}:" in body and "Gosub(callgate-deny,s,1)" in body
+    inbound = "\n".join(contexts("extensions.conf")["callgate-inbound-continue"])
+    assert '"CALLGATE_ENDPOINT"' in source and "Dial(PJSIP/${CALLGATE_ENDPOINT}," in inbound
+    assert '"${CALLGATE_ENDPOINT}" = ""' in inbound  # nobody to ring is a refusal
     deny_reads = set(re.findall(r"\$\{(CALLGATE_[A-Z_]+)\}", "\n".join(contexts("extensions.conf")["callgate-deny"])))
     assert "CALLGATE_REASON" in deny_reads
 
