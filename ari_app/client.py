@@ -535,6 +535,17 @@ class AriClient:
         src = event_source if isinstance(event_source, str) else list(event_source)
         return await self.request("POST", f"/applications/{_seg(self.app)}/subscription", {"eventSource": src})
 
+    async def set_event_filter(self, *, allowed: Iterable[str] | None = None,
+                               disallowed: Iterable[str] | None = None) -> dict:
+        """``PUT /applications/{app}/eventFilter``: Asterisk stops sending these event types to the
+        app (disallowed wins over allowed; a list left out keeps its current value)."""
+        body: dict[str, list[dict]] = {}
+        if allowed is not None:
+            body["allowed"] = [{"type": t} for t in allowed]
+        if disallowed is not None:
+            body["disallowed"] = [{"type": t} for t in disallowed]
+        return await self.request("PUT", f"/applications/{_seg(self.app)}/eventFilter", json=body)
+
     async def unsubscribe(self, event_source: str | Iterable[str]) -> dict:
         src = event_source if isinstance(event_source, str) else list(event_source)
         return await self.request("DELETE", f"/applications/{_seg(self.app)}/subscription", {"eventSource": src})

@@ -289,6 +289,10 @@ class AriSimulator:
         self.requests: list[RecordedRequest] | collections.deque = kept()
         self.events_sent: list[tuple[str, dict]] | collections.deque = kept()
         self.events_dropped: list[tuple[str, dict]] | collections.deque = kept()
+        #: Every event generated for an app, in order, as (app, event, fate): fate is "sent",
+        #: "dropped" (socket down) or "filtered" (the app's eventFilter). What Asterisk produced,
+        #: whatever the app asked to receive: the trace contract tests compare this.
+        self.events_generated: list[tuple[str, dict, str]] | collections.deque = kept()
         self.calls: dict[str, SimCall] = {}
         self._call_by_callee: dict[str, SimCall] = {}
         self._ts_ms = self._ts_sec = -1
@@ -434,10 +438,14 @@ class AriSimulator:
                 raise asyncio.TimeoutError(f"app {app or self.default_app!r} never connected")
             await asyncio.sleep(0.005)
 
-    def events_of(self, channel_id: str | None = None, app: str | None = None) -> list[dict]:
-        """Events sent (to ``app``) about a channel (as ``channel``, ``peer``, ``caller`` or playback target)."""
+    def events_of(self, channel_id: str | None = None, app: str | None = None, *,
+                  generated: bool = False) -> list[dict]:
+        """Events sent (to ``app``) about a channel (as ``channel``, ``peer``, ``caller`` or playback
+        target); ``generated=True``: also those the app's eventFilter held back or a socket drop lost
+        (what Asterisk produced, in order)."""
         out = []
-        for a, ev in self.events_sent:
+        source = ((a, ev) for a, ev, _ in self.events_generated) if generated else self.events_sent
+        for a, ev in source:
             if app is not None and a != app:
                 continue
             if channel_id is None or channel_id in _event_channel_ids(ev):
@@ -1119,15 +1127,20 @@ class AriSimulator:
             wanted = app.subscribe_all
             if not wanted and not all_only:
                 wanted = any(ch.subscribed(name) for ch in chans) or (bridge is not None and name in bridge.subs)
-            if not wanted or not app.allows(ev.get("type")):
+            if not wanted:
                 continue
             out = dict(ev)
             out["asterisk_id"] = self.asterisk_id
             out["application"] = name
+            if not app.allows(ev.get("type")):
+                self.events_generated.append((name, out, "filtered"))
+                continue
             if app.ws is None or app.queue is None or app.ws.closed:
                 self.events_dropped.append((name, out))
+                self.events_generated.append((name, out, "dropped"))
                 continue
             self.events_sent.append((name, out))
+            self.events_generated.append((name, out, "sent"))
             app.queue.put_nowait(out)
 
     # ------------------------------------------------------------------ HTTP

@@ -201,7 +201,7 @@ async def test_cutoff_with_warning_tone(sim, core):
     assert out.answered and out.ended_by == "app" and out.heard == ["sound:beep"]
     assert out.sip_reason == "Q.850;cause=16"  # reason=normal
     assert abs(out.talk_ms - 20_000) <= SLACK_MS
-    beep = next(e for e in sim.events_of(call.channel_id) if e["type"] == "PlaybackStarted")
+    beep = next(e for e in sim.events_of(call.channel_id, generated=True) if e["type"] == "PlaybackStarted")
     assert abs(ts_ms(beep) - callee_answer_ts(sim, call) - 15_000) <= SLACK_MS  # 5 s before the cut-off
     s = await session_of(core, sim, call)
     assert (s.state, s.talk_ms, s.cost) == ("settled", 20_000, 20_000)
@@ -237,3 +237,40 @@ async def test_two_concurrent_calls_of_one_caller(sim, core):
     assert s1.session_id != s2.session_id
     assert s1.talk_ms < s2.talk_ms and {s1.state, s2.state} == {"settled"}
     assert len(sim.bridges) == 0 and len({r.path for r in requests_of(sim, method="DELETE", contains="/bridges/")}) == 2
+
+
+async def test_gate_asks_asterisk_not_to_send_the_events_it_ignores(sim, core):
+    """PUT /applications/{app}/eventFilter on connect: the ignored types stay off the socket."""
+    from ari_app.gate import IGNORED_EVENTS
+
+    await seed(core)
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    async with running_gate(sim, core) as gate:
+        app = (await gate.client.get_application())
+        assert {f["type"] for f in app["events_disallowed"]} == set(IGNORED_EVENTS) and app["events_allowed"] == []
+        call = await sim.place_call(endpoint="alice", exten=NUMBER, caller_hangup_after=2.0)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert out.answered
+    sent = {e["type"] for e in sim.events_of()}
+    filtered = {ev["type"] for _, ev, fate in sim.events_generated if fate == "filtered"}
+    assert not sent & set(IGNORED_EVENTS)
+    assert {"ChannelDialplan", "ChannelEnteredBridge", "BridgeDestroyed"} <= filtered  # generated, held back
+    assert {"StasisStart", "Dial", "ChannelStateChange", "ChannelDestroyed"} <= sent
+    put = [r for r in sim.requests if r.method == "PUT" and r.path.endswith("/eventFilter")]
+    assert len(put) == 1 and put[0].status == 200
+
+
+async def test_gate_works_when_asterisk_refuses_the_event_filter(sim, core):
+    """An Asterisk without eventFilter (or refusing it): the gate drops the same events itself."""
+    await seed(core)
+    sim.inject_rest_fault("PUT", r"/applications/.*/eventFilter", 501, "Not implemented", times=10)
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER, caller_hangup_after=2.0)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert out.answered and out.ended_by == "caller"
+    assert "ChannelDialplan" in {e["type"] for e in sim.events_of()}  # nothing filtered: all sent
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert s.state == "settled" and s.talk_ms > 0

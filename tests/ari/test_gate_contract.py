@@ -90,7 +90,8 @@ def trace_caller_events(lines: list[dict]) -> list[str]:
 
 
 def sim_caller_events(sim, call) -> list[str]:
-    return [e["type"] for e in sim.events_of(call.channel_id)
+    # what Asterisk generated: the gate's eventFilter keeps some types off its socket, not out of the call
+    return [e["type"] for e in sim.events_of(call.channel_id, generated=True)
             if (e.get("channel") or {}).get("id") == call.channel_id and e["type"] not in NOISE]
 
 

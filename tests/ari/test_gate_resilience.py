@@ -335,7 +335,8 @@ async def test_draining_gate_refuses_new_calls_and_keeps_live_ones(sim, core):
                                        await live.ended(timeout=10))
         assert await gate.wait_idle(5)
     assert (out_new.sip_final, out_new.q850_cause) == (503, 34)
-    assert out_cont.sip_final == 403 and new_continue.continued["variables"]["CALLGATE_STATUS"] == "DENY"
+    # continue mode: DENY with reason shutting_down, which [callgate-deny] turns into 503 as well
+    assert out_cont.sip_final == 503 and new_continue.continued["variables"]["CALLGATE_STATUS"] == "DENY"
     assert out_live.answered and out_live.ended_by == "caller"
     assert await core.find_session(sim.asterisk_id, new.channel_id) is None
     assert (await core.find_session(sim.asterisk_id, live.channel_id)).state == "settled"
