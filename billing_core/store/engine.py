@@ -301,7 +301,7 @@ class PostgresStore(Store):
             attempt += 1
             try:
                 async with self._engine.begin() as conn:
-                    return await conn.run_sync(fn, *args)
+                    return await conn.run_sync(_with_fast_connection, fn, *args)
             except DBAPIError as exc:
                 code = _sqlstate(exc)
                 if code in _RETRY_SQLSTATES and attempt < 5:
@@ -317,6 +317,15 @@ class PostgresStore(Store):
         if self._fast is not None:
             await self._fast.close()
         await self._engine.dispose()
+
+
+def _with_fast_connection(conn, fn, *args):
+    """Run ``fn`` with the registered hot statements on raw asyncpg (billing_core.store.pg_fast)."""
+    from .pg_fast import PgFastConnection, fast_supported
+
+    if fast_supported(conn.connection.dbapi_connection):
+        return fn(PgFastConnection(conn), *args)
+    return fn(conn, *args)
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:

@@ -126,3 +126,84 @@ class PgFastPath:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+# ------------------------------------------------------------------- transaction functions
+# The generic driver runs the core's (sync) transaction functions inside SQLAlchemy's greenlet
+# (AsyncConnection.run_sync). PgFastConnection gives them the same connection, except that the
+# core's registered hot statements (sqlite_fast.register_fast) go straight to the asyncpg
+# connection under it, compiled once for the asyncpg dialect with SQLAlchemy's bind/result
+# processors. Why: py-spy on the gate benchmark showed SQLAlchemy's per-execution work (execution
+# context, parameter dicts, result metadata) as the largest avoidable cost of answer and settle
+# on PostgreSQL. Same statements, same transaction (the adapter's own BEGIN is started first), and
+# asyncpg errors become the exceptions SQLAlchemy would raise (so retries on 40001/40P01 and the
+# IntegrityError handling see no difference). It relies on the asyncpg adapter's internals
+# (``_connection``, ``_transaction``, ``_start_transaction``, ``_handle_exception``):
+# :func:`fast_supported` checks them, and without them everything runs through SQLAlchemy.
+from sqlalchemy import exc as sa_exc  # noqa: E402
+from sqlalchemy.dialects.postgresql import asyncpg as _sa_asyncpg  # noqa: E402
+from sqlalchemy.util import await_only  # noqa: E402
+
+from . import sqlite_fast  # noqa: E402
+
+_PG_DIALECT = _sa_asyncpg.dialect()
+_PG_COMPILED: dict[int, tuple[Any, "sqlite_fast._Compiled"]] = {}
+_STATUS_COUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
+
+
+def _compiled_for(stmt):
+    entry = _PG_COMPILED.get(id(stmt))
+    if entry is None or entry[0] is not stmt:
+        if not any(s is stmt for s in sqlite_fast.registered()):
+            return None
+        entry = (stmt, sqlite_fast._Compiled(stmt, _PG_DIALECT))
+        _PG_COMPILED[id(stmt)] = entry
+    return entry[1]
+
+
+def fast_supported(adapt) -> bool:
+    return all(hasattr(adapt, a) for a in ("_connection", "_transaction", "_start_transaction", "_handle_exception"))
+
+
+class PgFastConnection:
+    """A SQLAlchemy sync connection (inside run_sync) whose registered statements run on raw asyncpg."""
+
+    def __init__(self, conn) -> None:
+        self._conn = conn
+        self._adapt = conn.connection.dbapi_connection
+        self._raw = self._adapt._connection
+
+    def execute(self, stmt, params: dict[str, Any] | None = None, *args, **kwargs):
+        c = None if (args or kwargs or not isinstance(params, (dict, type(None)))) else _compiled_for(stmt)
+        if c is None:
+            return self._conn.execute(stmt, params, *args, **kwargs)
+        try:
+            bound = c.args(params)
+        except KeyError:  # an insert leaving columns to their defaults: SQLAlchemy applies them
+            return self._conn.execute(stmt, params)
+        adapt = self._adapt
+        try:
+            if adapt._transaction is None:  # the adapter's lazy BEGIN, exactly as its cursor does it
+                await_only(adapt._start_transaction())
+            if c.returns_rows:
+                rows = [tuple(r) for r in await_only(self._raw.fetch(c.sql, *bound))]
+                rowcount = len(rows)
+            else:
+                status = await_only(self._raw.execute(c.sql, *bound))
+                m = _STATUS_COUNT.match(status or "")
+                rows, rowcount = [], (int(m.group(1)) if m else -1)
+        except Exception as error:
+            try:
+                adapt._handle_exception(error)  # raises the adapter's DBAPI exception
+            except Exception as dbapi_error:
+                if isinstance(dbapi_error, adapt.dbapi.Error):
+                    raise sa_exc.DBAPIError.instance(c.sql, bound, dbapi_error, adapt.dbapi.Error) from error
+                raise
+            raise
+        if rows and any(p is not None for p in c.result_procs):
+            procs = c.result_procs
+            rows = [tuple(v if p is None or v is None else p(v) for p, v in zip(procs, r)) for r in rows]
+        return sqlite_fast.FastResult(rows, c.keys, rowcount)
+
+    def __getattr__(self, name: str):
+        return getattr(self._conn, name)

@@ -24,11 +24,11 @@ _DIALECT = sqlite.dialect()
 class _Compiled:
     __slots__ = ("sql", "order", "literals", "bind_procs", "keys", "result_procs", "returns_rows")
 
-    def __init__(self, stmt) -> None:
+    def __init__(self, stmt, dialect=_DIALECT) -> None:
         if getattr(stmt, "is_insert", False):  # every column bound: fast only when all are given
-            compiled = stmt.compile(dialect=_DIALECT, column_keys=[c.key for c in stmt.table.columns])
+            compiled = stmt.compile(dialect=dialect, column_keys=[c.key for c in stmt.table.columns])
         else:
-            compiled = stmt.compile(dialect=_DIALECT)
+            compiled = stmt.compile(dialect=dialect)
         if "POSTCOMPILE" in compiled.string:
             raise ValueError("expanding (IN) parameters are not supported on the fast path")
         self.sql: str = compiled.string
@@ -41,7 +41,7 @@ class _Compiled:
         self.returns_rows = bool(cols)
         self.keys: tuple[str, ...] = tuple(c[0] for c in cols)
         self.result_procs: tuple[Callable | None, ...] = tuple(
-            c[3]._cached_result_processor(_DIALECT, None) for c in cols)
+            c[3]._cached_result_processor(dialect, None) for c in cols)
 
     def args(self, params: dict[str, Any] | None) -> tuple:
         params = params or {}

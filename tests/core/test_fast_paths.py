@@ -1,6 +1,7 @@
-"""The SQLite fast path (billing_core/store/sqlite_fast.py) reads and writes exactly what
-SQLAlchemy would: same rows, same types (booleans stay booleans), same exception classes, and
-inserts that leave columns to their defaults still get them."""
+"""The fast paths (billing_core/store/sqlite_fast.py, and PgFastConnection in pg_fast.py) read and
+write exactly what SQLAlchemy would: same rows, same types (booleans stay booleans), same exception
+classes, and inserts that leave columns to their defaults still get them. Every test runs on both
+databases (the ``core`` fixture)."""
 from __future__ import annotations
 
 import pytest
@@ -9,18 +10,9 @@ from sqlalchemy import exc as sa_exc
 from billing_core import api
 from billing_core.api import BillingCore
 from billing_core.store import sqlite_fast
+from billing_core.store.pg_fast import PgFastConnection
 from billing_core.store.sqlite_fast import FastConnection
 from tests.factories import seed
-
-
-@pytest.fixture
-async def sqlite_core(tmp_path, clock, core_settings):
-    c = await BillingCore.open(f"sqlite:///{tmp_path / 'fast.db'}", clock=clock, settings=core_settings)
-    await c.create_schema()
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 def _both(conn, stmt, params):
@@ -30,15 +22,14 @@ def _both(conn, stmt, params):
     return fast, [dict(r) for r in slow]
 
 
-async def test_every_hot_statement_is_on_the_fast_path(sqlite_core):
+async def test_every_hot_statement_is_on_the_fast_path(core):
     registered = {id(s) for s in sqlite_fast.registered()}
     for name in ("_Q_SESSION", "_Q_SESSION_VIEW", "_Q_ACCOUNT_BY_ID_LOCK", "_Q_ACCOUNT_BY_ENDPOINT_LOCK",
                  "_U_SESSION_ANSWER", "_U_SESSION_SETTLED", "_U_ACCOUNT_BALANCE", "_I_SESSION", "_I_LEDGER"):
         assert id(getattr(api, name)) in registered, name
 
 
-async def test_fast_rows_equal_sqlalchemy_rows_with_the_same_types(sqlite_core):
-    core = sqlite_core
+async def test_fast_rows_equal_sqlalchemy_rows_with_the_same_types(core):
     await seed(core, account="acme", endpoint="alice", balance="10.00")
     auth = await core.authorize_call(direction="outbound", number="15145550100", endpoint="alice", pbx_id="p1",
                                      channel_id="c1")
@@ -46,7 +37,7 @@ async def test_fast_rows_equal_sqlalchemy_rows_with_the_same_types(sqlite_core):
     await core.answer(auth.session_id, at_ms=core.clock.now_ms())
 
     def check(conn):
-        assert isinstance(conn, FastConnection)
+        assert isinstance(conn, (FastConnection, PgFastConnection))
         out = {}
         for stmt, params in ((api._Q_SESSION, {"sid": auth.session_id}),
                              (api._Q_SESSION_VIEW, {"sid": auth.session_id}),
@@ -68,8 +59,7 @@ async def test_fast_rows_equal_sqlalchemy_rows_with_the_same_types(sqlite_core):
     assert rows[api._Q_ACCOUNT_BY_ID_LOCK]["low_balance_armed"] in (True, False)
 
 
-async def test_update_rowcount_and_literal_binds(sqlite_core):
-    core = sqlite_core
+async def test_update_rowcount_and_literal_binds(core):
     await seed(core, account="acme", endpoint="alice", balance="10.00")
     auth = await core.authorize_call(direction="outbound", number="15145550100", endpoint="alice", pbx_id="p1",
                                      channel_id="c1")
@@ -83,8 +73,7 @@ async def test_update_rowcount_and_literal_binds(sqlite_core):
     assert await core.store.run(answer_twice) == (1, 0)
 
 
-async def test_errors_are_sqlalchemy_errors_and_write_nothing(sqlite_core):
-    core = sqlite_core
+async def test_errors_are_sqlalchemy_errors_and_write_nothing(core):
     await seed(core, account="acme", endpoint="alice", balance="10.00")
 
     def duplicate_ledger_row(conn):
@@ -97,8 +86,7 @@ async def test_errors_are_sqlalchemy_errors_and_write_nothing(sqlite_core):
     assert account.balance == 10_000_000
 
 
-async def test_an_insert_leaving_defaults_goes_through_sqlalchemy(sqlite_core):
-    core = sqlite_core
+async def test_an_insert_leaving_defaults_goes_through_sqlalchemy(core):
     await seed(core, account="acme", endpoint="alice", balance="10.00")
 
     def insert_partial(conn):
