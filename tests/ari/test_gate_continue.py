@@ -142,29 +142,21 @@ async def test_inbound_continue_sets_the_endpoint_and_the_dialplan_rings_it(sim,
     assert a.held == 0 and s.cost > 0 and a.balance == 10_000_000 - s.cost
 
 
-async def test_inbound_continue_unknown_did_is_refused_and_rings_nobody(sim, core):
-    await seed(core)
+@pytest.mark.parametrize("did,balance,reason,sip", [
+    ("15145559999", "10.00", "unknown_did", 404),  # [callgate-deny]: cause 1
+    ("15145551000", "0", "depleted", 403),         # the DID owner has no money: cause 21
+])
+async def test_inbound_continue_refusal_rings_nobody(sim, core, did, balance, reason, sip):
+    await seed(core, balance=balance)
     sim.script_destination("PJSIP/alice", Party(answer_after=1.0))
     async with running_gate(sim, core) as gate:
-        call = await sim.place_call(exten="15145559999", **INBOUND_CONTINUE)
+        call = await sim.place_call(exten=did, **INBOUND_CONTINUE)
         out = await call.ended(timeout=10)
         assert await gate.wait_idle(5)
     vars_ = call.continued["variables"]
-    assert (vars_["CALLGATE_STATUS"], vars_["CALLGATE_REASON"], vars_["CALLGATE_MAX_MS"]) == ("DENY", "unknown_did", "0")
+    assert (vars_["CALLGATE_STATUS"], vars_["CALLGATE_REASON"], vars_["CALLGATE_MAX_MS"]) == ("DENY", reason, "0")
     assert "CALLGATE_ENDPOINT" not in vars_ and vars_["CALLGATE_SESSION"] == ""
-    assert out.sip_final == 404 and not out.answered  # [callgate-deny]: cause 1
+    assert out.sip_final == sip and not out.answered
     assert not [e for e in sim.events_of(call.channel_id) if e["type"] == "Dial"]
     assert not any(r.path.endswith("/subscription") for r in sim.requests)
     assert await core.find_session(sim.asterisk_id, call.channel_id) is None
-
-
-async def test_inbound_continue_depleted_owner_is_refused_with_403(sim, core):
-    await seed(core, balance="0")
-    sim.script_destination("PJSIP/alice", Party(answer_after=1.0))
-    async with running_gate(sim, core) as gate:
-        call = await sim.place_call(exten="15145551000", **INBOUND_CONTINUE)
-        out = await call.ended(timeout=10)
-        assert await gate.wait_idle(5)
-    vars_ = call.continued["variables"]
-    assert (vars_["CALLGATE_STATUS"], vars_["CALLGATE_MAX_MS"]) == ("DENY", "0")
-    assert out.sip_final == 403 and not [e for e in sim.events_of(call.channel_id) if e["type"] == "Dial"]
