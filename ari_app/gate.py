@@ -360,11 +360,8 @@ class Gate:
         filter lives with the application in Asterisk. Only a disallowed list: an allowed list would
         silently starve the gate of any type added later. If Asterisk refuses (an older version
         without eventFilter), the client drops the same types itself, so nothing else changes."""
-        set_filter = getattr(self.client, "set_event_filter", None)
-        if set_filter is None:
-            return
         try:
-            await set_filter(disallowed=sorted(IGNORED_EVENTS))
+            await self.client.set_event_filter(disallowed=sorted(IGNORED_EVENTS))
         except AriError as exc:
             log.info("ARI eventFilter not set (%s); unwanted events are dropped on arrival instead", exc)
 

@@ -48,7 +48,8 @@ Every REST call is validated against the ARI swagger (``ari_app.swagger_table``)
 404 "Resource not found", wrong method -> 405 "Invalid method", missing/invalid parameters -> 400
 (Asterisk's wording where the traces show it). Swagger operations the simulator does not model
 answer 501. Inspection: ``sim.requests`` (RecordedRequest: method, path with /ari, query, body,
-status), ``sim.events_sent`` ((app, event) in send order), ``sim.events_dropped``,
+status), ``sim.events_generated`` ((app, event, fate) in order: sent / dropped / filtered),
+``sim.events_sent`` ((app, event) in send order), ``sim.events_dropped``,
 ``sim.events_of(channel_id)``, ``sim.channels`` / ``sim.bridges`` (live JSON), ``sim.calls``.
 Faults: ``sim.inject_rest_fault("POST", r"/channels/.*/answer", 500, "boom", times=1)``,
 ``sim.drop_websockets()``, ``sim.refuse_websockets(True)``.

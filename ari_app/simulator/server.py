@@ -287,11 +287,10 @@ class AriSimulator:
             return [] if history is None else collections.deque(maxlen=history)
 
         self.requests: list[RecordedRequest] | collections.deque = kept()
-        self.events_sent: list[tuple[str, dict]] | collections.deque = kept()
-        self.events_dropped: list[tuple[str, dict]] | collections.deque = kept()
         #: Every event generated for an app, in order, as (app, event, fate): fate is "sent",
         #: "dropped" (socket down) or "filtered" (the app's eventFilter). What Asterisk produced,
-        #: whatever the app asked to receive: the trace contract tests compare this.
+        #: whatever the app asked to receive: the trace contract tests compare this;
+        #: ``events_sent`` / ``events_dropped`` are views of it.
         self.events_generated: list[tuple[str, dict, str]] | collections.deque = kept()
         self.calls: dict[str, SimCall] = {}
         self._call_by_callee: dict[str, SimCall] = {}
@@ -438,15 +437,24 @@ class AriSimulator:
                 raise asyncio.TimeoutError(f"app {app or self.default_app!r} never connected")
             await asyncio.sleep(0.005)
 
+    @property
+    def events_sent(self) -> list[tuple[str, dict]]:
+        """(app, event) sent on the apps' sockets, in send order."""
+        return [(a, ev) for a, ev, fate in self.events_generated if fate == "sent"]
+
+    @property
+    def events_dropped(self) -> list[tuple[str, dict]]:
+        """(app, event) lost because the app's socket was down (never replayed, as Asterisk)."""
+        return [(a, ev) for a, ev, fate in self.events_generated if fate == "dropped"]
+
     def events_of(self, channel_id: str | None = None, app: str | None = None, *,
                   generated: bool = False) -> list[dict]:
         """Events sent (to ``app``) about a channel (as ``channel``, ``peer``, ``caller`` or playback
         target); ``generated=True``: also those the app's eventFilter held back or a socket drop lost
         (what Asterisk produced, in order)."""
         out = []
-        source = ((a, ev) for a, ev, _ in self.events_generated) if generated else self.events_sent
-        for a, ev in source:
-            if app is not None and a != app:
+        for a, ev, fate in self.events_generated:
+            if (app is not None and a != app) or (fate != "sent" and not generated):
                 continue
             if channel_id is None or channel_id in _event_channel_ids(ev):
                 out.append(ev)
@@ -1136,10 +1144,8 @@ class AriSimulator:
                 self.events_generated.append((name, out, "filtered"))
                 continue
             if app.ws is None or app.queue is None or app.ws.closed:
-                self.events_dropped.append((name, out))
                 self.events_generated.append((name, out, "dropped"))
                 continue
-            self.events_sent.append((name, out))
             self.events_generated.append((name, out, "sent"))
             app.queue.put_nowait(out)
 
@@ -1292,7 +1298,7 @@ class AriSimulator:
                 # "Replacing Stasis app": the old socket gets ApplicationReplaced and stays open, silent
                 replaced = {"type": "ApplicationReplaced", "timestamp": self.timestamp(), "application": name,
                             "asterisk_id": self.asterisk_id}
-                self.events_sent.append((name, replaced))
+                self.events_generated.append((name, replaced, "sent"))
                 st.queue.put_nowait(replaced)
             st.ws = ws
             st.queue = queue

@@ -271,8 +271,12 @@ class PostgresStore(Store):
         connect_args: dict[str, Any] = {}
         if url.schema:
             connect_args["server_settings"] = {"search_path": url.schema}
+        from .pg_fast import run_with_fast_connection  # asyncpg is imported only by PostgreSQL stores
+
         self.url = url
         self._fast = None
+        self._run_fast = run_with_fast_connection
+        """Runs a transaction function with the hot statements on raw asyncpg (store/pg_fast.py)."""
         self._pool_size = pool_size
         self._engine = create_async_engine(
             url.sqlalchemy_url,
@@ -301,7 +305,7 @@ class PostgresStore(Store):
             attempt += 1
             try:
                 async with self._engine.begin() as conn:
-                    return await conn.run_sync(_with_fast_connection, fn, *args)
+                    return await conn.run_sync(self._run_fast, fn, *args)
             except DBAPIError as exc:
                 code = _sqlstate(exc)
                 if code in _RETRY_SQLSTATES and attempt < 5:
@@ -317,15 +321,6 @@ class PostgresStore(Store):
         if self._fast is not None:
             await self._fast.close()
         await self._engine.dispose()
-
-
-def _with_fast_connection(conn, fn, *args):
-    """Run ``fn`` with the registered hot statements on raw asyncpg (billing_core.store.pg_fast)."""
-    from .pg_fast import PgFastConnection, fast_supported
-
-    if fast_supported(conn.connection.dbapi_connection):
-        return fn(PgFastConnection(conn), *args)
-    return fn(conn, *args)
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:

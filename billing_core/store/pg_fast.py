@@ -10,15 +10,20 @@ suite runs every authorize test on PostgreSQL through this driver.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from typing import Any
 
 import asyncpg
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import asyncpg as _sa_asyncpg
+from sqlalchemy.util import await_only
 
 from ..domain import authorize as steps
 from ..domain.rating import Rate, RateTable
 from ..domain.records import Authorization
+from . import sqlite_fast
 from .tables import call_sessions
 
 
@@ -139,30 +144,25 @@ class PgFastPath:
 # asyncpg errors become the exceptions SQLAlchemy would raise (so retries on 40001/40P01 and the
 # IntegrityError handling see no difference). It relies on the asyncpg adapter's internals
 # (``_connection``, ``_transaction``, ``_start_transaction``, ``_handle_exception``):
-# :func:`fast_supported` checks them, and without them everything runs through SQLAlchemy.
-from sqlalchemy import exc as sa_exc  # noqa: E402
-from sqlalchemy.dialects.postgresql import asyncpg as _sa_asyncpg  # noqa: E402
-from sqlalchemy.util import await_only  # noqa: E402
-
-from . import sqlite_fast  # noqa: E402
+# :func:`fast_supported` checks them (once per adapter class), and without them everything runs
+# through SQLAlchemy.
 
 _PG_DIALECT = _sa_asyncpg.dialect()
-_PG_COMPILED: dict[int, tuple[Any, "sqlite_fast._Compiled"]] = {}
 _STATUS_COUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
+_ADAPTER_INTERNALS = ("_connection", "_transaction", "_start_transaction", "_handle_exception")
 
 
-def _compiled_for(stmt):
-    entry = _PG_COMPILED.get(id(stmt))
-    if entry is None or entry[0] is not stmt:
-        if not any(s is stmt for s in sqlite_fast.registered()):
-            return None
-        entry = (stmt, sqlite_fast._Compiled(stmt, _PG_DIALECT))
-        _PG_COMPILED[id(stmt)] = entry
-    return entry[1]
+@functools.cache
+def fast_supported(adapter_class: type) -> bool:
+    """Whether this SQLAlchemy version's asyncpg adapter has the internals PgFastConnection uses."""
+    return all(hasattr(adapter_class, a) for a in _ADAPTER_INTERNALS)
 
 
-def fast_supported(adapt) -> bool:
-    return all(hasattr(adapt, a) for a in ("_connection", "_transaction", "_start_transaction", "_handle_exception"))
+def run_with_fast_connection(conn, fn, *args):
+    """``fn(connection, *args)`` inside run_sync, on a PgFastConnection when the adapter allows it."""
+    if fast_supported(type(conn.connection.dbapi_connection)):
+        return fn(PgFastConnection(conn), *args)
+    return fn(conn, *args)
 
 
 class PgFastConnection:
@@ -174,13 +174,10 @@ class PgFastConnection:
         self._raw = self._adapt._connection
 
     def execute(self, stmt, params: dict[str, Any] | None = None, *args, **kwargs):
-        c = None if (args or kwargs or not isinstance(params, (dict, type(None)))) else _compiled_for(stmt)
-        if c is None:
+        fast = sqlite_fast.bind(stmt, params, args, kwargs, _PG_DIALECT)
+        if fast is None:
             return self._conn.execute(stmt, params, *args, **kwargs)
-        try:
-            bound = c.args(params)
-        except KeyError:  # an insert leaving columns to their defaults: SQLAlchemy applies them
-            return self._conn.execute(stmt, params)
+        c, bound = fast
         adapt = self._adapt
         try:
             if adapt._transaction is None:  # the adapter's lazy BEGIN, exactly as its cursor does it
@@ -200,10 +197,7 @@ class PgFastConnection:
                     raise sa_exc.DBAPIError.instance(c.sql, bound, dbapi_error, adapt.dbapi.Error) from error
                 raise
             raise
-        if rows and any(p is not None for p in c.result_procs):
-            procs = c.result_procs
-            rows = [tuple(v if p is None or v is None else p(v) for p, v in zip(procs, r)) for r in rows]
-        return sqlite_fast.FastResult(rows, c.keys, rowcount)
+        return c.result(rows, rowcount)
 
     def __getattr__(self, name: str):
         return getattr(self._conn, name)

@@ -43,6 +43,13 @@ class _Compiled:
         self.result_procs: tuple[Callable | None, ...] = tuple(
             c[3]._cached_result_processor(dialect, None) for c in cols)
 
+    def result(self, rows: list, rowcount: int) -> "FastResult":
+        """The rows as SQLAlchemy would return them (its result processors applied)."""
+        if rows and any(p is not None for p in self.result_procs):
+            procs = self.result_procs
+            rows = [tuple(v if p is None or v is None else p(v) for p, v in zip(procs, r)) for r in rows]
+        return FastResult(rows, self.keys, rowcount)
+
     def args(self, params: dict[str, Any] | None) -> tuple:
         params = params or {}
         literals, procs = self.literals, self.bind_procs
@@ -54,13 +61,31 @@ class _Compiled:
         return tuple(out)
 
 
-_REGISTRY: dict[int, tuple[Any, _Compiled]] = {}
+# id(stmt) -> (stmt, {dialect name: its compiled form}); SQLite's is compiled at registration (so a
+# statement the fast path cannot run fails at import), another dialect's on first use.
+_REGISTRY: dict[int, tuple[Any, dict[str, _Compiled]]] = {}
 
 
 def register_fast(*stmts) -> None:
     """Run these statement objects (built once, kept alive by their module) on the fast path."""
     for stmt in stmts:
-        _REGISTRY[id(stmt)] = (stmt, _Compiled(stmt))
+        _REGISTRY[id(stmt)] = (stmt, {_DIALECT.name: _Compiled(stmt)})
+
+
+def bind(stmt, params, args: tuple, kwargs: dict, dialect=_DIALECT) -> tuple[_Compiled, tuple] | None:
+    """(compiled statement, positional values) when ``stmt`` can run on the fast path with these
+    arguments; None when SQLAlchemy must run it (not registered, unusual call, or an insert leaving
+    columns to their defaults, which SQLAlchemy applies)."""
+    entry = _REGISTRY.get(id(stmt))
+    if entry is None or entry[0] is not stmt or args or kwargs or not isinstance(params, (dict, type(None))):
+        return None
+    compiled = entry[1].get(dialect.name)
+    if compiled is None:
+        compiled = entry[1][dialect.name] = _Compiled(stmt, dialect)
+    try:
+        return compiled, compiled.args(params)
+    except KeyError:
+        return None
 
 
 class FastResult:
@@ -108,23 +133,16 @@ class FastConnection:
         self._raw: sqlite3.Connection = conn.connection.driver_connection
 
     def execute(self, stmt, params: dict[str, Any] | None = None, *args, **kwargs):
-        entry = _REGISTRY.get(id(stmt))
-        if entry is None or entry[0] is not stmt or args or kwargs or not isinstance(params, (dict, type(None))):
+        fast = bind(stmt, params, args, kwargs)
+        if fast is None:
             return self._conn.execute(stmt, params, *args, **kwargs)
-        c = entry[1]
-        try:
-            bound = c.args(params)
-        except KeyError:  # an insert leaving columns to their defaults: SQLAlchemy applies them
-            return self._conn.execute(stmt, params)
+        c, bound = fast
         try:
             cur = self._raw.execute(c.sql, bound)
             rows = cur.fetchall() if c.returns_rows else []
         except sqlite3.Error as exc:  # the same exception classes SQLAlchemy would raise
             raise sa_exc.DBAPIError.instance(c.sql, bound, exc, sqlite3.Error) from exc
-        if rows and any(p is not None for p in c.result_procs):
-            procs = c.result_procs
-            rows = [tuple(v if p is None or v is None else p(v) for p, v in zip(procs, r)) for r in rows]
-        return FastResult(rows, c.keys, cur.rowcount)
+        return c.result(rows, cur.rowcount)
 
     def raw(self, sql: str) -> None:
         """A statement without parameters or results (BEGIN, SAVEPOINT, COMMIT, ...)."""
