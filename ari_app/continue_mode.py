@@ -12,7 +12,8 @@ Before continuing, the gate subscribes to ``channel:{id}``: after StasisEnd the 
 then still delivers the channel's Dial events (ANSWER, with the event timestamp), the
 ANSWEREDTIME_MS varset and ChannelDestroyed, from which the real talk time is settled
 (continue_mode_channel_subscription*.jsonl). Asterisk drops the subscription itself when the
-channel is destroyed; the gate's unsubscribe afterwards is only a tidy-up (422 is expected).
+channel is destroyed, so the gate unsubscribes only when it stops following a channel that may
+still exist (a fault, or the caller leaving before continue), never after ChannelDestroyed.
 """
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ from ari_app.calls import GONE_ERRORS, CallActor
 from ari_app.errors import AriError, AriNotFound
 
 log = logging.getLogger("ari_app.gate")
+
+def deny_variables(reason: str) -> list[tuple[str, str]]:
+    """What a refusal sets when the gate cannot decide normally (a fault, shutting down)."""
+    return [("CALLGATE_MAX_MS", "0"), ("CALLGATE_STATUS", "DENY"), ("CALLGATE_REASON", reason),
+            ("CALLGATE_SESSION", "")]
+
 
 #: Margin past the longest possible call before the gate asks Asterisk whether the channel lives.
 FOLLOW_MARGIN_SECONDS = 60.0
@@ -97,11 +104,11 @@ class ContinueCall(CallActor):
                 allowed = False
                 variables.update(CALLGATE_STATUS="DENY", CALLGATE_REASON="unknown_did", CALLGATE_MAX_MS="0",
                                  CALLGATE_SESSION="")
-        # MAX_MS first: whatever happens next, the dialplan never sees an empty L() value
-        for name in names:
-            if not await self.leg_call(cid, self.client.set_variable(cid, name, variables[name])):
-                await self.settle(0, note="caller left before continue")
-                return
+        # One request (ARRAY(), see AriClient.set_variables), MAX_MS first: set one by one (no
+        # ARRAY()), the dialplan still never sees an empty L() value whatever happens next.
+        if not await self.leg_call(cid, self.client.set_variables(cid, [(n, variables[n]) for n in names])):
+            await self.settle(0, note="caller left before continue")
+            return
         if allowed and auth.session_id is not None:
             await self.client.subscribe(f"channel:{cid}")
             self.subscribed = True
@@ -142,7 +149,10 @@ class ContinueCall(CallActor):
         if self.answered_ts is not None and not self.answer_stored:
             await self.core.answer(self.session_id, at_ms=self.answered_ts)
         await self.settle(self.measured_talk_ms())
-        await self.unsubscribe()
+        # No DELETE …/subscription here: the channel is destroyed (seen, or GET said 404), and
+        # Asterisk drops a destroyed channel's subscription itself; the recording shows the DELETE
+        # answered 422 "Event source was not subscribed to". One request per call saved.
+        self.subscribed = False
 
     async def channel_exists(self) -> bool:
         try:
@@ -179,9 +189,7 @@ class ContinueCall(CallActor):
         cid = self.caller_id
         if not self.continued and not self.is_gone(cid):
             try:
-                await self.client.set_variable(cid, "CALLGATE_MAX_MS", "0")
-                await self.client.set_variable(cid, "CALLGATE_STATUS", "DENY")
-                await self.client.set_variable(cid, "CALLGATE_REASON", "billing_unavailable")
+                await self.client.set_variables(cid, deny_variables("billing_unavailable"))
                 await self.client.continue_in_dialplan(cid)
                 self.continued = True
             except GONE_ERRORS:

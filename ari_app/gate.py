@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ari_app.calls import BridgeCall, CallActor, event_channel_ids
-from ari_app.continue_mode import ContinueCall
+from ari_app.continue_mode import ContinueCall, deny_variables
 from ari_app.errors import AriError
 from ari_app.settings import GateSettings
 
@@ -241,9 +241,7 @@ class Gate:
         log.info("call refused: gate shutting down", extra={"channel": channel_id, "reason": "shutting_down"})
         try:
             if continue_mode:
-                for name, value in (("CALLGATE_MAX_MS", "0"), ("CALLGATE_STATUS", "DENY"),
-                                    ("CALLGATE_REASON", "shutting_down"), ("CALLGATE_SESSION", "")):
-                    await self.client.set_variable(channel_id, name, value)
+                await self.client.set_variables(channel_id, deny_variables("shutting_down"))
                 await self.client.continue_in_dialplan(channel_id)
             else:
                 await self.client.hangup(channel_id, reason="congestion")

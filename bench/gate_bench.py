@@ -93,8 +93,8 @@ async def _noop_continue(client) -> None:
     async def on_event(ev):
         if ev.get("type") == "StasisStart" and "continue" in (ev.get("args") or []):
             cid = ev["channel"]["id"]
-            await client.set_variable(cid, "CALLGATE_MAX_MS", "3600000")
-            await client.set_variable(cid, "CALLGATE_STATUS", "ALLOW")
+            # the same one-request ARRAY() the gate uses, so the ratio compares like with like
+            await client.set_variables(cid, [("CALLGATE_MAX_MS", "3600000"), ("CALLGATE_STATUS", "ALLOW")])
             await client.continue_in_dialplan(cid)
 
     client.on_event(on_event)

@@ -176,6 +176,40 @@ WS_HIGH_WATER = 1 << 20
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+def separate_args(text: str, delim: str = ",") -> list[str]:
+    """Asterisk's AST_STANDARD_APP_ARGS split (main/app.c, __ast_app_separate_args with
+    remove_chars): the delimiter splits only outside (), [] and quotes; quotes and backslashes
+    are removed, a backslash keeps the next character literally."""
+    args: list[str] = []
+    cur: list[str] = []
+    paren = bracket = 0
+    quote = escaped = False
+    for c in text:
+        if escaped:
+            cur.append(c)
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif c == '"':
+            quote = not quote
+        elif c == delim and not quote and paren == 0 and bracket == 0:
+            args.append("".join(cur))
+            cur = []
+        else:
+            if not quote:
+                if c == "(":
+                    paren += 1
+                elif c == ")" and paren:
+                    paren -= 1
+                elif c == "[":
+                    bracket += 1
+                elif c == "]" and bracket:
+                    bracket -= 1
+            cur.append(c)
+    args.append("".join(cur))
+    return args
+
+
 def _text_frame(payload: bytes) -> bytes:
     """An unmasked, final RFC 6455 text frame (server to client)."""
     n = len(payload)
@@ -304,6 +338,11 @@ class AriSimulator:
         self._writers: set[asyncio.Task] = set()
         self._destinations: dict[str, Party] = {}
         self._default_party = Party()
+        #: Dialplan functions a variable name may call through setChannelVar; drop "ARRAY" to
+        #: play an Asterisk without func_strings.so.
+        self.dialplan_functions: set[str] = {"ARRAY", "VOLUME", "TALK_DETECT", "CALLERID", "CONNECTEDLINE"}
+        #: What Asterisk would log for a function it does not have ("Function X not registered").
+        self.function_errors: list[str] = []
         self._faults: list[RestFault] = []
         self._refuse_ws = False
         self._seq = itertools.count()
@@ -420,6 +459,10 @@ class AriSimulator:
     @property
     def channels(self) -> dict[str, dict]:
         return {cid: ch.json() for cid, ch in self._channels.items()}
+
+    def channel_variables(self, channel_id: str) -> dict[str, str]:
+        """A live channel's variables (what ``GET …/variable`` would read)."""
+        return dict(self._channels[channel_id].vars)
 
     @property
     def bridges(self) -> dict[str, dict]:
@@ -1538,8 +1581,26 @@ class AriSimulator:
         ch = self._channel(params)
         if ch.stasis_app is None:
             raise RestError(409, "Channel not in Stasis application", "Conflict")
-        self._varset(ch, params["variable"], params.get("value") or "")
+        name, value = params["variable"], params.get("value") or ""
+        if name.endswith(")"):   # a dialplan function (pbx_builtin_setvar_helper → ast_func_write)
+            self._function_write(ch, name, value)
+        else:
+            self._varset(ch, name, value)
         return 204, None
+
+    def _function_write(self, ch: Channel, name: str, value: str) -> None:
+        """``FUNC(args)=value`` as Asterisk runs it: ARRAY(A,B)=a,b sets A then B (missing values
+        set ""), each with its ChannelVarset (func_strings.c). A function Asterisk does not have
+        (not in ``dialplan_functions``) changes nothing; ARI still answers 204, as Asterisk does.
+        Other functions are accepted and have no simulated effect."""
+        func, _, args = name[:-1].partition("(")
+        if func not in self.dialplan_functions:
+            self.function_errors.append(f"Function {func} not registered")
+            return
+        if func == "ARRAY":
+            names, values = separate_args(args), separate_args(value)
+            for i, var in enumerate(names):
+                self._varset(ch, var, values[i] if i < len(values) else "")
 
     def _rest_channels_getChannelVar(self, params, body):
         ch = self._channel(params)

@@ -126,6 +126,73 @@ async def test_helpers_send_the_traced_requests(simulator, client):
     await task
 
 
+def variable_posts(simulator, ch):
+    return [r.query["variable"] for r in simulator.requests
+            if r.method == "POST" and r.path == f"/ari/channels/{ch}/variable"]
+
+
+async def test_set_variables_is_one_array_request_checked_once_per_connection(simulator, client, caplog):
+    task = await run_client(client)
+    first = await simulator.place_call(exten="15145550100")
+    second = await simulator.place_call(exten="15145550100")
+    items = [("CALLGATE_MAX_MS", "60000"), ("CALLGATE_STATUS", "ALLOW"), ("CALLGATE_REASON", ""),
+             ("CALLGATE_SESSION", "9f1c")]
+    await client.set_variables(first.channel_id, items)
+    await client.set_variables(second.channel_id, items)
+    for call in (first, second):
+        ch = call.channel_id
+        assert variable_posts(simulator, ch) == ["ARRAY(CALLGATE_MAX_MS,CALLGATE_STATUS,CALLGATE_REASON,CALLGATE_SESSION)"]
+        assert simulator.channel_variables(ch) | dict(items) == simulator.channel_variables(ch)
+        # Asterisk sets them one after the other: one ChannelVarset each, in order
+        assert [(e["variable"], e["value"]) for e in simulator.events_of(ch, generated=True)
+                if e["type"] == "ChannelVarset" and e["variable"].startswith("CALLGATE_")] == items
+    gets = [r for r in simulator.requests if r.method == "GET" and r.path.endswith("/variable")]
+    assert [(r.path, r.query) for r in gets] == [(f"/ari/channels/{first.channel_id}/variable",
+                                                 {"variable": "CALLGATE_MAX_MS"})]  # checked once
+    assert client.array_function is True
+    simulator.drop_websockets()                # a reconnect may be another Asterisk: ask again
+    await asyncio.sleep(0.05)
+    assert await client.wait_connected(5) and client.array_function is None
+    await client.stop()
+    await task
+
+
+async def test_set_variables_without_array_function_falls_back_one_by_one(simulator, client, caplog):
+    simulator.dialplan_functions.discard("ARRAY")  # modules.conf without func_strings.so
+    task = await run_client(client)
+    first = await simulator.place_call(exten="15145550100")
+    second = await simulator.place_call(exten="15145550100")
+    items = [("CALLGATE_MAX_MS", "0"), ("CALLGATE_STATUS", "DENY"), ("CALLGATE_REASON", "depleted")]
+    with caplog.at_level("ERROR", logger="ari_app.client"):
+        await client.set_variables(first.channel_id, items)
+        await client.set_variables(second.channel_id, items)
+    assert simulator.function_errors == ["Function ARRAY not registered"]
+    assert [r.getMessage() for r in caplog.records].count(
+        "Asterisk has no ARRAY() function (func_strings.so not loaded?): channel variables are set one request "
+        "each from now on; load func_strings.so to save those requests") == 1
+    assert client.array_function is False
+    assert variable_posts(simulator, first.channel_id) == ["ARRAY(CALLGATE_MAX_MS,CALLGATE_STATUS,CALLGATE_REASON)",
+                                                           *(n for n, _ in items)]
+    assert variable_posts(simulator, second.channel_id) == [n for n, _ in items]   # no second try
+    for call in (first, second):
+        vars_ = simulator.channel_variables(call.channel_id)
+        assert {n: vars_[n] for n, _ in items} == dict(items)
+    await client.stop()
+    await task
+
+
+@pytest.mark.parametrize("value", ["a,b", 'say "hi"', "x(y)", "two words", "back\\slash"])
+async def test_set_variables_sends_values_array_would_mangle_one_by_one(simulator, client, value):
+    task = await run_client(client)
+    call = await simulator.place_call(exten="15145550100")
+    items = [("CALLGATE_STATUS", "ALLOW"), ("CALLGATE_NOTE", value)]
+    await client.set_variables(call.channel_id, items)
+    assert variable_posts(simulator, call.channel_id) == ["CALLGATE_STATUS", "CALLGATE_NOTE"]
+    assert simulator.channel_variables(call.channel_id)["CALLGATE_NOTE"] == value
+    await client.stop()
+    await task
+
+
 # ---------------------------------------------------------------- events: keys and dispatch
 def test_backoff_is_exponential_capped_and_jittered():
     assert [backoff_delay(n, 0.5, 30.0, lambda a, b: b) for n in range(8)] == [0.5, 1, 2, 4, 8, 16, 30, 30]

@@ -46,7 +46,9 @@ async def test_allowed_sets_variables_subscribes_then_continues_and_settles_talk
     sub = steps.index(("POST", "subscription"))
     cont = steps.index(("POST", "continue"))
     assert first_set < sub < cont  # variables, then the subscription, then continue
-    assert steps[-1] == ("DELETE", "subscription")  # tidy-up afterwards (Asterisk may answer 422)
+    # no DELETE …/subscription afterwards: Asterisk dropped it with the channel (it would answer 422)
+    assert ("DELETE", "subscription") not in steps
+    assert call.channel_id not in sim.channels  # destroyed, its subscription with it
     answered_time = [int(e["value"]) for e in sim.events_of(call.channel_id)
                      if e["type"] == "ChannelVarset" and e["variable"] == "ANSWEREDTIME_MS" and e["value"]][-1]
     assert s.state == "settled" and s.talk_ms == answered_time and 2_500 < s.talk_ms < 3_600
@@ -160,3 +162,25 @@ async def test_inbound_continue_refusal_rings_nobody(sim, core, did, balance, re
     assert not [e for e in sim.events_of(call.channel_id) if e["type"] == "Dial"]
     assert not any(r.path.endswith("/subscription") for r in sim.requests)
     assert await core.find_session(sim.asterisk_id, call.channel_id) is None
+
+
+async def test_without_asterisks_array_function_the_variables_go_one_by_one(sim, core, caplog):
+    """A modules.conf without func_strings.so: the gate notices on the first call, logs it once and
+    sets each variable with its own request; the calls work the same."""
+    await seed(core)
+    sim.dialplan_functions.discard("ARRAY")
+    sim.script_destination(TRUNK, Party(answer_after=0.5, hangup_after=1.0))
+    async with running_gate(sim, core) as gate:
+        first = await sim.place_call(endpoint="alice", exten=NUMBER, **CONTINUE)
+        await first.ended(timeout=10)
+        second = await sim.place_call(endpoint="alice", exten=NUMBER, **CONTINUE)
+        await second.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert sum("has no ARRAY() function" in r.getMessage() for r in caplog.records) == 1
+    for call in (first, second):
+        vars_ = call.continued["variables"]
+        s = await core.find_session(sim.asterisk_id, call.channel_id)
+        assert vars_["CALLGATE_STATUS"] == "ALLOW" and vars_["CALLGATE_SESSION"] == s.session_id
+        assert s.state == "settled" and s.talk_ms > 0
+    names = [q["variable"] for m, last, q in rest_steps(sim, second.channel_id) if (m, last) == ("POST", "variable")]
+    assert names == ["CALLGATE_MAX_MS", "CALLGATE_STATUS", "CALLGATE_REASON", "CALLGATE_SESSION"]

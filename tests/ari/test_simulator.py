@@ -444,3 +444,26 @@ async def test_event_filter_bad_body_and_unknown_app(simulator):
         assert (await app.rest("GET", "/applications/callgate"))[1]["events_allowed"] == []
         async with app.http.put(simulator.url + "/ari/applications/nope/eventFilter", json={}) as resp:
             assert resp.status == 404 and (await resp.json()) == {"message": "Application not found"}
+
+
+# ---------------------------------------------------------------- dialplan functions as variable names
+async def test_set_variable_runs_array_as_asterisk_does(simulator):
+    """ARRAY(A,B,C)=a,b sets A, B, then C (missing values set ""), one ChannelVarset each; the
+    function's own name is never a variable. Without func_strings nothing is set, still 204."""
+    async with App(simulator) as app:
+        call = await simulator.place_call(exten="15145550100")
+        ch = call.channel_id
+        await app.wait_for(is_type("StasisStart", ch))
+        status, _ = await app.rest("POST", f"/channels/{ch}/variable", variable="ARRAY(X_A,X_B,X_C)", value='1,"2,3"')
+        assert status == 204
+        assert {k: v for k, v in simulator.channel_variables(ch).items() if k.startswith("X_")} == \
+            {"X_A": "1", "X_B": "2,3", "X_C": ""}
+        await app.wait_for(lambda e: e["type"] == "ChannelVarset" and e["variable"] == "X_C")
+        assert [(e["variable"], e["value"]) for e in app.events if e["type"] == "ChannelVarset"] == \
+            [("X_A", "1"), ("X_B", "2,3"), ("X_C", "")]
+        simulator.dialplan_functions.discard("ARRAY")
+        status, _ = await app.rest("POST", f"/channels/{ch}/variable", variable="ARRAY(X_D,X_E)", value="4,5")
+        assert status == 204 and simulator.function_errors == ["Function ARRAY not registered"]
+        assert "X_D" not in simulator.channel_variables(ch)
+        assert not any(k.startswith("ARRAY") for k in simulator.channel_variables(ch))
+        await app.rest("DELETE", f"/channels/{ch}")
