@@ -17,7 +17,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
 from sqlalchemy import bindparam, select, update
@@ -211,13 +211,19 @@ class BillingCore:
         return await self.store.run(self._answer_tx, session_id, at, self.clock.now_ms())
 
     def _answer_tx(self, conn, session_id, at, now):
-        row = self._session_row(conn, session_id)
-        if row["state"] == "authorized":
-            cutoff = None if row["emergency"] else at + row["granted_seconds"] * 1000
-            # last_seen_at is on the core's clock (as heartbeats are); `at` is the switch's.
-            conn.execute(_U_SESSION_ANSWER, {"sid": session_id, "at": at, "cutoff": cutoff,
-                                             "seen": max(now, row["last_seen_at"])})
-        return self._session_view(conn, session_id)
+        # Two statements, not three: the view is read first and, when the guarded UPDATE changed
+        # the row, completed with the values it wrote (one round trip less on PostgreSQL). If it
+        # changed nothing (a concurrent settle got there first), the row is read again.
+        view = self._session_view(conn, session_id)
+        if view.state != "authorized":
+            return view
+        cutoff = None if view.emergency else at + view.granted_seconds * 1000
+        # last_seen_at is on the core's clock (as heartbeats are); `at` is the switch's.
+        seen = max(now, view.last_seen_at)
+        done = conn.execute(_U_SESSION_ANSWER, {"sid": session_id, "at": at, "cutoff": cutoff, "seen": seen})
+        if done.rowcount != 1:
+            return self._session_view(conn, session_id)
+        return replace(view, state="answered", answered_at=at, cutoff_at=cutoff, last_seen_at=seen)
 
     async def extend(self, session_id: str, now_ms: int | None = None) -> CallSession:
         """Hold the next chunk (or what is left: a partial grant moves the cut-off earlier)."""

@@ -57,6 +57,23 @@ async def test_call_lifecycle_settles_once(core, clock):
     assert await core.admin.verify() == []
 
 
+async def test_answer_returns_what_is_stored_and_answers_once(core, clock):
+    """answer() builds its result from the row it read plus what its UPDATE wrote: it must equal a
+    fresh read; a second answer changes nothing; an answer after settle leaves the settled row."""
+    await seed(core)
+    a = await core.authorize_call(number="15145550100", **OUT)
+    at = clock.now_ms() - 250
+    first = await core.answer(a.session_id, at)
+    assert first == await core.get_session(a.session_id)
+    assert (first.state, first.answered_at) == ("answered", at) and first.cutoff_at == at + a.granted_seconds * 1000
+    clock.advance(5)
+    assert await core.answer(a.session_id, clock.now_ms()) == first   # the first answer stands
+    b = await core.authorize_call(number="15145550100", **OUT)
+    await core.settle(b.session_id, 0)
+    late = await core.answer(b.session_id, clock.now_ms())
+    assert late.state == "settled" and late.answered_at is None and late == await core.get_session(b.session_id)
+
+
 async def test_unanswered_settles_at_zero(core):
     await seed(core)
     a = await core.authorize_call(number="15145550100", **OUT)
