@@ -43,6 +43,15 @@ def _to_asyncpg(stmt) -> tuple[str, list[str], dict[str, Any]]:
     return re.sub(r"%\((\w+)\)s", repl, sql), order, dict(compiled.params)
 
 
+async def _reset_if_needed(conn: asyncpg.Connection) -> None:
+    """Released connections skip asyncpg's reset query (advisory unlock, CLOSE ALL, UNLISTEN, RESET
+    ALL: one more round trip per authorize) unless a transaction was left open (a cancelled
+    authorize). The authorize transaction leaves nothing else behind: no LISTEN, locks outside the
+    transaction, cursors or SET (the schema is a startup setting, which RESET ALL keeps anyway)."""
+    if conn.is_in_transaction():
+        await conn.reset()
+
+
 class PgFastPath:
     def __init__(self, dsn: str, schema: str | None, rate_cache: dict[int, RateTable], *, pool_size: int = 20):
         self._dsn = dsn
@@ -78,7 +87,7 @@ class PgFastPath:
                 if self._pool is None:
                     settings = {"search_path": self._schema} if self._schema else {}
                     self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_size,
-                                                           server_settings=settings)
+                                                           server_settings=settings, reset=_reset_if_needed)
         return self._pool
 
     async def _q(self, conn, key: str, fetch: str, **params: Any):

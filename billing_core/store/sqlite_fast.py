@@ -25,8 +25,11 @@ class _Compiled:
     __slots__ = ("sql", "order", "literals", "bind_procs", "keys", "result_procs", "returns_rows")
 
     def __init__(self, stmt, dialect=_DIALECT) -> None:
-        if getattr(stmt, "is_insert", False):  # every column bound: fast only when all are given
-            compiled = stmt.compile(dialect=dialect, column_keys=[c.key for c in stmt.table.columns])
+        if getattr(stmt, "is_insert", False):
+            # every column bound, fast only when all are given; except a database-assigned key
+            # (the ledger's autoincrement id), which the database fills in on both paths
+            auto = stmt.table.autoincrement_column
+            compiled = stmt.compile(dialect=dialect, column_keys=[c.key for c in stmt.table.columns if c is not auto])
         else:
             compiled = stmt.compile(dialect=dialect)
         if "POSTCOMPILE" in compiled.string:

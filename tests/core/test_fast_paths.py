@@ -86,15 +86,46 @@ async def test_errors_are_sqlalchemy_errors_and_write_nothing(core):
     assert account.balance == 10_000_000
 
 
-async def test_an_insert_leaving_defaults_goes_through_sqlalchemy(core):
+async def test_inserts_leave_the_key_to_the_database_and_defaults_to_sqlalchemy(core):
+    """A ledger row without its id (the database assigns it) runs on the fast path; a row that
+    also leaves out a column with a default (``reason``) goes through SQLAlchemy, which applies it."""
     await seed(core, account="acme", endpoint="alice", balance="10.00")
 
     def insert_partial(conn):
         row = dict(conn.execute(api._Q_LEDGER_BY_KEY, {"key": "seed:acme"}).mappings().one())
-        row.pop("id")  # autoincrement: SQLAlchemy leaves it to the database
+        first_id = row.pop("id")
         row["idempotency_key"] = "copy"
+        assert sqlite_fast.bind(api._I_LEDGER, row, (), {}, conn.dialect) is not None  # fast
         conn.execute(api._I_LEDGER, row)
-        return conn.execute(api._Q_LEDGER_BY_KEY, {"key": "copy"}).mappings().one()
+        defaults = {k: v for k, v in row.items() if k != "reason"} | {"idempotency_key": "copy-2"}
+        assert sqlite_fast.bind(api._I_LEDGER, defaults, (), {}, conn.dialect) is None  # SQLAlchemy
+        conn.execute(api._I_LEDGER, defaults)
+        return first_id, [conn.execute(api._Q_LEDGER_BY_KEY, {"key": k}).mappings().one() for k in ("copy", "copy-2")]
 
-    copy = await core.store.run(insert_partial)
-    assert copy["id"] and copy["amount"] == 10_000_000
+    first_id, (copy, with_default) = await core.store.run(insert_partial)
+    assert first_id < copy["id"] < with_default["id"] and copy["amount"] == 10_000_000
+    assert with_default["reason"] == ""
+
+
+async def test_released_pool_connections_are_reset_only_after_an_open_transaction(db_url):
+    """pg_fast's pool skips asyncpg's reset query on release, except for a connection left inside a
+    transaction (an interrupted authorize), which gets the full reset."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    import asyncpg
+
+    from billing_core.store.pg_fast import _reset_if_needed
+    from tests.conftest import PG_URL, _asyncpg_dsn
+
+    conn = await asyncpg.connect(_asyncpg_dsn(PG_URL))
+    try:
+        await conn.execute("SET application_name = 'kept'")
+        await _reset_if_needed(conn)   # idle: nothing sent, the session setting stays
+        assert await conn.fetchval("SHOW application_name") == "kept"
+        tx = conn.transaction()
+        await tx.start()
+        await _reset_if_needed(conn)   # left inside a transaction: rolled back and reset
+        assert not conn.is_in_transaction()
+        assert await conn.fetchval("SHOW application_name") != "kept"
+    finally:
+        await conn.close()
