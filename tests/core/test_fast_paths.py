@@ -107,11 +107,9 @@ async def test_inserts_leave_the_key_to_the_database_and_defaults_to_sqlalchemy(
     assert with_default["reason"] == ""
 
 
-async def test_released_pool_connections_are_reset_only_after_an_open_transaction(db_url):
+async def test_released_pool_connections_are_reset_only_after_an_open_transaction():
     """pg_fast's pool skips asyncpg's reset query on release, except for a connection left inside a
-    transaction (an interrupted authorize), which gets the full reset."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only")
+    transaction (an interrupted authorize), which gets the full reset. (PostgreSQL only.)"""
     import asyncpg
 
     from billing_core.store.pg_fast import _reset_if_needed
