@@ -324,14 +324,17 @@ class BillingCore:
         return result
 
     def _settle_tx(self, conn, session_id, talk_ms, now, stale, note):
+        # The session's account is locked first (found through the session in the same statement),
+        # then the session is read under that lock: a concurrent settle or debit of this call has
+        # either committed (we see it) or waits for us.
+        acct = conn.execute(_Q_ACCOUNT_BY_SESSION_LOCK, {"sid": session_id}).mappings().first()
         row = self._session_row(conn, session_id)
         if row["state"] == "settled":
             return _settlement_from_row(row, replayed=True)
-        # Emergency sessions never took a hold nor a live-call slot: nothing to release.
-        acct = self._lock_account(conn, row["account_id"]) if row["account_id"] is not None and not row["emergency"] else None
-        row = self._session_row(conn, session_id)
-        if row["state"] == "settled":
-            return _settlement_from_row(row, replayed=True)
+        if row["emergency"] or row["account_id"] is None:
+            acct = None  # emergency sessions never took a hold nor a live-call slot: nothing to release
+        elif acct is None:
+            raise NotFound(f"account id {row['account_id']} is gone")
         if row["state"] == "authorized":
             talk_ms = 0  # never answered: nothing to pay whatever the adapter says
         rate = _session_rate(row)
@@ -340,15 +343,15 @@ class BillingCore:
         final = total - row["charged"]
         overrun = max(0, total - cost(row["granted_seconds"], rate)) if not row["emergency"] else 0
         if acct is not None:
+            # the hold is released and the live-call slot freed in the same UPDATE as the charge
             if final != 0:
                 acct = self._apply_balance_change(
                     conn, acct, -final, kind="call",
                     reason=f"call {row['number_e164'] or row['number']} {billable}s" + (" (stale)" if stale else ""),
-                    key=f"call:{row['id']}", session_id=row["id"], now=now, held_delta=-row["hold"],
+                    key=f"call:{row['id']}", session_id=row["id"], now=now, held_delta=-row["hold"], calls_delta=-1,
                 )
             else:
-                conn.execute(_U_ACCOUNT_HELD, {"aid": acct["id"], "delta": -row["hold"], "now": now})
-            conn.execute(_U_ACCOUNT_END_CALL, {"aid": acct["id"], "now": now})
+                conn.execute(_U_ACCOUNT_END_CALL, {"aid": acct["id"], "delta": -row["hold"], "now": now})
         if overrun:
             log.warning("session %s: talk cost %d exceeds its grant by %d micro-units (charged anyway)", session_id, total, overrun)
         conn.execute(_U_SESSION_SETTLED, {"sid": session_id, "now": now, "talk": talk_ms, "cost": total, "overrun": overrun,
@@ -456,15 +459,17 @@ class BillingCore:
         return _entry_from_row(row, ref)
 
     def _apply_balance_change(self, conn, acct, delta: int, *, kind: str, reason: str, key: str, session_id: str | None,
-                              now: int, held_delta: int = 0):
+                              now: int, held_delta: int = 0, calls_delta: int = 0):
         """The only place a balance changes: ledger entry + balance + lifecycle + alerts, one
-        transaction (the arithmetic is billing_core.domain.money_rules, shared with the sidecar)."""
+        transaction (the arithmetic is billing_core.domain.money_rules, shared with the sidecar).
+        ``calls_delta`` moves the live-call count in the same UPDATE (settle frees the call's slot)."""
         change = rules.balance_change(acct, delta, kind=kind, reason=reason, key=key, session_id=session_id, now=now,
                                       held_delta=held_delta)
         a = change.account
         conn.execute(_I_LEDGER, change.ledger_row)
         conn.execute(_U_ACCOUNT_BALANCE, dict(
-            aid=a["id"], delta=delta, held_delta=held_delta, status=a["status"], status_changed_at=a["status_changed_at"],
+            aid=a["id"], delta=delta, held_delta=held_delta, calls_delta=calls_delta, status=a["status"],
+            status_changed_at=a["status_changed_at"],
             depleted_at=a["depleted_at"], presuspended_at=a["presuspended_at"], armed=a["low_balance_armed"],
             crossings=a["low_balance_crossings"], depletions=a["depletions"], now=now,
         ))
@@ -584,13 +589,14 @@ _U_ACCOUNT_HELD = (
     update(accounts).where(accounts.c.id == bindparam("aid"))
     .values(held=accounts.c.held + bindparam("delta"), updated_at=bindparam("now"))
 )
-_U_ACCOUNT_END_CALL = (
+_U_ACCOUNT_END_CALL = (  # a call ends without a charge: its hold released, its live-call slot freed
     update(accounts).where(accounts.c.id == bindparam("aid"))
-    .values(live_calls=accounts.c.live_calls - 1, updated_at=bindparam("now"))
+    .values(held=accounts.c.held + bindparam("delta"), live_calls=accounts.c.live_calls - 1, updated_at=bindparam("now"))
 )
 _U_ACCOUNT_BALANCE = (
     update(accounts).where(accounts.c.id == bindparam("aid"))
     .values(balance=accounts.c.balance + bindparam("delta"), held=accounts.c.held + bindparam("held_delta"),
+            live_calls=accounts.c.live_calls + bindparam("calls_delta"),
             status=bindparam("status"), status_changed_at=bindparam("status_changed_at"),
             depleted_at=bindparam("depleted_at"), presuspended_at=bindparam("presuspended_at"),
             low_balance_armed=bindparam("armed"), low_balance_crossings=bindparam("crossings"),
@@ -655,12 +661,16 @@ def _entry_from_row(row, ref: str, *, replayed: bool = False) -> LedgerEntry:
 _Q_ACCOUNT_BY_ID_LOCK = _account_query().where(accounts.c.id == bindparam("aid")).with_for_update(of=accounts)
 _Q_ACCOUNT_BY_REF_LOCK = _account_query().where(accounts.c.ref == bindparam("ref")).with_for_update(of=accounts)
 _Q_SESSION_VIEW = _session_select().where(call_sessions.c.id == bindparam("sid"))
+_Q_ACCOUNT_BY_SESSION_LOCK = _account_query().where(
+    accounts.c.id == select(call_sessions.c.account_id).where(call_sessions.c.id == bindparam("sid")).scalar_subquery()
+).with_for_update(of=accounts)
 
 # SQLite's writer runs these on the raw sqlite3 cursor (store/sqlite_fast.py; measured 2.7x less CPU
 # for authorize + answer + settle)
 register_fast(_Q_ACCOUNT_BY_ENDPOINT, _Q_ACCOUNT_BY_ENDPOINT_LOCK, _Q_ACCOUNT_BY_DID_LOCK, _Q_SESSION_BY_CHANNEL,
               _Q_SESSION, _U_ACCOUNT_TAKE_CALL, _I_SESSION, _I_LEDGER, _Q_LEDGER_BY_KEY, _U_SESSION_ANSWER,
               _U_SESSION_GRANT, _U_SESSION_DEBITED, _U_SESSION_SETTLED, _U_ACCOUNT_HELD, _U_ACCOUNT_END_CALL,
+              _Q_ACCOUNT_BY_SESSION_LOCK,
               _U_ACCOUNT_BALANCE, _Q_ACCOUNT_BY_ID_LOCK, _Q_ACCOUNT_BY_REF_LOCK, _Q_SESSION_VIEW)
 
 __all__ = ["BillingCore", "CoreSettings", "StorageError", "LIVE_STATES"]

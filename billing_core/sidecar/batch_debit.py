@@ -112,7 +112,7 @@ def debit_batch_tx(conn, session_ids: list[str], now: int, lookahead: int, max_c
         conn.execute(_U_SESSION, session_rows)
     if touched_accounts:
         conn.execute(_U_ACCOUNT_BALANCE, [
-            dict(aid=aid, delta=delta[aid][0], held_delta=delta[aid][1], status=a["status"],
+            dict(aid=aid, delta=delta[aid][0], held_delta=delta[aid][1], calls_delta=0, status=a["status"],
                  status_changed_at=a["status_changed_at"], depleted_at=a["depleted_at"],
                  presuspended_at=a["presuspended_at"], armed=bool(a["low_balance_armed"]),
                  crossings=a["low_balance_crossings"], depletions=a["depletions"], now=now)

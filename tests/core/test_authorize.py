@@ -94,7 +94,8 @@ async def test_emergency_always_allowed_never_charged(core, status):
         await core.answer(a.session_id, core.clock.now_ms())
         s = await core.settle(a.session_id, 600_000)
         assert s.cost == 0 and s.final_charge == 0
-    assert (await core.account("acme")).balance == 0
+    acct = await core.account("acme")
+    assert (acct.balance, acct.held, acct.live_calls) == (0, 0, 0)  # never held, never counted
     stranger = await core.authorize_call(direction="outbound", number="911", endpoint="nobody")
     assert stranger.allowed and stranger.emergency
     assert await core.admin.verify() == []

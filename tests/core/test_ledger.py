@@ -77,10 +77,12 @@ async def test_answer_returns_what_is_stored_and_answers_once(core, clock):
 async def test_unanswered_settles_at_zero(core):
     await seed(core)
     a = await core.authorize_call(number="15145550100", **OUT)
+    assert (await core.account("acme")).live_calls == 1
     st = await core.settle(a.session_id, 50_000)  # never answered: talk ignored
     assert st.cost == 0 and st.talk_ms == 0
     acct = await core.account("acme")
-    assert acct.balance == 10_000_000 and acct.held == 0
+    assert acct.balance == 10_000_000 and acct.held == 0 and acct.live_calls == 0  # hold and slot released
+    assert await core.admin.verify() == []
 
 
 async def test_extend_holds_next_chunk_and_partial_grant_moves_cutoff(core, clock):
