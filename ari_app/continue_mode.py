@@ -25,6 +25,7 @@ from ari_app.errors import AriError, AriNotFound
 
 log = logging.getLogger("ari_app.gate")
 
+
 def deny_variables(reason: str) -> list[tuple[str, str]]:
     """What a refusal sets when the gate cannot decide normally (a fault, shutting down)."""
     return [("CALLGATE_MAX_MS", "0"), ("CALLGATE_STATUS", "DENY"), ("CALLGATE_REASON", reason),
@@ -104,8 +105,8 @@ class ContinueCall(CallActor):
                 allowed = False
                 variables.update(CALLGATE_STATUS="DENY", CALLGATE_REASON="unknown_did", CALLGATE_MAX_MS="0",
                                  CALLGATE_SESSION="")
-        # One request (ARRAY(), see AriClient.set_variables), MAX_MS first: set one by one (no
-        # ARRAY()), the dialplan still never sees an empty L() value whatever happens next.
+        # One request where Asterisk has ARRAY() (AriClient.set_variables). MAX_MS comes first, so
+        # even when they go one by one the dialplan never sees an empty L() value.
         if not await self.leg_call(cid, self.client.set_variables(cid, [(n, variables[n]) for n in names])):
             await self.settle(0, note="caller left before continue")
             return
