@@ -111,6 +111,7 @@ class ContinueCall(CallActor):
             await self.settle(0, note="caller left before continue")
             return
         if allowed and auth.session_id is not None:
+            await self.gate.update_event_filter()  # Dial's ANSWEREDTIME_MS varset must reach us
             await self.client.subscribe(f"channel:{cid}")
             self.subscribed = True
         if not await self.leg_call(cid, self.client.continue_in_dialplan(cid)):

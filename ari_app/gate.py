@@ -58,6 +58,10 @@ IGNORED_EVENTS = frozenset({"ChannelDialplan", "ChannelConnectedLine", "ChannelC
                             "ChannelHold", "ChannelUnhold", "ChannelToneDetected"})
 #: The only channel variable a call reads (Dial's own talk time, continue mode).
 USED_VARIABLES = frozenset({"ANSWEREDTIME_MS"})
+#: Also kept out by the eventFilter while no continue-mode call is live: a bridged call brings ~38
+#: ChannelVarset events (RTP QoS, BRIDGEPEER, …) and none is read. The filter matches types only,
+#: so ANSWEREDTIME_MS cannot be let through alone: continue-mode calls switch them back on.
+UNREAD_VARSETS = frozenset({"ChannelVarset"})
 #: How long events of an unknown channel are held while a create is in flight.
 EARLY_TTL_SECONDS = 10.0
 #: How long events of a finished call's channels are silently dropped.
@@ -117,6 +121,13 @@ class Gate:
         client.on_disconnected(self.on_disconnected)
         self._gap_from_ms: int | None = None
         """When the events socket was lost (None: no gap since the last resync)."""
+        self._continue_calls = 0
+        """Live continue-mode calls: while there are any, the eventFilter lets ChannelVarset through."""
+        self._filter_sent: frozenset[str] | None = None
+        """The disallowed list Asterisk has (None: unknown, e.g. after a refusal or a reconnect)."""
+        self._filter_lock = asyncio.Lock()
+        self._filter_refused = False
+        """Asterisk refused an eventFilter on this connection: not asked again until a reconnect."""
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -250,7 +261,11 @@ class Gate:
             await self._hangup_quietly(channel_id, "congestion")
 
     def _register(self, call: CallActor) -> None:
+        if isinstance(self.calls.get(call.caller_id), ContinueCall):
+            self._continue_calls -= 1
         self.calls[call.caller_id] = call
+        if isinstance(call, ContinueCall):
+            self._continue_calls += 1
         self._by_channel[call.caller_id] = call
         self._idle.clear()
 
@@ -280,6 +295,8 @@ class Gate:
             self._finished[leg] = expiry
         if self.calls.get(call.caller_id) is call:
             del self.calls[call.caller_id]
+            if isinstance(call, ContinueCall):
+                self._continue_calls -= 1
         if not self.calls:
             self._idle.set()
 
@@ -327,7 +344,9 @@ class Gate:
 
         Events of the gap are lost, so calls learn when it began (``gap_from_ms``): what they find
         changed happened somewhere inside it (see BridgeCall.on_resync for which end is used)."""
-        await self._set_event_filter()
+        self._filter_sent = None  # whatever Asterisk kept for the application, set it again
+        self._filter_refused = False
+        await self.update_event_filter()
         try:
             channels = await self.client.list_channels()
             bridges = await self.client.list_bridges()
@@ -347,21 +366,39 @@ class Gate:
                     pass
             if self.pbx_id is not None:
                 await self._adopt(chan_map, bridges, app_ids)
+        await self.update_event_filter()  # adopted continue-mode calls read ANSWEREDTIME_MS
         note = {"type": "_resync", "channels": chan_map, "app_channel_ids": app_ids, "gap_from_ms": self._gap_from_ms}
         self._gap_from_ms = None
         for call in list(self.calls.values()):
             call.post(dict(note))
 
-    async def _set_event_filter(self) -> None:
-        """Ask Asterisk not to send the event types no call reads (about half of a bridged call's
-        events): less work for Asterisk, the socket and the gate. Set on every connect because the
-        filter lives with the application in Asterisk. Only a disallowed list: an allowed list would
-        silently starve the gate of any type added later. If Asterisk refuses (an older version
-        without eventFilter), the client drops the same types itself, so nothing else changes."""
-        try:
-            await self.client.set_event_filter(disallowed=sorted(IGNORED_EVENTS))
-        except AriError as exc:
-            log.info("ARI eventFilter not set (%s); unwanted events are dropped on arrival instead", exc)
+    def wanted_event_filter(self) -> frozenset[str]:
+        """The event types Asterisk need not send now: never-read types, and ChannelVarset while
+        no continue-mode call is live (only those read a variable: Dial's ANSWEREDTIME_MS)."""
+        return IGNORED_EVENTS if self._continue_calls else IGNORED_EVENTS | UNREAD_VARSETS
+
+    async def update_event_filter(self) -> None:
+        """Ask Asterisk not to send the event types no call reads (most of a bridged call's
+        events): less work for Asterisk, the socket and the gate. Sent on every connect (the filter
+        lives with the application in Asterisk), when the first continue-mode call starts (before it
+        continues, so Dial's varsets reach it) and, from the refresh loop, once the last one ended.
+        Only a disallowed list: an allowed list would silently starve the gate of any type added
+        later. If Asterisk refuses (an older version without eventFilter), the client drops the same
+        types itself; continue-mode calls then still get their varsets."""
+        async with self._filter_lock:
+            wanted = self.wanted_event_filter()
+            if wanted == self._filter_sent or self._filter_refused:
+                return
+            try:
+                await self.client.set_event_filter(disallowed=sorted(wanted))
+                self._filter_sent = wanted
+            except AriError as exc:
+                self._filter_refused = True
+                if self._filter_sent is None:
+                    log.info("ARI eventFilter not set (%s); unwanted events are dropped on arrival instead", exc)
+                else:  # Asterisk keeps the last filter it accepted
+                    log.warning("ARI eventFilter update refused (%s); keeping %s disallowed until the next "
+                                "connect", exc, "ChannelVarset" if "ChannelVarset" in self._filter_sent else "no varsets")
 
     async def _adopt_from_rest(self) -> None:
         try:
@@ -474,6 +511,8 @@ class Gate:
     async def refresh_once(self) -> None:
         """Move every answered call's timer to its stored cut-off (extending as a fallback)."""
         self._sweep()
+        if self._filter_sent is not None and not self._filter_refused and self._filter_sent != self.wanted_event_filter():
+            await self.update_event_filter()  # e.g. the last continue-mode call ended: varsets off again
         answered = [c for c in self.calls.values()
                     if isinstance(c, BridgeCall) and c.session_id and c.cutoff_at is not None and not c.settled]
         if not answered:

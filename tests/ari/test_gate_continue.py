@@ -5,7 +5,7 @@ import pytest
 
 from ari_app.simulator import Party
 from billing_core.domain.rating import Rate
-from tests.ari.gate_support import TIME_SCALE, running_gate
+from tests.ari.gate_support import TIME_SCALE, running_gate, wait_for
 from tests.factories import seed
 
 NUMBER = "15145550100"
@@ -184,3 +184,31 @@ async def test_without_asterisks_array_function_the_variables_go_one_by_one(sim,
         assert s.state == "settled" and s.talk_ms > 0
     names = [q["variable"] for m, last, q in rest_steps(sim, second.channel_id) if (m, last) == ("POST", "variable")]
     assert names == ["CALLGATE_MAX_MS", "CALLGATE_STATUS", "CALLGATE_REASON", "CALLGATE_SESSION"]
+
+
+async def test_varsets_are_switched_on_for_continue_calls_and_off_after(sim, core):
+    """The eventFilter keeps ChannelVarset off the socket while only bridged calls run; a continue-
+    mode call switches it on before it continues (Dial's ANSWEREDTIME_MS must reach the gate), and
+    the refresh loop switches it off again once the last continue-mode call has ended."""
+    await seed(core)
+    sim.script_destination(TRUNK, Party(answer_after=0.5, hangup_after=1.0))
+
+    def puts():
+        return [("ChannelVarset" in {f["type"] for f in (r.body or {}).get("disallowed", [])})
+                for r in sim.requests if r.method == "PUT" and r.path.endswith("/eventFilter")]
+
+    async with running_gate(sim, core) as gate:
+        assert puts() == [True]                                # connect: no continue call, varsets off
+        call = await sim.place_call(endpoint="alice", exten=NUMBER, **CONTINUE)
+        await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+        await wait_for(lambda: len(puts()) == 3, 5)
+        assert puts() == [True, False, True]                   # on before continue, off after
+        steps = [(m, last) for m, last, _ in rest_steps(sim, call.channel_id)]
+        put_at = [i for i, r in enumerate(sim.requests) if r.method == "PUT"][1]
+        cont_at = next(i for i, r in enumerate(sim.requests) if r.path.endswith(f"{call.channel_id}/continue"))
+        assert put_at < cont_at and ("POST", "continue") in steps
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    answered_time = [int(e["value"]) for e in sim.events_of(call.channel_id)   # what the gate was sent
+                     if e["type"] == "ChannelVarset" and e["variable"] == "ANSWEREDTIME_MS" and e["value"]]
+    assert answered_time and s.talk_ms == answered_time[-1]  # settled from Dial's own figure
