@@ -13,6 +13,7 @@ its money.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -20,7 +21,7 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import BigInteger, bindparam, case, func, null, select, update
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
@@ -28,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import metrics
 from .clock import SystemClock
-from asyncpg.exceptions import UniqueViolationError
+from asyncpg.exceptions import InterfaceError, PostgresError, UniqueViolationError
 
 from .domain import authorize as auth_steps
 from .domain import money_rules as rules
@@ -208,7 +209,20 @@ class BillingCore:
     async def answer(self, session_id: str, at_ms: int | None = None) -> CallSession:
         """The callee answered at ``at_ms`` (the switch's event time): the cut-off starts ticking."""
         at = self.clock.now_ms() if at_ms is None else int(at_ms)
-        return await self.store.run(self._answer_tx, session_id, at, self.clock.now_ms())
+        now = self.clock.now_ms()
+        fast = getattr(self.store, "fast_path", None)
+        if fast is not None:  # PostgreSQL: one UPDATE … RETURNING, no explicit transaction
+            try:
+                answered = await fast(self._rate_tables).answer(session_id, at, now)
+            except (OSError, asyncio.TimeoutError, InterfaceError) as exc:
+                raise StorageError(f"database unavailable: {exc!r}") from exc
+            except PostgresError as exc:  # e.g. a deadlock victim: the generic path retries
+                log.warning("fast answer of %s failed (%s); answering through the generic path", session_id, exc)
+                answered = None
+            if answered is not None:
+                return _session_from_row(answered)
+            # not (or no longer) "authorized", or unknown: the generic path says which
+        return await self.store.run(self._answer_tx, session_id, at, now)
 
     def _answer_tx(self, conn, session_id, at, now):
         # Two statements, not three: the view is read first and, when the guarded UPDATE changed
@@ -571,6 +585,18 @@ _Q_LEDGER_BY_KEY = select(ledger).where(ledger.c.idempotency_key == bindparam("k
 _U_SESSION_ANSWER = (
     update(call_sessions).where(call_sessions.c.id == bindparam("sid"), call_sessions.c.state == "authorized")
     .values(state="answered", answered_at=bindparam("at"), cutoff_at=bindparam("cutoff"), last_seen_at=bindparam("seen"))
+)
+# PostgreSQL's answer in one statement (store/pg_fast.py): the same guarded change as
+# _U_SESSION_ANSWER + _answer_tx, with the cut-off and last-seen computed by the database from the
+# row it updates (answered_at + granted seconds; never for emergency calls), and the view returned.
+_U_SESSION_ANSWER_RETURNING = (
+    update(call_sessions).where(call_sessions.c.id == bindparam("sid"), call_sessions.c.state == "authorized")
+    .values(state="answered", answered_at=bindparam("at", type_=BigInteger),
+            cutoff_at=case((call_sessions.c.emergency, null()),
+                           else_=bindparam("at", type_=BigInteger) + call_sessions.c.granted_seconds * 1000),
+            last_seen_at=func.greatest(bindparam("now", type_=BigInteger), call_sessions.c.last_seen_at))
+    .returning(*call_sessions.c, select(accounts.c.ref).where(accounts.c.id == call_sessions.c.account_id)
+               .scalar_subquery().label("account_ref"))
 )
 _U_SESSION_GRANT = (
     update(call_sessions).where(call_sessions.c.id == bindparam("sid"))

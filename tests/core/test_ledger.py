@@ -72,6 +72,12 @@ async def test_answer_returns_what_is_stored_and_answers_once(core, clock):
     await core.settle(b.session_id, 0)
     late = await core.answer(b.session_id, clock.now_ms())
     assert late.state == "settled" and late.answered_at is None and late == await core.get_session(b.session_id)
+    e = await core.authorize_call(number="911", **OUT)
+    emergency = await core.answer(e.session_id, clock.now_ms())
+    assert emergency.state == "answered" and emergency.cutoff_at is None  # no cut-off, ever
+    assert emergency == await core.get_session(e.session_id)
+    with pytest.raises(NotFound):
+        await core.answer("no-such-session", clock.now_ms())
 
 
 async def test_unanswered_settles_at_zero(core):
