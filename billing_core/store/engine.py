@@ -35,6 +35,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -267,11 +268,12 @@ class PostgresStore(Store):
 
     def __init__(self, url: DbUrl, *, pool_size: int = 10):
         # Two pools share the server's connection budget (100 by default): SQLAlchemy's for
-        # everything, asyncpg's for the authorize hot path: 10 kept + 5 overflow + 10 per process.
-        # The kept part must cover the usual concurrency: QueuePool closes an overflow connection
-        # as soon as it is returned, and with only 5 kept the gate at 200+ calls/s opened and
-        # closed a connection for a large share of its answers and settles (TCP connect, SSL
-        # negotiation attempt, authentication: ~14 % of the process's CPU under py-spy).
+        # everything, asyncpg's for the hot paths (authorize, answer): 10 + 10 per process, kept
+        # open, no overflow. QueuePool closes an overflow connection as soon as it is returned, so
+        # under load every burst opened and closed connections: TCP connect, SSL attempt and
+        # authentication here (~14 % of the gate's CPU under py-spy), a backend process started on
+        # the server (a loaded gate opened ~100 per 2,500 calls). Past 10 concurrent transactions a
+        # caller now waits for a connection instead (pool_timeout: 30 s, then StorageError).
         connect_args: dict[str, Any] = {}
         if url.schema:
             connect_args["server_settings"] = {"search_path": url.schema}
@@ -285,7 +287,7 @@ class PostgresStore(Store):
         self._engine = create_async_engine(
             url.sqlalchemy_url,
             pool_size=max(pool_size, 2),
-            max_overflow=max(pool_size // 2, 2),
+            max_overflow=0,
             pool_pre_ping=False,
             connect_args=connect_args,
         )
@@ -320,6 +322,8 @@ class PostgresStore(Store):
                 raise
             except (OSError, ConnectionError, asyncio.TimeoutError) as exc:
                 raise StorageError(f"database unavailable: {exc!r}") from exc
+            except PoolTimeout as exc:
+                raise StorageError(f"database busy: no pooled connection came free ({exc})") from exc
 
     async def close(self) -> None:
         if self._fast is not None:
