@@ -127,3 +127,27 @@ async def test_released_pool_connections_are_reset_only_after_an_open_transactio
         assert await conn.fetchval("SHOW application_name") != "kept"
     finally:
         await conn.close()
+
+
+async def test_postgres_pool_has_no_overflow_and_a_full_pool_is_a_storage_error():
+    """PostgresStore keeps ``pool_size`` connections and opens no overflow ones (a returned overflow
+    connection is closed: churn). When none comes free in time, store.run says "database busy"
+    as a StorageError, the error every caller already handles (authorize refuses with 503)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from billing_core.store.engine import PostgresStore, StorageError, parse_db_url
+    from tests.conftest import PG_URL
+
+    store = PostgresStore(parse_db_url(PG_URL), pool_size=2)
+    assert (store.engine.pool.size(), store.engine.pool._max_overflow) == (2, 0)
+    await store.close()
+    store._engine = create_async_engine(store.engine.url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    try:
+        async with store.engine.connect() as held:    # the only connection, taken
+            await held.execute(text("SELECT 1"))
+            with pytest.raises(StorageError, match="database busy"):
+                await store.run(lambda conn: conn.execute(text("SELECT 1")).scalar())
+        assert await store.run(lambda conn: conn.execute(text("SELECT 1")).scalar()) == 1  # free again
+    finally:
+        await store.close()
