@@ -140,7 +140,7 @@ class BillingCore:
             try:
                 fast = getattr(self.store, "fast_path", None)
                 if fast is not None:
-                    return await fast(self._rate_tables).authorize(req, self._limits())
+                    return await self.store.uncancellable(fast(self._rate_tables).authorize(req, self._limits()))
                 return await self.store.run(self._authorize_tx, req)
             except (IntegrityError, UniqueViolationError):
                 # The same channel authorized twice at once: the second attempt finds the first's session.
@@ -213,7 +213,7 @@ class BillingCore:
         fast = getattr(self.store, "fast_path", None)
         if fast is not None:  # PostgreSQL: one UPDATE … RETURNING, no explicit transaction
             try:
-                answered = await fast(self._rate_tables).answer(session_id, at, now)
+                answered = await self.store.uncancellable(fast(self._rate_tables).answer(session_id, at, now))
             except (OSError, asyncio.TimeoutError, InterfaceError) as exc:
                 raise StorageError(f"database unavailable: {exc!r}") from exc
             except PostgresError as exc:  # e.g. a deadlock victim: the generic path retries
@@ -249,7 +249,10 @@ class BillingCore:
         if row["state"] in LIVE_STATES and row["hold_mode"] == "chunked" and not row["emergency"]:
             acct = self._lock_account(conn, row["account_id"])
             row = self._session_row(conn, session_id)  # re-read under the account lock
-            self._extend_locked(conn, acct, row, now)
+            # ... and check again: a settle that held the lock first has ended the call, and
+            # extending it would leave a hold on a settled session (and on the account) for good
+            if row["state"] in LIVE_STATES:
+                self._extend_locked(conn, acct, row, now)
         return self._session_view(conn, session_id)
 
     def _extend_locked(self, conn, acct, row, now) -> None:

@@ -29,7 +29,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import create_engine, event
@@ -281,6 +281,7 @@ class PostgresStore(Store):
 
         self.url = url
         self._fast = None
+        self._inflight: set[asyncio.Future] = set()
         self._run_fast = run_with_fast_connection
         """Runs a transaction function with the hot statements on raw asyncpg (store/pg_fast.py)."""
         self._pool_size = pool_size
@@ -306,6 +307,28 @@ class PostgresStore(Store):
         return self._fast
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self.uncancellable(self._run(fn, *args))
+
+    async def uncancellable(self, coro: Awaitable[T]) -> T:
+        """Run a database operation so that cancelling the caller never interrupts it mid-way.
+
+        Why: a task cancelled inside a transaction (a call torn down, a gate stopping) left its
+        pooled connection in a state where a later transaction on it could lose writes: a stress
+        run of cancelled extend/settle/heartbeat calls followed by a normal settle found the
+        session settled but the account's charge and hold release missing (reproduced on the code
+        before session 4 too). Here the operation runs in its own task and always ends with its
+        commit or rollback; the caller that gave up gets CancelledError straight away. Money calls
+        are idempotent, so finishing one nobody waits for is safe; store.close() waits for them."""
+        task = asyncio.ensure_future(coro)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(_retrieve)  # its outcome is nobody's now: no "never retrieved"
+            raise
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         attempt = 0
         while True:
             attempt += 1
@@ -326,9 +349,16 @@ class PostgresStore(Store):
                 raise StorageError(f"database busy: no pooled connection came free ({exc})") from exc
 
     async def close(self) -> None:
+        if self._inflight:  # operations whose callers were cancelled: let them end cleanly first
+            await asyncio.wait(set(self._inflight), timeout=10)
         if self._fast is not None:
             await self._fast.close()
         await self._engine.dispose()
+
+
+def _retrieve(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("a database operation whose caller was cancelled failed: %s", task.exception())
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:

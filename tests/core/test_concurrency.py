@@ -103,3 +103,32 @@ async def test_overlapping_batched_and_single_settles_charge_once(db_url, clock)
     finally:
         for c in cores:
             await c.close()
+
+
+async def test_cancelled_calls_mid_transaction_lose_nothing(core):
+    """A gate torn down mid-call (kill, stop) cancels its extend / settle / heartbeat wherever they
+    are. Before, on PostgreSQL, a cancelled transaction could leave its pooled connection so that a
+    later settle on it reported success and committed nothing, and an extend that lost the race to
+    a settle left a hold on the settled call. Now every store operation ends (commit or rollback)
+    whatever happens to its caller, extend re-checks the state under the account lock, and after
+    each call is settled again by "the new gate" the books balance exactly."""
+    await seed(core, balance="100.00")
+    rng = random.Random(7)
+    calls = 60
+    for i in range(calls):
+        a = await core.authorize_call(direction="outbound", number="15145550100", endpoint="alice",
+                                      pbx_id="p", channel_id=f"c{i}")
+        await core.answer(a.session_id, core.clock.now_ms())
+        doomed = [asyncio.create_task(core.extend(a.session_id)), asyncio.create_task(core.settle(a.session_id, 30_000)),
+                  asyncio.create_task(core.heartbeat([a.session_id]))]
+        await asyncio.sleep(rng.random() * 0.004)
+        for t in doomed:
+            t.cancel()
+        await asyncio.gather(*doomed, return_exceptions=True)
+        await core.settle(a.session_id, 30_000)
+        s = await core.get_session(a.session_id)
+        acct = await core.account("acme")
+        assert (s.state, s.hold, acct.held, acct.live_calls) == ("settled", 0, 0, 0), i
+    acct = await core.account("acme")
+    assert acct.balance == 100_000_000 - calls * 10_000  # 60 s minimum at the 1514 rate (0.01/min), once each
+    assert await core.admin.verify() == []
