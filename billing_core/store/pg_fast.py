@@ -101,9 +101,13 @@ class PgFastPath:
                                                            server_settings=settings, reset=_reset_if_needed)
         return self._pool
 
+    def _args(self, key: str, params: dict[str, Any]) -> list[Any]:
+        """Positional values for statement ``key``: the named parameters, else its literal binds."""
+        _, order, literals = self._sql[key]
+        return [params[n] if n in params else literals[n] for n in order]
+
     async def _q(self, conn, key: str, fetch: str, **params: Any):
-        sql, order, literals = self._sql[key]
-        args = [params[n] if n in params else literals[n] for n in order]
+        sql, args = self._sql[key][0], self._args(key, params)
         if fetch == "row":
             return await conn.fetchrow(sql, *args)
         return await conn.execute(sql, *args)
@@ -169,9 +173,7 @@ class PgFastPath:
             return await self._q(conn, "answer", "row", sid=session_id, at=at, now=now)
 
     async def _take_and_insert(self, conn, take: steps.TakeCall, insert: steps.InsertSession) -> str:
-        _, order, literals = self._sql["take_call"]
-        params = {"aid": take.account_id, "hold": take.hold, "now": take.now}
-        args = [params[n] if n in params else literals[n] for n in order]
+        args = self._args("take_call", {"aid": take.account_id, "hold": take.hold, "now": take.now})
         return await conn.execute(self._take_and_insert_sql, *args, *[insert.values[c] for c in self._insert_cols])
 
     async def close(self) -> None:
