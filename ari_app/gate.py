@@ -511,8 +511,10 @@ class Gate:
     async def refresh_once(self) -> None:
         """Move every answered call's timer to its stored cut-off (extending as a fallback)."""
         self._sweep()
+        # e.g. the last continue-mode call ended: varsets off again. Only once a filter is in place
+        # on this connection (None: not connected yet, or the connect's own PUT still running).
         if self._filter_sent is not None and not self._filter_refused and self._filter_sent != self.wanted_event_filter():
-            await self.update_event_filter()  # e.g. the last continue-mode call ended: varsets off again
+            await self.update_event_filter()
         answered = [c for c in self.calls.values()
                     if isinstance(c, BridgeCall) and c.session_id and c.cutoff_at is not None and not c.settled]
         if not answered:
