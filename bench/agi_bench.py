@@ -73,6 +73,9 @@ def _serve(url: str | None, port_q, stop_ev) -> None:
             core = await BillingCore.open(url)
         settings = AgiSettings(host="127.0.0.1", port=0, pbx_id="agi@bench")
         async with FastAgiServer(Router(core, pbx_id="agi@bench", decision_timeout=5.0), settings) as srv:
+            from callgate.heap import freeze_startup_heap
+
+            freeze_startup_heap()  # as `callgate agi` does once started
             port_q.put(srv.port)
             usage = resource.getrusage(resource.RUSAGE_SELF)
             start_cpu = usage.ru_utime + usage.ru_stime

@@ -8,6 +8,7 @@ import signal
 import click
 
 from callgate.commands.common import CliError, open_core, run_async
+from callgate.heap import freeze_startup_heap
 
 
 def register(main: click.Group) -> None:
@@ -42,6 +43,7 @@ async def agi_command(ctx: click.Context, listen: str | None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with open_core(ctx) as core:
+        freeze_startup_heap()
         try:
             await serve(core, settings, stop=stop)
         except OSError as exc:  # address in use, permission denied

@@ -18,6 +18,8 @@ from ari_app.client import AriClient
 from ari_app.gate import Gate
 from ari_app.settings import GateSettings, SettingsError, from_env
 
+from callgate.heap import freeze_startup_heap
+
 from .common import CliError, open_core, run_async
 
 log = logging.getLogger("callgate.gate")
@@ -101,6 +103,7 @@ def register(main: click.Group) -> None:
             except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread
                 pass
         async with open_core(ctx) as core:
+            freeze_startup_heap()
             log.info("gate serving Stasis app %s on %s (trunk %s, dial timeout %ss, warning %ss)",
                      settings.app, url, settings.trunk_template, settings.dial_timeout, settings.warning_seconds)
             gate = await run_gate(core, url=url, user=ari_user, password=ari_password, settings=settings, stop=stop)

@@ -9,6 +9,8 @@ import click
 
 from callgate import config as cfgmod
 
+from callgate.heap import freeze_startup_heap
+
 from .common import CliError, open_core, run_async
 
 log = logging.getLogger("callgate.service")
@@ -50,6 +52,7 @@ def register(main: click.Group) -> None:
                 pass
         ari = cfg.section("ari")
         async with open_core(ctx) as core:
+            freeze_startup_heap()
             try:
                 await run_service(core, parts=parts, stop=stop, grace_seconds=grace,
                                   ari={"url": ari["url"], "user": ari["user"], "password": ari["password"], "app": ari["app"]})

@@ -12,6 +12,8 @@ from billing_core.mail.smtp import SmtpSender, SmtpSettings, SmtpSettingsError
 from billing_core.sidecar import Sidecar, SidecarSettings, SidecarSettingsError
 from billing_core.sidecar.outbox import STATUSES, list_alerts, retry_alert
 
+from callgate.heap import freeze_startup_heap
+
 from .common import CliError, emit_json, json_option, open_core, run_async
 
 
@@ -60,6 +62,7 @@ def register(main: click.Group) -> None:
                 if report.errors:
                     raise SystemExit(1)
                 return
+            freeze_startup_heap()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 try:
