@@ -13,15 +13,14 @@ its money.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Iterable
 
-from sqlalchemy import BigInteger, bindparam, case, func, null, select, update
+from sqlalchemy import BigInteger, bindparam, case, null, select, update
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
@@ -29,8 +28,6 @@ from sqlalchemy.exc import IntegrityError
 
 from . import metrics
 from .clock import SystemClock
-from asyncpg.exceptions import InterfaceError, PostgresError, UniqueViolationError
-
 from .domain import authorize as auth_steps
 from .domain import money_rules as rules
 from .domain.errors import DenyReason, InvalidInput, NotFound
@@ -138,11 +135,11 @@ class BillingCore:
             req = auth_steps.AuthorizeRequest(direction, number, endpoint, caller_id, pbx_id, channel_id, full_hold,
                                               emergency, now, uuid.uuid4().hex)
             try:
-                fast = getattr(self.store, "fast_path", None)
+                fast = self.store.fast_path
                 if fast is not None:
-                    return await self.store.uncancellable(fast(self._rate_tables).authorize(req, self._limits()))
+                    return await self.store.run_fast(fast(self._rate_tables).authorize, req, self._limits())
                 return await self.store.run(self._authorize_tx, req)
-            except (IntegrityError, UniqueViolationError):
+            except IntegrityError:
                 # The same channel authorized twice at once: the second attempt finds the first's session.
                 if attempt == 2 or channel_id is None:
                     raise
@@ -210,34 +207,21 @@ class BillingCore:
         """The callee answered at ``at_ms`` (the switch's event time): the cut-off starts ticking."""
         at = self.clock.now_ms() if at_ms is None else int(at_ms)
         now = self.clock.now_ms()
-        fast = getattr(self.store, "fast_path", None)
-        if fast is not None:  # PostgreSQL: one UPDATE … RETURNING, no explicit transaction
-            try:
-                answered = await self.store.uncancellable(fast(self._rate_tables).answer(session_id, at, now))
-            except (OSError, asyncio.TimeoutError, InterfaceError) as exc:
-                raise StorageError(f"database unavailable: {exc!r}") from exc
-            except PostgresError as exc:  # e.g. a deadlock victim: the generic path retries
-                log.warning("fast answer of %s failed (%s); answering through the generic path", session_id, exc)
-                answered = None
+        fast = self.store.fast_path
+        if fast is not None:  # PostgreSQL: the same statement on raw asyncpg, no explicit transaction
+            answered = await self.store.run_fast(fast(self._rate_tables).answer, session_id, at, now)
             if answered is not None:
                 return _session_from_row(answered)
             # not (or no longer) "authorized", or unknown: the generic path says which
         return await self.store.run(self._answer_tx, session_id, at, now)
 
     def _answer_tx(self, conn, session_id, at, now):
-        # Two statements, not three: the view is read first and, when the guarded UPDATE changed
-        # the row, completed with the values it wrote (one round trip less on PostgreSQL). If it
-        # changed nothing (a concurrent settle got there first), the row is read again.
-        view = self._session_view(conn, session_id)
-        if view.state != "authorized":
-            return view
-        cutoff = None if view.emergency else at + view.granted_seconds * 1000
-        # last_seen_at is on the core's clock (as heartbeats are); `at` is the switch's.
-        seen = max(now, view.last_seen_at)
-        done = conn.execute(_U_SESSION_ANSWER, {"sid": session_id, "at": at, "cutoff": cutoff, "seen": seen})
-        if done.rowcount != 1:
-            return self._session_view(conn, session_id)
-        return replace(view, state="answered", answered_at=at, cutoff_at=cutoff, last_seen_at=seen)
+        # One guarded UPDATE … RETURNING (the rule is in _U_SESSION_ANSWER, shared with the fast
+        # path); when it changed nothing (already answered or settled), the view says what is.
+        answered = conn.execute(_U_SESSION_ANSWER, {"sid": session_id, "at": at, "now": now}).mappings().first()
+        if answered is not None:
+            return _session_from_row(answered)
+        return self._session_view(conn, session_id)
 
     async def extend(self, session_id: str, now_ms: int | None = None) -> CallSession:
         """Hold the next chunk (or what is left: a partial grant moves the cut-off earlier)."""
@@ -585,19 +569,19 @@ _U_ACCOUNT_TAKE_CALL = (
 _I_SESSION = call_sessions.insert()
 _I_LEDGER = ledger.insert()
 _Q_LEDGER_BY_KEY = select(ledger).where(ledger.c.idempotency_key == bindparam("key"))
+# The answer, on both databases and both drivers, in one statement: an "authorized" session becomes
+# "answered" at the switch's time `at`; its cut-off is that time plus the granted seconds (none for
+# emergency calls), computed from the row being updated; last_seen_at (the core's clock, as
+# heartbeats are) never moves back. RETURNING gives the session view (_Q_SESSION_VIEW's columns);
+# no row back means the session was not "authorized" (SQLite ≥ 3.35 and PostgreSQL both have it).
+_AT = bindparam("at", type_=BigInteger)
+_NOW = bindparam("now", type_=BigInteger)
 _U_SESSION_ANSWER = (
     update(call_sessions).where(call_sessions.c.id == bindparam("sid"), call_sessions.c.state == "authorized")
-    .values(state="answered", answered_at=bindparam("at"), cutoff_at=bindparam("cutoff"), last_seen_at=bindparam("seen"))
-)
-# PostgreSQL's answer in one statement (store/pg_fast.py): the same guarded change as
-# _U_SESSION_ANSWER + _answer_tx, with the cut-off and last-seen computed by the database from the
-# row it updates (answered_at + granted seconds; never for emergency calls), and the view returned.
-_U_SESSION_ANSWER_RETURNING = (
-    update(call_sessions).where(call_sessions.c.id == bindparam("sid"), call_sessions.c.state == "authorized")
-    .values(state="answered", answered_at=bindparam("at", type_=BigInteger),
-            cutoff_at=case((call_sessions.c.emergency, null()),
-                           else_=bindparam("at", type_=BigInteger) + call_sessions.c.granted_seconds * 1000),
-            last_seen_at=func.greatest(bindparam("now", type_=BigInteger), call_sessions.c.last_seen_at))
+    .values(state="answered", answered_at=_AT,
+            cutoff_at=case((call_sessions.c.emergency, null()), else_=_AT + call_sessions.c.granted_seconds * 1000),
+            # greatest() is PostgreSQL's, max(a, b) SQLite's: the CASE is both
+            last_seen_at=case((call_sessions.c.last_seen_at > _NOW, call_sessions.c.last_seen_at), else_=_NOW))
     .returning(*call_sessions.c, select(accounts.c.ref).where(accounts.c.id == call_sessions.c.account_id)
                .scalar_subquery().label("account_ref"))
 )

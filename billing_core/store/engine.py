@@ -101,8 +101,17 @@ class Store:
 
     dialect: str
 
+    #: ``fast_path(rate_cache)`` gives the driver of the hot operations (authorize, answer) that
+    #: bypass SQLAlchemy, to be run through :meth:`run_fast`; None where there is none (SQLite,
+    #: whose writer thread already runs the hot statements raw: store/sqlite_fast.py).
+    fast_path: Callable[..., Any] | None = None
+
     async def run(self, fn: Callable[..., T], *args: Any) -> T:  # pragma: no cover - interface
         raise NotImplementedError
+
+    async def run_fast(self, op: Callable[..., Awaitable[T]], *args: Any) -> T:  # pragma: no cover - interface
+        """Run one operation of the fast path with the error policy of :meth:`run`."""
+        raise NotImplementedError(f"{type(self).__name__} has no fast path")
 
     async def create_schema(self) -> None:
         """Create every table from the metadata (tests); production uses Alembic."""
@@ -260,7 +269,14 @@ class SqliteStore(Store):
 
 
 # ----------------------------------------------------------------------------------- PostgreSQL
-_RETRY_SQLSTATES = {"40001", "40P01"}
+#: Serialization failure, deadlock victim: the transaction was rolled back, a retry starts clean.
+RETRY_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def is_unavailable_sqlstate(code: str) -> bool:
+    """Connection trouble (08), operator intervention such as a shutdown (57), or the database,
+    table or schema gone: the database cannot answer (StorageError, fail closed)."""
+    return code.startswith("08") or code.startswith("57") or code in ("3D000", "42P01", "3F000")
 
 
 class PostgresStore(Store):
@@ -277,12 +293,13 @@ class PostgresStore(Store):
         connect_args: dict[str, Any] = {}
         if url.schema:
             connect_args["server_settings"] = {"search_path": url.schema}
-        from .pg_fast import run_with_fast_connection  # asyncpg is imported only by PostgreSQL stores
+        from .pg_fast import run_fast_op, run_with_fast_connection  # asyncpg: PostgreSQL stores only
 
         self.url = url
         self._fast = None
         self._inflight: set[asyncio.Future] = set()
         self._run_fast = run_with_fast_connection
+        self._run_fast_op = run_fast_op
         """Runs a transaction function with the hot statements on raw asyncpg (store/pg_fast.py)."""
         self._pool_size = pool_size
         self._engine = create_async_engine(
@@ -308,6 +325,12 @@ class PostgresStore(Store):
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await self.uncancellable(self._run(fn, *args))
+
+    async def run_fast(self, op: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``await op(*args)`` (a PgFastPath method) as :meth:`run` runs a transaction: never cut
+        short by a cancelled caller, retried on deadlock or serialization failure, StorageError when
+        the database cannot answer, IntegrityError for a duplicate key (see pg_fast.run_fast_op)."""
+        return await self.uncancellable(self._run_fast_op(op, *args))
 
     async def uncancellable(self, coro: Awaitable[T]) -> T:
         """Run a database operation so that cancelling the caller never interrupts it mid-way.
@@ -337,7 +360,7 @@ class PostgresStore(Store):
                     return await conn.run_sync(self._run_fast, fn, *args)
             except DBAPIError as exc:
                 code = _sqlstate(exc)
-                if code in _RETRY_SQLSTATES and attempt < 5:
+                if code in RETRY_SQLSTATES and attempt < 5:
                     await asyncio.sleep(0.005 * attempt)
                     continue
                 if _is_unavailable(exc):
@@ -374,8 +397,7 @@ def _sqlstate(exc: DBAPIError) -> str | None:
 def _is_unavailable(exc: DBAPIError) -> bool:
     if exc.connection_invalidated:
         return True
-    code = _sqlstate(exc) or ""
-    return code.startswith("08") or code.startswith("57") or code in ("3D000", "42P01", "3F000")
+    return is_unavailable_sqlstate(_sqlstate(exc) or "")
 
 
 def _wrap(exc: Exception) -> Exception:

@@ -24,7 +24,33 @@ from ..domain import authorize as steps
 from ..domain.rating import Rate, RateTable
 from ..domain.records import Authorization
 from . import sqlite_fast
+from .engine import RETRY_SQLSTATES, StorageError, is_unavailable_sqlstate
 from .tables import call_sessions
+
+
+async def run_fast_op(op, *args):
+    """The fast path's error policy, the same as PostgresStore.run's for SQLAlchemy: a deadlock
+    victim or serialization failure is retried (up to 5 attempts; the operation's transaction was
+    rolled back, so a retry starts clean), a database that cannot answer is StorageError, a
+    duplicate key is SQLAlchemy's IntegrityError (callers catch one class whichever path ran);
+    anything else is raised as it is."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await op(*args)
+        except asyncpg.UniqueViolationError as exc:
+            raise sa_exc.IntegrityError(None, None, exc) from exc
+        except asyncpg.PostgresError as exc:
+            code = exc.sqlstate or ""
+            if code in RETRY_SQLSTATES and attempt < 5:
+                await asyncio.sleep(0.005 * attempt)
+                continue
+            if is_unavailable_sqlstate(code):
+                raise StorageError(f"database unavailable: {exc!r}") from exc
+            raise
+        except (OSError, asyncio.TimeoutError, asyncpg.InterfaceError) as exc:
+            raise StorageError(f"database unavailable: {exc!r}") from exc
 
 
 def _to_asyncpg(stmt) -> tuple[str, list[str], dict[str, Any]]:
@@ -66,7 +92,7 @@ class PgFastPath:
             _Q_ACCOUNT_BY_ENDPOINT_LOCK,
             _Q_SESSION_BY_CHANNEL,
             _U_ACCOUNT_TAKE_CALL,
-            _U_SESSION_ANSWER_RETURNING,
+            _U_SESSION_ANSWER,
         )
 
         self._sql = {
@@ -75,7 +101,7 @@ class PgFastPath:
             "by_endpoint_lock": _to_asyncpg(_Q_ACCOUNT_BY_ENDPOINT_LOCK),
             "by_did_lock": _to_asyncpg(_Q_ACCOUNT_BY_DID_LOCK),
             "take_call": _to_asyncpg(_U_ACCOUNT_TAKE_CALL),
-            "answer": _to_asyncpg(_U_SESSION_ANSWER_RETURNING),
+            "answer": _to_asyncpg(_U_SESSION_ANSWER),
         }
         cols = [c.name for c in call_sessions.columns]
         self._insert_cols = cols

@@ -65,12 +65,18 @@ async def test_update_rowcount_and_literal_binds(core):
                                      channel_id="c1")
 
     def answer_twice(conn):
-        params = {"sid": auth.session_id, "at": 1, "cutoff": 2, "seen": 3}
-        first = conn.execute(api._U_SESSION_ANSWER, params).rowcount
-        second = conn.execute(api._U_SESSION_ANSWER, params).rowcount  # state == 'authorized' no longer holds
-        return first, second
+        params = {"sid": auth.session_id, "at": 1, "now": 3}
+        first = conn.execute(api._U_SESSION_ANSWER, params)
+        row = first.mappings().first()
+        second = conn.execute(api._U_SESSION_ANSWER, params)  # state == 'authorized' no longer holds
+        return first.rowcount, row, second.rowcount, second.mappings().first()
 
-    assert await core.store.run(answer_twice) == (1, 0)
+    first, row, second, none = await core.store.run(answer_twice)
+    assert (first, second, none) == (1, 0, None)
+    # the cut-off computed from the row: answered at 1 ms + the 60 s granted; last seen never moves back
+    assert (row["state"], row["answered_at"], row["cutoff_at"]) == ("answered", 1, 1 + 60_000)
+    assert row["last_seen_at"] == row["created_at"] > 3  # authorized later than the 3 passed: kept
+    assert row["account_ref"] == "acme"
 
 
 async def test_errors_are_sqlalchemy_errors_and_write_nothing(core):
@@ -151,3 +157,53 @@ async def test_postgres_pool_has_no_overflow_and_a_full_pool_is_a_storage_error(
         assert await store.run(lambda conn: conn.execute(text("SELECT 1")).scalar()) == 1  # free again
     finally:
         await store.close()
+
+
+async def test_the_fast_paths_error_policy_is_the_generic_one():
+    """pg_fast.run_fast_op: deadlocks and serialization failures retried, a database that cannot
+    answer is StorageError (fail closed), a duplicate key SQLAlchemy's IntegrityError, anything
+    else raised as it is."""
+    import asyncpg
+
+    from billing_core.store.engine import StorageError
+    from billing_core.store.pg_fast import run_fast_op
+
+    attempts = []
+
+    async def deadlocked_twice(value):
+        attempts.append(value)
+        if len(attempts) < 3:
+            raise (asyncpg.DeadlockDetectedError if len(attempts) == 1 else asyncpg.SerializationError)("victim")
+        return value
+
+    assert await run_fast_op(deadlocked_twice, "ok") == "ok" and attempts == ["ok"] * 3
+
+    async def always_deadlocked():
+        attempts.append(1)
+        raise asyncpg.DeadlockDetectedError("victim")
+
+    attempts.clear()
+    with pytest.raises(asyncpg.DeadlockDetectedError):
+        await run_fast_op(always_deadlocked)
+    assert len(attempts) == 5
+
+    for exc in (asyncpg.AdminShutdownError("shutting down"), asyncpg.UndefinedTableError("no table"),
+                asyncpg.InvalidCatalogNameError("no database"), ConnectionRefusedError(111, "refused"),
+                asyncpg.InterfaceError("connection is closed"), TimeoutError()):
+        async def failing(exc=exc):
+            raise exc
+
+        with pytest.raises(StorageError, match="database unavailable"):
+            await run_fast_op(failing)
+
+    async def duplicate():
+        raise asyncpg.UniqueViolationError("duplicate key value violates unique constraint")
+
+    with pytest.raises(sa_exc.IntegrityError):
+        await run_fast_op(duplicate)
+
+    async def bad_value():
+        raise asyncpg.NumericValueOutOfRangeError("bigint out of range")
+
+    with pytest.raises(asyncpg.NumericValueOutOfRangeError):
+        await run_fast_op(bad_value)
