@@ -40,6 +40,8 @@ from pathlib import Path
 
 PG = os.environ.get("CALLGATE_BENCH_PG_URL", "postgresql://127.0.0.1:5432/test")
 ACCOUNTS = 64
+"""Funded accounts the calls cycle through (``--accounts``): 300 calls/s of 1 s over 64 accounts
+is ~5 concurrent calls per account, a busy business line; see docs/BENCHMARKS.md on PostgreSQL."""
 NUMBER = "15145550100"
 HOLD_SECONDS = 1.0
 """How long each benchmark call talks (the callee hangs up)."""
@@ -285,7 +287,8 @@ async def run_one(kind: str, mode: str, backend: str, rate: float, seconds: floa
         kinds[key] = kinds.get(key, 0) + 1
     decided_at = sorted(first_req.values())
     decide_rate = (len(decided_at) - 1) / (decided_at[-1] - decided_at[0]) if len(decided_at) > 1 else 0.0
-    return {"app": kind, "mode": mode, "db": backend if kind == "gate" else "-", "offered_per_s": rate,
+    return {"app": kind, "mode": mode, "db": backend if kind == "gate" else "-", "accounts": ACCOUNTS,
+            "offered_per_s": rate,
             "calls": n, "placed_in_s": round(placed, 2), "decided_per_s": round(decide_rate, 1),
             "completed": answered, "outcomes": kinds, "all_done_in_s": round(span, 2),
             "sim_cpu_ms_per_call": round(sim_cpu * 1000 / n, 2),
@@ -331,6 +334,7 @@ async def amain(args) -> int:
 
 
 def main(argv=None) -> int:
+    global ACCOUNTS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rate", type=float, nargs="+", default=[float(os.environ.get("CALLGATE_BENCH_GATE_RATE", "300"))],
                     help="offered calls per second (several values: a sweep)")
@@ -339,8 +343,13 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", nargs="+", choices=("bridge", "continue"), default=["bridge", "continue"])
     ap.add_argument("--apps", nargs="+", choices=("noop", "gate"), default=["noop", "gate"],
                     help="which apps to run (the side-by-side line needs both)")
+    ap.add_argument("--accounts", type=int, default=ACCOUNTS,
+                    help=f"funded accounts the calls cycle through (default {ACCOUNTS})")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args(argv)
+    if args.accounts < 1:
+        ap.error("--accounts: at least 1")
+    ACCOUNTS = args.accounts
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     use_uvloop()
     return asyncio.run(amain(args))
