@@ -5,7 +5,7 @@ import pytest
 
 from ari_app.simulator import Party
 from billing_core.domain.rating import Rate
-from tests.ari.gate_support import TIME_SCALE, running_gate, wait_for
+from tests.ari.gate_support import SLACK_MS, TIME_SCALE, running_gate, wait_for
 from tests.factories import seed
 
 NUMBER = "15145550100"
@@ -51,7 +51,10 @@ async def test_allowed_sets_variables_subscribes_then_continues_and_settles_talk
     assert call.channel_id not in sim.channels  # destroyed, its subscription with it
     answered_time = [int(e["value"]) for e in sim.events_of(call.channel_id)
                      if e["type"] == "ChannelVarset" and e["variable"] == "ANSWEREDTIME_MS" and e["value"]][-1]
-    assert s.state == "settled" and s.talk_ms == answered_time and 2_500 < s.talk_ms < 3_600
+    # exact: what Dial() reported; the window is what the phone lived (a stalled CI loop lengthens
+    # it in simulated time: SLACK_MS, as every timing window in these tests — one full-suite run
+    # here saw 11,563 ms after a ~190 ms stall at time scale 0.02)
+    assert s.state == "settled" and s.talk_ms == answered_time and 2_500 < s.talk_ms < 3_000 + SLACK_MS
     assert (await core.account("acme")).held == 0
 
 
@@ -139,7 +142,7 @@ async def test_inbound_continue_sets_the_endpoint_and_the_dialplan_rings_it(sim,
     assert not any(r.path.endswith("/channels/create") for r in sim.requests)
     answered_time = [int(e["value"]) for e in sim.events_of(call.channel_id)
                      if e["type"] == "ChannelVarset" and e["variable"] == "ANSWEREDTIME_MS" and e["value"]][-1]
-    assert s.state == "settled" and s.talk_ms == answered_time and 2_500 < s.talk_ms < 3_600
+    assert s.state == "settled" and s.talk_ms == answered_time and 2_500 < s.talk_ms < 3_000 + SLACK_MS
     a = await core.account("acme")
     assert a.held == 0 and s.cost > 0 and a.balance == 10_000_000 - s.cost
 
