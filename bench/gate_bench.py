@@ -41,7 +41,7 @@ from pathlib import Path
 PG = os.environ.get("CALLGATE_BENCH_PG_URL", "postgresql://127.0.0.1:5432/test")
 ACCOUNTS = 64
 """Funded accounts the calls cycle through (``--accounts``): 300 calls/s of 1 s over 64 accounts
-is ~5 concurrent calls per account, a busy business line; see docs/BENCHMARKS.md on PostgreSQL."""
+is ~5 concurrent calls per account, a busy business line."""
 NUMBER = "15145550100"
 HOLD_SECONDS = 1.0
 """How long each benchmark call talks (the callee hangs up)."""
