@@ -5,8 +5,8 @@ The events WebSocket stays on aiohttp (``AriClient.run``); the REST requests use
 Why: a bridged call is 8 REST requests, and aiohttp's ``ClientSession.request`` machinery
 (request/response objects, tracing hooks, cookie jar, header multidicts, timer contexts) cost
 ~175 µs of CPU per request on the bench machine against ~80 µs for this client on the same
-socket (``/tmp``-free micro-benchmark: 3,000 sequential ``GET /ari/channels`` against the
-simulator), which made REST the largest part of the gate's CPU per call. Asterisk's HTTP server
+socket (a micro-benchmark of 3,000 sequential ``GET /ari/channels`` against the simulator),
+which made REST the largest part of the gate's CPU per call (docs/BENCHMARKS.md, session 5). Asterisk's HTTP server
 needs very little of HTTP: requests with a Content-Length body, responses with a Content-Length
 (this client also reads chunked and close-delimited bodies), persistent connections closed by the
 server after ``session_keep_alive`` ms of idleness (http.conf; 15 s by default, 30 s in
