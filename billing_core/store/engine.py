@@ -273,6 +273,16 @@ class SqliteStore(Store):
 RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 
 
+async def pause_before_retry(code: str | None, attempt: int) -> bool:
+    """Whether a transaction that failed with SQLSTATE ``code`` on its ``attempt``-th run goes
+    again (after a short, growing pause): deadlock victims and serialization failures, 5 runs at
+    most. Shared by both PostgreSQL drivers (SQLAlchemy's and the raw asyncpg hot path)."""
+    if code in RETRY_SQLSTATES and attempt < 5:
+        await asyncio.sleep(0.005 * attempt)
+        return True
+    return False
+
+
 def is_unavailable_sqlstate(code: str) -> bool:
     """Connection trouble (08), operator intervention such as a shutdown (57), or the database,
     table or schema gone: the database cannot answer (StorageError, fail closed)."""
@@ -359,9 +369,7 @@ class PostgresStore(Store):
                 async with self._engine.begin() as conn:
                     return await conn.run_sync(self._run_fast, fn, *args)
             except DBAPIError as exc:
-                code = _sqlstate(exc)
-                if code in RETRY_SQLSTATES and attempt < 5:
-                    await asyncio.sleep(0.005 * attempt)
+                if await pause_before_retry(_sqlstate(exc), attempt):
                     continue
                 if _is_unavailable(exc):
                     raise StorageError(f"database unavailable: {exc.orig!r}") from exc

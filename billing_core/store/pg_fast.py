@@ -24,7 +24,7 @@ from ..domain import authorize as steps
 from ..domain.rating import Rate, RateTable
 from ..domain.records import Authorization
 from . import sqlite_fast
-from .engine import RETRY_SQLSTATES, StorageError, is_unavailable_sqlstate
+from .engine import StorageError, is_unavailable_sqlstate, pause_before_retry
 from .tables import call_sessions
 
 
@@ -42,11 +42,9 @@ async def run_fast_op(op, *args):
         except asyncpg.UniqueViolationError as exc:
             raise sa_exc.IntegrityError(None, None, exc) from exc
         except asyncpg.PostgresError as exc:
-            code = exc.sqlstate or ""
-            if code in RETRY_SQLSTATES and attempt < 5:
-                await asyncio.sleep(0.005 * attempt)
+            if await pause_before_retry(exc.sqlstate, attempt):
                 continue
-            if is_unavailable_sqlstate(code):
+            if is_unavailable_sqlstate(exc.sqlstate or ""):
                 raise StorageError(f"database unavailable: {exc!r}") from exc
             raise
         except (OSError, asyncio.TimeoutError, asyncpg.InterfaceError) as exc:

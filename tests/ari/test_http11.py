@@ -3,15 +3,13 @@ test chooses, so keep-alive, framing, the server's closes and timeouts are the r
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
-import ssl
 
 import pytest
 
 from ari_app import errors
 from ari_app.client import AriClient
 from ari_app.http11 import ConnectionDropped, Http11Pool, HttpProtocolError
+from tests.tls import server_context
 
 
 def ok(body: bytes = b"{}", extra: str = "") -> bytes:
@@ -201,34 +199,10 @@ async def test_idle_connections_expire_and_concurrency_is_capped():
             await pool.close()
 
 
-def _self_signed(tmp_path):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = tmp_path / "asterisk.crt", tmp_path / "asterisk.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
-
-
 async def test_https_ari_url_verifies_the_certificate(tmp_path, monkeypatch):
     """https:// CALLGATE_ARI_URL (http.conf's tlsenable): TLS with the system's verification, which
     honours SSL_CERT_FILE; an untrusted certificate is refused (AriUnavailable), never ignored."""
-    cert_file, key_file = _self_signed(tmp_path)
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(cert_file, key_file)
+    server_ctx, cert_file = server_context(tmp_path)
     body = b'{"system": {"entity_id": "tls"}}'
     async with ScriptedServer(lambda i, h, b: ok(body), ssl_ctx=server_ctx) as srv:
         untrusted = AriClient(f"https://127.0.0.1:{srv.port}", "u", "p", "callgate", request_timeout=5)
