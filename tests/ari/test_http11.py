@@ -231,3 +231,38 @@ async def test_ari_url_path_prefix_is_kept():
         finally:
             await client.close()
     assert srv.requests[0][1].startswith(b"GET /asterisk/ari/channels HTTP/1.1\r\n")
+
+
+async def test_every_response_real_asterisk_sent_in_the_traces_reads_on_one_kept_connection():
+    """The 320 REST responses of the Asterisk 22 recordings (tests/ari/traces), headers as
+    recorded, served back to back on one connection: each is read whole, and the connection is
+    kept (Asterisk sends Content-Length on every response and never "Connection: close")."""
+    import json
+    from pathlib import Path
+
+    recorded = []
+    for path in sorted((Path(__file__).parent / "traces").glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            entry = json.loads(line) if line.strip() else {}
+            if entry.get("kind") == "response" and "headers" in entry:
+                recorded.append(entry)
+    assert len(recorded) >= 300
+
+    def raw(entry) -> bytes:
+        body = b"" if entry["body"] is None else json.dumps(entry["body"]).encode()
+        headers = dict(entry["headers"])
+        if body or headers.get("Content-Length") != "0":
+            headers["Content-Length"] = str(len(body))  # our serialisation, not Asterisk's spacing
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        return f"HTTP/1.1 {entry['status']} {entry['reason']}\r\n{head}\r\n".encode() + body
+
+    async with ScriptedServer(lambda i, h, b: raw(recorded[i])) as srv:
+        pool = Http11Pool("127.0.0.1", srv.port)
+        try:
+            for entry in recorded:
+                resp = await pool.request(entry["method"], entry["path"])
+                assert (resp.status, resp.reason) == (entry["status"], entry["reason"])
+                assert (json.loads(resp.body) if resp.body else None) == entry["body"], entry["path"]
+        finally:
+            await pool.close()
+    assert srv.connections == 1
