@@ -141,8 +141,8 @@ class AriClient:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         self._auth_headers = f"Authorization: Basic {token}\r\n"
         self._json_headers = f"{self._auth_headers}Content-Type: application/json\r\n"
-        parts = urlsplit(self.base_url)
-        self._rest_prefix = parts.path.rstrip("/") + "/ari"  # http.conf's prefix, if any, then /ari
+        self._url = urlsplit(self.base_url)
+        self._rest_prefix = self._url.path.rstrip("/") + "/ari"  # http.conf's prefix, if any, then /ari
         self._rest: Http11Pool | None = None
         self._event_handlers: list[EventHandler] = []
         self._now_handlers: list[Callable[[dict], None]] = []
@@ -179,9 +179,8 @@ class AriClient:
 
     def _rest_pool(self) -> Http11Pool:
         if self._rest is None:
-            parts = urlsplit(self.base_url)
-            tls = parts.scheme == "https"
-            self._rest = Http11Pool(parts.hostname or "127.0.0.1", parts.port or (443 if tls else 80),
+            tls = self._url.scheme == "https"
+            self._rest = Http11Pool(self._url.hostname or "127.0.0.1", self._url.port or (443 if tls else 80),
                                     ssl=ssl.create_default_context() if tls else None)
         return self._rest
 

@@ -252,8 +252,9 @@ async def run_one(kind: str, mode: str, backend: str, rate: float, seconds: floa
         # The simulator stands in for Asterisk, which has no garbage collector: its startup heap
         # (the swagger table, aiohttp) is frozen like the app's, or its own full passes (46–78 ms
         # measured) would be charged to the app's latency. Unfrozen again after the run.
-        gc.collect()
-        gc.freeze()
+        from callgate.heap import freeze_startup_heap
+
+        freeze_startup_heap()
 
         n = int(rate * seconds)
         calls = []
