@@ -139,7 +139,8 @@ SCENARIOS = {
     "reject_insufficient_funds_early_media_reason_rejected": dict(
         seed=dict(balance="0.50", deck=[Rate("1", 1_000_000, 0, 60, 6)])),
     "midcall_cutoff_with_warning": dict(party=Party(answer_after=1.0), seed=dict(balance="0.02", deck=PER_SECOND),
-                                        settings=dict(warning_seconds=5)),
+                                        # 300 ms real: a CI stall cannot skip the tone
+                                        settings=dict(warning_seconds=15)),
     "continue_mode_channel_subscription": dict(
         party=Party(answer_after=1.0), seed=dict(balance="0.04", deck=PER_SECOND),  # 4 s: CALLGATE_MAX_MS=4000
         call=dict(context="callgate-outbound-continue", app_args=["outbound", "continue"])),

@@ -176,9 +176,11 @@ async def stop(gate: Gate, task: asyncio.Task) -> None:
 
 
 async def test_restart_readopts_a_bridged_call_and_cuts_it_at_the_stored_cutoff(sim, core):
-    await seed(core, balance="0.02", deck=PER_SECOND)  # 20 s of talk
+    # 40 s of talk, the tone 15 s before the cut-off: the kill (~5 s in) and the re-adoption come well
+    # before the tone, and the tone's window (300 ms real) is longer than a CI stall
+    await seed(core, balance="0.04", deck=PER_SECOND)
     sim.script_destination(TRUNK, Party(answer_after=1.0))
-    settings = gate_settings(sim, warning_seconds=5)
+    settings = gate_settings(sim, warning_seconds=15)
     gate, task = await start_gate(sim, core, settings)
     call = await sim.place_call(endpoint="alice", exten=NUMBER)
     await wait_for(lambda: any(getattr(c, "cutoff_at", None) for c in gate.calls.values()), 5)
@@ -196,7 +198,7 @@ async def test_restart_readopts_a_bridged_call_and_cuts_it_at_the_stored_cutoff(
         await stop(gate2, task2)
     assert out.ended_by == "app" and out.heard == ["sound:beep"]
     s = await core.find_session(sim.asterisk_id, call.channel_id)
-    assert (s.state, s.talk_ms, s.cost) == ("settled", 20_000, 20_000)
+    assert (s.state, s.talk_ms, s.cost) == ("settled", 40_000, 40_000)
     assert (await core.account("acme")).balance == 0  # charged once
     assert nothing_left(sim)
 
