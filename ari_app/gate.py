@@ -519,16 +519,18 @@ class Gate:
                     if isinstance(c, BridgeCall) and c.session_id and c.cutoff_at is not None and not c.settled]
         if not answered:
             return
-        sessions = {s.session_id: s for s in await self.core.live_sessions(self.pbx_id)}
+        # the lean read (four columns of the answered calls), not live_sessions(): this runs every
+        # second, and on SQLite it shares the one writer with every authorize
+        cutoffs = {c.session_id: c for c in await self.core.live_cutoffs(self.pbx_id)}
         below = self._extend_below_ms()
         now = self.now_ms()
         for call in answered:
-            s = sessions.get(call.session_id)
-            if s is None or s.cutoff_at is None:
+            c = cutoffs.get(call.session_id)
+            if c is None or c.cutoff_at is None:
                 continue
-            cutoff = s.cutoff_at
-            if below > 0 and s.hold_mode == "chunked" and not s.emergency and cutoff - now < below:
-                s = await self.core.extend(s.session_id)
+            cutoff = c.cutoff_at
+            if below > 0 and c.hold_mode == "chunked" and not c.emergency and cutoff - now < below:
+                s = await self.core.extend(c.session_id)
                 if s.cutoff_at != cutoff:
                     self.stats.extended += 1
                 cutoff = s.cutoff_at

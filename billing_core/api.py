@@ -33,7 +33,7 @@ from .domain import money_rules as rules
 from .domain.errors import DenyReason, InvalidInput, NotFound
 from .domain.numbers import DEFAULT_EMERGENCY_NUMBERS, DEFAULT_HOME_REGION, is_emergency
 from .domain.rating import Rate, RateTable, billable_seconds, cost
-from .domain.records import AccountView, Authorization, CallSession, LedgerEntry, Settlement
+from .domain.records import AccountView, Authorization, CallSession, LedgerEntry, LiveCutoff, Settlement
 from .store.engine import Store, StorageError, open_store
 from .store.sqlite_fast import register_fast
 from .store.tables import accounts, call_sessions, dids, endpoints, ledger, outbox, packages, plans, rates
@@ -41,6 +41,8 @@ from .store.tables import accounts, call_sessions, dids, endpoints, ledger, outb
 log = logging.getLogger("callgate.core")
 
 LIVE_STATES = ("authorized", "answered")
+#: Session ids per heartbeat transaction (see :meth:`BillingCore.heartbeat`).
+HEARTBEAT_BATCH = 64
 LEDGER_KINDS = ("credit", "debit", "payment", "refund", "reversal", "call", "chunk")
 PAYMENT_KINDS = rules.PAYMENT_KINDS
 
@@ -387,19 +389,27 @@ class BillingCore:
         return out
 
     async def heartbeat(self, session_ids: Iterable[str], now_ms: int | None = None) -> int:
-        """The gate reports these calls alive (stale-session detection). Returns rows touched."""
+        """The gate reports these calls alive (stale-session detection). Returns rows touched.
+
+        In transactions of at most :data:`HEARTBEAT_BATCH` ids, one after the other: on SQLite the
+        writer runs every transaction, and one UPDATE of 300 ids held it ~6 ms, with every
+        authorize arriving meanwhile waiting behind it. Each part is complete on its own (a
+        heartbeat only moves ``last_seen_at`` forward), so a failure midway loses nothing."""
         ids = list(session_ids)
         if not ids:
             return 0
         now = self.clock.now_ms() if now_ms is None else now_ms
 
-        def tx(conn):
+        def tx(conn, part):
             return conn.execute(
-                update(call_sessions).where(call_sessions.c.id.in_(ids), call_sessions.c.state.in_(LIVE_STATES))
+                update(call_sessions).where(call_sessions.c.id.in_(part), call_sessions.c.state.in_(LIVE_STATES))
                 .values(last_seen_at=now)
             ).rowcount
 
-        return await self.store.run(tx)
+        touched = 0
+        for i in range(0, len(ids), HEARTBEAT_BATCH):
+            touched += await self.store.run(tx, ids[i:i + HEARTBEAT_BATCH])
+        return touched
 
     async def get_session(self, session_id: str) -> CallSession | None:
         def tx(conn):
@@ -416,6 +426,19 @@ class BillingCore:
                 select(call_sessions.c.id).where(call_sessions.c.pbx_id == pbx_id, call_sessions.c.channel_id == channel_id)
             ).scalar()
             return None if sid is None else self._session_view(conn, sid)
+
+        return await self.store.run(tx)
+
+    async def live_cutoffs(self, pbx_id: str) -> list[LiveCutoff]:
+        """The answered calls of one PBX and their cut-offs: what the gate's refresh pass reads
+        every second to follow the money. Lean on purpose (four columns, one prebuilt statement on
+        the SQLite fast path): the full :meth:`live_sessions` of 300 live calls held the SQLite
+        writer 13 ms (p50; max 22 ms) once a second, and every authorize arriving meanwhile
+        queued behind it: the gate benchmark's p99."""
+
+        def tx(conn):
+            return [LiveCutoff(sid, cutoff, mode, bool(emergency))
+                    for sid, cutoff, mode, emergency in conn.execute(_Q_ANSWERED_CUTOFFS, {"pbx_id": pbx_id}).all()]
 
         return await self.store.run(tx)
 
@@ -674,6 +697,11 @@ def _entry_from_row(row, ref: str, *, replayed: bool = False) -> LedgerEntry:
 _Q_ACCOUNT_BY_ID_LOCK = _account_query().where(accounts.c.id == bindparam("aid")).with_for_update(of=accounts)
 _Q_ACCOUNT_BY_REF_LOCK = _account_query().where(accounts.c.ref == bindparam("ref")).with_for_update(of=accounts)
 _Q_SESSION_VIEW = _session_select().where(call_sessions.c.id == bindparam("sid"))
+# served by ix_call_sessions_state_pbx (state, pbx_id): only the live rows are read, however many
+# settled sessions the PBX has
+_Q_ANSWERED_CUTOFFS = select(call_sessions.c.id, call_sessions.c.cutoff_at, call_sessions.c.hold_mode,
+                             call_sessions.c.emergency).where(call_sessions.c.state == "answered",
+                                                              call_sessions.c.pbx_id == bindparam("pbx_id"))
 _Q_ACCOUNT_BY_SESSION_LOCK = _account_query().where(
     accounts.c.id == select(call_sessions.c.account_id).where(call_sessions.c.id == bindparam("sid")).scalar_subquery()
 ).with_for_update(of=accounts)
@@ -684,6 +712,7 @@ register_fast(_Q_ACCOUNT_BY_ENDPOINT, _Q_ACCOUNT_BY_ENDPOINT_LOCK, _Q_ACCOUNT_BY
               _Q_SESSION, _U_ACCOUNT_TAKE_CALL, _I_SESSION, _I_LEDGER, _Q_LEDGER_BY_KEY, _U_SESSION_ANSWER,
               _U_SESSION_GRANT, _U_SESSION_DEBITED, _U_SESSION_SETTLED, _U_ACCOUNT_HELD, _U_ACCOUNT_END_CALL,
               _Q_ACCOUNT_BY_SESSION_LOCK,
-              _U_ACCOUNT_BALANCE, _Q_ACCOUNT_BY_ID_LOCK, _Q_ACCOUNT_BY_REF_LOCK, _Q_SESSION_VIEW)
+              _U_ACCOUNT_BALANCE, _Q_ACCOUNT_BY_ID_LOCK, _Q_ACCOUNT_BY_REF_LOCK, _Q_SESSION_VIEW,
+              _Q_ANSWERED_CUTOFFS)
 
 __all__ = ["BillingCore", "CoreSettings", "StorageError", "LIVE_STATES"]

@@ -40,6 +40,18 @@ class Authorization:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveCutoff:
+    """Where an answered call must be cut, as the gate's once-a-second refresh reads it."""
+
+    session_id: str
+    cutoff_at: int | None
+    """Epoch ms; None for emergency calls (no limit)."""
+    hold_mode: str
+    """``chunked`` (the gate may extend it as a fallback) or ``full``."""
+    emergency: bool
+
+
+@dataclass(frozen=True, slots=True)
 class CallSession:
     """A snapshot of one call session."""
 

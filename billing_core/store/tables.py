@@ -167,7 +167,10 @@ call_sessions = Table(
     Column("stale", Boolean, nullable=False, default=False),
     Column("settle_note", String(200), nullable=True),
     UniqueConstraint("pbx_id", "channel_id", name="uq_call_sessions_pbx_channel"),
-    Index("ix_call_sessions_state", "state"),
+    # (state, pbx_id): the live sessions of one PBX are read without touching its settled history
+    # (a state-only index let SQLite pick the (pbx_id, channel_id) key and scan every session the
+    # PBX ever had); queries on state alone use its first column.
+    Index("ix_call_sessions_state_pbx", "state", "pbx_id"),
 )
 
 ledger = Table(

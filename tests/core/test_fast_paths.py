@@ -25,7 +25,8 @@ def _both(conn, stmt, params):
 async def test_every_hot_statement_is_on_the_fast_path(core):
     registered = {id(s) for s in sqlite_fast.registered()}
     for name in ("_Q_SESSION", "_Q_SESSION_VIEW", "_Q_ACCOUNT_BY_ID_LOCK", "_Q_ACCOUNT_BY_ENDPOINT_LOCK",
-                 "_U_SESSION_ANSWER", "_U_SESSION_SETTLED", "_U_ACCOUNT_BALANCE", "_I_SESSION", "_I_LEDGER"):
+                 "_U_SESSION_ANSWER", "_U_SESSION_SETTLED", "_U_ACCOUNT_BALANCE", "_I_SESSION", "_I_LEDGER",
+                 "_Q_ANSWERED_CUTOFFS"):
         assert id(getattr(api, name)) in registered, name
 
 
