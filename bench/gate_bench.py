@@ -21,6 +21,11 @@ Each call: alice-N dials 15145550100, the callee answers after 50 ms and hangs u
 The simulator keeps only its last 1,000 events/requests (``history``): keeping all of them made
 the garbage collector the simulator's largest cost. ``CALLGATE_BENCH_UVLOOP=1`` runs both processes
 on uvloop when it is installed (not a dependency: it measured within the noise here).
+
+Each result also says where a tail came from (bench/loopwatch.py): ``sim_*`` / ``app_*`` loop stalls
+over 10 ms and collector time. ``CALLGATE_BENCH_DEBUG_TAIL=1`` prints the slowest 1 % of calls as
+(latency ms, seconds into the run): a cluster at one moment is one event (it was a WAL checkpoint),
+a spread is load.
 """
 from __future__ import annotations
 
@@ -89,6 +94,9 @@ class AllowAllCore:
     async def live_sessions(self, pbx_id=None):
         return []
 
+    async def live_cutoffs(self, pbx_id):
+        return []
+
 
 async def _noop_continue(client) -> None:
     """Do-nothing continue-mode app: allow, continue."""
@@ -145,11 +153,15 @@ def _serve(kind: str, mode: str, sim_url: str, db_url: str | None, ready_q, resu
         from callgate.heap import freeze_startup_heap
 
         freeze_startup_heap()  # as `callgate gate` / `callgate run` do once started (both apps alike)
+        from bench.loopwatch import LoopWatch
+
+        watch = LoopWatch()
+        watch.start()
         ready_q.put("ready")
         loop = asyncio.get_running_loop()
         cpu0 = time.process_time()
         await loop.run_in_executor(None, stop_ev.wait)
-        stats = {"app_cpu_s": time.process_time() - cpu0}
+        stats = {"app_cpu_s": time.process_time() - cpu0} | watch.stop("app")
         if gate is not None:
             stats |= {"decisions": gate.stats.decisions, "allowed": gate.stats.allowed,
                      "settled": gate.stats.settled, "failures": gate.stats.failures,
@@ -255,6 +267,14 @@ async def run_one(kind: str, mode: str, backend: str, rate: float, seconds: floa
         from callgate.heap import freeze_startup_heap
 
         freeze_startup_heap()
+        # ...and it collects nothing during the run either: its young-generation passes (136 of
+        # ~2.4 ms in a 10 s run, plus one 22 ms full pass, measured with gc.callbacks) stalled the
+        # simulated Asterisk's loop, and the app's latency with it. Collected after the run.
+        gc.disable()
+        from bench.loopwatch import LoopWatch
+
+        watch = LoopWatch()
+        watch.start()
 
         n = int(rate * seconds)
         calls = []
@@ -274,13 +294,19 @@ async def run_one(kind: str, mode: str, backend: str, rate: float, seconds: floa
         outcomes = await asyncio.gather(*ends, return_exceptions=True)
         span = loop.time() - t0
         sim_cpu = time.process_time() - cpu0
+        sim_watch = watch.stop("sim")
         stop_ev.set()
         stats = await loop.run_in_executor(None, result_q.get, True, 60)
         await loop.run_in_executor(None, proc.join, 30)
         await sim.stop()
+        gc.enable()
         gc.unfreeze()
         await drop_schema(schema)
     lat = [(first_req[c] - started[c]) * 1000 for c in started if c in first_req]
+    if os.environ.get("CALLGATE_BENCH_DEBUG_TAIL"):
+        t_start = min(started.values())
+        worst = sorted(((first_req[c] - started[c]) * 1000, started[c] - t_start) for c in started if c in first_req)[-len(lat) // 100:]
+        print("TAIL", [(round(ms), round(at, 2)) for ms, at in worst])
     answered = sum(1 for o in outcomes if not isinstance(o, BaseException) and o.answered)
     kinds: dict[str, int] = {}
     for o in outcomes:
@@ -295,8 +321,8 @@ async def run_one(kind: str, mode: str, backend: str, rate: float, seconds: floa
             "sim_cpu_ms_per_call": round(sim_cpu * 1000 / n, 2),
             "app_cpu_ms_per_call": round(stats.get("app_cpu_s", 0) * 1000 / n, 2),
             "latency_p50_ms": round(pct(lat, 0.50), 2), "latency_p99_ms": round(pct(lat, 0.99), 2),
-            "latency_max_ms": round(max(lat) if lat else float("nan"), 2), **{k: (round(v, 2) if isinstance(v, float) else v)
-                                                                             for k, v in stats.items()}}
+            "latency_max_ms": round(max(lat) if lat else float("nan"), 2), **sim_watch,
+            **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in stats.items()}}
 
 
 def machine() -> str:
