@@ -579,10 +579,12 @@ class AriSimulator:
             reasons.discard("stasis")
         self._varset(ch, "STASISSTATUS", "SUCCESS")
 
-    def _varset(self, ch: Channel, name: str, value: str) -> None:
+    def _varset(self, ch: Channel, name: str, value: str, snapshot: dict | None = None) -> None:
+        """``snapshot``: the channel's JSON when the caller emits several varsets in a row with
+        nothing changing in between (the events then share it; nobody mutates an event)."""
         ch.vars[name] = value
         self._emit({"variable": name, "value": value, "type": "ChannelVarset", "timestamp": self.timestamp(),
-                    "channel": ch.json()}, channels=(ch,))
+                    "channel": snapshot or ch.json()}, channels=(ch,))
 
     def _state(self, ch: Channel, state: str) -> None:
         ch.state = state
@@ -624,11 +626,14 @@ class AriSimulator:
         ch.qos_done = True
         peer = self._bridge_peer(ch)
         ssrc = str(uuid.UUID(int=hash(ch.id) & ((1 << 128) - 1)).int % 2_000_000_000)
+        # one snapshot per channel for the whole burst (a third of a bridged call's events)
+        snap = ch.json()
+        peer_snap = peer.json() if peer is not None and not peer.qos_done else None
         for name, template in _QOS_VALUES:
             value = template.format(ssrc=ssrc)
-            self._varset(ch, name, value)
-            if peer is not None and not peer.qos_done:
-                self._varset(peer, name + "BRIDGED", value)
+            self._varset(ch, name, value, snap)
+            if peer_snap is not None:
+                self._varset(peer, name + "BRIDGED", value, peer_snap)
 
     def _bridge_peer(self, ch: Channel) -> Channel | None:
         if ch.bridge_id is None or ch.bridge_id not in self._bridges:
