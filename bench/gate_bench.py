@@ -305,7 +305,8 @@ async def run_one(kind: str, mode: str, backend: str, rate: float, seconds: floa
     lat = [(first_req[c] - started[c]) * 1000 for c in started if c in first_req]
     if os.environ.get("CALLGATE_BENCH_DEBUG_TAIL"):
         t_start = min(started.values())
-        worst = sorted(((first_req[c] - started[c]) * 1000, started[c] - t_start) for c in started if c in first_req)[-len(lat) // 100:]
+        worst = sorted(((first_req[c] - started[c]) * 1000, started[c] - t_start)
+                       for c in started if c in first_req)[-max(1, len(lat) // 100):]
         print("TAIL", [(round(ms), round(at, 2)) for ms, at in worst])
     answered = sum(1 for o in outcomes if not isinstance(o, BaseException) and o.answered)
     kinds: dict[str, int] = {}
