@@ -43,6 +43,8 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.loopwatch import LoopWatch
+
 PG = os.environ.get("CALLGATE_BENCH_PG_URL", "postgresql://127.0.0.1:5432/test")
 ACCOUNTS = 64
 """Funded accounts the calls cycle through (``--accounts``): 300 calls/s of 1 s over 64 accounts
@@ -153,8 +155,6 @@ def _serve(kind: str, mode: str, sim_url: str, db_url: str | None, ready_q, resu
         from callgate.heap import freeze_startup_heap
 
         freeze_startup_heap()  # as `callgate gate` / `callgate run` do once started (both apps alike)
-        from bench.loopwatch import LoopWatch
-
         watch = LoopWatch()
         watch.start()
         ready_q.put("ready")
@@ -271,8 +271,6 @@ async def run_one(kind: str, mode: str, backend: str, rate: float, seconds: floa
         # ~2.4 ms in a 10 s run, plus one 22 ms full pass, measured with gc.callbacks) stalled the
         # simulated Asterisk's loop, and the app's latency with it. Collected after the run.
         gc.disable()
-        from bench.loopwatch import LoopWatch
-
         watch = LoopWatch()
         watch.start()
 

@@ -166,8 +166,6 @@ class SqliteStore(Store):
         if path.parent and not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
         self._engine = create_engine(url.sqlalchemy_url, poolclass=NullPool)
-        # an in-memory database has no WAL to copy (and a second connection would be another database)
-        on_file = bool(url.path) and url.path != ":memory:" and not url.path.startswith("file::memory:")
         #: WAL checkpoints done by the checkpoint thread, and its last (busy, WAL frames, copied frames)
         self.checkpoints = 0
         self.last_checkpoint: tuple[int, int, int] | None = None
@@ -180,21 +178,19 @@ class SqliteStore(Store):
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.execute("PRAGMA foreign_keys=ON")
-            if on_file:
-                cur.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it
+            cur.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it
             cur.close()
 
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._writer, name="callgate-sqlite-writer", daemon=True)
         self._closed = False
         self._thread.start()
+        # always a file (parse_db_url refuses in-memory databases), so a second connection sees it
         self._checkpoint_stop = threading.Event()
-        self._checkpointer: threading.Thread | None = None
-        if on_file:
-            self._checkpointer = threading.Thread(
-                target=self._checkpoint_loop, args=(str(path), checkpoint_interval, busy_timeout_ms),
-                name="callgate-sqlite-checkpoint", daemon=True)
-            self._checkpointer.start()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, args=(str(path), checkpoint_interval, busy_timeout_ms),
+            name="callgate-sqlite-checkpoint", daemon=True)
+        self._checkpointer.start()
 
     def _checkpoint_loop(self, path: str, interval: float, busy_timeout_ms: int) -> None:
         """Copy the WAL into the database file, off the writer's commits (see the module docstring)."""
@@ -307,8 +303,7 @@ class SqliteStore(Store):
         self._checkpoint_stop.set()
         self._queue.put(_STOP)
         loop = asyncio.get_running_loop()
-        if self._checkpointer is not None:
-            await loop.run_in_executor(None, self._checkpointer.join)
+        await loop.run_in_executor(None, self._checkpointer.join)
         # the writer's connection closes last, and SQLite checkpoints the WAL as it does
         await loop.run_in_executor(None, self._thread.join)
 

@@ -9,7 +9,7 @@ import pytest
 from ari_app.simulator import Party
 from billing_core.api import CoreSettings
 from billing_core.domain.rating import Rate
-from tests.ari.gate_support import SLACK_MS, TIME_SCALE, gate_settings, running_gate, wait_for
+from tests.ari.gate_support import SLACK_MS, TIME_SCALE, gate_settings, running_gate, slack_ms, wait_for
 from tests.factories import seed
 
 NUMBER = "15145550100"
@@ -33,7 +33,7 @@ async def test_gate_extends_holds_when_alone_and_cuts_when_money_ends(simulator_
     # rightly cuts without a warning, so this test gives the window 400 ms of real time: 8 s of
     # warning at 1 simulated s = 50 ms.
     sim = await simulator_factory(time_scale=0.05)
-    slack_ms = int(0.25 / sim.time_scale * 1000)
+    slack = slack_ms(sim.time_scale)
     await seed(core, balance="0.05", deck=PER_SECOND)  # 50 s of talk, granted 10 s at a time
     sim.script_destination(TRUNK, Party(answer_after=1.0))
     async with running_gate(sim, core, gate_settings(sim, warning_seconds=8)) as gate:
@@ -41,7 +41,7 @@ async def test_gate_extends_holds_when_alone_and_cuts_when_money_ends(simulator_
         out = await call.ended(timeout=15)
         assert await gate.wait_idle(5)
     assert gate.stats.extended >= 4
-    assert out.ended_by == "app" and abs(out.talk_ms - 50_000) <= slack_ms
+    assert out.ended_by == "app" and abs(out.talk_ms - 50_000) <= slack
     assert out.heard == ["sound:beep"]  # one warning: before the final cut-off only
     s = await core.find_session(sim.asterisk_id, call.channel_id)
     assert (s.state, s.granted_seconds, s.talk_ms, s.cost) == ("settled", 50, 50_000, 50_000)
@@ -64,7 +64,7 @@ async def test_no_fallback_extension_means_cut_at_the_first_chunk(sim, core):
 async def test_cutoff_moved_later_by_the_sidecar_is_followed(simulator_factory, core):
     # the extension must land inside the first chunk (10 s): 500 ms real here, longer than a CI stall
     sim = await simulator_factory(time_scale=0.05)
-    slack_ms = int(0.25 / sim.time_scale * 1000)
+    slack = slack_ms(sim.time_scale)
     await seed(core, balance="0.05", deck=PER_SECOND)
     sim.script_destination(TRUNK, Party(answer_after=1.0))
     settings = gate_settings(sim, extend_below_seconds=0, warning_seconds=0)
@@ -76,7 +76,7 @@ async def test_cutoff_moved_later_by_the_sidecar_is_followed(simulator_factory, 
         assert s.granted_seconds == 20
         out = await call.ended(timeout=15)
         assert await gate.wait_idle(5)
-    assert abs(out.talk_ms - 20_000) <= slack_ms
+    assert abs(out.talk_ms - 20_000) <= slack
     s = await core.find_session(sim.asterisk_id, call.channel_id)
     assert (s.talk_ms, s.cost) == (20_000, 20_000)
 
@@ -84,7 +84,7 @@ async def test_cutoff_moved_later_by_the_sidecar_is_followed(simulator_factory, 
 async def test_cutoff_moved_earlier_is_followed_within_a_second(simulator_factory, core):
     # slower simulated time here (1 s = 200 ms) so "within a second" is observable on a loaded machine
     sim = await simulator_factory(time_scale=0.2)
-    slack_ms = int(0.25 / sim.time_scale * 1000)
+    slack = slack_ms(sim.time_scale)
     await seed(core, balance="0.05", deck=PER_SECOND, credit_limit="0")
     sim.script_destination(TRUNK, Party(answer_after=1.0))
     settings = gate_settings(sim, extend_below_seconds=0, warning_seconds=0)
@@ -102,7 +102,7 @@ async def test_cutoff_moved_earlier_is_followed_within_a_second(simulator_factor
         assert await gate.wait_idle(5)
     expected = moved.cutoff_at - moved.answered_at
     s = await core.find_session(sim.asterisk_id, call.channel_id)
-    assert s.talk_ms == expected and out.talk_ms <= expected + 1000 + slack_ms  # not the old 10 s cut-off
+    assert s.talk_ms == expected and out.talk_ms <= expected + 1000 + slack  # not the old 10 s cut-off
 
 
 async def test_heartbeats_mark_live_calls_seen(sim, core, clock):
