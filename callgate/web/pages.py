@@ -173,7 +173,7 @@ async def signin_page(request: web.Request) -> web.StreamResponse:
 
 async def signin_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    email = str(form.get("email", ""))[:320]
+    email = str(form.get("email", ""))
     next_url = str(form.get("next", ""))
     if not tokens_equal(form.get("csrf"), request.cookies.get(SIGNIN_CSRF_COOKIE)):
         return _signin_form(request, status=403, error=CSRF_REFUSED, email=email, next_url=next_url)
