@@ -89,10 +89,9 @@ class WebSettings:
         return s
 
     def listen_host_port(self) -> tuple[str, int]:
-        host, _, port = self.listen.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"CALLGATE_WEB_LISTEN: expected host:port (got {self.listen!r})")
-        return host.strip("[]"), int(port)
+        from callgate.config import host_port
+
+        return host_port(self.listen, "CALLGATE_WEB_LISTEN")
 
     def checkout_base_url(self, bound_port: int | None = None) -> str | None:
         """Where PayPal sends customers back: ``public_url``, else ``http://<listen>`` when that is
