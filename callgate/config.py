@@ -226,6 +226,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                                      "set it when several processes serve the client area)"),
         "secure_cookies": Key(_bool, False, doc="mark the session cookie Secure (behind HTTPS)"),
         "forwarded_for": Key(_bool, False, doc="trust X-Forwarded-For from a reverse proxy (sign-in rate limits per client IP)"),
+        "signin_window_seconds": Key(_int(60, 86400), 900, doc="failed sign-ins are counted over this window"),
+        "signin_max_per_email": Key(_int(1, 1000), 5, doc="failed sign-ins per email in the window, then refused"),
+        "signin_max_per_ip": Key(_int(1, 100000), 20, doc="failed sign-ins per client address in the window, then refused"),
     },
     "ops": {
         "listen": Key(_listen_or_off, "127.0.0.1:9464", doc="operator listener: /metrics and /healthz (keep it "

@@ -11,6 +11,7 @@ import datetime as dt
 import ipaddress
 import logging
 import os
+import re
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -77,6 +78,15 @@ class WebSettings:
             s = replace(s, secure_cookies=env["CALLGATE_WEB_SECURE_COOKIES"].strip().lower() in truthy)
         if env.get("CALLGATE_WEB_FORWARDED_FOR"):
             s = replace(s, forwarded_for=env["CALLGATE_WEB_FORWARDED_FOR"].strip().lower() in truthy)
+        limits = {}
+        for name, lo in (("signin_window_seconds", 60), ("signin_max_per_email", 1), ("signin_max_per_ip", 1)):
+            text = env.get(f"CALLGATE_WEB_{name.upper()}", "").strip()
+            if text:
+                if not re.fullmatch(r"[0-9]{1,9}", text) or int(text) < lo:
+                    raise ValueError(f"CALLGATE_WEB_{name.upper()}: must be a whole number ≥ {lo} (got {text!r})")
+                limits[name] = int(text)
+        if limits:
+            s = replace(s, auth=replace(s.auth, **limits))
         days = env.get("CALLGATE_DID_RELEASE_DAYS", "").strip()
         if days:
             try:

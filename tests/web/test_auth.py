@@ -375,3 +375,21 @@ async def test_migration_gives_existing_accounts_their_canonical_signin_email(db
         assert isinstance(result, SignedIn) and result.session.account_ref == "old"
     finally:
         await core.close()
+
+
+def test_sign_in_limits_are_settings():
+    from callgate import config as cfgmod
+
+    settings = WebSettings.from_env({"CALLGATE_WEB_SIGNIN_MAX_PER_EMAIL": "7", "CALLGATE_WEB_SIGNIN_MAX_PER_IP": "50",
+                                     "CALLGATE_WEB_SIGNIN_WINDOW_SECONDS": "600"})
+    assert (settings.auth.signin_max_per_email, settings.auth.signin_max_per_ip,
+            settings.auth.signin_window_seconds) == (7, 50, 600)
+    assert WebSettings.from_env({}).auth == WebSettings().auth
+    with pytest.raises(ValueError, match="CALLGATE_WEB_SIGNIN_MAX_PER_IP"):
+        WebSettings.from_env({"CALLGATE_WEB_SIGNIN_MAX_PER_IP": "0"})
+    # The file's [web] keys reach the component through the same variables.
+    env: dict[str, str] = {}
+    cfg = cfgmod.load(None, {"CALLGATE_WEB_SIGNIN_MAX_PER_EMAIL": "3"})
+    cfgmod.apply_to_environ(cfg, env)
+    assert WebSettings.from_env(env).auth.signin_max_per_email == 3
+    assert WebSettings.from_env(env).auth.signin_max_per_ip == 20
