@@ -297,17 +297,24 @@ class _CountingPasswords(Passwords):
         return await super().verify(stored, password)
 
 
-async def test_parallel_guesses_for_one_email_check_at_most_the_limit(core, alice):
-    """12 guesses at once against a limit of 5: at most 5 password checks, on both databases."""
+async def test_parallel_guesses_for_one_email_check_at_most_the_limit(core, alice, db_url, clock):
+    """12 guesses at once against a limit of 5, through two stores (two processes' worth of
+    connections): at most 5 password checks, on both databases."""
     import asyncio
     from dataclasses import replace
 
+    from billing_core.api import BillingCore
     from callgate.web.auth import SignInRefused, sign_in
 
     settings = replace(FAST_AUTH, signin_max_per_email=5, signin_max_per_ip=1000)
     passwords = _CountingPasswords(settings)
-    results = await asyncio.gather(*(
-        sign_in(core, passwords, settings, alice.email, f"guess number {i}", f"10.0.0.{i}") for i in range(12)))
+    other = await BillingCore.open(db_url, clock=clock)
+    try:
+        results = await asyncio.gather(*(
+            sign_in(core if i % 2 else other, passwords, settings, alice.email, f"guess number {i}", f"10.0.0.{i}")
+            for i in range(12)))
+    finally:
+        await other.close()
     assert passwords.checks <= 5
     assert sum(1 for r in results if isinstance(r, SignInRefused) and r.reason == "rate_limited") >= 7
     assert await _count(core, web_signin_attempts, web_signin_attempts.c.key_kind == "email") <= 5
@@ -393,3 +400,12 @@ def test_sign_in_limits_are_settings():
     cfgmod.apply_to_environ(cfg, env)
     assert WebSettings.from_env(env).auth.signin_max_per_email == 3
     assert WebSettings.from_env(env).auth.signin_max_per_ip == 20
+
+
+async def test_an_overlong_email_signs_in_nobody_and_still_counts_for_the_address(client, alice, core):
+    """Never truncated to fit (a cut-down email could name someone); over the column's size it is
+    simply nobody's, on PostgreSQL too (no 500 from a value too long for the column)."""
+    for _ in range(2):
+        await client.sign_in("a" * 400 + "@example.test", alice.password, expect=401)
+        await client.sign_in(alice.email + " " * 10 + "x" * 400, alice.password, expect=401)
+    assert await _count(core, web_signin_attempts, web_signin_attempts.c.key_kind == "ip") == 4
