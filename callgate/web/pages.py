@@ -95,7 +95,7 @@ DEFAULT_NEXT = "/balance"
 
 def _unsafe_char(ch: str) -> bool:
     # Whitespace and every control, format, surrogate, private or unassigned character: URL
-    # parsers (browsers', yarl's) drop or reinterpret some of them, turning "/\t/evil" into "//evil".
+    # parsers (browsers', yarl's) drop or reinterpret some of them, turning "/<tab>/evil" into "//evil".
     return ch.isspace() or unicodedata.category(ch)[0] in ("C", "Z")
 
 
@@ -114,7 +114,7 @@ def _safe_next(target: str | None) -> str:
 
     Checked twice: the text as received (no whitespace, controls or backslashes at all), and the URL
     exactly as it will be sent in Location (aiohttp re-parses it with yarl, which drops tabs and
-    newlines: "/\t/evil.example" became "//evil.example")."""
+    newlines: ``next=/%09/evil.example`` became "//evil.example")."""
     if not target or len(target) > 2000 or not _is_local_path(target):
         return DEFAULT_NEXT
     try:
@@ -147,7 +147,7 @@ async def _own_invoice(request: web.Request, session: WebSession, raw_id: str) -
     try:
         return await inv.get_invoice(request.app[CORE], invoice_id, account_ref=session.account_ref)
     except (NotFound, InvalidInput):
-        raise _Refused(error_page(request, 404, "Not found", "There is no such invoice.")) from None
+        raise _not_found(request) from None
 
 
 async def _to_paypal(request: web.Request, session: WebSession, invoice: inv.Invoice) -> web.StreamResponse:
