@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 from ari_app.announcements import DEFAULT_ANNOUNCEMENTS
 from billing_core.domain.errors import InvalidInput
 
-_LISTEN_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
+_LISTEN_RE = re.compile(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):([0-9]{1,5})")
 
 
 class ConfigError(ValueError):
@@ -53,7 +53,7 @@ def _int(lo: int | None = None, hi: int | None = None) -> Callable[[Any], int]:
         if isinstance(v, bool):
             raise ValueError("must be a whole number")
         if isinstance(v, str):
-            if not re.fullmatch(r"[+-]?\d+", v.strip()):
+            if not re.fullmatch(r"[+-]?[0-9]+", v.strip()):
                 raise ValueError(f"must be a whole number (got {v!r})")
             v = int(v)
         if not isinstance(v, int):
@@ -72,7 +72,7 @@ def _float(lo: float = 0) -> Callable[[Any], float]:
         if isinstance(v, bool):
             raise ValueError("must be a number")
         if isinstance(v, str):
-            if not re.fullmatch(r"[+-]?\d+(\.\d+)?", v.strip()):
+            if not re.fullmatch(r"[+-]?[0-9]+(\.[0-9]+)?", v.strip()):
                 raise ValueError(f"must be a number (got {v!r})")
             v = float(v)
         if not isinstance(v, (int, float)):
@@ -96,10 +96,22 @@ def _bool(v: Any) -> bool:
 
 def _listen(v: Any) -> str:
     v = _nonempty(v)
-    m = _LISTEN_RE.match(v)
+    m = _LISTEN_RE.fullmatch(v)
     if not m or not (0 <= int(m.group(2)) <= 65535):
         raise ValueError(f"must be host:port such as 127.0.0.1:4573 (got {v!r})")
     return v
+
+
+def _listen_or_off(v: Any) -> str:
+    return "off" if _str(v).strip().lower() == "off" else _listen(v)
+
+
+def host_port(listen: str, variable: str) -> tuple[str, int]:
+    """``host:port`` (IPv6 in brackets) as (host, port); ValueError naming ``variable`` otherwise."""
+    m = _LISTEN_RE.fullmatch(listen or "")
+    if not m or not 0 <= int(m.group(2)) <= 65535:
+        raise ValueError(f"{variable}: expected host:port (got {listen!r})")
+    return m.group(1).strip("[]"), int(m.group(2))
 
 
 def _url(*schemes: str) -> Callable[[Any], str]:
@@ -208,9 +220,19 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "web": {
         "enabled": Key(_bool, True, doc="run the client area in `callgate run`"),
         "listen": Key(_listen, "127.0.0.1:8080", doc="client area host:port"),
-        "public_url": Key(_str, "", doc="URL customers reach (PayPal return links); empty: http://<listen>"),
+        "public_url": Key(_str, "", doc="URL customers reach (PayPal return links); empty: http://<listen>, "
+                                        "only when listen is a loopback address (else checkout is refused)"),
+        "secret_key": Key(_str, "", secret=True, doc="signs PayPal return links (empty: random per process; "
+                                                     "set it when several processes serve the client area)"),
         "secure_cookies": Key(_bool, False, doc="mark the session cookie Secure (behind HTTPS)"),
         "forwarded_for": Key(_bool, False, doc="trust X-Forwarded-For from a reverse proxy (sign-in rate limits per client IP)"),
+        "signin_window_seconds": Key(_int(60, 86400), 900, doc="failed sign-ins are counted over this window"),
+        "signin_max_per_email": Key(_int(1, 1000), 5, doc="failed sign-ins per email in the window, then refused"),
+        "signin_max_per_ip": Key(_int(1, 100000), 20, doc="failed sign-ins per client address in the window, then refused"),
+    },
+    "ops": {
+        "listen": Key(_listen_or_off, "127.0.0.1:9464", doc="operator listener: /metrics and /healthz (keep it "
+                                                           "private; \"off\" = none)"),
     },
     "sidecar": {
         "enabled": Key(_bool, True, doc="run the sidecar in `callgate run`"),

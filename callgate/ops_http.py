@@ -1,18 +1,28 @@
-"""`/metrics` (Prometheus) and `/healthz` for load balancers and systemd.
+"""`/metrics` (Prometheus) and `/healthz` for monitoring, on the operator listener.
 
-Mounted on the client-area listener by `callgate run`; when the web part is off, served alone on
-the same listen address so monitoring keeps working.
+The operator listener (``[ops] listen`` / CALLGATE_OPS_LISTEN, default 127.0.0.1:9464; ``off`` for
+none) is its own socket, started by `callgate run` and `callgate web`. Why not on the client area:
+that one faces customers (and the internet), and metrics and health details are for operators.
+Point Prometheus and health checks at it; keep it on loopback or a management network.
+
+/healthz says which check failed, never why in words: the reason (a database error can name hosts,
+users and paths) goes to the log, once per change.
 """
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
+import logging
+import os
+from typing import Awaitable, Callable, Mapping
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
 
+log = logging.getLogger("callgate.ops")
+
 HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
+OPS_LISTEN_DEFAULT = "127.0.0.1:9464"
 
 
 class AriClientCollector:
@@ -39,12 +49,21 @@ def register_ari_client(client):
 
 
 def database_check(core) -> HealthCheck:
+    last_error: list[str | None] = [None]
+
     async def check() -> tuple[bool, str]:
         try:
             await asyncio.wait_for(core.store.run(lambda conn: conn.execute(text("SELECT 1")).scalar()), timeout=2.0)
-            return True, "reachable"
-        except Exception as exc:  # any failure is "not healthy", with the reason
-            return False, f"unreachable: {exc.__class__.__name__}: {exc}"[:200]
+        except Exception as exc:  # any failure is "not healthy"; the reason goes to the log only
+            reason = f"{exc.__class__.__name__}: {exc}"[:300]
+            if reason != last_error[0]:
+                log.warning("health check: database unreachable: %s", reason)
+                last_error[0] = reason
+            return False, "unreachable"
+        if last_error[0] is not None:
+            log.info("health check: database reachable again")
+            last_error[0] = None
+        return True, "reachable"
 
     return check
 
@@ -68,6 +87,40 @@ def add_ops_routes(app: web.Application, checks: dict[str, HealthCheck]) -> None
 
 
 def ops_app(checks: dict[str, HealthCheck]) -> web.Application:
+    from callgate.http_hardening import harden_aiohttp_servers
+
+    harden_aiohttp_servers()
     app = web.Application()
     add_ops_routes(app, checks)
     return app
+
+
+def ops_listen(environ: Mapping[str, str] | None = None) -> tuple[str, int] | None:
+    """(host, port) of the operator listener from CALLGATE_OPS_LISTEN, or None when ``off``."""
+    from callgate.config import host_port
+
+    env = os.environ if environ is None else environ
+    listen = (env.get("CALLGATE_OPS_LISTEN") or OPS_LISTEN_DEFAULT).strip()
+    if listen.lower() == "off":
+        return None
+    return host_port(listen, "CALLGATE_OPS_LISTEN")
+
+
+async def start_ops_listener(checks: dict[str, HealthCheck], environ: Mapping[str, str] | None = None
+                             ) -> tuple[web.AppRunner, str] | None:
+    """Serve /metrics and /healthz on the operator listener; (runner, base URL), or None when it is
+    off. ``await runner.cleanup()`` stops it."""
+    address = ops_listen(environ)
+    if address is None:
+        return None
+    runner = web.AppRunner(ops_app(checks), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, *address)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = site._server.sockets[0].getsockname()  # the real port when 0 was asked for
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    return runner, f"http://{shown}:{bound[1]}"

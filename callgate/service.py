@@ -34,6 +34,9 @@ class RunningService:
 
     core: BillingCore
     web_url: str | None = None
+    """The client area (None when the web part is off)."""
+    ops_url: str | None = None
+    """The operator listener: /metrics and /healthz (None when CALLGATE_OPS_LISTEN is off)."""
     agi_listen: str | None = None
     gate: object | None = None
     sidecar: object | None = None
@@ -50,7 +53,7 @@ async def run_service(
 ) -> RunningService:
     """Serve until ``stop`` is set, then shut down gracefully. Settings come from the environment
     (the config layer exported the file there)."""
-    from callgate.ops_http import add_ops_routes, database_check, ops_app
+    from callgate.ops_http import database_check, start_ops_listener
 
     state = RunningService(core)
     tasks: list[asyncio.Task] = []
@@ -113,35 +116,38 @@ async def run_service(
         agi_task = asyncio.create_task(agi_serve(core, agi_settings, stop=agi_stop), name="callgate-agi")
         tasks.append(agi_task)
 
-    # --- web (client area + PayPal) or, when off, /metrics + /healthz alone on its address
-    from callgate.web.app import WebSettings
+    # --- the operator listener (/metrics, /healthz), whatever else runs
+    ops = await start_ops_listener(checks)
+    if ops is not None:
+        cleanups.append(ops[0].cleanup)
+        state.ops_url = ops[1]
 
-    web_settings = WebSettings.from_env()
+    # --- web (client area + PayPal)
+    runner = None
     paypal = None
     if parts.web:
         from callgate.paypal.client import PayPalClient
         from callgate.paypal.config import PayPalConfig
-        from callgate.web.app import make_web_app
+        from callgate.web.app import WebSettings, make_web_app
+        from callgate.web.server import warn_if_checkout_cannot_start
 
+        web_settings = WebSettings.from_env()
         pp_config = PayPalConfig.from_env()
         problems = pp_config.problems()
         if problems:
             log.warning("PayPal checkout and webhooks are off: %s", "; ".join(problems))
         else:
             paypal = PayPalClient(pp_config)
-        app = make_web_app(core, paypal, web_settings)
-        add_ops_routes(app, checks)
-    else:
-        app = ops_app(checks)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    host, port = web_settings.listen_host_port()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = site._server.sockets[0].getsockname()
-    state.web_url = f"http://{bound[0]}:{bound[1]}"
-    log.info("callgate running", extra={"web": state.web_url, "gate": parts.gate, "sidecar": parts.sidecar,
-                                        "agi": state.agi_listen or False})
+            warn_if_checkout_cannot_start(web_settings)
+        runner = web.AppRunner(make_web_app(core, paypal, web_settings), access_log=None)
+        await runner.setup()
+        host, port = web_settings.listen_host_port()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = site._server.sockets[0].getsockname()
+        state.web_url = f"http://{bound[0]}:{bound[1]}"
+    log.info("callgate running", extra={"web": state.web_url or False, "ops": state.ops_url or False,
+                                        "gate": parts.gate, "sidecar": parts.sidecar, "agi": state.agi_listen or False})
     if ready is not None:
         maybe = ready(state)
         if asyncio.iscoroutine(maybe):
@@ -177,7 +183,8 @@ async def run_service(
             await sidecar.outbox.send_due()  # flush: emails queued by the last settlements
         except Exception:
             log.exception("final outbox flush failed (the messages stay queued)")
-    await runner.cleanup()
+    if runner is not None:
+        await runner.cleanup()
     if paypal is not None:
         await paypal.close()
     for fn in cleanups:

@@ -95,8 +95,12 @@ accounts = Table(
     Column("low_balance_crossings", Integer, nullable=False, default=0),
     Column("depletions", Integer, nullable=False, default=0),
     Column("password_hash", String(255), nullable=True),
+    # The email in its canonical sign-in form (billing_core.domain.signin_email), set with the
+    # password: sign-in compares it exactly, and the unique index makes one email name one account.
+    Column("signin_email", String(320), nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    Index("ix_accounts_signin_email", "signin_email", unique=True),
 )
 
 endpoints = Table(

@@ -28,10 +28,13 @@ web_signin_attempts = Table(
     "web_signin_attempts",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    # "email" (lower-cased address) or "ip" (client address): each is limited on its own.
+    # "email" (canonical sign-in form) or "ip" (client address): each is limited on its own.
     Column("key_kind", String(8), nullable=False),
     Column("key_value", String(320), nullable=False),
     Column("succeeded", Boolean, nullable=False, default=False),
+    # On "ip" rows: the (canonical) email tried, so a success clears that customer's own typos from
+    # the address's count and leaves guesses at other emails counted.
+    Column("email", String(320), nullable=True),
     Column("at", BigInteger, nullable=False),
     Index("ix_web_signin_attempts_key_at", "key_kind", "key_value", "at"),
 )

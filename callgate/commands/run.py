@@ -30,7 +30,8 @@ def register(main: click.Group) -> None:
         """Run the gate, the sidecar, the FastAGI server and the client area in one process.
 
         Works with nothing configured: SQLite at ./var/callgate.db (created and migrated on first
-        start), ARI at http://127.0.0.1:8088, FastAGI on 127.0.0.1:4573, web on 127.0.0.1:8080.
+        start), ARI at http://127.0.0.1:8088, FastAGI on 127.0.0.1:4573, web on 127.0.0.1:8080,
+        /metrics and /healthz on the operator listener 127.0.0.1:9464 ([ops] listen).
         An invalid configuration is refused before anything starts."""
         from callgate.logs import setup_logging
         from callgate.service import Parts, run_service

@@ -26,10 +26,15 @@ def register(main: click.Group) -> None:
     @main.command("web")
     @click.option("--listen", envvar="CALLGATE_WEB_LISTEN", default=None,
                   help="host:port to serve on (env CALLGATE_WEB_LISTEN, default 127.0.0.1:8080).")
+    @click.option("--ops-listen", envvar="CALLGATE_OPS_LISTEN", default=None,
+                  help="host:port of the operator listener, /metrics and /healthz (env CALLGATE_OPS_LISTEN, "
+                       "default 127.0.0.1:9464; off: none). Keep it private.")
     @click.pass_context
     @run_async
-    async def web_cmd(ctx: click.Context, listen: str | None) -> None:
-        """Serve the customer client area (balance, add funds through PayPal, invoices, calls, DIDs)."""
+    async def web_cmd(ctx: click.Context, listen: str | None, ops_listen: str | None) -> None:
+        """Serve the customer client area (balance, add funds through PayPal, invoices, calls, DIDs),
+        and /metrics and /healthz on the private operator listener."""
+        import os
         from dataclasses import replace
 
         from callgate.web.app import WebSettings
@@ -41,8 +46,13 @@ def register(main: click.Group) -> None:
             raise CliError(str(exc)) from None
         if listen:
             settings = replace(settings, listen=listen)
+        from callgate.ops_http import ops_listen as parse_ops_listen
+
+        if ops_listen:
+            os.environ["CALLGATE_OPS_LISTEN"] = ops_listen
         try:
             settings.listen_host_port()
+            parse_ops_listen()
         except ValueError as exc:
             raise CliError(str(exc)) from None
         from callgate.paypal.config import PayPalConfig, PayPalConfigError
@@ -52,7 +62,12 @@ def register(main: click.Group) -> None:
         except PayPalConfigError as exc:
             raise CliError(str(exc)) from None
         async with open_core(ctx) as core:
-            await serve(core, settings, ready=lambda url: click.echo(f"client area on {url}", err=True))
+            try:
+                await serve(core, settings, ready=lambda url: click.echo(f"client area on {url}", err=True),
+                            ops_ready=lambda url: click.echo(f"operator listener (/metrics, /healthz) on {url}",
+                                                             err=True))
+            except OSError as exc:  # a port in use, an address we cannot bind
+                raise CliError(f"cannot start: {exc}") from None
 
     account = main.commands.get("account")
     if not isinstance(account, click.Group):  # the core area registers it first (callgate/cli.py)

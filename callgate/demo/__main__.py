@@ -211,6 +211,7 @@ async def main() -> int:
     sink.start()
     web_port = 8080 if port_free(8080) else free_port()
     web_url = f"http://127.0.0.1:{web_port}"
+    ops_port = 9464 if port_free(9464) else free_port()
     standin = PayPalStandIn(webhook_url=f"{web_url}/paypal/webhook")
     await standin.start()
 
@@ -218,6 +219,7 @@ async def main() -> int:
            "CALLGATE_DB": DB_URL, "CALLGATE_ARI_URL": sim.url, "CALLGATE_ARI_USER": "callgate",
            "CALLGATE_ARI_PASSWORD": "demo", "CALLGATE_WEB_LISTEN": f"127.0.0.1:{web_port}",
            "CALLGATE_WEB_PUBLIC_URL": web_url, "CALLGATE_AGI_LISTEN": f"127.0.0.1:{free_port()}",
+           "CALLGATE_OPS_LISTEN": f"127.0.0.1:{ops_port}",
            "CALLGATE_SMTP_HOST": "127.0.0.1", "CALLGATE_SMTP_PORT": str(sink.port),
            "CALLGATE_MAIL_FROM": "billing@callgate.example", "CALLGATE_WARNING_SECONDS": str(t("warning")),
            "CALLGATE_DEBIT_INTERVAL": str(t("interval")), "CALLGATE_SHUTDOWN_GRACE": "5"}
@@ -244,6 +246,7 @@ async def main() -> int:
 where to look:
   emails          {MAIL}/  ({len(sink.messages)} sent in this run)
   client area     {web_url}/  sign in as billing@acme.example / {DEMO_PASSWORD}
+  metrics, health http://127.0.0.1:{ops_port}/metrics  http://127.0.0.1:{ops_port}/healthz
   calls           .venv/bin/callgate --db {DB_URL} calls
   balances        .venv/bin/callgate --db {DB_URL} account list
   service log     {log_path}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from billing_core.domain.ids import plain_id
 from billing_core.domain.money import AmountError, format_amount, parse_amount
 from billing_core.invoices import CaptureFacts, RefundFacts
 
@@ -75,9 +76,7 @@ def money_or_none(value: Any) -> int | None:
 
 
 def invoice_id_or_none(custom_id: Any) -> int | None:
-    if isinstance(custom_id, str) and custom_id.isdigit() and len(custom_id) < 12:
-        return int(custom_id)
-    return None
+    return plain_id(custom_id)
 
 
 def _amount(obj: dict) -> tuple[str, str]:

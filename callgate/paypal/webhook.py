@@ -8,7 +8,10 @@ Verification (no call back to PayPal):
    the pin list is configurable so tests can point at the stand-in) — otherwise anyone could sign
    with their own key and host their own certificate.
 3. The transmission time is within ``webhook_max_age`` of now (stale messages are refused).
-4. The certificate (fetched once, cached per URL) is currently valid and holds an RSA key.
+4. The certificate (fetched once, cached per URL) is currently valid and holds an RSA key. A
+   failed fetch is remembered too (``failure_ttl``), and at most ``max_fetches_per_minute``
+   fetches happen whatever the requests name: otherwise every unsigned request naming a new path
+   on a pinned host made this server fetch from it.
 5. The signed message ``<transmission id>|<transmission time>|<webhook id>|<CRC32 of the raw body,
    decimal>`` verifies against PAYPAL-TRANSMISSION-SIG (base64, RSA PKCS#1 v1.5, SHA-256).
 
@@ -152,12 +155,18 @@ def cert_url_allowed(url: str, pinned: tuple[str, ...]) -> bool:
 class WebhookVerifier:
     """Checks PayPal webhook transmissions. One per process (it caches certificates per URL)."""
 
-    def __init__(self, config: PayPalConfig, *, clock: Callable[[], float] = time.time, cert_ttl: float = 3600.0):
+    def __init__(self, config: PayPalConfig, *, clock: Callable[[], float] = time.time, cert_ttl: float = 3600.0,
+                 failure_ttl: float = 300.0, max_fetches_per_minute: int = 10):
         self.config = config
         self.clock = clock
         """Wall clock (epoch seconds) for the freshness check: PayPal's times are real times."""
         self.cert_ttl = cert_ttl
-        self._certs: dict[str, tuple[x509.Certificate, float]] = {}
+        self.failure_ttl = failure_ttl
+        """A URL whose fetch failed is not fetched again for this long (PayPal retries a webhook
+        for days, so a genuine one refused meanwhile still arrives)."""
+        self.max_fetches_per_minute = max_fetches_per_minute
+        self._certs: dict[str, tuple[x509.Certificate | Rejected, float]] = {}
+        self._fetch_times: list[float] = []
         self._fetch_lock = asyncio.Lock()
 
     async def verify(self, headers: Mapping[str, str], raw_body: bytes) -> Verified | Rejected:
@@ -213,14 +222,24 @@ class WebhookVerifier:
             async with self._fetch_lock:
                 cached = self._certs.get(url)
                 if cached is None or cached[1] < now:
+                    self._fetch_times = [t for t in self._fetch_times if t > now - 60]
+                    if len(self._fetch_times) >= self.max_fetches_per_minute:
+                        return Rejected("cert_unavailable", f"more than {self.max_fetches_per_minute} certificate "
+                                                            "fetches in a minute; not fetched")
+                    self._fetch_times.append(now)
                     fetched = await self._fetch(url)
-                    if isinstance(fetched, Rejected):
-                        return fetched
                     if len(self._certs) >= 32:
-                        self._certs.clear()
-                    cached = (fetched, now + self.cert_ttl)
+                        # Keep the good certificates: only failures and expired entries go first.
+                        self._certs = {u: c for u, c in self._certs.items()
+                                       if not isinstance(c[0], Rejected) and c[1] >= now}
+                        if len(self._certs) >= 32:
+                            self._certs.clear()
+                    ttl = self.failure_ttl if isinstance(fetched, Rejected) else self.cert_ttl
+                    cached = (fetched, now + ttl)
                     self._certs[url] = cached
         cert = cached[0]
+        if isinstance(cert, Rejected):
+            return cert
         when = dt.datetime.fromtimestamp(now, tz=dt.timezone.utc)
         if not cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
             return Rejected("bad_certificate", "the signing certificate is not valid now")

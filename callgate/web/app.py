@@ -8,8 +8,11 @@ callgate.paypal.webhook), and every lookup is scoped to the signed-in account.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import logging
 import os
+import re
+import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
@@ -37,7 +40,13 @@ class WebSettings:
     listen: str = "127.0.0.1:8080"
     """host:port to serve on."""
     public_url: str = ""
-    """Base URL customers reach (PayPal return/cancel links); empty: the URL of the request."""
+    """Base URL customers reach (PayPal return/cancel links). Empty: ``http://<listen>`` when the
+    client area listens on loopback (a proxy on the same host, the demo); otherwise checkout is
+    refused until it is set. Never taken from the request's Host header (anyone can send one)."""
+    secret_key: str = ""
+    """Signs the PayPal return links, so a customer whose session ended at PayPal still gets the
+    payment captured. Empty: a random key per process (a return after a restart, or to another
+    process, then asks the customer to sign in first; nothing is lost)."""
     secure_cookies: bool = False
     """Mark cookies Secure (set it when the site is served over HTTPS)."""
     forwarded_for: bool = False
@@ -63,10 +72,21 @@ class WebSettings:
             s = replace(s, listen=env["CALLGATE_WEB_LISTEN"])
         if env.get("CALLGATE_WEB_PUBLIC_URL"):
             s = replace(s, public_url=env["CALLGATE_WEB_PUBLIC_URL"].rstrip("/"))
+        if env.get("CALLGATE_WEB_SECRET_KEY"):
+            s = replace(s, secret_key=env["CALLGATE_WEB_SECRET_KEY"])
         if env.get("CALLGATE_WEB_SECURE_COOKIES"):
             s = replace(s, secure_cookies=env["CALLGATE_WEB_SECURE_COOKIES"].strip().lower() in truthy)
         if env.get("CALLGATE_WEB_FORWARDED_FOR"):
             s = replace(s, forwarded_for=env["CALLGATE_WEB_FORWARDED_FOR"].strip().lower() in truthy)
+        limits = {}
+        for name, lo in (("signin_window_seconds", 60), ("signin_max_per_email", 1), ("signin_max_per_ip", 1)):
+            text = env.get(f"CALLGATE_WEB_{name.upper()}", "").strip()
+            if text:
+                if not re.fullmatch(r"[0-9]{1,9}", text) or int(text) < lo:
+                    raise ValueError(f"CALLGATE_WEB_{name.upper()}: must be a whole number ≥ {lo} (got {text!r})")
+                limits[name] = int(text)
+        if limits:
+            s = replace(s, auth=replace(s.auth, **limits))
         days = env.get("CALLGATE_DID_RELEASE_DAYS", "").strip()
         if days:
             try:
@@ -79,13 +99,34 @@ class WebSettings:
         return s
 
     def listen_host_port(self) -> tuple[str, int]:
-        host, _, port = self.listen.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"CALLGATE_WEB_LISTEN: expected host:port (got {self.listen!r})")
-        return host.strip("[]"), int(port)
+        from callgate.config import host_port
+
+        return host_port(self.listen, "CALLGATE_WEB_LISTEN")
+
+    def checkout_base_url(self, bound_port: int | None = None) -> str | None:
+        """Where PayPal sends customers back: ``public_url``, else ``http://<listen>`` when that is
+        a loopback address (``bound_port``: the real port when the listen port is 0), else None
+        (checkout refused: a URL built from the request's Host header could be anyone's site)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host, port = self.listen_host_port()
+        if not _is_loopback(host):
+            return None
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{bound_port or port}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 CORE = web.AppKey("core", object)
+RETURN_KEY = web.AppKey("return_key", bytes)
 PAYPAL = web.AppKey("paypal", object)
 SETTINGS = web.AppKey("settings", WebSettings)
 PASSWORDS = web.AppKey("passwords", Passwords)
@@ -156,21 +197,26 @@ _SECURITY_HEADERS = {
 
 
 @web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """404 and 405 as the site's own page rather than aiohttp's plain text."""
     try:
-        response = await handler(request)
+        return await handler(request)
     except web.HTTPException as exc:
         if exc.status in (404, 405) and not exc.text.lstrip().startswith("<"):
-            response = error_page(request, exc.status, "Not found" if exc.status == 404 else "Not allowed",
-                                  "There is no such page here." if exc.status == 404 else "That is not allowed here.")
-        else:
-            raise
+            return error_page(request, exc.status, "Not found" if exc.status == 404 else "Not allowed",
+                              "There is no such page here." if exc.status == 404 else "That is not allowed here.")
+        raise
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response the application prepares: pages, redirects (raised or returned), errors.
+    Why a prepare signal rather than a middleware: a redirect raised as an exception passed the
+    middleware by, and went out without the headers."""
     if not request.path.startswith("/paypal/webhook"):
         for k, v in _SECURITY_HEADERS.items():
             response.headers.setdefault(k, v)
         if not request.path.startswith("/static/"):
             response.headers.setdefault("Cache-Control", "no-store")
-    return response
 
 
 @web.middleware
@@ -190,9 +236,14 @@ def make_web_app(core, paypal=None, settings: WebSettings | None = None, *, veri
     its signatures checked by ``verifier`` (default: one built from the client's config)."""
     from . import pages
 
+    from callgate.http_hardening import harden_aiohttp_servers
+
+    harden_aiohttp_servers()
     settings = settings or WebSettings()
-    app = web.Application(middlewares=[security_headers, session_loader], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[error_pages, session_loader], client_max_size=64 * 1024)
+    app.on_response_prepare.append(security_headers)
     app[CORE] = core
+    app[RETURN_KEY] = settings.secret_key.encode() if settings.secret_key else secrets.token_bytes(32)
     app[PAYPAL] = paypal
     app[SETTINGS] = settings
     app[PASSWORDS] = Passwords(settings.auth)

@@ -6,11 +6,17 @@ Choices:
 * The session cookie carries a random token; the database keeps only its SHA-256, so a database
   copy cannot be turned into cookies. Every sign-in makes a new session (no fixation).
 * Sign-in is limited per email address and per client address, counted in the database (it
-  survives restarts and is shared by every process on PostgreSQL). A failure row is written *before*
-  the password is checked, so parallel guesses are counted too; a success clears the address's
-  failures (the customer is not locked out by their own typos once they get it right).
-* Sign-in needs an email that only one account with a password has: ``set_password`` refuses to
-  give a second account with the same email a password, so an email names one account.
+  survives restarts and is shared by every process on PostgreSQL). Only failures count. The check of
+  the limits and a failure row for the attempt are written in one transaction that serialises per
+  email and per address (SQLite: its one writer; PostgreSQL: transaction-scoped advisory locks), all
+  *before* the password is checked, so parallel guesses are counted too: at most the limit of
+  password checks ever run. A success deletes its own row again and clears the email's failures and
+  that email's failures from the address (the customer is not locked out by their own typos once
+  they get it right; an office behind one address signing in all day is never refused), while
+  guesses at other emails from the address stay counted.
+* Sign-in needs an email that only one account with a password has: ``set_password`` stores the
+  email's canonical form (billing_core.domain.signin_email) on ``accounts.signin_email``, unique, so
+  an email names one account; sign-in compares it exactly (the same on SQLite and PostgreSQL).
 """
 from __future__ import annotations
 
@@ -23,10 +29,11 @@ from functools import cached_property
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.engine import Connection
 
 from billing_core.domain.errors import InvalidInput, NotFound
+from billing_core.domain.signin_email import canonical_email
 from billing_core.store.tables import accounts
 from billing_core.store.tables_web import web_sessions, web_signin_attempts
 
@@ -114,10 +121,6 @@ class Passwords:
             return True
 
 
-def canonical_email(email: str) -> str:
-    return (email or "").strip().lower()
-
-
 def password_problem(password: str) -> str | None:
     """Why a new password is refused (None: acceptable)."""
     if not isinstance(password, str) or len(password) < PASSWORD_MIN:
@@ -155,13 +158,14 @@ def _set_password_tx(conn: Connection, ref: str, hashed: str) -> str:
     email = canonical_email(row.email)
     if not email or "@" not in email:
         raise InvalidInput(f"REF: account {ref!r} has no usable email address to sign in with ({row.email!r})")
+    if len(email) > EMAIL_MAX:
+        raise InvalidInput(f"REF: account {ref!r} has an email longer than {EMAIL_MAX} characters")
     clash = conn.execute(
-        select(accounts.c.ref).where(func.lower(accounts.c.email) == email, accounts.c.id != row.id,
-                                     accounts.c.password_hash.is_not(None))
+        select(accounts.c.ref).where(accounts.c.signin_email == email, accounts.c.id != row.id)
     ).first()
     if clash is not None:
         raise InvalidInput(f"REF: account {clash.ref!r} already signs in with {email}; give {ref!r} its own email first")
-    conn.execute(update(accounts).where(accounts.c.id == row.id).values(password_hash=hashed))
+    conn.execute(update(accounts).where(accounts.c.id == row.id).values(password_hash=hashed, signin_email=email))
     conn.execute(delete(web_sessions).where(web_sessions.c.account_id == row.id))
     return row.email
 
@@ -169,7 +173,9 @@ def _set_password_tx(conn: Connection, ref: str, hashed: str) -> str:
 # ------------------------------------------------------------------------------------ sign in
 async def sign_in(core, passwords: Passwords, settings: AuthSettings, email: str, password: str, ip: str
                   ) -> SignedIn | SignInRefused:
-    email = canonical_email(email)[:EMAIL_MAX]
+    # Never truncated: a cut-down email could name another account. Longer than any stored one,
+    # it signs in nobody (and still counts against the address).
+    email = canonical_email(email)
     ip = (ip or "")[:64]
     now = core.clock.now_ms()
     gate = await core.store.run(_admit_attempt_tx, settings, email, ip, now)
@@ -187,10 +193,29 @@ async def sign_in(core, passwords: Passwords, settings: AuthSettings, email: str
     return SignedIn(session, token)
 
 
+# Advisory-lock namespaces (the first key of pg_advisory_xact_lock(int, int)): "cg" + 1 / 2.
+_LOCK_EMAIL, _LOCK_IP = 0x63670001, 0x63670002
+
+
+def _serialise_on(conn: Connection, namespace: int, value: str) -> None:
+    """Hold, until this transaction ends, the lock of one email or address, so that counting its
+    failures and recording this attempt cannot interleave with another attempt on the same key.
+    SQLite needs none: its one writer runs transactions one at a time."""
+    if conn.dialect.name != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(value.encode()).digest()[:4], "big", signed=True)
+    conn.execute(text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": namespace, "key": key})
+
+
 def _admit_attempt_tx(conn: Connection, settings: AuthSettings, email: str, ip: str, now: int):
     """Refuse (None) when the email or the address used up its failures; else count this attempt
     as a failure up front and return (account id, stored hash) — both None for unknown emails."""
     since = now - settings.signin_window_seconds * 1000
+    email_key = email if len(email) <= EMAIL_MAX else None
+    # Always email before address: every attempt takes its locks in the same order (no deadlock).
+    if email_key:
+        _serialise_on(conn, _LOCK_EMAIL, email_key)
+    _serialise_on(conn, _LOCK_IP, ip)
 
     def failures(kind: str, value: str) -> int:
         return conn.execute(
@@ -200,28 +225,32 @@ def _admit_attempt_tx(conn: Connection, settings: AuthSettings, email: str, ip: 
             )
         ).scalar_one()
 
-    if failures("email", email) >= settings.signin_max_per_email or failures("ip", ip) >= settings.signin_max_per_ip:
+    if (email_key and failures("email", email_key) >= settings.signin_max_per_email) \
+            or failures("ip", ip) >= settings.signin_max_per_ip:
         return None
     # Old rows are no use to anybody: the window is all that is ever counted.
     conn.execute(delete(web_signin_attempts).where(web_signin_attempts.c.at <= since))
-    conn.execute(web_signin_attempts.insert(), [
-        dict(key_kind="email", key_value=email, succeeded=False, at=now),
-        dict(key_kind="ip", key_value=ip, succeeded=False, at=now),
-    ])
+    rows = [dict(key_kind="ip", key_value=ip, email=email_key, succeeded=False, at=now)]
+    if email_key:
+        rows.append(dict(key_kind="email", key_value=email_key, email=email_key, succeeded=False, at=now))
+    conn.execute(web_signin_attempts.insert(), rows)
     row = conn.execute(
         select(accounts.c.id, accounts.c.password_hash)
-        .where(func.lower(accounts.c.email) == email, accounts.c.password_hash.is_not(None))
-        .order_by(accounts.c.id).limit(1)
-    ).first() if email else None
+        .where(accounts.c.signin_email == email_key, accounts.c.password_hash.is_not(None))
+    ).first() if email_key else None
     return (None, None) if row is None else (row.id, row.password_hash)
 
 
 def _start_session_tx(conn: Connection, settings: AuthSettings, account_id: int, email: str, ip: str, thash: str,
                       csrf: str, rehashed: str | None, now: int) -> WebSession:
-    # The right password clears the email's failures; the address keeps its count (one address
-    # guessing many emails still runs into its own limit).
+    # The right password: this attempt was no failure after all, and the customer's earlier typos
+    # stop counting, for the email and for the address. The address keeps its count of other
+    # emails (one address guessing many emails still runs into its own limit).
     conn.execute(delete(web_signin_attempts).where(
         web_signin_attempts.c.key_kind == "email", web_signin_attempts.c.key_value == email))
+    conn.execute(delete(web_signin_attempts).where(
+        web_signin_attempts.c.key_kind == "ip", web_signin_attempts.c.key_value == ip,
+        web_signin_attempts.c.email == email))
     if rehashed:
         conn.execute(update(accounts).where(accounts.c.id == account_id).values(password_hash=rehashed))
     # Sweep dead sessions (anyone's) here rather than on every page view: sign-ins are rare.

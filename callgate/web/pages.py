@@ -7,20 +7,26 @@ that does not exist.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import secrets
+import unicodedata
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
+from yarl import URL
 
 from billing_core import invoices as inv
 from billing_core.domain import lifecycle
 from billing_core.domain.errors import InvalidInput, NotFound
+from billing_core.domain.ids import ID_PATTERN, plain_id
 from billing_core.domain.money import format_amount
 
 from . import queries
-from .app import (CORE, PAYPAL, PASSWORDS, SESSION, SETTINGS, SIGNIN_CSRF_COOKIE, client_ip, error_page, render)
+from .app import (CORE, PAYPAL, PASSWORDS, RETURN_KEY, SESSION, SETTINGS, SIGNIN_CSRF_COOKIE, client_ip, error_page,
+                  render)
 from .auth import SignedIn, WebSession, sign_in, sign_out, tokens_equal
 
 log = logging.getLogger("callgate.web")
@@ -84,25 +90,64 @@ class _Refused(Exception):
         self.response = response
 
 
+DEFAULT_NEXT = "/balance"
+
+
+def _unsafe_char(ch: str) -> bool:
+    # Whitespace and every control, format, surrogate, private or unassigned character: URL
+    # parsers (browsers', yarl's) drop or reinterpret some of them, turning "/<tab>/evil" into "//evil".
+    return ch.isspace() or unicodedata.category(ch)[0] in ("C", "Z")
+
+
+def _is_local_path(url: str) -> bool:
+    if not url.startswith("/") or url[1:2] in ("/", "\\") or "\\" in url or any(_unsafe_char(c) for c in url):
+        return False
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc:
+        return False
+    # No dot segments (also percent-encoded): the path names a page as it is.
+    return not any(seg.lower().replace("%2e", ".") in (".", "..") for seg in parts.path.split("/"))
+
+
 def _safe_next(target: str | None) -> str:
-    """Only local paths: never an open redirect to another site."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/balance"
+    """A same-site path to redirect to after sign-in, or /balance: never an open redirect.
+
+    Checked twice: the text as received (no whitespace, controls or backslashes at all), and the URL
+    exactly as it will be sent in Location (aiohttp re-parses it with yarl, which drops tabs and
+    newlines: ``next=/%09/evil.example`` became "//evil.example")."""
+    if not target or len(target) > 2000 or not _is_local_path(target):
+        return DEFAULT_NEXT
+    try:
+        sent = str(URL(target))
+    except (ValueError, TypeError):
+        return DEFAULT_NEXT
+    return sent if _is_local_path(sent) else DEFAULT_NEXT
 
 
-def _base_url(request: web.Request) -> str:
-    public = request.app[SETTINGS].public_url
-    return public.rstrip("/") if public else f"{request.scheme}://{request.host}"
+def _checkout_base(request: web.Request) -> str | None:
+    """The configured base of PayPal's return/cancel links (never the request's Host header)."""
+    sock = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    return request.app[SETTINGS].checkout_base_url(sock[1] if sock else None)
+
+
+def _return_signature(request: web.Request, invoice_id: int) -> str:
+    """Proves a return link was made by this site's checkout for this invoice (the customer's
+    session may have ended while they were at PayPal)."""
+    return hmac.new(request.app[RETURN_KEY], f"paypal-return:{invoice_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def _not_found(request: web.Request) -> _Refused:
+    return _Refused(error_page(request, 404, "Not found", "There is no such invoice."))
 
 
 async def _own_invoice(request: web.Request, session: WebSession, raw_id: str) -> inv.Invoice:
-    if not raw_id.isdigit():
-        raise _Refused(error_page(request, 404, "Not found", "There is no such invoice."))
+    invoice_id = plain_id(raw_id)
+    if invoice_id is None:
+        raise _not_found(request)
     try:
-        return await inv.get_invoice(request.app[CORE], int(raw_id), account_ref=session.account_ref)
+        return await inv.get_invoice(request.app[CORE], invoice_id, account_ref=session.account_ref)
     except (NotFound, InvalidInput):
-        raise _Refused(error_page(request, 404, "Not found", "There is no such invoice.")) from None
+        raise _not_found(request) from None
 
 
 async def _to_paypal(request: web.Request, session: WebSession, invoice: inv.Invoice) -> web.StreamResponse:
@@ -112,10 +157,15 @@ async def _to_paypal(request: web.Request, session: WebSession, invoice: inv.Inv
     paypal = request.app[PAYPAL]
     if paypal is None:
         return _unavailable(request, invoice, "Payments through PayPal are not set up on this site.")
-    base = _base_url(request)
+    base = _checkout_base(request)
+    if base is None:
+        log.error("checkout for invoice %s not started: set [web] public_url (CALLGATE_WEB_PUBLIC_URL) to the URL "
+                  "customers reach; the client area listens on %s", invoice.id, request.app[SETTINGS].listen)
+        return _unavailable(request, invoice, "Payments through PayPal are not set up on this site.")
+    back = urlencode({"invoice": invoice.id, "sig": _return_signature(request, invoice.id)})
     try:
         approval = await start_checkout(request.app[CORE], paypal, invoice.id,
-                                        f"{base}/paypal/return?invoice={invoice.id}",
+                                        f"{base}/paypal/return?{back}",
                                         f"{base}/paypal/cancel?invoice={invoice.id}",
                                         account_ref=session.account_ref)
     except NotFound:
@@ -173,7 +223,7 @@ async def signin_page(request: web.Request) -> web.StreamResponse:
 
 async def signin_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    email = str(form.get("email", ""))[:320]
+    email = str(form.get("email", ""))
     next_url = str(form.get("next", ""))
     if not tokens_equal(form.get("csrf"), request.cookies.get(SIGNIN_CSRF_COOKIE)):
         return _signin_form(request, status=403, error=CSRF_REFUSED, email=email, next_url=next_url)
@@ -216,8 +266,9 @@ async def balance_page(request: web.Request) -> web.StreamResponse:
     account = await core.account(session.account_ref)
     outstanding = await inv.list_invoices(core, session.account_ref, status=inv.OUTSTANDING)
     notices = []
-    if request.query.get("invoice", "").isdigit():
-        notices += await _payment_notice(request, session, int(request.query["invoice"]))
+    invoice_id = plain_id(request.query.get("invoice"))
+    if invoice_id is not None:
+        notices += await _payment_notice(request, session, invoice_id)
     return render(request, "balance.html", active="balance", account=account, notices=notices,
                   status_text=STATUS_TEXT.get(account.status, account.status),
                   below_threshold=account.balance < account.low_balance_threshold, outstanding=len(outstanding))
@@ -257,12 +308,12 @@ def _funds_form(request: web.Request, session: WebSession, *, amount: str = "", 
 async def funds_submit(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     form = await _form(request, session)
-    amount = str(form.get("amount", ""))[:40]
+    amount = str(form.get("amount", ""))  # validated whole: a cut-down value could be another amount
     try:
         invoice = await inv.create_invoice(request.app[CORE], session.account_ref, amount, source="web")
     except InvalidInput as exc:
-        message = str(exc).removeprefix("amount: ")
-        return _funds_form(request, session, amount=amount, error=message[:1].upper() + message[1:], status=400)
+        message = str(exc).removeprefix("amount: ")[:200]
+        return _funds_form(request, session, amount=amount[:40], error=message[:1].upper() + message[1:], status=400)
     log.info("deposit invoice %s created for %s: %s", invoice.id, session.account_ref, format_amount(invoice.amount))
     return await _to_paypal(request, session, invoice)
 
@@ -273,9 +324,9 @@ async def invoices_page(request: web.Request) -> web.StreamResponse:
     outstanding = [r for r in rows if r.status in (inv.OUTSTANDING, inv.PENDING)]
     history = [r for r in rows if r.status not in (inv.OUTSTANDING, inv.PENDING)]
     notices = []
-    cancelled = request.query.get("cancelled", "")
-    if cancelled.isdigit():
-        mine = [r for r in outstanding if r.id == int(cancelled)]
+    cancelled = plain_id(request.query.get("cancelled"))
+    if cancelled is not None:
+        mine = [r for r in outstanding if r.id == cancelled]
         if mine:
             notices.append({"kind": "bad", "text": f"Payment cancelled at PayPal. Invoice #{mine[0].id} is still "
                                                    "outstanding: pay it now or later."})
@@ -334,23 +385,27 @@ RETURN_NOTICES = {
 
 
 def _return_params(request: web.Request) -> tuple[int, str]:
-    raw, token = request.query.get("invoice", ""), request.query.get("token", "")
-    if not raw.isdigit() or not token or len(token) > 64 or request.app[PAYPAL] is None:
+    invoice_id, token = plain_id(request.query.get("invoice")), request.query.get("token", "")
+    if invoice_id is None or not token or len(token) > 64 or request.app[PAYPAL] is None:
         raise _Refused(error_page(request, 404, "Not found", "There is no such payment."))
-    return int(raw), token
+    return invoice_id, token
 
 
 @_refusable
 async def paypal_return(request: web.Request) -> web.StreamResponse:
     """PayPal sends the customer back approved: capture (credit once), then show the balance.
 
-    Captures even when the session cookie is gone (the customer approved this order at PayPal;
-    checkout checks the order belongs to the invoice); a signed-in customer can only complete
-    their own invoices (another's answers 404, nothing captured)."""
+    A signed-in customer can only complete their own invoices (another's answers 404, nothing
+    captured). Without a session only a return link this site signed for this invoice captures
+    (the customer approved the order at PayPal and their session ended meanwhile); anything else
+    is sent to sign in before any lookup or PayPal request, so existing and missing invoices answer
+    alike and nobody can make the site call PayPal."""
     from callgate.paypal.checkout import complete_return
 
     invoice_id, token = _return_params(request)
     session = request.get(SESSION)
+    if session is None and not tokens_equal(request.query.get("sig"), _return_signature(request, invoice_id)):
+        raise web.HTTPSeeOther("/signin?" + urlencode({"next": request.path_qs}))
     try:
         result = await complete_return(request.app[CORE], request.app[PAYPAL], invoice_id, token,
                                        account_ref=session.account_ref if session else None)
@@ -389,8 +444,9 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/funds", funds_page)
     r.add_post("/funds", funds_submit)
     r.add_get("/invoices", invoices_page)
-    r.add_get("/invoices/{invoice_id}", invoice_page)
-    r.add_post("/invoices/{invoice_id}/pay", invoice_pay)
+    # Ids are plain ASCII decimal that fit a BIGINT (anything else is 404 before the database).
+    r.add_get(f"/invoices/{{invoice_id:{ID_PATTERN}}}", invoice_page)
+    r.add_post(f"/invoices/{{invoice_id:{ID_PATTERN}}}/pay", invoice_pay)
     r.add_get("/calls", calls_page)
     r.add_get("/dids", dids_page)
     r.add_get("/paypal/return", paypal_return)

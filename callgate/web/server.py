@@ -13,6 +13,13 @@ from .app import WebSettings, make_web_app
 log = logging.getLogger("callgate.web")
 
 
+def warn_if_checkout_cannot_start(settings: WebSettings) -> None:
+    """Say at start, not at the first customer's checkout, that PayPal links have no base URL."""
+    if settings.checkout_base_url() is None:
+        log.warning("PayPal checkout is refused: the client area listens on %s, not on loopback; set [web] "
+                    "public_url (CALLGATE_WEB_PUBLIC_URL) to the https URL customers reach", settings.listen)
+
+
 async def start(core, settings: WebSettings, *, paypal=None, verifier=None) -> tuple[web.AppRunner, str]:
     """Start serving; returns the runner (``await runner.cleanup()`` stops it) and the base URL.
     Port 0 binds a free port (tests)."""
@@ -27,9 +34,12 @@ async def start(core, settings: WebSettings, *, paypal=None, verifier=None) -> t
     return runner, f"http://{shown}:{bound[1]}"
 
 
-async def serve(core, settings: WebSettings, *, ready: Callable[[str], None] | None = None) -> None:
+async def serve(core, settings: WebSettings, *, ready: Callable[[str], None] | None = None,
+                ops_ready: Callable[[str], None] | None = None) -> None:
     """``callgate web``: the client area, with PayPal checkout and webhooks when CALLGATE_PAYPAL_*
-    is complete (without it the pages work and Add Funds says payments are not set up)."""
+    is complete (without it the pages work and Add Funds says payments are not set up), and the
+    operator listener (/metrics, /healthz) on CALLGATE_OPS_LISTEN unless that is ``off``."""
+    from callgate.ops_http import database_check, start_ops_listener
     from callgate.paypal.client import PayPalClient
     from callgate.paypal.config import PayPalConfig
 
@@ -38,9 +48,19 @@ async def serve(core, settings: WebSettings, *, ready: Callable[[str], None] | N
     paypal = None if problems else PayPalClient(config)
     if problems:
         log.warning("PayPal checkout and webhooks are off: %s", "; ".join(problems))
-    runner, url = await start(core, settings, paypal=paypal)
+    else:
+        warn_if_checkout_cannot_start(settings)
+    ops = await start_ops_listener({"database": database_check(core)})
+    try:
+        runner, url = await start(core, settings, paypal=paypal)
+    except BaseException:
+        if ops is not None:
+            await ops[0].cleanup()
+        raise
     if ready:
         ready(url)
+    if ops is not None and ops_ready:
+        ops_ready(ops[1])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -49,5 +69,7 @@ async def serve(core, settings: WebSettings, *, ready: Callable[[str], None] | N
         await stop.wait()
     finally:
         await runner.cleanup()
+        if ops is not None:
+            await ops[0].cleanup()
         if paypal is not None:
             await paypal.close()

@@ -83,3 +83,19 @@ def test_example_file_is_current_and_valid():
     example = ROOT / "callgate.example.toml"
     assert example.read_text() == cfgmod.example_toml()
     cfgmod.load(str(example), environ={})
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:٨٠٨٠", "127.0.0.1:８０"])
+def test_listen_addresses_take_ascii_digits_only(listen):
+    with pytest.raises(cfgmod.ConfigError, match=r"\[web\] listen"):
+        cfgmod.load(None, {"CALLGATE_WEB_LISTEN": listen})
+    from callgate.web.app import WebSettings
+
+    with pytest.raises(ValueError):
+        WebSettings(listen=listen).listen_host_port()
+
+
+@pytest.mark.parametrize("value", ["٣", "１０"])
+def test_whole_numbers_take_ascii_digits_only(value):
+    with pytest.raises(cfgmod.ConfigError, match=r"\[agi\] read_timeout|\[smtp\] port"):
+        cfgmod.load(None, {"CALLGATE_SMTP_PORT": value, "CALLGATE_AGI_READ_TIMEOUT": value})

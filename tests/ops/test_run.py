@@ -1,5 +1,6 @@
 """`callgate run` as a real process against the ARI simulator: every part up, calls decided,
-/healthz and /metrics answering, SIGTERM stopping it cleanly; an invalid config refused."""
+/healthz and /metrics answering on the operator listener only, SIGTERM stopping it cleanly; an
+invalid config refused."""
 from __future__ import annotations
 
 import asyncio
@@ -55,16 +56,18 @@ async def test_run_serves_every_part_and_stops_on_sigterm(sim, tmp_path):
     await seed(core, balance="10.00")
     await seed(core, account="broke", endpoint="bob", did=None, balance="0")
     await core.close()
-    web_port, agi_port = _free_port(), _free_port()
+    web_port, agi_port, ops_port = _free_port(), _free_port(), _free_port()
     env = {**os.environ, "CALLGATE_DB": db, "CALLGATE_ARI_URL": sim.url, "CALLGATE_ARI_USER": "callgate",
            "CALLGATE_ARI_PASSWORD": "secret", "CALLGATE_WEB_LISTEN": f"127.0.0.1:{web_port}",
+           "CALLGATE_OPS_LISTEN": f"127.0.0.1:{ops_port}",
            "CALLGATE_AGI_LISTEN": f"127.0.0.1:{agi_port}", "CALLGATE_DEBIT_INTERVAL": "0.5", "CALLGATE_SMTP_PORT": "1",
            "CALLGATE_SHUTDOWN_GRACE": "5"}
     env.pop("CALLGATE_CONFIG", None)
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "callgate", "run", env=env,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
-        await _wait_http(f"http://127.0.0.1:{web_port}/healthz")
+        await _wait_http(f"http://127.0.0.1:{ops_port}/healthz")
+        await _wait_http(f"http://127.0.0.1:{web_port}/signin")
         await sim.wait_app_connected(timeout=10)
         sim.script_destination_default(Party(answer_after=0.5, hangup_after=2.0))
         funded = await sim.place_call(endpoint="alice", exten="15145550100", app_args=["outbound"])
@@ -74,10 +77,14 @@ async def test_run_serves_every_part_and_stops_on_sigterm(sim, tmp_path):
         out_funded = await funded.ended(timeout=10)
         assert out_funded.answered
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{web_port}/healthz") as r:
+            async with http.get(f"http://127.0.0.1:{ops_port}/healthz") as r:
                 body = await r.json()
                 assert r.status == 200 and body["checks"]["ari"]["ok"] and body["checks"]["database"]["ok"]
-            async with http.get(f"http://127.0.0.1:{web_port}/metrics") as r:
+            # The customers' listener serves neither (metrics and health are for operators).
+            for path in ("/healthz", "/metrics"):
+                async with http.get(f"http://127.0.0.1:{web_port}{path}") as r:
+                    assert r.status == 404
+            async with http.get(f"http://127.0.0.1:{ops_port}/metrics") as r:
                 text = await r.text()
                 assert 'callgate_calls_refused_total{direction="outbound",reason="depleted"} 1.0' in text
                 assert "callgate_ari_connected 1.0" in text and "callgate_ari_reconnects_total" in text
@@ -108,3 +115,29 @@ async def test_invalid_configuration_refuses_to_start(tmp_path):
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert b"CALLGATE_AGI_LISTEN" in out and b"[agi] listen" in out
+
+
+async def test_run_without_the_web_part_still_serves_the_operator_listener(tmp_path):
+    db = f"sqlite:///{tmp_path / 'ops.db'}"
+    web_port, ops_port = _free_port(), _free_port()
+    env = {**os.environ, "CALLGATE_DB": db, "CALLGATE_WEB_LISTEN": f"127.0.0.1:{web_port}",
+           "CALLGATE_OPS_LISTEN": f"127.0.0.1:{ops_port}", "CALLGATE_SHUTDOWN_GRACE": "1"}
+    env.pop("CALLGATE_CONFIG", None)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "callgate", "run", "--no-web", "--no-gate",
+                                                "--no-agi", "--no-sidecar", env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        await _wait_http(f"http://127.0.0.1:{ops_port}/healthz")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{ops_port}/healthz") as r:
+                assert r.status == 200 and (await r.json())["checks"]["database"]["ok"]
+                assert "python" not in r.headers.get("Server", "").lower()
+            with pytest.raises(aiohttp.ClientConnectionError):
+                async with http.get(f"http://127.0.0.1:{web_port}/healthz"):
+                    pass
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

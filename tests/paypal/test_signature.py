@@ -3,6 +3,7 @@ transmissions over real HTTP (certificate fetched from its cert URL). No databas
 from __future__ import annotations
 
 import dataclasses
+import time
 import zlib
 
 import pytest
@@ -132,3 +133,40 @@ def test_config_from_env_reads_the_documented_variables():
     assert PayPalConfig.from_env({}).problems()
     with pytest.raises(PayPalConfigError, match="CALLGATE_PAYPAL_WEBHOOK_MAX_AGE"):
         PayPalConfig.from_env({"CALLGATE_PAYPAL_WEBHOOK_MAX_AGE": "soon"})
+
+
+def _cert_fetches(standin) -> int:
+    return sum(1 for method, path in standin.requests if path.startswith("/v1/notifications/certs/"))
+
+
+async def test_certificate_failures_are_cached_and_fetches_bounded_per_minute(standin):
+    now = [time.time()]
+    verifier = WebhookVerifier(standin.config(webhook_max_age=10**9), clock=lambda: now[0])
+    genuine = standin.build_webhook("PAYMENT.CAPTURE.COMPLETED", RESOURCE)
+    assert isinstance(await verifier.verify(genuine.headers, genuine.body), Verified)
+    base = _cert_fetches(standin)
+    assert base == 1
+
+    # The same missing certificate named again and again: fetched once.
+    missing = standin.build_webhook("PAYMENT.CAPTURE.COMPLETED", RESOURCE, bad_signature=True,
+                                    cert_url=f"{standin.base_url}/v1/notifications/certs/CERT-nope")
+    for _ in range(5):
+        assert (await verifier.verify(missing.headers, missing.body)).reason == "cert_unavailable"
+    assert _cert_fetches(standin) == base + 1
+
+    # Unsigned requests naming a new path each time: at most the per-minute budget of fetches.
+    for i in range(60):
+        forged = standin.build_webhook("PAYMENT.CAPTURE.COMPLETED", RESOURCE, bad_signature=True,
+                                       cert_url=f"{standin.base_url}/v1/notifications/certs/CERT-probe-{i}")
+        assert isinstance(await verifier.verify(forged.headers, forged.body), Rejected)
+    assert _cert_fetches(standin) <= base + verifier.max_fetches_per_minute
+    # The cached genuine certificate keeps working meanwhile.
+    assert isinstance(await verifier.verify(genuine.headers, genuine.body), Verified)
+
+    # A minute later the budget is back.
+    now[0] += 61
+    before = _cert_fetches(standin)
+    again = standin.build_webhook("PAYMENT.CAPTURE.COMPLETED", RESOURCE, bad_signature=True,
+                                  cert_url=f"{standin.base_url}/v1/notifications/certs/CERT-later")
+    await verifier.verify(again.headers, again.body)
+    assert _cert_fetches(standin) == before + 1

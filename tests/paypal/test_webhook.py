@@ -116,3 +116,11 @@ async def test_a_reversal_reported_on_the_capture_itself_debits_once(core, stand
     (entry,) = [e for e in await core.admin.ledger("acme") if e["kind"] == "reversal"]
     assert entry["amount"] == -40_000_000 and entry["idempotency_key"] == f"{resource['id']}-REVERSAL"
     assert (await core.account("acme")).balance == 0
+
+
+def test_custom_id_names_an_invoice_only_in_ascii_decimal():
+    from callgate.paypal.models import invoice_id_or_none
+
+    assert invoice_id_or_none("42") == 42
+    for odd in ("²", "٦", "4²", "9223372036854775808", "-1", "0", "", None, 42, " 42"):
+        assert invoice_id_or_none(odd) is None, odd

@@ -264,3 +264,148 @@ async def test_dead_sessions_are_swept_at_the_next_sign_in(client, client2, alic
     core.clock.advance(FAST_AUTH.session_idle_seconds + 1)
     await client2.sign_in(bob.email, bob.password)
     assert await _count(core, web_sessions) == 1
+
+
+# ------------------------------------------------------------------ issue 15: sign-in hardening
+async def test_good_sign_ins_never_count_against_the_address(client, alice, core):
+    """A NATed office or every customer behind one reverse proxy: one client address, many good
+    sign-ins in the window, never 429 (only failures count for the address)."""
+    for _ in range(max(20, FAST_AUTH.signin_max_per_ip + 1)):
+        await client.sign_in(alice.email, alice.password)
+        await client.post("/signout", {"csrf": await client.csrf()})
+    assert await _count(core, web_signin_attempts, web_signin_attempts.c.key_kind == "ip") == 0
+
+
+async def test_a_success_clears_its_own_typos_from_the_address_but_not_others_guesses(client, alice, bob, core):
+    for _ in range(FAST_AUTH.signin_max_per_email - 1):
+        await client.sign_in(alice.email, "wrong password!", expect=401)
+    await client.sign_in(bob.email, "wrong password!", expect=401)
+    await client.sign_in(alice.email, alice.password)
+    # Alice's typos are gone from the address's count; the guess at Bob's email is not.
+    assert await _count(core, web_signin_attempts, web_signin_attempts.c.key_kind == "ip") == 1
+    assert await _count(core, web_signin_attempts, web_signin_attempts.c.key_kind == "email",
+                        web_signin_attempts.c.key_value == bob.email) == 1
+
+
+class _CountingPasswords(Passwords):
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.checks = 0
+
+    async def verify(self, stored, password):
+        self.checks += 1
+        return await super().verify(stored, password)
+
+
+async def test_parallel_guesses_for_one_email_check_at_most_the_limit(core, alice, db_url, clock):
+    """12 guesses at once against a limit of 5, through two stores (two processes' worth of
+    connections): at most 5 password checks, on both databases."""
+    import asyncio
+    from dataclasses import replace
+
+    from billing_core.api import BillingCore
+    from callgate.web.auth import SignInRefused, sign_in
+
+    settings = replace(FAST_AUTH, signin_max_per_email=5, signin_max_per_ip=1000)
+    passwords = _CountingPasswords(settings)
+    other = await BillingCore.open(db_url, clock=clock)
+    try:
+        results = await asyncio.gather(*(
+            sign_in(core if i % 2 else other, passwords, settings, alice.email, f"guess number {i}", f"10.0.0.{i}")
+            for i in range(12)))
+    finally:
+        await other.close()
+    assert passwords.checks <= 5
+    assert sum(1 for r in results if isinstance(r, SignInRefused) and r.reason == "rate_limited") >= 7
+    assert await _count(core, web_signin_attempts, web_signin_attempts.c.key_kind == "email") <= 5
+
+
+async def test_parallel_guesses_from_one_address_check_at_most_its_limit(core, alice):
+    import asyncio
+    from dataclasses import replace
+
+    from callgate.web.auth import sign_in
+
+    settings = replace(FAST_AUTH, signin_max_per_email=1000, signin_max_per_ip=4)
+    passwords = _CountingPasswords(settings)
+    await asyncio.gather(*(
+        sign_in(core, passwords, settings, f"guess{i}@example.test", "some password", "10.9.9.9") for i in range(12)))
+    assert passwords.checks <= 4
+
+
+@pytest.mark.parametrize("stored, typed", [
+    ("Émile@Exemple.test", "émile@exemple.test"),
+    ("émile@exemple.test", "ÉMILE@EXEMPLE.TEST"),
+    ("Ωmega@example.test", "ωMEGA@example.test"),
+    ("plain@Example.TEST", "PLAIN@example.test"),
+])
+async def test_non_ascii_emails_sign_in_on_both_databases(client, core, stored, typed):
+    from tests.factories import seed
+
+    await seed(core, account="intl", balance="1.00", did=None, endpoint=None, email=stored)
+    await set_password(core, Passwords(FAST_AUTH), "intl", PASSWORD)
+    await client.sign_in(typed, PASSWORD)
+    assert (await client.get("/balance")).status == 200
+
+
+async def test_one_email_signs_in_one_account_even_when_it_differs_in_non_ascii_case(core):
+    from tests.factories import seed
+
+    await seed(core, account="first", balance="1.00", did=None, endpoint=None, email="ZOË@example.test")
+    await seed(core, account="second", balance="1.00", did=None, endpoint="second-phone", email="Zoë@example.test")
+    await set_password(core, Passwords(FAST_AUTH), "first", PASSWORD)
+    with pytest.raises(InvalidInput, match="already signs in"):
+        await set_password(core, Passwords(FAST_AUTH), "second", PASSWORD)
+
+
+async def test_migration_gives_existing_accounts_their_canonical_signin_email(db_url, clock):
+    """Accounts that had a password before 0007 sign in afterwards, non-ASCII emails included."""
+    from billing_core.api import BillingCore
+    from billing_core.store import migrate
+    from callgate.web.auth import SignedIn, sign_in
+    from tests.factories import seed
+
+    await migrate.upgrade(db_url, "0006")
+    passwords = Passwords(FAST_AUTH)
+    hashed = await passwords.hash(PASSWORD)
+    core = await BillingCore.open(db_url, clock=clock)
+    try:
+        await seed(core, account="old", balance="1.00", did=None, endpoint=None, email="Ørsted@Example.test")
+        await core.store.run(lambda conn: conn.exec_driver_sql(
+            "UPDATE accounts SET password_hash = %s WHERE ref = 'old'" % f"'{hashed}'"))
+    finally:
+        await core.close()
+    await migrate.upgrade(db_url)
+    core = await BillingCore.open(db_url, clock=clock)
+    try:
+        result = await sign_in(core, passwords, FAST_AUTH, "ØRSTED@example.TEST", PASSWORD, "10.1.1.1")
+        assert isinstance(result, SignedIn) and result.session.account_ref == "old"
+    finally:
+        await core.close()
+
+
+def test_sign_in_limits_are_settings():
+    from callgate import config as cfgmod
+
+    settings = WebSettings.from_env({"CALLGATE_WEB_SIGNIN_MAX_PER_EMAIL": "7", "CALLGATE_WEB_SIGNIN_MAX_PER_IP": "50",
+                                     "CALLGATE_WEB_SIGNIN_WINDOW_SECONDS": "600"})
+    assert (settings.auth.signin_max_per_email, settings.auth.signin_max_per_ip,
+            settings.auth.signin_window_seconds) == (7, 50, 600)
+    assert WebSettings.from_env({}).auth == WebSettings().auth
+    with pytest.raises(ValueError, match="CALLGATE_WEB_SIGNIN_MAX_PER_IP"):
+        WebSettings.from_env({"CALLGATE_WEB_SIGNIN_MAX_PER_IP": "0"})
+    # The file's [web] keys reach the component through the same variables.
+    env: dict[str, str] = {}
+    cfg = cfgmod.load(None, {"CALLGATE_WEB_SIGNIN_MAX_PER_EMAIL": "3"})
+    cfgmod.apply_to_environ(cfg, env)
+    assert WebSettings.from_env(env).auth.signin_max_per_email == 3
+    assert WebSettings.from_env(env).auth.signin_max_per_ip == 20
+
+
+async def test_an_overlong_email_signs_in_nobody_and_still_counts_for_the_address(client, alice, core):
+    """Never truncated to fit (a cut-down email could name someone); over the column's size it is
+    simply nobody's, on PostgreSQL too (no 500 from a value too long for the column)."""
+    for _ in range(2):
+        await client.sign_in("a" * 400 + "@example.test", alice.password, expect=401)
+        await client.sign_in(alice.email + " " * 10 + "x" * 400, alice.password, expect=401)
+    assert await _count(core, web_signin_attempts, web_signin_attempts.c.key_kind == "ip") == 4

@@ -23,7 +23,8 @@ async def _run_cli(env, *args):
 async def test_callgate_web_serves_and_stops_on_sigterm(tmp_path):
     db = f"sqlite:///{tmp_path / 'web.db'}"
     standin = await PayPalStandIn().start()
-    env = {**os.environ, "CALLGATE_DB": db, "CALLGATE_WEB_LISTEN": "127.0.0.1:0", **standin.env()}
+    env = {**os.environ, "CALLGATE_DB": db, "CALLGATE_WEB_LISTEN": "127.0.0.1:0", "CALLGATE_OPS_LISTEN": "127.0.0.1:0",
+           **standin.env()}
     try:
         await _run_cli(env, "db", "upgrade")
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "callgate", "web", env=env,
@@ -35,12 +36,25 @@ async def test_callgate_web_serves_and_stops_on_sigterm(tmp_path):
                 assert line, "callgate web exited before serving"
             url = re.search(r"client area on (http://\S+)", line).group(1)
             assert url.startswith("http://127.0.0.1:")
+            line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+            while "operator listener" not in line:
+                line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+                assert line, "callgate web exited before serving the operator listener"
+            ops = re.search(r"operator listener \(/metrics, /healthz\) on (http://\S+)", line).group(1)
+            assert ops.startswith("http://127.0.0.1:")
             async with aiohttp.ClientSession() as http:
                 async with http.get(url + "/signin") as resp:
                     assert resp.status == 200 and "Sign in" in await resp.text()
                     assert "callgate_signin" in resp.cookies
                 async with http.post(url + "/paypal/webhook", data=b"{}") as resp:
                     assert resp.status == 400  # mounted, and unsigned posts are rejected
+                for path in ("/metrics", "/healthz"):  # operators only: not on the customers' listener
+                    async with http.get(url + path) as resp:
+                        assert resp.status == 404
+                async with http.get(ops + "/healthz") as resp:
+                    assert resp.status == 200 and (await resp.json())["checks"]["database"]["ok"]
+                async with http.get(ops + "/metrics") as resp:
+                    assert resp.status == 200 and "callgate_paypal_webhooks_total" in await resp.text()
         finally:
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 30) == 0
