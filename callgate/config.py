@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping
 
 from ari_app.announcements import DEFAULT_ANNOUNCEMENTS
 from billing_core.domain.errors import InvalidInput
+from billing_core.domain.identifiers import check_email, control_character, describe_control
 
 _LISTEN_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
 
@@ -38,6 +39,9 @@ class ConfigError(ValueError):
 def _str(v: Any) -> str:
     if not isinstance(v, str):
         raise ValueError("must be a string")
+    found = control_character(v)
+    if found is not None:  # a value never needs one, and it would reach headers and log lines
+        raise ValueError(f"must not contain {describe_control(found)}")
     return v
 
 
@@ -121,6 +125,13 @@ def _db_url(v: Any) -> str:
     except DatabaseUrlError as exc:
         raise ValueError(str(exc)) from None
     return v
+
+
+def _email(v: Any) -> str:
+    try:
+        return check_email(_nonempty(v), "email address")
+    except InvalidInput as exc:
+        raise ValueError(str(exc).removeprefix("email address: ")) from None
 
 
 def _choice(*options: str) -> Callable[[Any], str]:
@@ -229,7 +240,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "user": Key(_str, "", doc="SMTP user (empty: no auth)"),
         "password": Key(_str, "", secret=True, doc="SMTP password"),
         "tls": Key(_choice("none", "starttls", "tls"), "none", doc="none | starttls | tls"),
-        "mail_from": Key(_nonempty, "callgate@localhost", ("CALLGATE_MAIL_FROM",), doc="From: of alert emails"),
+        "mail_from": Key(_email, "callgate@localhost", ("CALLGATE_MAIL_FROM",), doc="From: of alert emails"),
         "timeout": Key(_float(1), 30.0, doc="seconds to connect and for each SMTP reply"),
         "validate_certs": Key(_bool, True, doc="verify the server's TLS certificate"),
         "templates": Key(_str, "", ("CALLGATE_MAIL_TEMPLATES",), doc="directory of replacement email templates"),
