@@ -23,7 +23,10 @@ ENDPOINT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,79}")
 """SIP endpoint names (what Asterisk puts in the channel name)."""
 # One @, a dot in the domain, and nothing an address header must not carry unquoted:
 # whitespace, the RFC 5322 specials, or any control character (checked separately too).
-EMAIL_PATTERN = re.compile(r"[^@\s<>()\[\]\\,;:\"]+@[^@\s<>()\[\]\\,;:\"]+\.[^@\s<>()\[\]\\,;:\".]+")
+_ATOM = r"[^@\s<>()\[\]\\,;:\"]"
+EMAIL_PATTERN = re.compile(rf"{_ATOM}+@{_ATOM}+\.[^@\s<>()\[\]\\,;:\".]+")
+LOCAL_EMAIL_PATTERN = re.compile(rf"{_ATOM}+@{_ATOM}+")
+"""A sender such as ``callgate@localhost`` (a host without a dot) is fine for a From: address."""
 
 # Characters that change how a line or a header is read: C0/C1 controls (NUL, CR, LF, TAB, ESC…),
 # format characters (bidi overrides that disguise text in a terminal), the Unicode line and
@@ -85,12 +88,13 @@ def check_endpoint(value: object, field: str = "ENDPOINT") -> str:
     return _check_pattern(ENDPOINT_PATTERN, value, field, "a SIP endpoint name is letters, digits and _.+- (max 80)")
 
 
-def check_email(value: object, field: str = "--email") -> str:
+def check_email(value: object, field: str = "--email", *, dotted_domain: bool = True) -> str:
     """An email address that can go into a To: or From: header as it is: one ``@``, a dotted
-    domain, at most 254 characters, no whitespace, control characters or header specials."""
+    domain (unless ``dotted_domain`` is False: a local sender like ``callgate@localhost``), at most
+    254 characters, no whitespace, control characters or header specials."""
     if isinstance(value, str) and len(value) > MAX_EMAIL_LENGTH:
         raise InvalidInput(f"{field}: an email address is at most {MAX_EMAIL_LENGTH} characters (got {len(value)})")
-    return _check_pattern(EMAIL_PATTERN, value, field, "not an email address")
+    return _check_pattern(EMAIL_PATTERN if dotted_domain else LOCAL_EMAIL_PATTERN, value, field, "not an email address")
 
 
 def check_header_value(value: object, field: str) -> str:

@@ -62,7 +62,7 @@ class SmtpSettings:
         if not self.host:
             raise SmtpSettingsError("CALLGATE_SMTP_HOST: must not be empty")
         try:
-            check_email(self.mail_from, "CALLGATE_MAIL_FROM")
+            check_email(self.mail_from, "CALLGATE_MAIL_FROM", dotted_domain=False)
         except InvalidInput as exc:
             raise SmtpSettingsError(str(exc)) from None
         if self.timeout <= 0:
@@ -125,8 +125,8 @@ def build_message(settings: SmtpSettings, to_addr: str, mail: RenderedMail, *, m
     Raises :class:`InvalidInput` when an address or the subject could break out of its header
     (the email library accepts a trailing newline in a header value): the last line of defence
     behind the checks where addresses enter."""
-    check_email(settings.mail_from, "From")
-    check_email(to_addr, "To")
+    check_email(settings.mail_from, "From header", dotted_domain=False)
+    check_email(to_addr, "To header", dotted_domain=False)
     check_header_value(mail.subject, "Subject")
     if message_id_key is not None:
         check_header_value(message_id_key, "Message-ID")

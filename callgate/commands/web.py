@@ -51,6 +51,9 @@ def register(main: click.Group) -> None:
             PayPalConfig.from_env()
         except PayPalConfigError as exc:
             raise CliError(str(exc)) from None
+        from callgate.config import warn_if_secrets_exposed
+
+        warn_if_secrets_exposed(ctx.find_root().obj.get("config_path"))
         async with open_core(ctx) as core:
             await serve(core, settings, ready=lambda url: click.echo(f"client area on {url}", err=True))
 
