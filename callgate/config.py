@@ -216,6 +216,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "session_timeout": Key(_float(1), 30.0, doc="seconds a whole AGI session may take"),
         "decision_timeout": Key(_float(0.1), 5.0, doc="seconds the billing core may take; then DENY billing_unavailable"),
         "pbx_id": Key(_str, "", doc="session key namespace of AGI calls (empty: agi@<hostname>)"),
+        "max_connections": Key(_int(1, 1_000_000), 512, doc="FastAGI connections served at once; more are closed at once"),
     },
     "web": {
         "enabled": Key(_bool, True, doc="run the client area in `callgate run`"),

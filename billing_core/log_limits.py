@@ -1,0 +1,82 @@
+"""Log lines that stay few when the same thing happens thousands of times: a rate-limited warning,
+and an outage logged once per state change. Shared by the gate, the sidecar and the FastAGI server.
+
+Why: an expected condition that repeats (a database outage seen by a once-a-second pass, a flood of
+connections) must not bury the journal in identical tracebacks; the operator needs to know when it
+started, that it goes on, and when it ended.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+
+class RateLimitedLog:
+    """At most one line per ``interval`` seconds; the next line says how many were left out."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 60.0, *, level: int = logging.WARNING,
+                 monotonic: Callable[[], float] = time.monotonic):
+        self.logger = logger
+        self.interval = interval
+        self.level = level
+        self._monotonic = monotonic
+        self._next_at = float("-inf")
+        self.suppressed = 0
+        self.total = 0
+
+    def __call__(self, msg: str, *args, **kwargs) -> bool:
+        """Log ``msg`` unless a line went out less than ``interval`` ago; True when it was logged."""
+        self.total += 1
+        now = self._monotonic()
+        if now < self._next_at:
+            self.suppressed += 1
+            return False
+        if self.suppressed:
+            msg = f"{msg} ({self.suppressed} more like this in the last {self.interval:g} s not logged)"
+            self.suppressed = 0
+        self._next_at = now + self.interval
+        self.logger.log(self.level, msg, *args, **kwargs)
+        return True
+
+
+class OutageLog:
+    """One line when a dependency goes down, one every ``repeat`` seconds while it stays down, one
+    when it is back — never a traceback for the expected failure (the caller passes its text)."""
+
+    def __init__(self, logger: logging.Logger, what: str, *, repeat: float = 60.0,
+                 monotonic: Callable[[], float] = time.monotonic):
+        self.logger = logger
+        self.what = what
+        self.repeat = repeat
+        self._monotonic = monotonic
+        self.down_since: float | None = None
+        self._next_reminder = 0.0
+        self.failures = 0
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+    def failed(self, error: object, *, extra: dict | None = None) -> None:
+        now = self._monotonic()
+        self.failures += 1
+        if self.down_since is None:
+            self.down_since = now
+            self._next_reminder = now + self.repeat
+            self.logger.error("%s: database unavailable (%s); retrying", self.what, error, extra=extra)
+        elif now >= self._next_reminder:
+            self._next_reminder = now + self.repeat
+            self.logger.error("%s: database still unavailable after %.0f s (%d failed attempts; last: %s)",
+                              self.what, now - self.down_since, self.failures, error, extra=extra)
+
+    def ok(self) -> None:
+        if self.down_since is None:
+            return
+        self.logger.warning("%s: database back after %.0f s (%d failed attempts)", self.what,
+                            self._monotonic() - self.down_since, self.failures)
+        self.down_since = None
+        self.failures = 0
+
+
+__all__ = ["OutageLog", "RateLimitedLog"]
