@@ -79,4 +79,37 @@ class OutageLog:
         self.failures = 0
 
 
-__all__ = ["OutageLog", "RateLimitedLog"]
+class OneLineDriverWarnings(logging.Filter):
+    """For a database driver's own logger: its warnings and errors become one line each (the
+    exception's text instead of a traceback), and the same message at most once per ``interval``
+    seconds. asyncpg's pool, for one, logs "Failed to restore the pool connection floor" with a
+    full traceback on every retry while the database is down."""
+
+    def __init__(self, interval: float = 60.0, *, monotonic: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.interval = interval
+        self._monotonic = monotonic
+        self._next_at: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        message = record.getMessage()
+        now = self._monotonic()
+        if now < self._next_at.get(message, float("-inf")):
+            return False
+        self._next_at[message] = now + self.interval
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg, record.args = f"{message}: {record.exc_info[1]!r}", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_driver_logger(name: str, interval: float = 60.0) -> None:
+    """Install :class:`OneLineDriverWarnings` on logger ``name`` once."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, OneLineDriverWarnings) for f in logger.filters):
+        logger.addFilter(OneLineDriverWarnings(interval))
+
+
+__all__ = ["OneLineDriverWarnings", "OutageLog", "RateLimitedLog", "quiet_driver_logger"]
