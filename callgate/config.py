@@ -26,7 +26,7 @@ from billing_core.domain.errors import InvalidInput
 from billing_core.domain.identifiers import check_email, control_character, describe_control
 from callgate.redaction import MASK, mask_url, redact, url_password
 
-_LISTEN_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
+_LISTEN_RE = re.compile(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(\d{1,5})\Z")
 
 
 class ConfigError(ValueError):
