@@ -24,7 +24,7 @@ import ipaddress
 import logging
 from typing import Any
 
-from billing_core.log_limits import RateLimitedLog
+from billing_core.log_limits import RateLimitedLog, quiet_accept_errors
 
 from .keepalive import KeepaliveSettings, keepalive_loop
 from .protocol import (
@@ -35,9 +35,6 @@ from .routes import Router
 from .settings import AgiSettings
 
 log = logging.getLogger("callgate.agi")
-
-# What asyncio reports (with a traceback, at ERROR) each time accept() fails for lack of descriptors.
-_ACCEPT_OUT_OF_RESOURCES = "socket.accept() out of system resource"
 
 
 class PeerGone(ConnectionError):
@@ -165,14 +162,10 @@ class FastAgiServer:
         # A flood of connections (or of peers that never speak) is one line a minute, not one each.
         self._log_refused = RateLimitedLog(log)
         self._log_idle = RateLimitedLog(log)
-        self._log_accept_failed = RateLimitedLog(log)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._previous_handler: Any = None
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._previous_handler = self._loop.get_exception_handler()
-        self._loop.set_exception_handler(self._loop_exception)
+        # asyncio logs every failed accept() with a traceback, each second while out of descriptors.
+        quiet_accept_errors(asyncio.get_running_loop(), log, "lower CALLGATE_AGI_MAX_CONNECTIONS or raise LimitNOFILE")
         self._server = await asyncio.start_server(
             self._accept, self.settings.host, self.settings.port, limit=MAX_LINE_BYTES, backlog=1024,
         )
@@ -187,8 +180,6 @@ class FastAgiServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        if self._loop is not None and self._loop.get_exception_handler() == self._loop_exception:
-            self._loop.set_exception_handler(self._previous_handler)
         for t in list(self._tasks):
             t.cancel()
         if self._tasks:
@@ -205,18 +196,6 @@ class FastAgiServer:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
-
-    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
-        """asyncio logs every failed accept() with a traceback (and retries each second): out of
-        descriptors, that is a flood. One warning a minute says it; anything else goes on as before."""
-        if context.get("message") == _ACCEPT_OUT_OF_RESOURCES:
-            self._log_accept_failed("cannot accept connections: %s (out of file descriptors: lower "
-                                    "CALLGATE_AGI_MAX_CONNECTIONS or raise LimitNOFILE)", context.get("exception"))
-            return
-        if self._previous_handler is not None:
-            self._previous_handler(loop, context)
-        else:
-            loop.default_exception_handler(context)
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._tasks) >= self.settings.max_connections:

@@ -105,6 +105,36 @@ class OneLineDriverWarnings(logging.Filter):
         return True
 
 
+# What asyncio reports (with a traceback, at ERROR, then retries each second) each time accept()
+# fails for lack of file descriptors — for every server on the loop (FastAGI, aiohttp).
+ACCEPT_OUT_OF_RESOURCES = "socket.accept() out of system resource"
+
+
+class QuietAcceptErrors:
+    """A loop exception handler: accept() out of descriptors is one warning a minute without a
+    traceback; everything else goes to the handler that was there before."""
+
+    def __init__(self, logger: logging.Logger, hint: str, previous: Callable | None):
+        self.hint = hint
+        self.previous = previous
+        self.log = RateLimitedLog(logger)
+
+    def __call__(self, loop, context: dict) -> None:
+        if context.get("message") == ACCEPT_OUT_OF_RESOURCES:
+            self.log("cannot accept connections: %s (out of file descriptors: %s)", context.get("exception"), self.hint)
+            return
+        if self.previous is not None:
+            self.previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+
+def quiet_accept_errors(loop, logger: logging.Logger, hint: str = "raise LimitNOFILE") -> None:
+    """Install :class:`QuietAcceptErrors` on ``loop`` once (later calls keep the first)."""
+    if not isinstance(loop.get_exception_handler(), QuietAcceptErrors):
+        loop.set_exception_handler(QuietAcceptErrors(logger, hint, loop.get_exception_handler()))
+
+
 def quiet_driver_logger(name: str, interval: float = 60.0) -> None:
     """Install :class:`OneLineDriverWarnings` on logger ``name`` once."""
     logger = logging.getLogger(name)
@@ -112,4 +142,5 @@ def quiet_driver_logger(name: str, interval: float = 60.0) -> None:
         logger.addFilter(OneLineDriverWarnings(interval))
 
 
-__all__ = ["OneLineDriverWarnings", "OutageLog", "RateLimitedLog", "quiet_driver_logger"]
+__all__ = ["ACCEPT_OUT_OF_RESOURCES", "OneLineDriverWarnings", "OutageLog", "QuietAcceptErrors", "RateLimitedLog",
+           "quiet_accept_errors", "quiet_driver_logger"]

@@ -54,6 +54,12 @@ def register(main: click.Group) -> None:
         from callgate.config import warn_if_secrets_exposed
 
         warn_if_secrets_exposed(ctx.find_root().obj.get("config_path"))
+        import asyncio
+        import logging
+
+        from billing_core.log_limits import quiet_accept_errors
+
+        quiet_accept_errors(asyncio.get_running_loop(), logging.getLogger("callgate.web"))
         async with open_core(ctx) as core:
             await serve(core, settings, ready=lambda url: click.echo(f"client area on {url}", err=True))
 
