@@ -11,6 +11,7 @@ import os
 import sys
 import time
 
+from billing_core.domain.identifiers import control_character
 from callgate.redaction import redact, secret_values
 
 _STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime", "taskName"}
@@ -22,7 +23,10 @@ def _extras(record: logging.LogRecord) -> dict:
 
 def _kv(value) -> str:
     text = str(value)
-    if not text or any(c in text for c in ' "=\n\t'):
+    # Quoted (JSON escapes) whenever a value could split the line or smuggle a terminal escape.
+    if control_character(text) is not None:
+        return json.dumps(text)  # ASCII escapes: no raw line separator or escape survives
+    if not text or any(c in text for c in ' "='):
         return json.dumps(text, ensure_ascii=False)
     return text
 
