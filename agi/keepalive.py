@@ -21,7 +21,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from billing_core.api import StorageError
 from billing_core.log_limits import OutageLog
 
 log = logging.getLogger("callgate.agi")
@@ -55,6 +54,8 @@ async def keepalive_pass(core: Any, pbx_id: str, s: KeepaliveSettings, now_ms: i
 async def keepalive_loop(core: Any, pbx_id: str, s: KeepaliveSettings) -> None:
     """Forever (cancel to stop); a failed pass is logged and retried at the next interval (a
     database outage once per state change: down, still down every minute, back)."""
+    from billing_core.api import StorageError  # here: the stdio script imports this module and starts lean
+
     outage = OutageLog(log, "AGI keepalive")
     while True:
         try:
