@@ -21,6 +21,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from billing_core.log_limits import OutageLog
+
 log = logging.getLogger("callgate.agi")
 
 
@@ -50,12 +52,20 @@ async def keepalive_pass(core: Any, pbx_id: str, s: KeepaliveSettings, now_ms: i
 
 
 async def keepalive_loop(core: Any, pbx_id: str, s: KeepaliveSettings) -> None:
-    """Forever (cancel to stop); a failed pass is logged and retried at the next interval."""
+    """Forever (cancel to stop); a failed pass is logged and retried at the next interval (a
+    database outage once per state change: down, still down every minute, back)."""
+    from billing_core.api import StorageError  # here: the stdio script imports this module and starts lean
+
+    outage = OutageLog(log, "AGI keepalive")
     while True:
         try:
             await keepalive_pass(core, pbx_id, s)
         except asyncio.CancelledError:
             raise
+        except StorageError as exc:
+            outage.failed(exc)
         except Exception as exc:
             log.warning("AGI keepalive pass failed: %r", exc)
+        else:
+            outage.ok()
         await asyncio.sleep(s.interval)

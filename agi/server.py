@@ -24,6 +24,8 @@ import ipaddress
 import logging
 from typing import Any
 
+from billing_core.log_limits import RateLimitedLog, quiet_accept_errors
+
 from .keepalive import KeepaliveSettings, keepalive_loop
 from .protocol import (
     HANGUP_LINE, MAX_ENV_LINES, MAX_LINE_BYTES, AgiRequest, ProtocolError, Reply, build_request,
@@ -155,8 +157,15 @@ class FastAgiServer:
         """Sessions finished, whatever their outcome (tests and the benchmark read it)."""
         self.host = settings.host
         self.port = settings.port
+        self.refused = 0
+        """Connections closed at once because max_connections were being served."""
+        # A flood of connections (or of peers that never speak) is one line a minute, not one each.
+        self._log_refused = RateLimitedLog(log)
+        self._log_idle = RateLimitedLog(log)
 
     async def start(self) -> None:
+        # asyncio logs every failed accept() with a traceback, each second while out of descriptors.
+        quiet_accept_errors(asyncio.get_running_loop(), log, "lower CALLGATE_AGI_MAX_CONNECTIONS or raise LimitNOFILE")
         self._server = await asyncio.start_server(
             self._accept, self.settings.host, self.settings.port, limit=MAX_LINE_BYTES, backlog=1024,
         )
@@ -189,6 +198,13 @@ class FastAgiServer:
         await self.close()
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._tasks) >= self.settings.max_connections:
+            # Closed at once, before a task or a read: idle or hostile peers cannot hold more.
+            self.refused += 1
+            writer.transport.abort()
+            self._log_refused("FastAGI connection limit reached: %d connections at once "
+                              "(CALLGATE_AGI_MAX_CONNECTIONS); new connections are closed", self.settings.max_connections)
+            return
         task = asyncio.ensure_future(self._session(reader, writer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -206,13 +222,18 @@ class FastAgiServer:
                     return
                 await self.router.dispatch(req, conv)
         except TimeoutError as exc:
-            if isinstance(exc, PeerSilent):
+            if isinstance(exc, PeerSilent) and req is None:  # connected, never sent a request: maybe many
+                self._log_idle("AGI connection from %s sent no request: %s: closed", conv.peer, exc)
+            elif isinstance(exc, PeerSilent):
                 log.warning("AGI session %s: %s: closed", _what(req), exc, extra={"peer": conv.peer})
             else:
                 log.warning("AGI session %s took longer than %gs: closed", _what(req), self.settings.session_timeout,
                             extra={"peer": conv.peer})
         except PeerGone as exc:
-            log.warning("AGI session %s: %s", _what(req), exc, extra={"peer": conv.peer})
+            if req is None:
+                self._log_idle("AGI connection from %s sent no request: %s", conv.peer, exc)
+            else:
+                log.warning("AGI session %s: %s", _what(req), exc, extra={"peer": conv.peer})
         except ProtocolError as exc:
             log.error("AGI session %s: %s: closed", _what(req), exc, extra={"peer": conv.peer})
         except asyncio.CancelledError:

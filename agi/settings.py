@@ -8,6 +8,7 @@
 | CALLGATE_AGI_SESSION_TIMEOUT | 30 | seconds a whole FastAGI session may take |
 | CALLGATE_AGI_DECISION_TIMEOUT | 5 | seconds the billing core may take to answer; then DENY billing_unavailable |
 | CALLGATE_AGI_PBX_ID | agi@<hostname> | pbx id of the sessions this server creates |
+| CALLGATE_AGI_MAX_CONNECTIONS | 512 | connections served at once; more are closed at once (one warning a minute) |
 """
 from __future__ import annotations
 
@@ -40,6 +41,11 @@ class AgiSettings:
     pbx_id: str = ""
     """Session key namespace. Distinct from the ARI gate's id on purpose: the gate's resync
     settles its own pbx's sessions that are not in Stasis, and AGI calls never are."""
+
+    max_connections: int = 512
+    """Connections served at once. Beyond it a new connection is closed at once, so idle or hostile
+    peers can never use up the process's file descriptors (1,024 by default; the database, the
+    ARI and web sockets need some too)."""
 
     @property
     def listen(self) -> str:
@@ -81,4 +87,14 @@ def from_env(env: Mapping[str, str] | None = None) -> AgiSettings:
         session_timeout=_seconds(env, "CALLGATE_AGI_SESSION_TIMEOUT", AgiSettings.session_timeout),
         decision_timeout=_seconds(env, "CALLGATE_AGI_DECISION_TIMEOUT", AgiSettings.decision_timeout),
         pbx_id=env.get("CALLGATE_AGI_PBX_ID", "").strip() or default_pbx_id(),
+        max_connections=_count(env, "CALLGATE_AGI_MAX_CONNECTIONS", AgiSettings.max_connections),
     )
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 1_000_000:
+        raise SettingsError(f"{name}: must be a whole number from 1 to 1000000 (got {raw!r})")
+    return int(raw)

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from ari_app.announcements import failed_dial_reason, hangup_reason
+from billing_core.api import StorageError
 from billing_core.domain.errors import InvalidInput, NotFound
 
 from ari_app.errors import AriBadRequest, AriConflict, AriError, AriNotFound, AriUnprocessable
@@ -152,10 +153,14 @@ class CallActor:
             await (self._entry or self.flow)()
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             self.gate.stats.failures += 1
-            log.exception("call %s failed; ending it cleanly", self.caller_id,
+            if isinstance(exc, StorageError):  # an outage, not a bug: its text says it all
+                log.error("call %s failed: %s; ending it cleanly", self.caller_id, exc,
                           extra={"channel": self.caller_id, "session": self.session_id})
+            else:
+                log.exception("call %s failed; ending it cleanly", self.caller_id,
+                              extra={"channel": self.caller_id, "session": self.session_id})
             try:
                 await self.abort()
             except Exception:
@@ -585,7 +590,14 @@ class BridgeCall(CallActor):
         """Fallback extension before warning (see :mod:`ari_app.gate`): True if the cut-off moved later."""
         if self.session_id is None or not self.gate.fallback_extension_enabled() or self.cutoff_at is None:
             return False
-        session = await self.core.extend(self.session_id)
+        try:
+            session = await self.core.extend(self.session_id)
+        except StorageError as exc:
+            # The database is down: the call keeps what it has paid for (the current cut-off) and
+            # is warned and cut there, rather than dropped at once.
+            log.warning("cannot extend (%s): the call is cut at its current cut-off", exc,
+                        extra={"session": self.session_id, "channel": self.caller_id})
+            return False
         if session.cutoff_at is not None and session.cutoff_at > self.cutoff_at:
             self.gate.stats.extended += 1
             self.set_cutoff(session.cutoff_at)

@@ -45,6 +45,8 @@ from ari_app.calls import BridgeCall, CallActor, event_channel_ids
 from ari_app.continue_mode import ContinueCall, deny_variables
 from ari_app.errors import AriError
 from ari_app.settings import GateSettings
+from billing_core.api import StorageError
+from billing_core.log_limits import OutageLog
 
 log = logging.getLogger("ari_app.gate")
 
@@ -180,14 +182,22 @@ class Gate:
         return bool(getattr(self.client, "replaced", False))
 
     async def _every(self, interval: float, fn) -> None:
+        # A database outage is expected and seen by every pass (each second): one line when it
+        # starts, one a minute while it lasts, one when it ends — no traceback.
+        outage = OutageLog(log, f"gate {getattr(fn, '__name__', fn)}")
         while True:
             await asyncio.sleep(interval)
             try:
                 await fn()
             except asyncio.CancelledError:
                 raise
+            except StorageError as exc:
+                outage.failed(exc)
+                continue
             except Exception:
                 log.exception("gate background pass %s failed", getattr(fn, "__name__", fn))
+                continue
+            outage.ok()
 
     # ------------------------------------------------------------------ events
     def pbx_id_for(self, event: dict) -> str:

@@ -3,13 +3,13 @@ ledger and call listings, quotes, and ``verify``. Each is one transaction; bad i
 :class:`InvalidInput` / :class:`NotFound` before anything is written."""
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 
 from .domain import lifecycle
 from .domain.errors import DenyReason, InvalidInput, NotFound
+from .domain.identifiers import check_email, check_endpoint, check_ref, check_text
 from .domain.money import format_amount
 from .domain.numbers import is_emergency, normalise
 from .domain.rating import Rate, billable_seconds, billed_seconds, cost, max_talk_seconds
@@ -26,15 +26,6 @@ from .store.tables import (
     rates,
 )
 
-REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-ENDPOINT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,79}$")
-
-
-def _check(pattern: re.Pattern, value: str, field: str, what: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
-        raise InvalidInput(f"{field}: {what} (got {value!r})")
-    return value
 
 
 class Admin:
@@ -48,7 +39,7 @@ class Admin:
     # ---------------------------------------------------------------------------------- plans
     async def import_plan(self, name: str, deck: list[Rate]) -> dict[str, Any]:
         """Create or replace plan ``name`` with ``deck`` atomically (old rates untouched on failure)."""
-        _check(REF_RE, name, "NAME", "a plan name is letters, digits and _.-")
+        check_ref(name, "NAME", "a plan name is letters, digits and _.@- (max 64)")
         if not deck:
             raise InvalidInput("the deck has no rate rows")
         now = self._now()
@@ -98,7 +89,7 @@ class Admin:
 
     # ------------------------------------------------------------------------------- packages
     async def add_package(self, name: str, *, plan: str, low_balance: int, max_calls: int, inbound_rate: int) -> dict:
-        _check(REF_RE, name, "NAME", "a package name is letters, digits and _.-")
+        check_ref(name, "NAME", "a package name is letters, digits and _.@- (max 64)")
         if low_balance < 0:
             raise InvalidInput("--low-balance: must not be negative")
         if not isinstance(max_calls, int) or max_calls < 1:
@@ -124,10 +115,9 @@ class Admin:
 
     # ------------------------------------------------------------------------------- accounts
     async def add_account(self, ref: str, *, name: str, email: str, package: str, credit_limit: int = 0) -> dict:
-        _check(REF_RE, ref, "REF", "an account ref is letters, digits and _.@- (max 64)")
-        if not name or not name.strip():
-            raise InvalidInput("--name: must not be empty")
-        _check(EMAIL_RE, email, "--email", "not an email address")
+        check_ref(ref)
+        name = check_text(name, "--name", max_length=200)
+        check_email(email)
         if credit_limit < 0:
             raise InvalidInput("--credit-limit: must not be negative")
         now = self._now()
@@ -140,7 +130,7 @@ class Admin:
                 raise InvalidInput(f"REF: account {ref!r} already exists")
             conn.execute(
                 insert(accounts).values(
-                    ref=ref, name=name.strip(), email=email, package_id=pkg, currency=self.core.settings.currency,
+                    ref=ref, name=name, email=email, package_id=pkg, currency=self.core.settings.currency,
                     balance=0, credit_limit=credit_limit, held=0, live_calls=0, status=lifecycle.ACTIVE,
                     low_balance_armed=True, low_balance_crossings=0, depletions=0, created_at=now, updated_at=now,
                 )
@@ -169,7 +159,7 @@ class Admin:
 
     # ------------------------------------------------------------------------------ endpoints
     async def add_endpoint(self, ref: str, endpoint: str) -> dict:
-        _check(ENDPOINT_RE, endpoint, "ENDPOINT", "a SIP endpoint name is letters, digits and _.+-")
+        check_endpoint(endpoint)
         now = self._now()
 
         def tx(conn):
@@ -205,6 +195,8 @@ class Admin:
 
     async def assign_did(self, number: str, ref: str, endpoint: str | None = None) -> dict:
         e164 = self._did_e164(number)
+        if endpoint is not None:
+            check_endpoint(endpoint, "--endpoint")
         now = self._now()
 
         def tx(conn):
@@ -236,6 +228,7 @@ class Admin:
 
     async def release_did(self, number: str, reason: str = "released by operator") -> dict:
         e164 = self._did_e164(number)
+        reason = check_text(reason, "--reason", max_length=200)
         now = self._now()
 
         def tx(conn):

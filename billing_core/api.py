@@ -31,6 +31,7 @@ from .clock import SystemClock
 from .domain import authorize as auth_steps
 from .domain import money_rules as rules
 from .domain.errors import DenyReason, InvalidInput, NotFound
+from .domain.identifiers import check_text
 from .domain.numbers import DEFAULT_EMERGENCY_NUMBERS, DEFAULT_HOME_REGION, is_emergency
 from .domain.rating import Rate, RateTable, billable_seconds, cost
 from .domain.records import AccountView, Authorization, CallSession, LedgerEntry, LiveCutoff, Settlement
@@ -460,14 +461,15 @@ class BillingCore:
             raise InvalidInput(f"kind: must be credit, debit, payment, refund or reversal (got {kind!r})")
         if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
             raise InvalidInput(f"amount: must be a non-zero amount (got {amount!r})")
-        if not reason or not reason.strip():
-            raise InvalidInput("reason: must not be empty")
+        reason = check_text(reason, "reason", max_length=300)
+        if idempotency_key is not None:
+            check_text(idempotency_key, "idempotency key", max_length=200)
         key = idempotency_key or f"{kind}:{uuid.uuid4().hex}"
         try:
-            return await self.store.run(self.credit_tx, ref, amount, reason.strip(), kind, key, self.clock.now_ms())
+            return await self.store.run(self.credit_tx, ref, amount, reason, kind, key, self.clock.now_ms())
         except IntegrityError:
             # Two writers raced on the same key for different accounts: the loser sees the winner's.
-            return await self.store.run(self.credit_tx, ref, amount, reason.strip(), kind, key, self.clock.now_ms())
+            return await self.store.run(self.credit_tx, ref, amount, reason, kind, key, self.clock.now_ms())
 
     def credit_tx(self, conn: Connection, ref: str, amount: int, reason: str, kind: str, key: str, now: int) -> LedgerEntry:
         """The credit inside a caller's transaction (deposit invoices pay through this, so the

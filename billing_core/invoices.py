@@ -28,6 +28,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .domain.errors import InvalidInput, NotFound
+from .domain.identifiers import check_text
 from .domain.money import MICRO, AmountError, format_amount, parse_amount
 from .domain.records import LedgerEntry
 from .store.tables import accounts, ledger
@@ -230,7 +231,8 @@ async def cancel_invoice(core, invoice_id: int, reason: str, *, source: str = "c
     and the result says so (``changed=False``)."""
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidInput("reason: cancelling an invoice needs a reason")
-    return await core.store.run(_cancel_tx, _invoice_id(invoice_id), reason.strip()[:300], source, core.clock.now_ms())
+    reason = check_text(reason, "--reason", max_length=300)
+    return await core.store.run(_cancel_tx, _invoice_id(invoice_id), reason, source, core.clock.now_ms())
 
 
 async def record_order(core, invoice_id: int, order_id: str, *, source: str = "web") -> Change:

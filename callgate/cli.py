@@ -28,6 +28,9 @@ DEFAULT_DB = "sqlite:///./var/callgate.db"
 @click.pass_context
 def main(ctx: click.Context, db_url: str, config_path: str | None) -> None:
     """callgate — prepaid call gating and billing for Asterisk."""
+    from callgate.redaction import install_excepthook
+
+    install_excepthook()
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
     if config_path and ctx.invoked_subcommand != "config":

@@ -23,8 +23,10 @@ from typing import Any, Callable, Mapping
 
 from ari_app.announcements import DEFAULT_ANNOUNCEMENTS
 from billing_core.domain.errors import InvalidInput
+from billing_core.domain.identifiers import check_email, control_character, describe_control
+from callgate.redaction import MASK, mask_url, redact, url_password
 
-_LISTEN_RE = re.compile(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):([0-9]{1,5})")
+_LISTEN_RE = re.compile(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):([0-9]{1,5})\Z")
 
 
 class ConfigError(ValueError):
@@ -38,6 +40,9 @@ class ConfigError(ValueError):
 def _str(v: Any) -> str:
     if not isinstance(v, str):
         raise ValueError("must be a string")
+    found = control_character(v)
+    if found is not None:  # a value never needs one, and it would reach headers and log lines
+        raise ValueError(f"must not contain {describe_control(found)}")
     return v
 
 
@@ -135,6 +140,13 @@ def _db_url(v: Any) -> str:
     return v
 
 
+def _email(v: Any) -> str:
+    try:
+        return check_email(_nonempty(v), "email address", dotted_domain=False)
+    except InvalidInput as exc:
+        raise ValueError(str(exc).removeprefix("email address: ")) from None
+
+
 def _choice(*options: str) -> Callable[[Any], str]:
     def conv(v: Any) -> str:
         v = _nonempty(v).lower()
@@ -216,6 +228,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "session_timeout": Key(_float(1), 30.0, doc="seconds a whole AGI session may take"),
         "decision_timeout": Key(_float(0.1), 5.0, doc="seconds the billing core may take; then DENY billing_unavailable"),
         "pbx_id": Key(_str, "", doc="session key namespace of AGI calls (empty: agi@<hostname>)"),
+        "max_connections": Key(_int(1, 1_000_000), 512, doc="FastAGI connections served at once; more are closed at once"),
     },
     "web": {
         "enabled": Key(_bool, True, doc="run the client area in `callgate run`"),
@@ -251,7 +264,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "user": Key(_str, "", doc="SMTP user (empty: no auth)"),
         "password": Key(_str, "", secret=True, doc="SMTP password"),
         "tls": Key(_choice("none", "starttls", "tls"), "none", doc="none | starttls | tls"),
-        "mail_from": Key(_nonempty, "callgate@localhost", ("CALLGATE_MAIL_FROM",), doc="From: of alert emails"),
+        "mail_from": Key(_email, "callgate@localhost", ("CALLGATE_MAIL_FROM",), doc="From: of alert emails"),
         "timeout": Key(_float(1), 30.0, doc="seconds to connect and for each SMTP reply"),
         "validate_certs": Key(_bool, True, doc="verify the server's TLS certificate"),
         "templates": Key(_str, "", ("CALLGATE_MAIL_TEMPLATES",), doc="directory of replacement email templates"),
@@ -263,7 +276,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "paypal": {
         "client_id": Key(_str, "", doc="PayPal REST app client id"),
         "secret": Key(_str, "", ("CALLGATE_PAYPAL_SECRET",), secret=True, doc="PayPal REST app secret"),
-        "webhook_id": Key(_str, "", doc="the webhook id PayPal signs with"),
+        "webhook_id": Key(_str, "", secret=True, doc="the webhook id PayPal signs with"),
         "base_url": Key(_url("http", "https"), "https://api-m.sandbox.paypal.com", doc="sandbox, live or the stand-in"),
         "cert_hosts": Key(_str, "", doc="pinned origins of webhook signing certificates (empty: PayPal's own)"),
         "webhook_max_age": Key(_int(1, 86400), 300, doc="seconds a webhook transmission stays acceptable"),
@@ -316,7 +329,9 @@ class Config:
             for k, v in keys.items():
                 shown = v.value
                 if mask and SCHEMA[s][k].secret and shown:
-                    shown = "********"
+                    shown = MASK
+                elif mask and isinstance(shown, str):
+                    shown = mask_url(shown)  # the database URL's password, an ARI URL with user:password@
                 out[s][k] = {"value": shown, "source": v.source}
         return out
 
@@ -379,8 +394,57 @@ def load_or_exit(path: str | None) -> Config:
         import click
 
         for line in exc.problems:
-            click.echo(f"error: {line}", err=True)
+            click.echo(f"error: {redact(line)}", err=True)
         raise SystemExit(1) from None
+
+
+def secrets_in_file(path: str) -> list[str]:
+    """``[section] key`` of each secret the file itself holds (a secret setting, or a URL with a
+    password); unreadable or invalid files hold none as far as this check goes."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    found = []
+    for section, body in data.items():
+        if section not in SCHEMA or not isinstance(body, dict):
+            continue
+        for key, value in body.items():
+            spec = SCHEMA[section].get(key)
+            if spec is None or not isinstance(value, str) or not value:
+                continue
+            if spec.secret or url_password(value):
+                found.append(f"[{section}] {key}")
+    return found
+
+
+_warned_exposed: set[str] = set()
+
+
+def warn_if_secrets_exposed(path: str | None) -> str | None:
+    """At service start: one WARNING when the configuration file holds a secret and group or others
+    may read it (returns the line, for tests). Once per file per process."""
+    import logging
+    import stat
+
+    if not path or path in _warned_exposed:
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return None
+    held = secrets_in_file(path)
+    if not held:
+        return None
+    _warned_exposed.add(path)
+    line = (f"configuration file {path} holds secrets ({', '.join(held)}) and is readable by "
+            f"{'group and others' if mode & stat.S_IRWXO else 'its group'} (mode {stat.S_IMODE(mode):04o}): "
+            f"run chmod 600 {path}")
+    logging.getLogger("callgate.config").warning(line)
+    return line
 
 
 def apply_to_environ(cfg: Config, environ: dict[str, str] | None = None) -> None:

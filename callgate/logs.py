@@ -11,6 +11,9 @@ import os
 import sys
 import time
 
+from billing_core.domain.identifiers import control_character
+from callgate.redaction import redact, secret_values
+
 _STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime", "taskName"}
 
 
@@ -20,13 +23,31 @@ def _extras(record: logging.LogRecord) -> dict:
 
 def _kv(value) -> str:
     text = str(value)
-    if not text or any(c in text for c in ' "=\n\t'):
+    # Quoted (JSON escapes) whenever a value could split the line or smuggle a terminal escape.
+    if control_character(text) is not None:
+        return json.dumps(text)  # ASCII escapes: no raw line separator or escape survives
+    if not text or any(c in text for c in ' "='):
         return json.dumps(text, ensure_ascii=False)
     return text
 
 
-class KeyValueFormatter(logging.Formatter):
+class _RedactingFormatter(logging.Formatter):
+    """Every line goes through callgate.redaction: a driver error or a traceback can quote a URL
+    with its password, or a secret setting."""
+
+    def __init__(self, *args, secrets: frozenset[str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.secrets = secret_values() if secrets is None else secrets
+
     def format(self, record: logging.LogRecord) -> str:
+        return redact(self.format_line(record), self.secrets)
+
+    def format_line(self, record: logging.LogRecord) -> str:
+        raise NotImplementedError
+
+
+class KeyValueFormatter(_RedactingFormatter):
+    def format_line(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
         parts = [f"ts={ts}", f"level={record.levelname.lower()}", f"logger={record.name}", f"msg={_kv(record.getMessage())}"]
         parts += [f"{k}={_kv(v)}" for k, v in _extras(record).items()]
@@ -35,8 +56,8 @@ class KeyValueFormatter(logging.Formatter):
         return " ".join(parts)
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
+class JsonFormatter(_RedactingFormatter):
+    def format_line(self, record: logging.LogRecord) -> str:
         out = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),

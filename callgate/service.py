@@ -53,8 +53,11 @@ async def run_service(
 ) -> RunningService:
     """Serve until ``stop`` is set, then shut down gracefully. Settings come from the environment
     (the config layer exported the file there)."""
+    from billing_core.log_limits import quiet_accept_errors
     from callgate.ops_http import database_check, start_ops_listener
 
+    # Every listener of the process (FastAGI, web): accept() out of descriptors is one line a minute.
+    quiet_accept_errors(asyncio.get_running_loop(), log)
     state = RunningService(core)
     tasks: list[asyncio.Task] = []
     cleanups: list[Callable[[], Awaitable[None]]] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 from typing import Callable, Iterable
 
+from .identifiers import control_character, describe_control
 from .money import RATE_DECIMALS, AmountError, parse_amount
 from .rating import Rate
 
@@ -38,6 +39,7 @@ def parse_deck(lines: Iterable[str], *, progress: Callable[[int], None] | None =
     names = [h.strip().lower() for h in header]
     if names and names[0].startswith("\ufeff"):
         names[0] = names[0][1:]
+    _refuse_control_characters(1, [f"{i + 1}" for i in range(len(names))], names)
     missing = [c for c in COLUMNS if c not in names]
     if missing:
         raise DeckError(1, missing[0], f"header lacks column(s) {', '.join(missing)}; expected {','.join(COLUMNS)}")
@@ -47,14 +49,16 @@ def parse_deck(lines: Iterable[str], *, progress: Callable[[int], None] | None =
     idx = {c: names.index(c) for c in COLUMNS}
     out: list[Rate] = []
     seen: dict[str, int] = {}
-    line = 1
+    line = record_end = reader.line_num
     try:
         for row in reader:
-            line = reader.line_num
+            # The line the record starts on (a quoted cell may span lines; editors show the start).
+            line, record_end = record_end + 1, reader.line_num
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) != len(names):
                 raise DeckError(line, None, f"has {len(row)} fields, the header has {len(names)}")
+            _refuse_control_characters(line, names, row)
             prefix = row[idx["prefix"]].strip()
             if not prefix.isdigit() or not prefix.isascii():
                 raise DeckError(line, "prefix", f"must be digits only (got {prefix!r})")
@@ -86,3 +90,12 @@ def parse_deck(lines: Iterable[str], *, progress: Callable[[int], None] | None =
     if not out:
         raise DeckError(line, None, "the deck has no rate rows")
     return out
+
+
+def _refuse_control_characters(line: int, names: list[str], row: list[str]) -> None:
+    """Every cell, before any is stripped or parsed: a NUL or an escape sequence in a description
+    would be stored and shown to operators and customers."""
+    for name, cell in zip(names, row):
+        found = control_character(cell)
+        if found is not None:
+            raise DeckError(line, name, f"must not contain {describe_control(found)}")

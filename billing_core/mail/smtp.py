@@ -22,6 +22,8 @@ from typing import Mapping
 
 import aiosmtplib
 
+from ..domain.errors import InvalidInput
+from ..domain.identifiers import check_email, check_header_value
 from .render import RenderedMail
 
 TLS_MODES = ("none", "starttls", "tls")
@@ -59,8 +61,10 @@ class SmtpSettings:
             raise SmtpSettingsError(f"CALLGATE_SMTP_PORT: must be 1-65535 (got {self.port!r})")
         if not self.host:
             raise SmtpSettingsError("CALLGATE_SMTP_HOST: must not be empty")
-        if not self.mail_from or "@" not in self.mail_from:
-            raise SmtpSettingsError(f"CALLGATE_MAIL_FROM: must be an email address (got {self.mail_from!r})")
+        try:
+            check_email(self.mail_from, "CALLGATE_MAIL_FROM", dotted_domain=False)
+        except InvalidInput as exc:
+            raise SmtpSettingsError(str(exc)) from None
         if self.timeout <= 0:
             raise SmtpSettingsError(f"CALLGATE_SMTP_TIMEOUT: must be > 0 (got {self.timeout!r})")
 
@@ -116,7 +120,16 @@ DELIVERED = SendOutcome("delivered")
 
 
 def build_message(settings: SmtpSettings, to_addr: str, mail: RenderedMail, *, message_id_key: str | None = None) -> EmailMessage:
-    """A multipart/alternative message: the plain-text part first, the HTML part preferred."""
+    """A multipart/alternative message: the plain-text part first, the HTML part preferred.
+
+    Raises :class:`InvalidInput` when an address or the subject could break out of its header
+    (the email library accepts a trailing newline in a header value): the last line of defence
+    behind the checks where addresses enter."""
+    check_email(settings.mail_from, "From header", dotted_domain=False)
+    check_email(to_addr, "To header", dotted_domain=False)
+    check_header_value(mail.subject, "Subject")
+    if message_id_key is not None:
+        check_header_value(message_id_key, "Message-ID")
     msg = EmailMessage()
     msg["From"] = settings.mail_from
     msg["To"] = to_addr
@@ -139,7 +152,10 @@ class SmtpSender:
 
     async def send(self, to_addr: str, mail: RenderedMail, *, message_id_key: str | None = None) -> SendOutcome:
         s = self.settings
-        msg = build_message(s, to_addr, mail, message_id_key=message_id_key)
+        try:
+            msg = build_message(s, to_addr, mail, message_id_key=message_id_key)
+        except InvalidInput as exc:  # a bad address or subject: sending the same bytes again cannot help
+            return SendOutcome("rejected", f"not sent: {exc}")
         kwargs = dict(
             sender=s.mail_from, recipients=[to_addr], hostname=s.host, port=s.port, timeout=s.timeout,
             use_tls=s.tls == "tls", start_tls=s.tls == "starttls",

@@ -25,8 +25,9 @@ from typing import Mapping
 from sqlalchemy import func, select
 
 from billing_core import metrics
-from billing_core.api import LIVE_STATES
+from billing_core.api import LIVE_STATES, StorageError
 from billing_core.clock import SystemClock
+from billing_core.log_limits import OutageLog
 from billing_core.mail.render import Renderer
 from billing_core.mail.smtp import SmtpSender, SmtpSettings
 from billing_core.store.tables import call_sessions
@@ -143,15 +144,22 @@ class Sidecar:
         self.outbox = Outbox(core.store, sender or SmtpSender(SmtpSettings.from_env()),
                              renderer or Renderer.from_env(), self.clock, self.settings.outbox)
         self._stop = asyncio.Event()
+        self._outage = OutageLog(log, "sidecar")
 
     async def run_once(self) -> PassReport:
         s = self.settings
         started = time.perf_counter()
         errors: list[str] = []
 
+        storage_failed: list[StorageError] = []
+
         async def step(name, coro, empty):
             try:
                 return await coro
+            except StorageError as exc:  # an outage: said once per state change below, no traceback
+                storage_failed.append(exc)
+                errors.append(f"{name}: {exc}")
+                return empty
             except Exception as exc:  # one failing step must not starve the others
                 log.exception("sidecar %s step failed", name)
                 errors.append(f"{name}: {exc}")
@@ -169,8 +177,12 @@ class Sidecar:
         seconds = time.perf_counter() - started
         metrics.SIDECAR_PASS_SECONDS.observe(seconds)
         report = PassReport(stale, debits, life, mail, seconds, tuple(errors))
+        if storage_failed:
+            self._outage.failed(storage_failed[-1])
+        else:
+            self._outage.ok()
         if stale.settled or stale.closed or debits.processed or life.presuspended or life.suspended or mail.sent \
-                or mail.failed or errors:
+                or mail.failed or (errors and not storage_failed):
             log.info("sidecar pass: %s", report)
         return report
 

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import asyncpg as _sa_asyncpg
 from sqlalchemy.util import await_only
 
 from ..domain import authorize as steps
+from ..log_limits import quiet_driver_logger
 from ..domain.rating import Rate, RateTable
 from ..domain.records import Authorization
 from . import sqlite_fast
@@ -120,6 +121,10 @@ class PgFastPath:
         if self._pool is None:
             async with self._pool_lock:  # many first calls at once must create ONE pool
                 if self._pool is None:
+                    # The pools log each reconnect failure with a traceback: one line a minute is enough
+                    # (the store's callers already say "database unavailable" once per state change).
+                    quiet_driver_logger("asyncpg.pool")
+                    quiet_driver_logger("sqlalchemy.pool")
                     settings = {"search_path": self._schema} if self._schema else {}
                     self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_size,
                                                            server_settings=settings, reset=_reset_if_needed)

@@ -38,6 +38,9 @@ async def agi_command(ctx: click.Context, listen: str | None) -> None:
     except agi_settings.SettingsError as exc:
         raise CliError(str(exc)) from None
     setup_logging()
+    from callgate.config import warn_if_secrets_exposed
+
+    warn_if_secrets_exposed(ctx.find_root().obj.get("config_path"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -17,6 +17,7 @@ from billing_core.domain.money import AmountError, format_amount
 from billing_core.domain.ratedeck import DeckError
 from billing_core.store import migrate
 from billing_core.store.engine import DatabaseUrlError, StorageError, parse_db_url
+from callgate.redaction import redact
 
 # Fields of records that carry money (micro-units) and print as decimal strings.
 MONEY_FIELDS = {
@@ -32,7 +33,8 @@ class CliError(click.ClickException):
     """One clear line on stderr, exit status 1."""
 
     def show(self, file=None) -> None:  # "error: …" without click's "Error: " prefix noise
-        click.echo(f"error: {self.format_message()}", err=True)
+        # Error texts quote URLs and driver messages: never let a password through to a terminal or journal.
+        click.echo(f"error: {redact(self.format_message())}", err=True)
 
 
 def core_settings_from_env() -> CoreSettings:

@@ -3,6 +3,7 @@ calls, quote, verify."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 
 import click
@@ -62,10 +63,13 @@ def register(main: click.Group) -> None:
                 text = fh.read()
         except (OSError, UnicodeDecodeError) as exc:
             raise CliError(f"{file}: cannot read: {exc}") from None
-        lines = text.splitlines(keepends=True)
+        # Lines as the csv module splits them (str.splitlines would also break at \x0b, \x1c, \x85,
+        # U+2028…, hiding those characters from the deck's control-character check).
+        lines = io.StringIO(text, newline="")
+        line_count = text.count("\n")
         try:
-            if isatty() and len(lines) > 10_000:
-                with click.progressbar(length=len(lines) - 1, label=f"parsing {file}", file=click.get_text_stream("stderr")) as bar:
+            if isatty() and line_count > 10_000:
+                with click.progressbar(length=line_count, label=f"parsing {file}", file=click.get_text_stream("stderr")) as bar:
                     deck = parse_deck(lines, progress=bar.update)
             else:
                 deck = parse_deck(lines)

@@ -95,6 +95,9 @@ def register(main: click.Group) -> None:
             from callgate.logs import setup_logging
 
             setup_logging()
+        from callgate.config import warn_if_secrets_exposed
+
+        warn_if_secrets_exposed(ctx.find_root().obj.get("config_path"))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -7,6 +7,7 @@ import datetime as dt
 import click
 
 from billing_core import invoices as inv_ops
+from billing_core.domain.identifiers import check_text
 from billing_core.domain.money import format_amount, parse_amount
 
 from .common import CliError, emit_json, json_option, open_core, run_async
@@ -136,6 +137,8 @@ def register(main: click.Group) -> None:
         from callgate.paypal.config import PayPalConfig, PayPalConfigError
 
         micro = None if amount is None else parse_amount(amount, field="amount", decimals=2, allow_negative=False)
+        if note is not None:
+            note = check_text(note, "--note", max_length=255)  # PayPal's note_to_payer limit
         try:
             config = PayPalConfig.from_env()
         except PayPalConfigError as exc:

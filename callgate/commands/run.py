@@ -39,6 +39,7 @@ def register(main: click.Group) -> None:
         cfg = cfgmod.load_or_exit(ctx.find_root().obj.get("config_path"))
         cfgmod.apply_to_environ(cfg)
         setup_logging()
+        cfgmod.warn_if_secrets_exposed(cfg.file)
 
         def pick(flag, section):
             return cfg.get(section, "enabled") if flag is None else flag

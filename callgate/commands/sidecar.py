@@ -42,6 +42,9 @@ def register(main: click.Group) -> None:
 
         Every CALLGATE_DEBIT_INTERVAL seconds (default 10). Several sidecars on one database are safe.
         """
+        from callgate.config import warn_if_secrets_exposed
+
+        warn_if_secrets_exposed(ctx.find_root().obj.get("config_path"))
         settings, sender, renderer = _sidecar_parts()
         async with open_core(ctx) as core:
             sidecar = Sidecar(core, settings, core.clock, sender=sender, renderer=renderer)

@@ -61,6 +61,15 @@ def register(main: click.Group) -> None:
             PayPalConfig.from_env()
         except PayPalConfigError as exc:
             raise CliError(str(exc)) from None
+        from callgate.config import warn_if_secrets_exposed
+
+        warn_if_secrets_exposed(ctx.find_root().obj.get("config_path"))
+        import asyncio
+        import logging
+
+        from billing_core.log_limits import quiet_accept_errors
+
+        quiet_accept_errors(asyncio.get_running_loop(), logging.getLogger("callgate.web"))
         async with open_core(ctx) as core:
             try:
                 await serve(core, settings, ready=lambda url: click.echo(f"client area on {url}", err=True),

@@ -22,6 +22,7 @@ from billing_core import invoices as inv
 from billing_core.domain import lifecycle
 from billing_core.domain.errors import InvalidInput, NotFound
 from billing_core.domain.ids import ID_PATTERN, plain_id
+from billing_core.domain.identifiers import check_email
 from billing_core.domain.money import format_amount
 
 from . import queries
@@ -227,6 +228,11 @@ async def signin_submit(request: web.Request) -> web.StreamResponse:
     next_url = str(form.get("next", ""))
     if not tokens_equal(form.get("csrf"), request.cookies.get(SIGNIN_CSRF_COOKIE)):
         return _signin_form(request, status=403, error=CSRF_REFUSED, email=email, next_url=next_url)
+    try:  # before anything is recorded or logged: a control character would reach the log lines
+        check_email(email.strip(" "), "email")  # surrounding spaces are forgiven, never a newline
+    except InvalidInput:
+        return _signin_form(request, status=400, next_url=next_url,
+                            error="Enter the email address of your account, such as name@example.com.")
     settings = request.app[SETTINGS]
     result = await sign_in(request.app[CORE], request.app[PASSWORDS], settings.auth, email,
                            str(form.get("password", "")), client_ip(request))

@@ -148,3 +148,13 @@ async def test_refund_through_paypal_from_the_cli(url, cg, monkeypatch):
         balance = json.loads((await asyncio.to_thread(cg, "balance", "acme", "--json")).output)
         assert balance["balance"] == "0.00"
         assert len(standin.refunds) == 2
+
+
+def test_a_cancel_reason_or_refund_note_with_a_control_character_is_refused_and_nothing_changes(cg):
+    created = json.loads(cg("invoice", "create", "acme", "25.00", "--json").output)
+    for reason in ("changed mind\n", "x\r\nBcc: evil@x.test", "nul\x00"):
+        r = cg("invoice", "cancel", str(created["id"]), "--reason", reason, ok=False)
+        assert r.exit_code == 1 and r.output.startswith("error: --reason: must not contain a control character")
+    assert json.loads(cg("invoice", "show", str(created["id"]), "--json").output)["status"] == "outstanding"
+    r = cg("invoice", "refund", str(created["id"]), "--note", "sorry\nBcc: x", ok=False)
+    assert r.exit_code == 1 and r.output.startswith("error: --note: must not contain a control character")

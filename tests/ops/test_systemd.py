@@ -38,3 +38,11 @@ def test_unit_runs_an_existing_command_hardened(unit):
         assert keys.get(k) == [v], f"{unit.name}: {k}"
     assert keys["CapabilityBoundingSet"] == [""]
     assert "AF_INET" in keys["RestrictAddressFamilies"][0]
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
+def test_unit_raises_the_descriptor_limit_well_above_the_fastagi_cap(unit):
+    from agi.settings import AgiSettings
+
+    [limit] = _keys(unit)["LimitNOFILE"]
+    assert limit.isdigit() and int(limit) >= 4 * AgiSettings().max_connections, f"{unit.name}: LimitNOFILE={limit}"
