@@ -367,12 +367,19 @@ class Admin:
                 select(call_sessions.c.account_id, func.count())
                 .where(call_sessions.c.state.in_(live), call_sessions.c.emergency.is_(False))
                 .group_by(call_sessions.c.account_id)).all())
+            # how far operator-allowed entries (`credit --allow-below-limit`, PayPal take-backs) took
+            # each account below its credit limit: the only way below it that verify accepts
+            allowed_below = dict(conn.execute(
+                select(ledger.c.account_id, func.coalesce(func.sum(-ledger.c.amount), 0))
+                .where(ledger.c.below_limit_allowed.is_(True)).group_by(ledger.c.account_id)).all())
             for a in conn.execute(select(accounts)).mappings():
                 ref, aid = a["ref"], a["id"]
                 if a["balance"] != sums.get(aid, 0):
                     problems.append(f"account {ref}: balance {format_amount(a['balance'])} != ledger sum {format_amount(sums.get(aid, 0))}")
-                if a["balance"] < -a["credit_limit"]:
-                    problems.append(f"account {ref}: balance {format_amount(a['balance'])} is below -credit_limit {format_amount(-a['credit_limit'])}")
+                if a["balance"] < -a["credit_limit"] - allowed_below.get(aid, 0):
+                    problems.append(f"account {ref}: balance {format_amount(a['balance'])} is below -credit_limit {format_amount(-a['credit_limit'])}"
+                                    + (f" by more than allowed debits took ({format_amount(allowed_below[aid])})"
+                                       if allowed_below.get(aid) else ""))
                 if a["held"] != holds.get(aid, 0):
                     problems.append(f"account {ref}: held {format_amount(a['held'])} != open holds {format_amount(holds.get(aid, 0))}")
                 if a["held"] < 0:
