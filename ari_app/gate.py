@@ -436,7 +436,11 @@ class Gate:
                 if s.answered_at is not None:
                     talk = min(max(0, now - s.answered_at), s.granted_seconds * 1000)
                 try:
-                    await self.core.settle(s.session_id, talk, note="ended while the gate was down")
+                    # the end was never seen: billed up to this restart (capped at the grant),
+                    # and the session says so (docs/OPERATIONS.md, "Calls that end while no gate runs")
+                    await self.core.settle(s.session_id, talk, note=f"ended while the gate was down; last seen alive "
+                                           f"at {s.last_seen_at}", path="restart",
+                                           basis="measured" if s.answered_at is None else "bounded_at_restart")
                     self.stats.settled_on_restart += 1
                     log.info("call settled after restart", extra={"session": s.session_id, "channel": cid, "talk_ms": talk})
                 except Exception:
@@ -465,7 +469,8 @@ class Gate:
                     except AriError:
                         pass
                 try:
-                    await self.core.settle(s.session_id, talk, note="gate restart: call could not be resumed")
+                    await self.core.settle(s.session_id, talk, note="gate restart: call could not be resumed",
+                                           path="restart", basis="bounded_at_restart" if talk else "measured")
                     self.stats.settled_on_restart += 1
                 except Exception:
                     log.exception("settling session %s after restart failed", s.session_id)
