@@ -69,7 +69,7 @@ async def test_authorize_answered_settle_byte_exact(core, trace):
         assert s.state == "answered" and s.answered_at is not None
 
         # agi3: hangup handler settle, with ANSWEREDTIME / ANSWEREDTIME_MS as recorded
-        core.clock.advance(expected_talk / 1000)  # the talk took its time
+        core.clock.advance(ms=expected_talk)  # the talk took its time
         env3 = [l.replace("s-123", s.session_id) for l in env_block(records, "agi3")]
         before = await core.account("acme")
         played = await play(srv.host, srv.port, env3)
