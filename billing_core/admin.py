@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, insert, select, update
 
 from .domain import lifecycle
 from .domain.errors import DenyReason, InvalidInput, NotFound
-from .domain.money import format_amount
+from .domain.money import INTEGER_MAX, check_storage_range, format_amount
 from .domain.numbers import is_emergency, normalise
 from .domain.rating import Rate, billable_seconds, billed_seconds, cost, max_talk_seconds
 from .api import _account_query, _status_refusal
@@ -51,6 +51,9 @@ class Admin:
         _check(REF_RE, name, "NAME", "a plan name is letters, digits and _.-")
         if not deck:
             raise InvalidInput("the deck has no rate rows")
+        for r in deck:
+            check_storage_range(r.rate_per_min, field=f"rate_per_min of prefix {r.prefix}")
+            check_storage_range(r.connect_fee, field=f"connect_fee of prefix {r.prefix}")
         now = self._now()
 
         def tx(conn):
@@ -101,8 +104,10 @@ class Admin:
         _check(REF_RE, name, "NAME", "a package name is letters, digits and _.-")
         if low_balance < 0:
             raise InvalidInput("--low-balance: must not be negative")
-        if not isinstance(max_calls, int) or max_calls < 1:
-            raise InvalidInput(f"--max-calls: must be a whole number ≥ 1 (got {max_calls!r})")
+        if not isinstance(max_calls, int) or not 1 <= max_calls <= INTEGER_MAX:
+            raise InvalidInput(f"--max-calls: must be a whole number from 1 to {INTEGER_MAX} (got {max_calls!r})")
+        check_storage_range(low_balance, field="--low-balance")
+        check_storage_range(inbound_rate, field="--inbound-rate")
         if inbound_rate < 0:
             raise InvalidInput("--inbound-rate: must not be negative")
         now = self._now()
@@ -130,6 +135,7 @@ class Admin:
         _check(EMAIL_RE, email, "--email", "not an email address")
         if credit_limit < 0:
             raise InvalidInput("--credit-limit: must not be negative")
+        check_storage_range(credit_limit, field="--credit-limit")
         now = self._now()
 
         def tx(conn):

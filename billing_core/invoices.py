@@ -28,7 +28,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .domain.errors import InvalidInput, NotFound
-from .domain.money import MICRO, AmountError, format_amount, parse_amount
+from .domain.money import INTEGER_MAX, MICRO, AmountError, format_amount, parse_amount
 from .domain.records import LedgerEntry
 from .store.tables import accounts, ledger
 from .store.tables_invoices import invoice_events, invoices, paypal_webhooks
@@ -279,7 +279,10 @@ def _invoice_id(value: Any) -> int:
         inv_id = int(value)
     except (TypeError, ValueError):
         raise InvalidInput(f"invoice: not an invoice number (got {value!r})") from None
-    if isinstance(value, bool) or inv_id <= 0 or (isinstance(value, str) and not value.strip().isdigit()):
+    # ids are INTEGER columns (32-bit on PostgreSQL): a larger number names no invoice, and must
+    # not reach the driver (OverflowError / DataError)
+    if (isinstance(value, bool) or not 0 < inv_id <= INTEGER_MAX
+            or (isinstance(value, str) and not (value.strip().isascii() and value.strip().isdigit()))):
         raise InvalidInput(f"invoice: not an invoice number (got {value!r})")
     return inv_id
 

@@ -27,6 +27,9 @@ STORAGE_MAX = 2**63 - 1
 """Every amount is stored as a signed 64-bit integer of micro-units (SQL ``BIGINT``): about
 ±9.2 trillion currency units. Anything outside is refused before it is written."""
 
+INTEGER_MAX = 2**31 - 1
+"""The largest value of the ``Integer`` columns (ids, ``max_calls``): PostgreSQL's INTEGER is 32-bit."""
+
 _AMOUNT_RE = re.compile(r"^([+-]?)([0-9]+)(?:\.([0-9]+))?$")
 
 
@@ -136,6 +139,7 @@ __all__ = [
     "AmountError",
     "STORAGE_MIN",
     "STORAGE_MAX",
+    "INTEGER_MAX",
     "check_storage_range",
     "parse_amount",
     "to_decimal",
