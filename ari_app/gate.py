@@ -167,6 +167,23 @@ class Gate:
     async def stop(self) -> None:
         await self.client.stop()
 
+    async def drain(self, grace_seconds: float) -> bool:
+        """The graceful stop (SIGTERM) of every process that runs a gate (`callgate run`,
+        `callgate gate`): new calls are refused (503, or DENY in continue mode), live calls keep
+        their timers until they end or ``grace_seconds`` pass, then the gate stops. False when
+        calls were still up at the end of the grace: they stay in Asterisk and the next start
+        re-adopts them from the stored cut-offs."""
+        self.draining = True
+        live = len(self.calls)
+        if live:
+            log.info("draining: no new calls; %d live call(s) keep their timers", live,
+                     extra={"grace_seconds": grace_seconds})
+        idle = await self.wait_idle(grace_seconds)
+        if not idle:
+            log.warning("grace time over with calls still up: they stay in Asterisk; the next start re-adopts them")
+        await self.stop()
+        return idle
+
     async def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no call is being handled. False on timeout."""
         try:

@@ -169,6 +169,12 @@ def emit_json(value: Any) -> None:
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
+#: The shutdown grace of every process that serves calls (`run`, `gate`, `agi`): one option, one
+#: variable, as contrib/systemd's TimeoutStopSec (120 s) assumes.
+grace_option = click.option(
+    "--grace", type=click.FloatRange(0, 86_400), envvar="CALLGATE_SHUTDOWN_GRACE", default=60.0, show_default=True,
+    help="On SIGTERM, seconds live calls may go on before the process stops (env CALLGATE_SHUTDOWN_GRACE).")
+
 
 def isatty() -> bool:
     return sys.stderr.isatty()
