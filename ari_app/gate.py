@@ -449,6 +449,9 @@ class Gate:
                 continue
             channel = chan_map.get(cid)
             if channel is None:
+                # the caller left while no gate ran; its carrier leg may still sit in our bridge,
+                # charging: hang it up now, not after the orphan sweep's grace
+                await self._end_bridge_of_gone_caller(cid, bridges)
                 talk = 0
                 if s.answered_at is not None:
                     talk = min(max(0, now - s.answered_at), s.granted_seconds * 1000)
@@ -503,6 +506,22 @@ class Gate:
                        if str(b.get("name") or "").startswith("callgate-")}
         if orphans or our_bridges:
             asyncio.create_task(self._sweep_orphans(orphans, our_bridges))
+
+    async def _end_bridge_of_gone_caller(self, caller_id: str, bridges: list[dict]) -> None:
+        """At restart, the bridge ``callgate-<caller>`` of a caller that is gone: its other legs are
+        hung up and the bridge deleted at once (nobody can claim them)."""
+        for b in bridges or []:
+            if str(b.get("name") or "") != f"callgate-{caller_id}":
+                continue
+            for leg in (str(c) for c in b.get("channels", [])):
+                self._finished[leg] = time.monotonic() + FINISHED_TTL_SECONDS
+                log.info("carrier leg %s of a call that ended while no gate ran: hanging up", leg,
+                         extra={"channel": caller_id})
+                await self._hangup_quietly(leg, "normal")
+            try:
+                await self.client.destroy_bridge(str(b["id"]))
+            except AriError:
+                pass
 
     async def _sweep_orphans(self, candidates: set[str], bridges: dict[str, str]) -> None:
         """What a previous gate left behind and no call claims: channels hung up, bridges deleted."""

@@ -79,3 +79,33 @@ def test_db_upgrade_against_a_missing_postgresql_database_is_one_line():
     assert len(r.output.strip().splitlines()) == 1, r.output
     r = CliRunner().invoke(main, ["--db", missing, "balance", "acme"], catch_exceptions=False)
     assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1, r.output
+
+
+def test_calls_show_how_a_call_was_billed(cg, seeded, url):
+    """A call billed on a bound (here: up to a gate restart) says so in `calls --json` and in
+    `callgate calls`, so the operator can find it and refund; a measured one shows nothing."""
+    import asyncio
+
+    from billing_core.api import BillingCore
+    from billing_core.clock import FakeClock
+
+    async def two_calls():
+        clock = FakeClock()
+        core = await BillingCore.open(url, clock=clock)
+        try:
+            for channel, basis in (("c-measured", "measured"), ("c-restart", "bounded_at_restart")):
+                a = await core.authorize_call(direction="outbound", number="15145550100", endpoint="alice",
+                                              channel_id=channel)
+                await core.answer(a.session_id, clock.now_ms())
+                clock.advance(18)
+                await core.settle(a.session_id, 18_000, path="restart", basis=basis)
+        finally:
+            await core.close()
+
+    asyncio.run(two_calls())
+    rows = {r["channel_id"]: r for r in json.loads(cg("calls", "--json").output)}
+    assert rows["c-measured"]["billing_basis"] == "measured"
+    assert rows["c-restart"]["billing_basis"] == "bounded_at_restart"
+    lines = cg("calls").output.strip().splitlines()
+    assert sum("[bounded_at_restart]" in line for line in lines) == 1 and len(lines) == 2
+    cg("verify")
