@@ -94,8 +94,8 @@ def core_settings_from_env() -> CoreSettings:
                 kwargs[key] = int(os.environ[env])
             except ValueError:
                 raise CliError(f"{env}: must be a whole number of seconds (got {os.environ[env]!r})") from None
-            if kwargs[key] <= 0:
-                raise CliError(f"{env}: must be > 0")
+            if not 0 < kwargs[key] <= INTEGER_MAX:  # stored in INTEGER columns (granted/chunk seconds)
+                raise CliError(f"{env}: must be between 1 and {INTEGER_MAX}")
     return CoreSettings(**kwargs)
 
 

@@ -109,3 +109,10 @@ def test_calls_show_how_a_call_was_billed(cg, seeded, url):
     lines = cg("calls").output.strip().splitlines()
     assert sum("[bounded_at_restart]" in line for line in lines) == 1 and len(lines) == 2
     cg("verify")
+
+
+def test_core_seconds_from_the_environment_are_range_checked(url, seeded):
+    r = CliRunner().invoke(main, ["--db", url, "balance", "acme"], env={"CALLGATE_MAX_CALL_SECONDS": BIG},
+                           catch_exceptions=False)
+    assert r.exit_code == 1 and r.output.startswith("error: CALLGATE_MAX_CALL_SECONDS: must be between 1 and")
+    assert len(r.output.strip().splitlines()) == 1

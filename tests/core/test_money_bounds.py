@@ -149,3 +149,17 @@ async def test_the_tenth_huge_credit_is_refused_in_one_line(core):
     acct = await core.account("acme")
     assert acct.balance == 9 * big
     assert await core.admin.verify() == []
+
+
+async def test_a_stale_sweep_records_its_basis_and_keeps_the_bound(core, clock):
+    from billing_core.sidecar.stale import settle_stale
+
+    await seed(core, balance="10.00", deck=DECK)
+    a = await core.authorize_call(number="15145550100", **OUT)
+    await core.answer(a.session_id, clock.now_ms())
+    clock.advance(300)  # the gate died; nobody reports the call
+    report = await settle_stale(core, clock.now_ms(), 120)
+    assert report.settled == 1
+    s = await core.get_session(a.session_id)
+    assert s.stale and s.billing_basis == "bounded_stale" and s.talk_ms == a.granted_seconds * 1000
+    assert await core.admin.verify() == []
