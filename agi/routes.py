@@ -220,7 +220,7 @@ class Router:
     async def release(self, session_id: str, why: str) -> None:
         """Settle with zero talk: the hold goes back at once."""
         try:
-            await self.core.settle(session_id, 0, note=why)
+            await self.core.settle(session_id, 0, note=why, path="agi")
             log.info("released the hold: %s", why, extra={"session": session_id})
         except Exception as exc:
             log.error("could not release the hold (%s): %s", why, exc, extra={"session": session_id})
@@ -270,7 +270,7 @@ class Router:
                 # was lost, record the answer now, back-dated, so the talk is charged.
                 await asyncio.wait_for(self.core.answer(session_id, at_ms=self.core.clock.now_ms() - talk_ms),
                                        self.decision_timeout)
-            s = await asyncio.wait_for(self.core.settle(session_id, talk_ms), self.decision_timeout)
+            s = await asyncio.wait_for(self.core.settle(session_id, talk_ms, path="agi"), self.decision_timeout)
         except NotFound:
             log.warning("settle: unknown session", extra={"session": session_id})
             return

@@ -176,10 +176,15 @@ class FastAgiServer:
             # FastAGI has no authentication: whoever connects can hold money or settle sessions.
             log.warning("FastAGI server listens on %s, not loopback: firewall it to the Asterisk hosts only", self.host)
 
-    async def close(self) -> None:
+    async def close(self, grace_seconds: float = 0.0) -> None:
+        """Stop accepting; requests in progress get up to ``grace_seconds`` to finish (a settle
+        being answered is not cut off by a SIGTERM), then the rest are cancelled."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self._tasks and grace_seconds > 0:
+            log.info("FastAGI server draining: %d request(s) in progress", len(self._tasks))
+            await asyncio.wait(set(self._tasks), timeout=grace_seconds)
         for t in list(self._tasks):
             t.cancel()
         if self._tasks:
@@ -259,14 +264,19 @@ def _what(req: AgiRequest | None) -> str:
 
 
 async def serve(core: Any, settings: AgiSettings, *, stop: asyncio.Event | None = None,
-                keepalive: KeepaliveSettings | None = None) -> None:
+                keepalive: KeepaliveSettings | None = None, grace_seconds: float = 0.0) -> None:
     """Run the FastAGI server on ``core`` until ``stop`` is set (or forever), reporting its live
-    calls to the core so the sidecar does not settle them as stale (agi.keepalive)."""
+    calls to the core so the sidecar does not settle them as stale (agi.keepalive). Once ``stop``
+    is set it stops accepting and gives requests in progress up to ``grace_seconds``."""
     router = Router(core, pbx_id=settings.pbx_id, decision_timeout=settings.decision_timeout)
-    async with FastAgiServer(router, settings):
-        reporter = asyncio.ensure_future(keepalive_loop(core, settings.pbx_id, keepalive or KeepaliveSettings()))
+    server = FastAgiServer(router, settings)
+    await server.start()
+    reporter = asyncio.ensure_future(keepalive_loop(core, settings.pbx_id, keepalive or KeepaliveSettings()))
+    try:
+        await (stop or asyncio.Event()).wait()
+    finally:
         try:
-            await (stop or asyncio.Event()).wait()
+            await server.close(grace_seconds)
         finally:
             reporter.cancel()
             await asyncio.gather(reporter, return_exceptions=True)

@@ -303,7 +303,7 @@ class CallActor:
         delays = list(self.s.settle_retry_delays)
         while True:
             try:
-                result = await self.core.settle(self.session_id, talk_ms, note=note)
+                result = await self.core.settle(self.session_id, talk_ms, note=note, path=self.mode)
                 break
             except (InvalidInput, NotFound):
                 raise  # not transient: retrying changes nothing

@@ -169,6 +169,23 @@ class Gate:
     async def stop(self) -> None:
         await self.client.stop()
 
+    async def drain(self, grace_seconds: float) -> bool:
+        """The graceful stop (SIGTERM) of every process that runs a gate (`callgate run`,
+        `callgate gate`): new calls are refused (503, or DENY in continue mode), live calls keep
+        their timers until they end or ``grace_seconds`` pass, then the gate stops. False when
+        calls were still up at the end of the grace: they stay in Asterisk and the next start
+        re-adopts them from the stored cut-offs."""
+        self.draining = True
+        live = len(self.calls)
+        if live:
+            log.info("draining: no new calls; %d live call(s) keep their timers", live,
+                     extra={"grace_seconds": grace_seconds})
+        idle = await self.wait_idle(grace_seconds)
+        if not idle:
+            log.warning("grace time over with calls still up: they stay in Asterisk; the next start re-adopts them")
+        await self.stop()
+        return idle
+
     async def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no call is being handled. False on timeout."""
         try:
@@ -442,11 +459,18 @@ class Gate:
                 continue
             channel = chan_map.get(cid)
             if channel is None:
+                # the caller left while no gate ran; its carrier leg may still sit in our bridge,
+                # charging: hang it up now, not after the orphan sweep's grace
+                await self._end_bridge_of_gone_caller(cid, bridges)
                 talk = 0
                 if s.answered_at is not None:
                     talk = min(max(0, now - s.answered_at), s.granted_seconds * 1000)
                 try:
-                    await self.core.settle(s.session_id, talk, note="ended while the gate was down")
+                    # the end was never seen: billed up to this restart (capped at the grant),
+                    # and the session says so (docs/OPERATIONS.md, "Calls that end while no gate runs")
+                    await self.core.settle(s.session_id, talk, note=f"ended while the gate was down; last seen alive "
+                                           f"at {s.last_seen_at}", path="restart",
+                                           basis="measured" if s.answered_at is None else "bounded_at_restart")
                     self.stats.settled_on_restart += 1
                     log.info("call settled after restart", extra={"session": s.session_id, "channel": cid, "talk_ms": talk})
                 except Exception:
@@ -475,7 +499,8 @@ class Gate:
                     except AriError:
                         pass
                 try:
-                    await self.core.settle(s.session_id, talk, note="gate restart: call could not be resumed")
+                    await self.core.settle(s.session_id, talk, note="gate restart: call could not be resumed",
+                                           path="restart", basis="bounded_at_restart" if talk else "measured")
                     self.stats.settled_on_restart += 1
                 except Exception:
                     log.exception("settling session %s after restart failed", s.session_id)
@@ -491,6 +516,22 @@ class Gate:
                        if str(b.get("name") or "").startswith("callgate-")}
         if orphans or our_bridges:
             asyncio.create_task(self._sweep_orphans(orphans, our_bridges))
+
+    async def _end_bridge_of_gone_caller(self, caller_id: str, bridges: list[dict]) -> None:
+        """At restart, the bridge ``callgate-<caller>`` of a caller that is gone: its other legs are
+        hung up and the bridge deleted at once (nobody can claim them)."""
+        for b in bridges or []:
+            if str(b.get("name") or "") != f"callgate-{caller_id}":
+                continue
+            for leg in (str(c) for c in b.get("channels", [])):
+                self._finished[leg] = time.monotonic() + FINISHED_TTL_SECONDS
+                log.info("carrier leg %s of a call that ended while no gate ran: hanging up", leg,
+                         extra={"channel": caller_id})
+                await self._hangup_quietly(leg, "normal")
+            try:
+                await self.client.destroy_bridge(str(b["id"]))
+            except AriError:
+                pass
 
     async def _sweep_orphans(self, candidates: set[str], bridges: dict[str, str]) -> None:
         """What a previous gate left behind and no call claims: channels hung up, bridges deleted."""

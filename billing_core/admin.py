@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, insert, select, update
 from .domain import lifecycle
 from .domain.errors import DenyReason, InvalidInput, NotFound
 from .domain.identifiers import check_email, check_endpoint, check_ref, check_text
-from .domain.money import format_amount
+from .domain.money import INTEGER_MAX, check_storage_range, format_amount
 from .domain.numbers import is_emergency, normalise
 from .domain.rating import Rate, billable_seconds, billed_seconds, cost, max_talk_seconds
 from .api import _account_query, _status_refusal
@@ -42,6 +42,9 @@ class Admin:
         check_ref(name, "NAME", "a plan name is letters, digits and _.@- (max 64)")
         if not deck:
             raise InvalidInput("the deck has no rate rows")
+        for r in deck:
+            check_storage_range(r.rate_per_min, field=f"rate_per_min of prefix {r.prefix}")
+            check_storage_range(r.connect_fee, field=f"connect_fee of prefix {r.prefix}")
         now = self._now()
 
         def tx(conn):
@@ -92,8 +95,10 @@ class Admin:
         check_ref(name, "NAME", "a package name is letters, digits and _.@- (max 64)")
         if low_balance < 0:
             raise InvalidInput("--low-balance: must not be negative")
-        if not isinstance(max_calls, int) or max_calls < 1:
-            raise InvalidInput(f"--max-calls: must be a whole number ≥ 1 (got {max_calls!r})")
+        if not isinstance(max_calls, int) or not 1 <= max_calls <= INTEGER_MAX:
+            raise InvalidInput(f"--max-calls: must be a whole number from 1 to {INTEGER_MAX} (got {max_calls!r})")
+        check_storage_range(low_balance, field="--low-balance")
+        check_storage_range(inbound_rate, field="--inbound-rate")
         if inbound_rate < 0:
             raise InvalidInput("--inbound-rate: must not be negative")
         now = self._now()
@@ -120,6 +125,7 @@ class Admin:
         check_email(email)
         if credit_limit < 0:
             raise InvalidInput("--credit-limit: must not be negative")
+        check_storage_range(credit_limit, field="--credit-limit")
         now = self._now()
 
         def tx(conn):
@@ -360,12 +366,19 @@ class Admin:
                 select(call_sessions.c.account_id, func.count())
                 .where(call_sessions.c.state.in_(live), call_sessions.c.emergency.is_(False))
                 .group_by(call_sessions.c.account_id)).all())
+            # how far operator-allowed entries (`credit --allow-below-limit`, PayPal take-backs) took
+            # each account below its credit limit: the only way below it that verify accepts
+            allowed_below = dict(conn.execute(
+                select(ledger.c.account_id, func.coalesce(func.sum(-ledger.c.amount), 0))
+                .where(ledger.c.below_limit_allowed.is_(True)).group_by(ledger.c.account_id)).all())
             for a in conn.execute(select(accounts)).mappings():
                 ref, aid = a["ref"], a["id"]
                 if a["balance"] != sums.get(aid, 0):
                     problems.append(f"account {ref}: balance {format_amount(a['balance'])} != ledger sum {format_amount(sums.get(aid, 0))}")
-                if a["balance"] < -a["credit_limit"]:
-                    problems.append(f"account {ref}: balance {format_amount(a['balance'])} is below -credit_limit {format_amount(-a['credit_limit'])}")
+                if a["balance"] < -a["credit_limit"] - allowed_below.get(aid, 0):
+                    problems.append(f"account {ref}: balance {format_amount(a['balance'])} is below -credit_limit {format_amount(-a['credit_limit'])}"
+                                    + (f" by more than allowed debits took ({format_amount(allowed_below[aid])})"
+                                       if allowed_below.get(aid) else ""))
                 if a["held"] != holds.get(aid, 0):
                     problems.append(f"account {ref}: held {format_amount(a['held'])} != open holds {format_amount(holds.get(aid, 0))}")
                 if a["held"] < 0:

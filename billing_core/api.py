@@ -30,8 +30,9 @@ from . import metrics
 from .clock import SystemClock
 from .domain import authorize as auth_steps
 from .domain import money_rules as rules
-from .domain.errors import DenyReason, InvalidInput, NotFound
+from .domain.errors import BelowCreditLimit, DenyReason, InvalidInput, NotFound
 from .domain.identifiers import check_text
+from .domain.money import check_storage_range, format_amount
 from .domain.numbers import DEFAULT_EMERGENCY_NUMBERS, DEFAULT_HOME_REGION, is_emergency
 from .domain.rating import Rate, RateTable, billable_seconds, cost
 from .domain.records import AccountView, Authorization, CallSession, LedgerEntry, LiveCutoff, Settlement
@@ -44,6 +45,9 @@ log = logging.getLogger("callgate.core")
 LIVE_STATES = ("authorized", "answered")
 #: Session ids per heartbeat transaction (see :meth:`BillingCore.heartbeat`).
 HEARTBEAT_BATCH = 64
+#: An answer time further ahead of the core's clock than this is the core's clock plus this
+#: (a switch's clock is never a day ahead; an absurd value must still fit the BIGINT column).
+_ANSWER_FUTURE_LIMIT_MS = 86_400_000
 LEDGER_KINDS = ("credit", "debit", "payment", "refund", "reversal", "call", "chunk")
 PAYMENT_KINDS = rules.PAYMENT_KINDS
 
@@ -208,8 +212,9 @@ class BillingCore:
     # --------------------------------------------------------------------------- call progress
     async def answer(self, session_id: str, at_ms: int | None = None) -> CallSession:
         """The callee answered at ``at_ms`` (the switch's event time): the cut-off starts ticking."""
-        at = self.clock.now_ms() if at_ms is None else int(at_ms)
         now = self.clock.now_ms()
+        # within the storage range (the statement then moves it to the authorize at the earliest)
+        at = now if at_ms is None else min(max(int(at_ms), 0), now + _ANSWER_FUTURE_LIMIT_MS)
         fast = self.store.fast_path
         if fast is not None:  # PostgreSQL: the same statement on raw asyncpg, no explicit transaction
             answered = await self.store.run_fast(fast(self._rate_tables).answer, session_id, at, now)
@@ -318,16 +323,24 @@ class BillingCore:
             done += await self.store.run(work, todo[i:i + batch])
         return {"examined_due": len(todo), "processed": done}
 
-    async def settle(self, session_id: str, talk_ms: int, *, stale: bool = False, note: str | None = None) -> Settlement:
-        """Charge cost(billable talk) minus what chunks took, release the hold — exactly once."""
-        if talk_ms is None or int(talk_ms) < 0:
-            raise InvalidInput(f"talk_ms: must be a whole number ≥ 0 (got {talk_ms!r})")
-        result = await self.store.run(self._settle_tx, session_id, int(talk_ms), self.clock.now_ms(), stale, note)
+    async def settle(self, session_id: str, talk_ms: int, *, stale: bool = False, note: str | None = None,
+                     path: str = "api", basis: str = "measured") -> Settlement:
+        """Charge cost(billable talk) minus what chunks took, release the hold — exactly once.
+
+        ``talk_ms`` is what the adapter reports; the core bounds it (money_rules.talk_bound: never
+        more than the time since authorize/answer, never more than a full hold's grant) and never
+        charges the account below its credit limit. ``path`` names the caller in the
+        ``callgate_settle_clamped_total`` metric; ``basis`` (money_rules.BILLING_BASES) says how
+        the talk was known and is stored on the session."""
+        talk_ms = _checked_talk_ms(talk_ms, "talk_ms")
+        _check_basis(basis)
+        result = await self.store.run(self._settle_tx, session_id, talk_ms, self.clock.now_ms(), stale, note, basis)
         if not result.replayed:  # counted after the commit, once per session
             metrics.CALLS_SETTLED.labels("yes" if stale else "no").inc()
+            _count_clamps(result, path)
         return result
 
-    def _settle_tx(self, conn, session_id, talk_ms, now, stale, note):
+    def _settle_tx(self, conn, session_id, talk_ms, now, stale, note, basis="measured"):
         # The session's account is locked first (found through the session in the same statement),
         # then the session is read under that lock: a concurrent settle or debit of this call has
         # either committed (we see it) or waits for us.
@@ -341,12 +354,30 @@ class BillingCore:
             raise NotFound(f"account id {row['account_id']} is gone")
         if row["state"] == "authorized":
             talk_ms = 0  # never answered: nothing to pay whatever the adapter says
+        clamps: list[str] = []
+        bound = rules.talk_bound(row, now)
+        if talk_ms > bound.talk_ms:
+            log.warning("session %s: reported talk %d ms is more than could have happened; settled at %d ms (%s bound)",
+                        session_id, talk_ms, bound.talk_ms, bound.bound)
+            note = _join_note(note, f"talk clamped from {talk_ms} ms ({bound.bound})")
+            talk_ms = bound.talk_ms
+            clamps.append(bound.bound)
+            if basis == "measured":
+                basis = "clamped"
         rate = _session_rate(row)
         billable = billable_seconds(talk_ms)
         total = 0 if row["emergency"] else cost(billable, rate)
         final = total - row["charged"]
         overrun = max(0, total - cost(row["granted_seconds"], rate)) if not row["emergency"] else 0
         if acct is not None:
+            limit = rules.settle_charge_limit(acct, row)
+            if final > limit:
+                log.warning("session %s: charge %d would take account %s below its credit limit; %d charged, %d unpaid",
+                            session_id, final, acct["ref"], limit, final - limit)
+                note = _join_note(note, f"unpaid {final - limit} micro-units (credit limit)")
+                total -= final - limit
+                final = limit
+                clamps.append("credit_limit")
             # the hold is released and the live-call slot freed in the same UPDATE as the charge
             if final != 0:
                 acct = self._apply_balance_change(
@@ -357,20 +388,20 @@ class BillingCore:
             else:
                 conn.execute(_U_ACCOUNT_END_CALL, {"aid": acct["id"], "delta": -row["hold"], "now": now})
         if overrun:
-            log.warning("session %s: talk cost %d exceeds its grant by %d micro-units (charged anyway)", session_id, total, overrun)
+            log.warning("session %s: talk cost %d exceeds its grant by %d micro-units", session_id, total, overrun)
         conn.execute(_U_SESSION_SETTLED, {"sid": session_id, "now": now, "talk": talk_ms, "cost": total, "overrun": overrun,
-                                          "stale": stale, "note": note})
-        return Settlement(session_id, talk_ms, billable, total, row["charged"], final, overrun)
+                                          "stale": stale, "note": note, "basis": basis})
+        return Settlement(session_id, talk_ms, billable, total, row["charged"], final, overrun,
+                          billing_basis=basis, clamped=tuple(clamps))
 
     async def settle_many(self, items: list[tuple[str, int, str | None]], *, stale: bool = False,
-                          batch: int = 100) -> list[Settlement]:
+                          batch: int = 100, path: str = "api", basis: str = "measured") -> list[Settlement]:
         """Settle (session id, talk ms, note) items, ``batch`` per transaction — the same
         ``settle`` for each, exactly once each; for the sidecar's stale sweeps, where one
         transaction per call costs ~3 ms on PostgreSQL. Accounts are locked in id order, so two
         concurrent sweeps never deadlock."""
-        for sid, talk_ms, _note in items:
-            if talk_ms is None or int(talk_ms) < 0:
-                raise InvalidInput(f"talk_ms of {sid}: must be a whole number ≥ 0 (got {talk_ms!r})")
+        items = [(sid, _checked_talk_ms(talk_ms, f"talk_ms of {sid}"), note) for sid, talk_ms, note in items]
+        _check_basis(basis)
         now = self.clock.now_ms()
 
         def tx(conn, group):
@@ -378,7 +409,7 @@ class BillingCore:
             owner = dict(conn.execute(select(call_sessions.c.id, call_sessions.c.account_id)
                                       .where(call_sessions.c.id.in_(ids))).all())
             ordered = sorted(group, key=lambda it: (owner.get(it[0]) or 0, it[0]))
-            return [self._settle_tx(conn, sid, int(talk), now, stale, note) for sid, talk, note in ordered
+            return [self._settle_tx(conn, sid, talk, now, stale, note, basis) for sid, talk, note in ordered
                     if sid in owner]
 
         out: list[Settlement] = []
@@ -387,6 +418,9 @@ class BillingCore:
         fresh = sum(1 for r in out if not r.replayed)
         if fresh:
             metrics.CALLS_SETTLED.labels("yes" if stale else "no").inc(fresh)
+        for result in out:
+            if not result.replayed:
+                _count_clamps(result, path)
         return out
 
     async def heartbeat(self, session_ids: Iterable[str], now_ms: int | None = None) -> int:
@@ -454,24 +488,29 @@ class BillingCore:
 
     # ---------------------------------------------------------------------------------- money
     async def credit(self, ref: str, amount: int, reason: str, *, kind: str = "credit",
-                     idempotency_key: str | None = None) -> LedgerEntry:
+                     idempotency_key: str | None = None, allow_below_limit: bool = False) -> LedgerEntry:
         """Change a balance by ``amount`` (negative = debit) with a ledger entry. A replayed
-        idempotency key returns the original entry and changes nothing."""
+        idempotency key returns the original entry and changes nothing. A debit that would take the
+        balance below the credit limit raises :class:`BelowCreditLimit` unless
+        ``allow_below_limit``, which is then recorded on the entry (``verify`` accepts it)."""
         if kind not in ("credit", "debit", "payment", "refund", "reversal"):
             raise InvalidInput(f"kind: must be credit, debit, payment, refund or reversal (got {kind!r})")
         if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
             raise InvalidInput(f"amount: must be a non-zero amount (got {amount!r})")
+        check_storage_range(amount, field="amount")
         reason = check_text(reason, "reason", max_length=300)
         if idempotency_key is not None:
             check_text(idempotency_key, "idempotency key", max_length=200)
         key = idempotency_key or f"{kind}:{uuid.uuid4().hex}"
+        args = (ref, amount, reason.strip(), kind, key)
         try:
-            return await self.store.run(self.credit_tx, ref, amount, reason, kind, key, self.clock.now_ms())
+            return await self.store.run(self.credit_tx, *args, self.clock.now_ms(), allow_below_limit)
         except IntegrityError:
             # Two writers raced on the same key for different accounts: the loser sees the winner's.
-            return await self.store.run(self.credit_tx, ref, amount, reason, kind, key, self.clock.now_ms())
+            return await self.store.run(self.credit_tx, *args, self.clock.now_ms(), allow_below_limit)
 
-    def credit_tx(self, conn: Connection, ref: str, amount: int, reason: str, kind: str, key: str, now: int) -> LedgerEntry:
+    def credit_tx(self, conn: Connection, ref: str, amount: int, reason: str, kind: str, key: str, now: int,
+                  allow_below_limit: bool = False) -> LedgerEntry:
         """The credit inside a caller's transaction (deposit invoices pay through this, so the
         invoice and the ledger change together)."""
         acct = self._lock_account_by_ref(conn, ref)
@@ -480,17 +519,23 @@ class BillingCore:
             if existing["account_id"] != acct["id"] or existing["amount"] != amount:
                 raise InvalidInput(f"idempotency key {key!r} was already used for a different account or amount")
             return _entry_from_row(existing, ref, replayed=True)
-        self._apply_balance_change(conn, acct, amount, kind=kind, reason=reason, key=key, session_id=None, now=now)
+        below = amount < 0 and acct["balance"] + amount < -acct["credit_limit"]
+        if below and not allow_below_limit:
+            raise BelowCreditLimit(
+                f"amount: debiting {format_amount(-amount)} would take account {ref} to "
+                f"{format_amount(acct['balance'] + amount)}, below its credit limit ({format_amount(-acct['credit_limit'])})")
+        self._apply_balance_change(conn, acct, amount, kind=kind, reason=reason, key=key, session_id=None, now=now,
+                                   below_limit_allowed=below)
         row = conn.execute(_Q_LEDGER_BY_KEY, {"key": key}).mappings().one()
         return _entry_from_row(row, ref)
 
     def _apply_balance_change(self, conn, acct, delta: int, *, kind: str, reason: str, key: str, session_id: str | None,
-                              now: int, held_delta: int = 0, calls_delta: int = 0):
+                              now: int, held_delta: int = 0, calls_delta: int = 0, below_limit_allowed: bool = False):
         """The only place a balance changes: ledger entry + balance + lifecycle + alerts, one
         transaction (the arithmetic is billing_core.domain.money_rules, shared with the sidecar).
         ``calls_delta`` moves the live-call count in the same UPDATE (settle frees the call's slot)."""
         change = rules.balance_change(acct, delta, kind=kind, reason=reason, key=key, session_id=session_id, now=now,
-                                      held_delta=held_delta)
+                                      held_delta=held_delta, below_limit_allowed=below_limit_allowed)
         a = change.account
         conn.execute(_I_LEDGER, change.ledger_row)
         conn.execute(_U_ACCOUNT_BALANCE, dict(
@@ -601,10 +646,14 @@ _Q_LEDGER_BY_KEY = select(ledger).where(ledger.c.idempotency_key == bindparam("k
 # no row back means the session was not "authorized" (SQLite ≥ 3.35 and PostgreSQL both have it).
 _AT = bindparam("at", type_=BigInteger)
 _NOW = bindparam("now", type_=BigInteger)
+# a call cannot be answered before it was authorized: a back-dated answer (FastAGI's settle
+# records a lost answer at now − ANSWEREDTIME_MS) starts at the authorize at the earliest
+_ANSWERED_AT = case((_AT < call_sessions.c.created_at, call_sessions.c.created_at), else_=_AT)
 _U_SESSION_ANSWER = (
     update(call_sessions).where(call_sessions.c.id == bindparam("sid"), call_sessions.c.state == "authorized")
-    .values(state="answered", answered_at=_AT,
-            cutoff_at=case((call_sessions.c.emergency, null()), else_=_AT + call_sessions.c.granted_seconds * 1000),
+    .values(state="answered", answered_at=_ANSWERED_AT,
+            cutoff_at=case((call_sessions.c.emergency, null()),
+                           else_=_ANSWERED_AT + call_sessions.c.granted_seconds * 1000),
             # greatest() is PostgreSQL's, max(a, b) SQLite's: the CASE is both
             last_seen_at=case((call_sessions.c.last_seen_at > _NOW, call_sessions.c.last_seen_at), else_=_NOW))
     .returning(*call_sessions.c, select(accounts.c.ref).where(accounts.c.id == call_sessions.c.account_id)
@@ -621,7 +670,8 @@ _U_SESSION_DEBITED = (
 _U_SESSION_SETTLED = (
     update(call_sessions).where(call_sessions.c.id == bindparam("sid"))
     .values(state="settled", settled_at=bindparam("now"), talk_ms=bindparam("talk"), cost=bindparam("cost"),
-            overrun=bindparam("overrun"), hold=0, stale=bindparam("stale"), settle_note=bindparam("note"))
+            overrun=bindparam("overrun"), hold=0, stale=bindparam("stale"), settle_note=bindparam("note"),
+            billing_basis=bindparam("basis"))
 )
 _U_ACCOUNT_HELD = (
     update(accounts).where(accounts.c.id == bindparam("aid"))
@@ -677,7 +727,7 @@ def _session_from_row(r) -> CallSession:
         granted_seconds=r["granted_seconds"], hold=r["hold"], charged=r["charged"], chunks_debited=r["chunks_debited"],
         created_at=r["created_at"], answered_at=r["answered_at"], cutoff_at=r["cutoff_at"], settled_at=r["settled_at"],
         talk_ms=r["talk_ms"], cost=r["cost"], emergency=bool(r["emergency"]), stale=bool(r["stale"]),
-        last_seen_at=r["last_seen_at"], rate_per_min=r["rate_per_min"],
+        last_seen_at=r["last_seen_at"], rate_per_min=r["rate_per_min"], billing_basis=r["billing_basis"],
     )
 
 
@@ -685,7 +735,34 @@ def _settlement_from_row(row, *, replayed: bool) -> Settlement:
     talk = row["talk_ms"] or 0
     total = row["cost"] or 0
     return Settlement(row["id"], talk, billable_seconds(talk), total, row["charged"], total - row["charged"],
-                      row["overrun"] or 0, replayed=replayed)
+                      row["overrun"] or 0, replayed=replayed, billing_basis=row["billing_basis"])
+
+
+def _checked_talk_ms(talk_ms, field: str) -> int:
+    """A talk time as an int ≥ 0 (any size: the settle bound cuts it before it is stored)."""
+    if talk_ms is None or isinstance(talk_ms, bool):
+        raise InvalidInput(f"{field}: must be a whole number ≥ 0 (got {talk_ms!r})")
+    try:
+        value = int(talk_ms)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{field}: must be a whole number ≥ 0 (got {talk_ms!r})") from None
+    if value < 0 or value != talk_ms:
+        raise InvalidInput(f"{field}: must be a whole number ≥ 0 (got {talk_ms!r})")
+    return value
+
+
+def _check_basis(basis: str) -> None:
+    if basis not in rules.BILLING_BASES:
+        raise InvalidInput(f"basis: must be one of {', '.join(rules.BILLING_BASES)} (got {basis!r})")
+
+
+def _count_clamps(result: Settlement, path: str) -> None:
+    for bound in result.clamped:
+        metrics.SETTLE_CLAMPED.labels(path, bound).inc()
+
+
+def _join_note(note: str | None, more: str) -> str:
+    return (f"{note}; {more}" if note else more)[:200]
 
 
 def _entry_from_row(row, ref: str, *, replayed: bool = False) -> LedgerEntry:

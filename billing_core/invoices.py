@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .domain.errors import InvalidInput, NotFound
 from .domain.identifiers import check_text
-from .domain.money import MICRO, AmountError, format_amount, parse_amount
+from .domain.money import INTEGER_MAX, MICRO, AmountError, format_amount, parse_amount
 from .domain.records import LedgerEntry
 from .store.tables import accounts, ledger
 from .store.tables_invoices import invoice_events, invoices, paypal_webhooks
@@ -281,7 +281,10 @@ def _invoice_id(value: Any) -> int:
         inv_id = int(value)
     except (TypeError, ValueError):
         raise InvalidInput(f"invoice: not an invoice number (got {value!r})") from None
-    if isinstance(value, bool) or inv_id <= 0 or (isinstance(value, str) and not value.strip().isdigit()):
+    # ids are INTEGER columns (32-bit on PostgreSQL): a larger number names no invoice, and must
+    # not reach the driver (OverflowError / DataError)
+    if (isinstance(value, bool) or not 0 < inv_id <= INTEGER_MAX
+            or (isinstance(value, str) and not (value.strip().isascii() and value.strip().isdigit()))):
         raise InvalidInput(f"invoice: not an invoice number (got {value!r})")
     return inv_id
 
@@ -495,8 +498,10 @@ def apply_refund_tx(conn, core, facts: RefundFacts, source: str, now: int) -> Ch
     if facts.amount > inv.amount - inv.refunded:
         return refuse(f"{facts.kind} {facts.paypal_id} ({shown}) exceeds what is left of invoice {inv.id} "
                       f"({format_amount(inv.amount - inv.refunded)}): not debited")
+    # PayPal has already taken the money back: the ledger records it even when the customer spent
+    # it meanwhile (below the credit limit, marked so that `callgate verify` accepts it)
     entry = core.credit_tx(conn, inv.account_ref, -facts.amount, f"PayPal {facts.kind}, invoice {inv.id}", facts.kind,
-                           facts.paypal_id, now)
+                           facts.paypal_id, now, allow_below_limit=True)
     _set(conn, inv.id, now, status=REFUNDED, refunded=inv.refunded + facts.amount)
     _event(conn, inv.id, facts.kind, source, f"{done} {shown}", now, amount=facts.amount, paypal_id=facts.paypal_id)
     after = _get(conn, inv.id)

@@ -17,6 +17,12 @@ DECISION_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 CALLS_SETTLED = Counter("callgate_calls_settled_total", "Call sessions settled", ["stale"])
+SETTLE_CLAMPED = Counter(
+    "callgate_settle_clamped_total",
+    "Settlements cut to a bound: talk beyond what could have happened (bound=elapsed|grant), or a charge "
+    "beyond the account's credit limit (bound=credit_limit)",
+    ["path", "bound"],
+)
 LIVE_CALLS = Gauge("callgate_live_calls", "Live call sessions (as of the last sidecar pass)")
 SIDECAR_PASS_SECONDS = Histogram(
     "callgate_sidecar_pass_seconds", "Duration of one full sidecar pass",

@@ -116,7 +116,8 @@ async def run_service(
 
         agi_settings = agi_from_env()
         state.agi_listen = agi_settings.listen
-        agi_task = asyncio.create_task(agi_serve(core, agi_settings, stop=agi_stop), name="callgate-agi")
+        agi_task = asyncio.create_task(agi_serve(core, agi_settings, stop=agi_stop, grace_seconds=grace_seconds),
+                                       name="callgate-agi")
         tasks.append(agi_task)
 
     # --- the operator listener (/metrics, /healthz), whatever else runs
@@ -168,10 +169,7 @@ async def run_service(
     log.info("shutting down: no new calls; live calls keep their timers", extra={"grace_seconds": grace_seconds})
     agi_stop.set()
     if state.gate is not None:
-        state.gate.draining = True
-        if not await state.gate.wait_idle(grace_seconds):
-            log.warning("grace time over with calls still up: they stay in Asterisk; the next start re-adopts them")
-        await state.gate.stop()
+        await state.gate.drain(grace_seconds)
     if sidecar is not None:
         sidecar.stop()
     for t in tasks:

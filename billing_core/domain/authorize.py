@@ -128,6 +128,7 @@ def _session_values(req: AuthorizeRequest, *, account_id, number_e164, endpoint,
         state="authorized", hold_mode="full" if full_hold else "chunked", emergency=emergency, granted_seconds=granted,
         hold=hold, charged=0, chunks_debited=0, created_at=req.now, last_seen_at=req.now, stale=False,
         answered_at=None, cutoff_at=None, settled_at=None, talk_ms=None, cost=None, overrun=None, settle_note=None,
+        billing_basis=None,
     )
 
 

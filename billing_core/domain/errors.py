@@ -28,3 +28,7 @@ class NotFound(LookupError):
 
 class InvalidInput(ValueError):
     """Input that cannot be accepted; the message names the field or line."""
+
+
+class BelowCreditLimit(InvalidInput):
+    """A manual debit would take a balance below its credit limit and was not explicitly allowed."""

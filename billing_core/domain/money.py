@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from decimal import ROUND_CEILING, Decimal
 
+from .errors import InvalidInput
+
 MICRO = 1_000_000
 """Micro-units in one currency unit."""
 
@@ -20,11 +22,20 @@ RATE_DECIMALS = 6
 
 DEFAULT_CURRENCY = "CAD"
 
+STORAGE_MIN = -(2**63)
+STORAGE_MAX = 2**63 - 1
+"""Every amount is stored as a signed 64-bit integer of micro-units (SQL ``BIGINT``): about
+±9.2 trillion currency units. Anything outside is refused before it is written."""
+
+INTEGER_MAX = 2**31 - 1
+"""The largest value of the ``Integer`` columns (ids, ``max_calls``): PostgreSQL's INTEGER is 32-bit."""
+
 _AMOUNT_RE = re.compile(r"^([+-]?)([0-9]+)(?:\.([0-9]+))?$")
 
 
-class AmountError(ValueError):
-    """A piece of text is not an acceptable amount; the message names the field."""
+class AmountError(InvalidInput):
+    """A piece of text is not an acceptable amount; the message names the field. (An
+    :class:`InvalidInput`, so every layer that reports bad input reports this one too.)"""
 
     def __init__(self, field: str, text: object, why: str):
         self.field = field
@@ -63,6 +74,16 @@ def parse_amount(
         micro = -micro
     if micro < 0 and not allow_negative:
         raise AmountError(field, text, "must not be negative")
+    return micro
+
+
+def check_storage_range(micro: int, *, field: str = "amount") -> int:
+    """``micro`` when it fits the storage range (BIGINT micro-units), else :class:`AmountError`
+    naming ``field``: the one range check for every amount, and every balance an amount leads to,
+    before it is written (a raw OverflowError from the driver is no answer for an operator)."""
+    if not STORAGE_MIN <= micro <= STORAGE_MAX:
+        raise AmountError(field, format_amount(micro),
+                          f"is beyond what can be stored (at most {format_amount(STORAGE_MAX)} in magnitude)")
     return micro
 
 
@@ -116,6 +137,10 @@ __all__ = [
     "RATE_DECIMALS",
     "DEFAULT_CURRENCY",
     "AmountError",
+    "STORAGE_MIN",
+    "STORAGE_MAX",
+    "INTEGER_MAX",
+    "check_storage_range",
     "parse_amount",
     "to_decimal",
     "from_decimal",

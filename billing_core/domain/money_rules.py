@@ -9,10 +9,18 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from . import lifecycle
-from .money import format_customer
+from .money import check_storage_range, format_customer
 from .rating import Rate, cost, max_talk_seconds, round_up_to_increment
 
 PAYMENT_KINDS = ("payment",)
+
+#: How a settled call's talk was known (``call_sessions.billing_basis``; docs/OPERATIONS.md):
+#: ``measured`` — the switch or the gate measured it; ``clamped`` — the reported talk was more than
+#: could have happened (see :func:`talk_bound`) and was cut to the bound; ``bounded_at_restart`` —
+#: the call ended while no gate ran and was billed up to the restart (capped at its grant);
+#: ``bounded_stale`` — its gate stopped reporting and the sidecar billed it up to the sweep
+#: (capped at its grant). The two ``bounded_*`` may bill more than was talked: refundable.
+BILLING_BASES = ("measured", "clamped", "bounded_at_restart", "bounded_stale")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +44,14 @@ class BalanceChange:
 
 
 def balance_change(acct: Mapping[str, Any], delta: int, *, kind: str, reason: str, key: str,
-                   session_id: str | None, now: int, held_delta: int = 0) -> BalanceChange:
-    """Ledger entry + new balance + lifecycle transition + alerts for ``delta`` on ``acct``."""
-    new_balance = acct["balance"] + delta
+                   session_id: str | None, now: int, held_delta: int = 0,
+                   below_limit_allowed: bool = False) -> BalanceChange:
+    """Ledger entry + new balance + lifecycle transition + alerts for ``delta`` on ``acct``.
+    ``below_limit_allowed`` is recorded on the entry: the operator explicitly let it take the
+    balance below the credit limit (``callgate verify`` accepts what such entries took)."""
+    check_storage_range(delta, field="amount")
+    new_balance = check_storage_range(acct["balance"] + delta, field="resulting balance")
+    check_storage_range(acct["held"] + held_delta, field="resulting held amount")
     state = lifecycle.LifecycleState(
         balance=new_balance, status=acct["status"], low_balance_threshold=acct["low_balance"],
         low_balance_armed=bool(acct["low_balance_armed"]), low_balance_crossings=acct["low_balance_crossings"],
@@ -48,7 +61,8 @@ def balance_change(acct: Mapping[str, Any], delta: int, *, kind: str, reason: st
     tr = lifecycle.after_balance_change(state, now_ms=now)
     s = tr.state
     row = dict(account_id=acct["id"], kind=kind, amount=delta, balance_after=new_balance, reason=reason[:300],
-               session_id=session_id, idempotency_key=key, created_at=now)
+               session_id=session_id, idempotency_key=key, created_at=now,
+               below_limit_allowed=bool(below_limit_allowed))
     updated = dict(acct)
     updated.update(balance=new_balance, held=acct["held"] + held_delta, status=s.status,
                    status_changed_at=s.status_changed_at, depleted_at=s.depleted_at, presuspended_at=s.presuspended_at,
@@ -61,6 +75,40 @@ def balance_change(acct: Mapping[str, Any], delta: int, *, kind: str, reason: st
         alerts.append(QueuedAlert(lifecycle.TOPUP_RECEIPT, f"{acct['ref']}:{lifecycle.TOPUP_RECEIPT}:{key}",
                                   {**facts, "amount": format_customer(delta), "reference": key, "reason": reason}))
     return BalanceChange(row, updated, tuple(alerts))
+
+
+#: Milliseconds the switch's answer time may be ahead of the core's clock and still count: the
+#: answer time comes from Asterisk (ARI event timestamps), a settle's "now" from the core's clock,
+#: and two NTP-synchronised hosts differ by far less than this.
+ANSWER_CLOCK_ALLOWANCE_MS = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class TalkBound:
+    talk_ms: int
+    """The most talk the session can have had by now."""
+    bound: str
+    """What set it: ``elapsed`` (time since authorize/answer) or ``grant`` (a full hold's grant)."""
+
+
+def talk_bound(row: Mapping[str, Any], now: int) -> TalkBound:
+    """The most talk a session can be settled at, whatever an adapter reports: the time since it
+    was authorized — since it was answered, when the answer is known — and, for a full-hold
+    session (Dial ``L()``: the switch itself cuts it at the grant), its grant. The same bound for
+    every settle path (ARI bridge, continue mode, FastAGI, restarts, stale sweeps)."""
+    start = row["created_at"]
+    if row["answered_at"] is not None:
+        start = max(start, row["answered_at"] - ANSWER_CLOCK_ALLOWANCE_MS)
+    bound = TalkBound(max(0, now - start), "elapsed")
+    if row["hold_mode"] == "full" and row["granted_seconds"] * 1000 < bound.talk_ms:
+        bound = TalkBound(row["granted_seconds"] * 1000, "grant")
+    return bound
+
+
+def settle_charge_limit(acct: Mapping[str, Any], row: Mapping[str, Any]) -> int:
+    """The most a settle may still charge: the call's own hold plus the money nobody holds, so
+    the balance never goes below the credit limit and other live calls keep what they hold."""
+    return max(0, acct["balance"] + acct["credit_limit"] - acct["held"] + row["hold"])
 
 
 def session_rate(row: Mapping[str, Any]) -> Rate:

@@ -85,6 +85,8 @@ class CallSession:
     """Settled by the sidecar because its gate stopped reporting."""
     last_seen_at: int
     rate_per_min: int | None = None
+    billing_basis: str | None = None
+    """How the settled talk was known (money_rules.BILLING_BASES); None while live."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,10 @@ class Settlement:
     overrun: int
     """How much the cost exceeded the money held + already charged (0 normally)."""
     replayed: bool = False
+    billing_basis: str | None = None
+    """How the talk was known (money_rules.BILLING_BASES)."""
+    clamped: tuple[str, ...] = ()
+    """The bounds this settle was cut to (``elapsed``, ``grant``, ``credit_limit``); empty normally."""
 
 
 @dataclass(frozen=True, slots=True)

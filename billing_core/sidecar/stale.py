@@ -80,7 +80,8 @@ async def settle_stale(core, now: int, stale_seconds: float, *, concurrency: int
 
     async def batch(group) -> list[str | None]:
         async with gate:
-            results = await core.settle_many([item(r) for r in group], stale=True, batch=batch_size)
+            results = await core.settle_many([item(r) for r in group], stale=True, batch=batch_size, path="stale",
+                                              basis="bounded_stale")
         out = []
         for result in results:
             if result.replayed:

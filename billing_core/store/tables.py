@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -170,6 +171,9 @@ call_sessions = Table(
     Column("overrun", BigInteger, nullable=True),
     Column("stale", Boolean, nullable=False, default=False),
     Column("settle_note", String(200), nullable=True),
+    # How the settled talk was known (billing_core.domain.money_rules.BILLING_BASES): measured by
+    # the switch/gate, clamped to what could have happened, or bounded because nobody saw the end.
+    Column("billing_basis", String(24), nullable=True),
     UniqueConstraint("pbx_id", "channel_id", name="uq_call_sessions_pbx_channel"),
     # (state, pbx_id): the live sessions of one PBX are read without touching its settled history
     # (a state-only index let SQLite pick the (pbx_id, channel_id) key and scan every session the
@@ -190,6 +194,9 @@ ledger = Table(
     Column("session_id", String(40), nullable=True, index=True),
     Column("idempotency_key", String(200), nullable=False, unique=True),
     Column("created_at", BigInteger, nullable=False),
+    # The operator explicitly allowed this entry to take the balance below the credit limit
+    # (`callgate credit --allow-below-limit`); `callgate verify` accepts what such entries took.
+    Column("below_limit_allowed", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 outbox = Table(

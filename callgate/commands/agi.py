@@ -7,7 +7,7 @@ import signal
 
 import click
 
-from callgate.commands.common import CliError, open_core, run_async
+from callgate.commands.common import CliError, grace_option, open_core, run_async
 from callgate.heap import freeze_startup_heap
 
 
@@ -19,10 +19,14 @@ def register(main: click.Group) -> None:
 @click.command("agi")
 @click.option("--listen", default=None, metavar="HOST:PORT",
               help="Address to listen on (env CALLGATE_AGI_LISTEN, default 127.0.0.1:4573).")
+@grace_option
 @click.pass_context
 @run_async
-async def agi_command(ctx: click.Context, listen: str | None) -> None:
+async def agi_command(ctx: click.Context, listen: str | None, grace: float) -> None:
     """Run the FastAGI server (authorize, answered, settle routes).
+
+    On SIGINT/SIGTERM it drains: it stops accepting, and requests in progress are answered
+    (within --grace seconds) before it exits.
 
     Asterisk calls it as AGI(agi://127.0.0.1:4573/authorize|answered|settle,…). Timeouts: CALLGATE_AGI_READ_TIMEOUT (per line, 10 s), CALLGATE_AGI_SESSION_TIMEOUT (30 s),
     CALLGATE_AGI_DECISION_TIMEOUT (5 s); sessions are keyed by CALLGATE_AGI_PBX_ID (agi@<host>)."""
@@ -48,6 +52,6 @@ async def agi_command(ctx: click.Context, listen: str | None) -> None:
     async with open_core(ctx) as core:
         freeze_startup_heap()
         try:
-            await serve(core, settings, stop=stop)
+            await serve(core, settings, stop=stop, grace_seconds=grace)
         except OSError as exc:  # address in use, permission denied
             raise CliError(f"cannot listen on {settings.listen}: {exc.strerror or exc}") from None

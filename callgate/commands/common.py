@@ -13,7 +13,7 @@ import click
 
 from billing_core.api import BillingCore, CoreSettings
 from billing_core.domain.errors import InvalidInput, NotFound
-from billing_core.domain.money import AmountError, format_amount
+from billing_core.domain.money import INTEGER_MAX, STORAGE_MAX, AmountError, format_amount
 from billing_core.domain.ratedeck import DeckError
 from billing_core.store import migrate
 from billing_core.store.engine import DatabaseUrlError, StorageError, parse_db_url
@@ -37,6 +37,44 @@ class CliError(click.ClickException):
         click.echo(f"error: {redact(self.format_message())}", err=True)
 
 
+class WholeNumber(click.ParamType):
+    """A whole number between ``min`` and ``max`` (by default what a BIGINT column holds), checked
+    once when the command line is read: ``10^20``, ``1e20`` or 21 digits are one line naming the
+    option or argument (exit 1), never a driver's OverflowError after the database was opened."""
+
+    name = "integer"
+
+    def __init__(self, min: int = 0, max: int = STORAGE_MAX):
+        self.min, self.max = min, max
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            text = str(value).strip()
+            if not (text.isascii() and text.lstrip("+-").isdigit() and len(text) <= 30):
+                raise CliError(f"{_param_name(param)}: must be a whole number (got {value!r})")
+            number = int(text)
+        if not self.min <= number <= self.max:
+            raise CliError(f"{_param_name(param)}: must be between {self.min} and {self.max} (got {value})")
+        return number
+
+
+def _param_name(param: click.Parameter | None) -> str:
+    if param is None:
+        return "value"
+    if isinstance(param, click.Option):
+        return max(param.opts, key=len)
+    return param.human_readable_name
+
+
+def database_error_text(exc: BaseException) -> str:
+    """A database error in one line: the driver's own message, without SQLAlchemy's statement
+    and background-link lines."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def core_settings_from_env() -> CoreSettings:
     """The core's settings (the config layer overrides them; defaults are the embedded ones)."""
     import os
@@ -58,8 +96,8 @@ def core_settings_from_env() -> CoreSettings:
                 kwargs[key] = int(os.environ[env])
             except ValueError:
                 raise CliError(f"{env}: must be a whole number of seconds (got {os.environ[env]!r})") from None
-            if kwargs[key] <= 0:
-                raise CliError(f"{env}: must be > 0")
+            if not 0 < kwargs[key] <= INTEGER_MAX:  # stored in INTEGER columns (granted/chunk seconds)
+                raise CliError(f"{env}: must be between 1 and {INTEGER_MAX}")
     return CoreSettings(**kwargs)
 
 
@@ -69,7 +107,7 @@ async def ensure_schema(url: str) -> None:
     try:
         current = await migrate.current(url)
     except Exception as exc:
-        raise CliError(f"database unavailable ({url}): {exc}") from None
+        raise CliError(f"database unavailable ({url}): {database_error_text(exc)}") from None
     head = migrate.head_revision()
     if current == head:
         return
@@ -132,6 +170,12 @@ def emit_json(value: Any) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+#: The shutdown grace of every process that serves calls (`run`, `gate`, `agi`): one option, one
+#: variable, as contrib/systemd's TimeoutStopSec (120 s) assumes.
+grace_option = click.option(
+    "--grace", type=click.FloatRange(0, 86_400), envvar="CALLGATE_SHUTDOWN_GRACE", default=60.0, show_default=True,
+    help="On SIGTERM, seconds live calls may go on before the process stops (env CALLGATE_SHUTDOWN_GRACE).")
 
 
 def isatty() -> bool:

@@ -7,12 +7,17 @@ import io
 import os
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
+from billing_core.domain.errors import BelowCreditLimit
 from billing_core.domain.money import CUSTOMER_DECIMALS, RATE_DECIMALS, format_amount, parse_amount
 from billing_core.domain.ratedeck import DeckError, parse_deck
 from billing_core.store import migrate
+from billing_core.store.engine import StorageError
 
-from .common import CliError, emit_json, isatty, json_option, open_core, run_async
+from .common import (
+    INTEGER_MAX, CliError, WholeNumber, database_error_text, emit_json, isatty, json_option, open_core, run_async,
+)
 
 
 def _amount(text: str, field: str, decimals: int = CUSTOMER_DECIMALS, allow_negative: bool = False) -> int:
@@ -39,8 +44,8 @@ def register(main: click.Group) -> None:
         url = ctx.find_root().obj["db_url"]
         try:
             before, after = await migrate.upgrade(url)
-        except (OSError, ConnectionError) as exc:
-            raise CliError(f"database unavailable ({url}): {exc}") from None
+        except (OSError, ConnectionError, SQLAlchemyError, StorageError) as exc:  # e.g. no such database
+            raise CliError(f"database unavailable ({url}): {database_error_text(exc)}") from None
         click.echo(f"database at revision {after} (was {before or 'empty'})")
 
     # ---------------------------------------------------------------------------------- plans
@@ -84,7 +89,7 @@ def register(main: click.Group) -> None:
 
     @plan.command("show")
     @click.argument("name")
-    @click.option("--limit", type=int, default=None, help="Show at most N rates.")
+    @click.option("--limit", type=WholeNumber(min=1), default=None, help="Show at most N rates.")
     @json_option
     @click.pass_context
     @run_async
@@ -109,7 +114,7 @@ def register(main: click.Group) -> None:
     @click.argument("name")
     @click.option("--plan", "plan_name", required=True)
     @click.option("--low-balance", required=True, help="Low-balance alert threshold, e.g. 5.00")
-    @click.option("--max-calls", required=True, type=int)
+    @click.option("--max-calls", required=True, type=WholeNumber(min=1, max=INTEGER_MAX))
     @click.option("--inbound-rate", default="0", show_default=True, help="Per-minute inbound rate (0 = free)")
     @json_option
     @click.pass_context
@@ -255,11 +260,16 @@ def register(main: click.Group) -> None:
     @click.option("--reason", required=True, help="Why (shown in the ledger)")
     @click.option("--payment", is_flag=True, help="Record a customer payment (sends a receipt)")
     @click.option("--key", "idempotency_key", default=None, help="Idempotency key (a replay changes nothing)")
+    @click.option("--allow-below-limit", is_flag=True,
+                  help="Let a debit take the balance below the credit limit (recorded on the ledger entry)")
     @json_option
     @click.pass_context
     @run_async
-    async def credit(ctx, ref, amount, reason, payment, idempotency_key, as_json):
-        """Credit REF by AMOUNT (negative: a manual debit). Both are ledger entries."""
+    async def credit(ctx, ref, amount, reason, payment, idempotency_key, allow_below_limit, as_json):
+        """Credit REF by AMOUNT (negative: a manual debit). Both are ledger entries.
+
+        A debit that would take the balance below the credit limit is refused unless
+        --allow-below-limit is given; the entry then records the permission and `verify` accepts it."""
         micro = _amount(amount, "AMOUNT", allow_negative=True)
         if micro == 0:
             raise CliError("AMOUNT: must not be zero")
@@ -267,7 +277,11 @@ def register(main: click.Group) -> None:
         if payment and micro < 0:
             raise CliError("AMOUNT: a payment must be positive")
         async with open_core(ctx) as core:
-            entry = await core.credit(ref, micro, reason, kind=kind, idempotency_key=idempotency_key)
+            try:
+                entry = await core.credit(ref, micro, reason, kind=kind, idempotency_key=idempotency_key,
+                                          allow_below_limit=allow_below_limit)
+            except BelowCreditLimit as exc:
+                raise CliError(f"{exc} (add --allow-below-limit to record it anyway)") from None
         if as_json:
             emit_json(entry)
         else:
@@ -292,7 +306,7 @@ def register(main: click.Group) -> None:
 
     @main.command("ledger")
     @click.argument("ref")
-    @click.option("--limit", type=int, default=100, show_default=True)
+    @click.option("--limit", type=WholeNumber(min=1), default=100, show_default=True)
     @json_option
     @click.pass_context
     @run_async
@@ -310,7 +324,7 @@ def register(main: click.Group) -> None:
     @main.command()
     @click.option("--active", is_flag=True, help="Only live calls")
     @click.option("--account", "ref", default=None)
-    @click.option("--limit", type=int, default=100, show_default=True)
+    @click.option("--limit", type=WholeNumber(min=1), default=100, show_default=True)
     @json_option
     @click.pass_context
     @run_async
@@ -324,13 +338,16 @@ def register(main: click.Group) -> None:
         for r in rows:
             talk = "-" if r["talk_ms"] is None else f"{r['talk_ms'] / 1000:.1f}s"
             amount = "-" if r["cost"] is None else format_amount(r["cost"])
+            # a talk time that was not measured (clamped, or billed up to a restart) is flagged:
+            # the operator may owe a refund (docs/OPERATIONS.md)
+            basis = "" if r.get("billing_basis") in (None, "measured") else f"  [{r['billing_basis']}]"
             click.echo(f"{_when(r['created_at'])}  {r['id'][:12]}  {r['account_ref'] or '-':<12} {r['direction']:<8} "
-                       f"{r['number_e164'] or r['number']:<16} {r['state']:<10} talk {talk:>8}  cost {amount}")
+                       f"{r['number_e164'] or r['number']:<16} {r['state']:<10} talk {talk:>8}  cost {amount}{basis}")
 
     @main.command()
     @click.argument("ref")
     @click.argument("number")
-    @click.option("--seconds", type=int, default=None, help="Also price a call of N seconds")
+    @click.option("--seconds", type=WholeNumber(), default=None, help="Also price a call of N seconds")
     @json_option
     @click.pass_context
     @run_async

@@ -20,7 +20,7 @@ from ari_app.settings import GateSettings, SettingsError, from_env
 
 from callgate.heap import freeze_startup_heap
 
-from .common import CliError, open_core, run_async
+from .common import CliError, grace_option, open_core, run_async
 
 log = logging.getLogger("callgate.gate")
 
@@ -47,10 +47,11 @@ def check_ari_url(url: str) -> str:
 
 
 async def run_gate(core, *, url: str, user: str, password: str, settings: GateSettings,
-                   stop: asyncio.Event | None = None) -> Gate:
+                   stop: asyncio.Event | None = None, grace_seconds: float = 60.0) -> Gate:
     """Serve until ``stop`` is set or the application is replaced; returns the stopped Gate.
 
-    ``callgate run`` can reuse this with its own core and stop event.
+    On ``stop`` the gate drains as `callgate run` does (Gate.drain): no new calls, live calls
+    go on until they end or ``grace_seconds`` pass.
     """
     client = AriClient(url, user, password, settings.app)
     gate = Gate(client, core, settings)
@@ -59,8 +60,9 @@ async def run_gate(core, *, url: str, user: str, password: str, settings: GateSe
     try:
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if not task.done():
-            log.info("gate stopping (calls in progress stay in Asterisk; a restarted gate re-adopts them)")
-            await gate.stop()
+            log.info("gate stopping: no new calls; live calls go on until they end or the grace time passes",
+                     extra={"grace_seconds": grace_seconds})
+            await gate.drain(grace_seconds)
             await asyncio.wait_for(task, 10)
         else:
             task.result()
@@ -80,14 +82,17 @@ def register(main: click.Group) -> None:
                   help="ari.conf password (env CALLGATE_ARI_PASSWORD).")
     @click.option("--app", envvar="CALLGATE_ARI_APP", default="callgate", show_default=True,
                   help="Stasis application name (env CALLGATE_ARI_APP).")
+    @grace_option
     @click.pass_context
     @run_async
-    async def gate_cmd(ctx: click.Context, ari_url: str, ari_user: str, ari_password: str, app: str) -> None:
+    async def gate_cmd(ctx: click.Context, ari_url: str, ari_user: str, ari_password: str, app: str,
+                       grace: float) -> None:
         """Run the ARI gate in the foreground: decide, bridge, time and settle every call.
 
         Dialplan: Stasis(callgate,outbound) / Stasis(callgate,inbound), or
         Stasis(callgate,outbound,continue) before Dial(...,L(${CALLGATE_MAX_MS}:...)).
-        Stops on SIGINT/SIGTERM; exits 3 if another connection takes the application.
+        On SIGINT/SIGTERM it drains: new calls are refused, live calls go on until they end or
+        --grace seconds pass. Exits 3 if another connection takes the application.
         """
         url = check_ari_url(ari_url)
         settings = gate_settings_from_env(app)
@@ -109,7 +114,8 @@ def register(main: click.Group) -> None:
             freeze_startup_heap()
             log.info("gate serving Stasis app %s on %s (trunk %s, dial timeout %ss, warning %ss)",
                      settings.app, url, settings.trunk_template, settings.dial_timeout, settings.warning_seconds)
-            gate = await run_gate(core, url=url, user=ari_user, password=ari_password, settings=settings, stop=stop)
+            gate = await run_gate(core, url=url, user=ari_user, password=ari_password, settings=settings, stop=stop,
+                                  grace_seconds=grace)
         if gate.replaced:
             click.echo(f"error: Stasis application {settings.app!r} was taken over by another connection "
                        f"(is a second gate running against this Asterisk?)", err=True)

@@ -10,7 +10,7 @@ from billing_core import invoices as inv_ops
 from billing_core.domain.identifiers import check_text
 from billing_core.domain.money import format_amount, parse_amount
 
-from .common import CliError, emit_json, json_option, open_core, run_async
+from .common import CliError, WholeNumber, emit_json, json_option, open_core, run_async
 
 
 def _when(ms: int | None) -> str:
@@ -65,7 +65,7 @@ def register(main: click.Group) -> None:
     @invoice.command("list")
     @click.argument("ref", required=False)
     @click.option("--status", type=click.Choice(inv_ops.STATUSES), default=None, help="Only invoices in this state.")
-    @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N invoices (newest first).")
+    @click.option("--limit", type=WholeNumber(min=1), default=None, help="At most N invoices (newest first).")
     @json_option
     @click.pass_context
     @run_async

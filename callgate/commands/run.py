@@ -11,7 +11,7 @@ from callgate import config as cfgmod
 
 from callgate.heap import freeze_startup_heap
 
-from .common import CliError, open_core, run_async
+from .common import CliError, grace_option, open_core, run_async
 
 log = logging.getLogger("callgate.service")
 
@@ -22,8 +22,7 @@ def register(main: click.Group) -> None:
     @click.option("--sidecar/--no-sidecar", "sidecar", default=None, help="Run the sidecar ([sidecar] enabled).")
     @click.option("--agi/--no-agi", "agi", default=None, help="Run the FastAGI server ([agi] enabled).")
     @click.option("--web/--no-web", "web", default=None, help="Run the client area ([web] enabled).")
-    @click.option("--grace", type=float, envvar="CALLGATE_SHUTDOWN_GRACE", default=60.0, show_default=True,
-                  help="On SIGTERM, seconds live calls may go on before the service stops (env CALLGATE_SHUTDOWN_GRACE).")
+    @grace_option
     @click.pass_context
     @run_async
     async def run_cmd(ctx: click.Context, gate, sidecar, agi, web, grace) -> None:

@@ -14,7 +14,7 @@ from billing_core.sidecar.outbox import STATUSES, list_alerts, retry_alert
 
 from callgate.heap import freeze_startup_heap
 
-from .common import CliError, emit_json, json_option, open_core, run_async
+from .common import INTEGER_MAX, CliError, WholeNumber, emit_json, json_option, open_core, run_async
 
 
 def _sidecar_parts():
@@ -88,7 +88,7 @@ def register(main: click.Group) -> None:
         _list(ctx, status, limit, as_json)
 
     @alerts.command("retry")
-    @click.argument("alert_id", metavar="ID", type=int)
+    @click.argument("alert_id", metavar="ID", type=WholeNumber(min=1, max=INTEGER_MAX))
     @json_option
     @click.pass_context
     @run_async

@@ -118,6 +118,7 @@ async def test_settle_back_dates_a_lost_answer(core):
     await seed(core, balance="10.00")
     async with running(core) as srv:
         sid = (await authorize(srv)).variables[VAR_SESSION]
+        core.clock.advance(70)  # it rang and talked
         await settle(srv, sid, "61", "61200")
     s = await core.get_session(sid)
     assert s.state == "settled" and s.talk_ms == 61200 and s.cost > 0
@@ -178,3 +179,26 @@ async def test_keepalive_reports_agi_calls_until_their_latest_possible_end(core,
     clock.set(latest_end_ms(r, ks) + 1)
     assert await keepalive_pass(core, PBX, ks) == 0
     assert latest_end_ms(r, ks) == r.created_at + (300 + r.granted_seconds + 60) * 1000
+
+
+async def test_an_absurd_settle_is_cut_to_what_could_have_happened(core):
+    """Issue 15: `settle,<session>,,1000000000000000` one ms after authorize charged 208 million
+    and broke `verify`. The core bounds it: 1 ms of talk at most, nothing charged."""
+    from prometheus_client import REGISTRY
+
+    def clamped() -> float:
+        return REGISTRY.get_sample_value("callgate_settle_clamped_total", {"path": "agi", "bound": "elapsed"}) or 0.0
+
+    await seed(core, balance="10.00")
+    before = clamped()
+    async with running(core) as srv:
+        sid = (await authorize(srv)).variables[VAR_SESSION]
+        core.clock.advance(ms=1)
+        await settle(srv, sid, "", "1000000000000000")
+    s = await core.get_session(sid)
+    assert s.state == "settled" and s.talk_ms == 1 and s.cost == 0 and s.billing_basis == "clamped"
+    assert s.answered_at == s.created_at  # the back-dated answer starts at the authorize at the earliest
+    a = await core.account("acme")
+    assert a.balance == 10_000_000 and a.held == 0 and a.live_calls == 0
+    assert clamped() == before + 1
+    assert await core.admin.verify() == []

@@ -7,6 +7,7 @@ import os
 import sys
 
 from agi.routes import VAR_HANGUPCAUSE, VAR_MAX_MS, VAR_REASON, VAR_SESSION, VAR_STATUS
+from billing_core.store.tables import call_sessions
 from tests.factories import seed
 
 from .fakes import AsteriskModel, env_block, load
@@ -61,6 +62,11 @@ async def test_authorize_allow_and_settle(core, db_url):
     assert commands[0] == f"SET VARIABLE CALLGATE_MAX_MS {s.granted_seconds * 1000}"
     rc, commands, _, _ = await run_script(["answered", s.session_id], db_url)
     assert rc == 0 and commands == []
+    # the scripts run on the wall clock: the call rang and talked for real (authorized 10 s and
+    # answered 4 s ago), or the settle bound would cut 3020 ms of talk to the few ms that passed
+    await core.store.run(lambda c: c.execute(
+        call_sessions.update().where(call_sessions.c.id == s.session_id)
+        .values(created_at=call_sessions.c.created_at - 10_000, answered_at=call_sessions.c.answered_at - 4_000)))
     rc, commands, _, _ = await run_script(["settle", s.session_id, "3", "3020"], db_url)
     s = await core.get_session(s.session_id)
     assert s.state == "settled" and s.talk_ms == 3020

@@ -69,6 +69,7 @@ async def test_authorize_answered_settle_byte_exact(core, trace):
         assert s.state == "answered" and s.answered_at is not None
 
         # agi3: hangup handler settle, with ANSWEREDTIME / ANSWEREDTIME_MS as recorded
+        core.clock.advance(ms=expected_talk)  # the talk took its time
         env3 = [l.replace("s-123", s.session_id) for l in env_block(records, "agi3")]
         before = await core.account("acme")
         played = await play(srv.host, srv.port, env3)
@@ -102,6 +103,7 @@ async def test_settle_server_down_then_back(core):
         await asyncio.open_connection(host, port)
     s = await core.get_session(s.session_id)
     assert s.state == "answered" and s.hold > 0  # money still held, nothing lost
+    core.clock.advance(30)  # the server comes back later
 
     settle_line = next(r["text"] for r in records if r["kind"] == "asterisk_log" and "agi://127.0.0.1:4573/settle," in r["text"])
     assert "settle,s-123,2,2006" in settle_line

@@ -85,3 +85,54 @@ def test_settings_from_env_defaults_and_overrides():
     assert (s.dial_timeout, s.warning_seconds, s.announcement_for("depleted")) == (12, 7.0, "sound:vm-goodbye")
     with pytest.raises(SettingsError, match="^CALLGATE_ARI_DIAL_TIMEOUT: must be a whole number"):
         from_env({"CALLGATE_ARI_DIAL_TIMEOUT": "soon"})
+
+
+async def test_callgate_gate_drains_on_sigterm_like_callgate_run(simulator_factory, db_url):
+    """Issue 15: `callgate gate` alone exited at once on SIGTERM and a live call lost its cut-off.
+    Now it drains: a new call is refused, the live call keeps going to its end, and its talk is
+    settled as measured; then the process exits 0 (well within systemd's TimeoutStopSec)."""
+    sim = await simulator_factory(time_scale=1.0)  # real time: the gate's core runs on the wall clock
+    await migrate.upgrade(db_url)
+    core = await BillingCore.open(db_url)
+    try:
+        await seed(core, max_calls=5)
+        sim.script_destination(f"PJSIP/{NUMBER}@trunk", Party(answer_after=0.2))
+        env = dict(os.environ, CALLGATE_DB=db_url, CALLGATE_ARI_URL=sim.url, CALLGATE_ARI_USER=ARI_USER,
+                   CALLGATE_ARI_PASSWORD=ARI_PASSWORD, CALLGATE_LOG_FORMAT="kv", CALLGATE_SHUTDOWN_GRACE="30")
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "callgate", "gate", env=env,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        stderr = asyncio.ensure_future(proc.stderr.read())
+        try:
+            await sim.wait_app_connected(timeout=30)
+            live = await sim.place_call(endpoint="alice", exten=NUMBER, caller_hangup_after=3.0)
+
+            async def answered() -> bool:
+                s = await core.find_session(sim.asterisk_id, live.channel_id)
+                return s is not None and s.state == "answered"
+
+            for _ in range(200):
+                if await answered():
+                    break
+                await asyncio.sleep(0.02)
+            assert await answered()
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.8)  # a window longer than a CI stall: the old gate was gone by now
+            assert proc.returncode is None, "callgate gate exited with a call still up"
+            late = await sim.place_call(endpoint="alice", exten=NUMBER)
+            out_late = await late.ended(timeout=10)
+            out_live = await live.ended(timeout=15)
+            rc = await asyncio.wait_for(proc.wait(), 15)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        text = (await stderr).decode()
+        assert rc == 0, text
+        assert not out_late.answered and out_late.sip_final >= 500  # refused: shutting down
+        assert "shutting_down" in text
+        assert out_live.answered
+        s = await core.find_session(sim.asterisk_id, live.channel_id)
+        assert s.state == "settled" and not s.stale and s.billing_basis == "measured"
+        assert 2_500 <= s.talk_ms <= 3_500  # its own end (3 s), measured: not the grace time
+    finally:
+        await core.close()

@@ -175,6 +175,41 @@ async def stop(gate: Gate, task: asyncio.Task) -> None:
     await gate.client.close()
 
 
+async def test_a_call_that_ended_while_no_gate_ran_says_how_it_was_billed(sim, core):
+    """Issue 15: the caller left while no gate ran; nobody saw the end. The restart bills up to
+    itself, capped at the grant, records that basis (and when the gate last saw the call alive)
+    so an operator can find and refund it, and hangs up the carrier leg still in our bridge at
+    once instead of after the orphan sweep's grace."""
+    await seed(core, balance="10.00", deck=PER_SECOND)
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    gate, task = await start_gate(sim, core)
+    call = await sim.place_call(endpoint="alice", exten=NUMBER)
+    await wait_for(lambda: any(getattr(c, "cutoff_at", None) for c in gate.calls.values()), 5)
+    await asyncio.sleep(0.2)  # a heartbeat or two
+    await kill(gate, task)
+    await sim.hangup_channel(call.channel_id)  # the caller leaves; the carrier leg stays in the bridge
+    await call.ended(timeout=5)
+    carrier = [cid for cid in sim.channels]
+    assert carrier, "the carrier leg should still be up"
+    before = await core.find_session(sim.asterisk_id, call.channel_id)
+    await asyncio.sleep(2 * TIME_SCALE)
+
+    # an orphan sweep 30 s away: only the restart's own clean-up can end the carrier leg in time
+    gate2, task2 = await start_gate(sim, core, gate_settings(sim, orphan_grace=30.0))
+    try:
+        assert gate2.stats.settled_on_restart == 1
+        await wait_for(lambda: not sim.channels and not sim.bridges, 2.0)  # real seconds, far below 30
+    finally:
+        await stop(gate2, task2)
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    elapsed = s.settled_at - before.answered_at
+    assert s.state == "settled" and 0 < s.talk_ms <= min(elapsed, before.granted_seconds * 1000)
+    assert s.billing_basis == "bounded_at_restart"
+    rows = await core.admin.calls()  # what `callgate calls --json` prints
+    assert rows[0]["billing_basis"] == "bounded_at_restart"
+    assert f"last seen alive at {before.last_seen_at}" in rows[0]["settle_note"]
+
+
 async def test_restart_readopts_a_bridged_call_and_cuts_it_at_the_stored_cutoff(sim, core):
     # 40 s of talk, the tone 15 s before the cut-off: the kill (~5 s in) and the re-adoption come well
     # before the tone, and the tone's window (300 ms real) is longer than a CI stall

@@ -119,6 +119,7 @@ async def test_cancelled_calls_mid_transaction_lose_nothing(core):
         a = await core.authorize_call(direction="outbound", number="15145550100", endpoint="alice",
                                       pbx_id="p", channel_id=f"c{i}")
         await core.answer(a.session_id, core.clock.now_ms())
+        core.clock.advance(30)
         doomed = [asyncio.create_task(core.extend(a.session_id)), asyncio.create_task(core.settle(a.session_id, 30_000)),
                   asyncio.create_task(core.heartbeat([a.session_id]))]
         await asyncio.sleep(rng.random() * 0.004)

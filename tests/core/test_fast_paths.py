@@ -65,8 +65,10 @@ async def test_update_rowcount_and_literal_binds(core):
     auth = await core.authorize_call(direction="outbound", number="15145550100", endpoint="alice", pbx_id="p1",
                                      channel_id="c1")
 
+    at = core.clock.now_ms() + 1  # an answer after the authorize (earlier ones start at the authorize)
+
     def answer_twice(conn):
-        params = {"sid": auth.session_id, "at": 1, "now": 3}
+        params = {"sid": auth.session_id, "at": at, "now": 3}
         first = conn.execute(api._U_SESSION_ANSWER, params)
         row = first.mappings().first()
         second = conn.execute(api._U_SESSION_ANSWER, params)  # state == 'authorized' no longer holds
@@ -74,8 +76,8 @@ async def test_update_rowcount_and_literal_binds(core):
 
     first, row, second, none = await core.store.run(answer_twice)
     assert (first, second, none) == (1, 0, None)
-    # the cut-off computed from the row: answered at 1 ms + the 60 s granted; last seen never moves back
-    assert (row["state"], row["answered_at"], row["cutoff_at"]) == ("answered", 1, 1 + 60_000)
+    # the cut-off computed from the row: answered at `at` + the 60 s granted; last seen never moves back
+    assert (row["state"], row["answered_at"], row["cutoff_at"]) == ("answered", at, at + 60_000)
     assert row["last_seen_at"] == row["created_at"] > 3  # authorized later than the 3 passed: kept
     assert row["account_ref"] == "acme"
 

@@ -48,6 +48,7 @@ async def test_call_lifecycle_settles_once(core, clock):
     a = await core.authorize_call(number="15145550100", **OUT)
     s = await core.answer(a.session_id, clock.now_ms())
     assert s.state == "answered" and s.cutoff_at == clock.now_ms() + 60_000
+    clock.advance(61)
     st1 = await core.settle(a.session_id, 61_000)
     assert st1.cost == 13_750 and st1.final_charge == 13_750 and not st1.replayed
     st2 = await core.settle(a.session_id, 999_000)
@@ -62,6 +63,7 @@ async def test_answer_returns_what_is_stored_and_answers_once(core, clock):
     fresh read; a second answer changes nothing; an answer after settle leaves the settled row."""
     await seed(core)
     a = await core.authorize_call(number="15145550100", **OUT)
+    clock.advance(1)  # an answer comes after the authorize (an earlier one starts at the authorize)
     at = clock.now_ms() - 250
     first = await core.answer(a.session_id, at)
     assert first == await core.get_session(a.session_id)
@@ -168,6 +170,7 @@ async def test_overrun_is_charged_and_reported(core, clock):
     await seed(core, balance="10.00", deck=[Rate("1", 60_000, 0, 1, 1)])
     a = await core.authorize_call(number="15145550100", **OUT)
     await core.answer(a.session_id, clock.now_ms())
+    clock.advance(90)
     st = await core.settle(a.session_id, 90_000)
     assert st.cost == 90_000 and st.overrun == 30_000
     assert (await core.account("acme")).balance == 10_000_000 - 90_000
@@ -176,8 +179,9 @@ async def test_overrun_is_charged_and_reported(core, clock):
 async def test_debit_due_touches_only_calls_with_work(core, clock):
     await seed(core, balance="10.00", deck=[Rate("1", 60_000, 0, 1, 1)], max_calls=50)
     ids = []
-    for n in range(5):
-        a = await core.authorize_call(number="15145550100", **OUT)
+    sessions = [await core.authorize_call(number="15145550100", **OUT) for _ in range(5)]
+    clock.advance(100)
+    for n, a in enumerate(sessions):
         await core.answer(a.session_id, clock.now_ms() - n * 25_000)  # answered 0, 25, 50, 75, 100 s ago
         ids.append(a.session_id)
     first = await core.debit_due(lookahead_seconds=10)
@@ -198,6 +202,7 @@ async def test_settle_many_settles_each_once(core, clock):
         a = await core.authorize_call(direction="outbound", number="15145550100", endpoint=ep)
         await core.answer(a.session_id, clock.now_ms())
         ids.append(a.session_id)
+    clock.advance(30)
     first = await core.settle(ids[0], 10_000)
     results = await core.settle_many([(ids[0], 30_000, "x"), (ids[1], 20_000, "stale"), (ids[2], 5_000, None)], stale=True)
     by_id = {r.session_id: r for r in results}

@@ -39,7 +39,9 @@ async def _wait_http(url: str, timeout: float = 20.0) -> None:
 
 @pytest.fixture
 async def sim():
-    s = AriSimulator(user="callgate", password="secret", apps=("callgate",), time_scale=0.05)
+    # real time: `callgate run` reads the host's clock, and the core bounds a settle by the time
+    # since authorize on that clock (a 20x simulated clock would report talk that cannot have been)
+    s = AriSimulator(user="callgate", password="secret", apps=("callgate",), time_scale=1.0)
     await s.start(port=0)
     try:
         yield s
@@ -69,7 +71,7 @@ async def test_run_serves_every_part_and_stops_on_sigterm(sim, tmp_path):
         await _wait_http(f"http://127.0.0.1:{ops_port}/healthz")
         await _wait_http(f"http://127.0.0.1:{web_port}/signin")
         await sim.wait_app_connected(timeout=10)
-        sim.script_destination_default(Party(answer_after=0.5, hangup_after=2.0))
+        sim.script_destination_default(Party(answer_after=0.2, hangup_after=1.0))
         funded = await sim.place_call(endpoint="alice", exten="15145550100", app_args=["outbound"])
         refused = await sim.place_call(endpoint="bob", exten="15145550100", app_args=["outbound"])
         out_refused = await refused.ended(timeout=10)

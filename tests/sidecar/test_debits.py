@@ -52,6 +52,7 @@ async def test_chunks_are_debited_once_and_settle_reconciles(core):
     entries = await _ledger_of(core, sid)
     assert [e.idempotency_key for e in entries] == [f"chunk:{sid}:1", f"chunk:{sid}:2"]
     assert s.granted_seconds >= 180 and s.cutoff_at == s.answered_at + s.granted_seconds * 1000  # next chunk held
+    core.clock.advance(26)  # 151 s after the answer
     settled = await core.settle(sid, 150_400)
     assert settled.cost == cost(150, MONTREAL) and settled.final_charge == cost(150, MONTREAL) - cost(120, MONTREAL)
     assert sum(e.amount for e in await _ledger_of(core, sid)) == -cost(150, MONTREAL)

@@ -132,6 +132,7 @@ async def test_cancel_at_paypal_then_pay_the_outstanding_invoice_later(page, pay
 async def test_calls_and_dids_pages_in_the_browser(page, paying_site, alice, core):
     a = await core.authorize_call(direction="outbound", number="15145550100", endpoint="alice-phone", channel_id="b1")
     await core.answer(a.session_id, core.clock.now_ms())
+    core.clock.advance(30)  # the talk takes its time (a settle is bounded by the time since answer)
     await core.settle(a.session_id, 30_000)
     await _sign_in(page, paying_site.url, alice)
     await page.click("a:has-text('Calls')")

@@ -88,6 +88,7 @@ async def test_calls_page_shows_number_duration_and_cost(client, alice, core):
                                   channel_id="c1")
     assert a.allowed
     await core.answer(a.session_id, core.clock.now_ms())
+    core.clock.advance(46)  # the talk takes its time (a settle is bounded by the time since answer)
     settled = await core.settle(a.session_id, 45_400)
     core.clock.advance(60)
     live = await core.authorize_call(direction="outbound", number="011442079460000", endpoint="alice-phone",
