@@ -83,8 +83,9 @@ def find_asterisk() -> AsteriskInstall | str:
     m = re.search(r"Asterisk (?:GIT-|certified-)?(\d+)[.\-]", out)
     if not m or m.group(1) != "22":
         return f"{binary} is not Asterisk 22 ({out or 'no version'})"
-    moddir = Path(os.environ.get("ASTERISK_MODDIR") or "")
-    if not str(moddir) or not moddir.is_dir():
+    if os.environ.get("ASTERISK_MODDIR"):
+        moddir = Path(os.environ["ASTERISK_MODDIR"])
+    else:
         candidates = [prefix / "lib" / "asterisk" / "modules", prefix / "lib64" / "asterisk" / "modules"]
         moddir = next((c for c in candidates if c.is_dir()), candidates[0])
     if not (moddir / "res_ari.so").exists():
