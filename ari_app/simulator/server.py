@@ -71,6 +71,15 @@ _QOS_VALUES = [
 #: asterisk-conf's [callgate-deny]: CALLGATE_REASON -> the Hangup() cause (anything else: 34).
 DENY_CAUSES = {"too_many_calls": 17, "insufficient_funds": 21, "depleted": 21, "suspended": 21,
                "unknown_endpoint": 1, "unknown_did": 1, "no_rate": 1, "invalid_number": 1}
+#: asterisk-conf/extensions.conf [globals] CALLGATE_WARN_MS: how long before the L() limit the warning plays.
+CONTINUE_WARN_MS = 60_000
+
+
+def limit_warning_ms(max_ms: int, warn_ms: int = CONTINUE_WARN_MS) -> int:
+    """The warning argument the product dialplan gives L(): at most ``max_ms - 1`` (see below)."""
+    return max_ms - 1 if max_ms <= warn_ms else warn_ms
+
+
 DIAL_RESET_VARS = ["DIALSTATUS", "DIALEDPEERNUMBER", "DIALEDPEERNAME", "ANSWEREDTIME", "ANSWEREDTIME_MS",
                    "DIALEDTIME", "DIALEDTIME_MS", "RINGTIME", "RINGTIME_MS", "PROGRESSTIME", "PROGRESSTIME_MS"]
 
@@ -120,6 +129,7 @@ class Channel:
         self.dial_caller: "Channel | None" = None     # continue mode: the caller this leg was dialled for
         self.dial_peer: "Channel | None" = None       # continue mode: the callee of the caller's Dial()
         self.limit_ms: int | None = None
+        self.limit_warning_ms: int = 0
         self.media = False          # RTP flowed (early media): RTPAUDIOQOS varsets at hangup
         self.dial_bridge: Bridge | None = None   # continue mode: Dial()'s basic bridge
 
@@ -305,8 +315,10 @@ class AriSimulator:
     def __init__(self, user: str = "callgate", password: str = "secret", apps: Iterable[str] = ("callgate",),
                  asterisk_id: str = "02:fc:00:00:00:01", time_scale: float = 1.0,
                  stasis_entry_delay: float = 0.002, playback_start_delay: float = 0.005,
-                 history: int | None = None) -> None:
+                 history: int | None = None, continue_warn_ms: int = CONTINUE_WARN_MS) -> None:
         self.user = user
+        self.continue_warn_ms = continue_warn_ms
+        """CALLGATE_WARN_MS of the dialplan the continue routes run (the traces' lab used 2000)."""
         self.password = password
         self.default_app = tuple(apps)[0] if apps else "callgate"
         self.asterisk_id = asterisk_id
@@ -959,7 +971,8 @@ class AriSimulator:
         max_ms = ch.vars.get("CALLGATE_MAX_MS", "")
         endpoint = endpoint or f"PJSIP/{ch.exten}@trunk"
         dialstring = endpoint.split("/", 1)[1]
-        self._dialplan(ch, "Dial", f"{endpoint},30,L({max_ms}:2000)", ch.priority + 1)
+        warn = limit_warning_ms(int(max_ms), self.continue_warn_ms) if max_ms.strip().isdigit() else ""
+        self._dialplan(ch, "Dial", f"{endpoint},30,L({max_ms}:{warn})", ch.priority + 1)
         if not max_ms.strip().isdigit():
             # "Bridge does not accept L()": Dial fails, the caller gets 603 with cause 0
             self._hangup_request(ch, 16, soft=True)
@@ -977,6 +990,7 @@ class AriSimulator:
         peer.dialled = True
         peer.dial_caller = ch
         peer.limit_ms = int(max_ms)
+        peer.limit_warning_ms = int(warn)
         ch.dial_peer = peer
         ch.dial_started = self.now()
         if ch.call:
@@ -1025,8 +1039,13 @@ class AriSimulator:
             self._later(caller.call.hangup_after, self._party_bye, caller, owner=caller)
         limit = peer.limit_ms or 0
         if limit > 0:
-            warn_at = (limit - 2000) / 1000.0
-            if warn_at > 0:
+            # Asterisk schedules L()'s warning only when it lies strictly inside the limit
+            # (bridge_builtin_interval_features.c: warning < duration); the product dialplan asks
+            # for at most limit - 1 ms, so a short grant is warned right at the answer
+            # (tests/asterisk: test_call_is_cut_at_the_money_after_the_warning)
+            warning = peer.limit_warning_ms
+            warn_at = (limit - warning) / 1000.0
+            if 0 < warning < limit:
                 self._later(warn_at, self._limit_warning, caller, owner=caller)
             self._later(limit / 1000.0, self._limit_reached, caller, owner=caller)
 
