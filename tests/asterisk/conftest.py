@@ -192,6 +192,10 @@ class Service:
         if not self.proc.running:
             self.start()
 
+    def connections(self) -> int:
+        """How often it logged ``ready_line`` (the gate: events websocket (re)connections)."""
+        return self._log_count()
+
     def kill9(self) -> None:
         self.proc.kill9()
 
@@ -279,9 +283,12 @@ def fresh_number():
 
 
 def use_mode(pbx: Pbx, mode: str, request) -> None:
-    """Dialplan mode + the callgate process that mode needs."""
+    """Dialplan mode + the callgate process that mode needs, ready (the gate registered as the
+    Stasis app: after an Asterisk restart it takes a moment to reconnect)."""
     pbx.use_mode(mode)
     request.getfixturevalue("agi" if mode == "agi" else "gate")
+    if mode != "agi":
+        _wait(lambda: "callgate" in pbx.cli("ari show apps"), 30, "the gate registered as Stasis app callgate")
 
 
 @pytest.fixture

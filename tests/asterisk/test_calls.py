@@ -206,18 +206,23 @@ async def test_callgate_killed_mid_call_and_restarted(mode, request, pbx, workdi
     await verify(cli)
 
 
-@modes("bridge", "continue", "agi")
-async def test_asterisk_restarted_mid_call(mode, pbx, workdir, cli, trunk, new_account, fresh_number):
+@modes(*ALL_MODES)
+async def test_asterisk_restarted_mid_call(mode, pbx, workdir, cli, trunk, gate_service, new_account, fresh_number):
     acct = await new_account("0.50")
     call = await place(pbx, workdir, acct.phone, fresh_number(), WAIT_BYE)
     answered = await call.answered(15)
     assert answered.final == 200
     await asyncio.sleep(1.5)
+    connections = gate_service.connections()
     restarted_at = time.time()
     await asyncio.to_thread(pbx.restart_now)
     out = await call.finished(40)
 
     assert out.far_end_hung_up and out.ended_at <= restarted_at + 3.0, out
+    deadline = time.monotonic() + 30
+    while gate_service.connections() == connections:  # the gate reconnects by itself
+        assert time.monotonic() < deadline, "the gate did not reconnect to the restarted Asterisk"
+        await asyncio.sleep(0.1)
     [row] = await settled_calls(cli, acct.ref, timeout=40)  # the gate reconnected and settled it
     cost = Decimal(row["cost"])
     talked = out.ended_at - out.answered_at
