@@ -344,6 +344,8 @@ class AriSimulator:
         self._ts_prefix = self._ts_text = ""
         self._channels: dict[str, Channel] = {}
         self._bridges: dict[str, Bridge] = {}
+        self._dial_bridges: dict[str, Bridge] = {}
+        """Dialplan Dial()'s basic bridges: listed by GET /bridges, not the application's."""
         self._playbacks: dict[str, Playback] = {}
         self._apps: dict[str, AppState] = {}
         self._all_ws: set[web.WebSocketResponse] = set()
@@ -1026,6 +1028,7 @@ class AriSimulator:
         # Dial()'s basic bridge: its events reach subscribeAll apps only (no bridge subscription)
         bridge = Bridge(self, str(uuid.uuid4()), "", "mixing", bridge_class="basic", creator="", video_mode="none")
         caller.dial_bridge = bridge
+        self._dial_bridges[bridge.id] = bridge
         self._emit({"type": "BridgeCreated", "timestamp": self.timestamp(), "bridge": bridge.json()}, all_only=True)
         self._dialplan(peer, "AppDial", "(Outgoing Line)")
         for leg in (peer, caller):
@@ -1119,6 +1122,7 @@ class AriSimulator:
         bridge = caller.dial_bridge
         caller.dial_bridge = None
         if bridge is not None:
+            self._dial_bridges.pop(bridge.id, None)
             self._emit({"type": "BridgeDestroyed", "timestamp": self.timestamp(), "bridge": bridge.json()},
                        all_only=True)
 
@@ -1647,15 +1651,21 @@ class AriSimulator:
     # bridges
     def _bridge(self, params, reason: str = "Not found") -> Bridge:
         b = self._bridges.get(params["bridgeId"])
+        if b is None and params["bridgeId"] in self._dial_bridges:
+            # Asterisk's find_bridge() (res/ari/resource_bridges.c): a bridge outside Stasis
+            raise RestError(409, "Bridge not in Stasis application", "Conflict")
         if b is None:   # traced: GET says "Not Found", DELETE and addChannel "Not found"
             raise RestError(404, "Bridge not found", reason)
         return b
 
     def _rest_bridges_list(self, params, body):
-        return 200, [b.json() for b in self._bridges.values()]
+        # every bridge Asterisk has, Dial()'s basic bridges included (seen by tests/asterisk: a
+        # continued call's Dial bridge is in GET /bridges)
+        return 200, [b.json() for b in (*self._bridges.values(), *self._dial_bridges.values())]
 
     def _rest_bridges_get(self, params, body):
-        return 200, self._bridge(params, "Not Found").json()
+        dial = self._dial_bridges.get(params["bridgeId"])
+        return 200, (dial.json() if dial is not None else self._bridge(params, "Not Found").json())
 
     def _rest_bridges_create(self, params, body):
         return self._create_bridge(params, params.get("bridgeId"))

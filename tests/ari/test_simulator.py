@@ -293,6 +293,36 @@ async def _continue_call(simulator, app, status: str | None, max_ms: str | None,
     return call
 
 
+async def test_continued_calls_dial_bridge_is_listed_but_not_the_applications(simulator_factory):
+    """Seen on a real Asterisk 22 (tests/asterisk, a gate restarted during a continued call):
+    GET /bridges lists every bridge, Dial()'s basic bridge included; operations on it answer 409
+    (res/ari/resource_bridges.c find_bridge: "Bridge not in Stasis application")."""
+    recorded = next(line["payload"]["bridge"] for line in load("continue_mode_dial_limit_subscribeAll.jsonl")
+                    if line["kind"] == "event" and line["payload"]["type"] == "BridgeCreated")
+    sim = await simulator_factory(time_scale=0.05)
+    sim.script_destination("PJSIP/15145550100@trunk", Party(answer_after=0.5))
+    async with App(sim) as app:
+        call = await _continue_call(sim, app, "ALLOW", "60000", subscribe=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while True:
+            status, bridges = await app.rest("GET", "/bridges")
+            if status == 200 and any(len(b["channels"]) == 2 for b in bridges):
+                break
+            assert loop.time() < deadline, bridges
+            await asyncio.sleep(0.02)
+        [dial] = bridges
+        assert list(dial) == list(recorded)
+        assert (dial["bridge_class"], dial["bridge_type"], dial["creator"], dial["name"]) == ("basic", "mixing", "", "")
+        assert call.channel_id in dial["channels"]
+        assert (await app.rest("GET", f"/bridges/{dial['id']}"))[1]["id"] == dial["id"]
+        assert await app.rest("DELETE", f"/bridges/{dial['id']}") == (
+            409, {"message": "Bridge not in Stasis application"})
+        await sim.hangup_channel(call.channel_id)
+        await call.ended(timeout=5)
+        assert (await app.rest("GET", "/bridges")) == (200, [])
+
+
 def test_simulator_warns_as_the_product_dialplan_does():
     from pathlib import Path
 

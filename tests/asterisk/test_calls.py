@@ -201,6 +201,9 @@ async def test_callgate_killed_mid_call_and_restarted(mode, request, pbx, workdi
     assert cost <= Decimal("0.06")
     if mode == "agi":  # the hangup handler's settle reached the restarted server: exact
         assert cost == expected_cost(row["talk_ms"], RATE_PER_MIN)
+    else:  # the restarted gate took the call back in its own mode
+        adopted = f'"call re-adopted after restart" session={row["id"]} channel={row["channel_id"]} mode={mode}'
+        assert adopted in service.proc.log.read_text(), adopted
     balance, held = await money(cli, acct.ref)
     assert balance == Decimal("0.06") - cost and balance >= 0 and held == 0
     await verify(cli)
