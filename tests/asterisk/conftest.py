@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.asterisk.harness import (AGI_PORT, ARI_PORT, PHONES, AsteriskInstall, CallgateProcess, Cli, Pbx,
-                                    SippUas, callgate_env, find_asterisk, missing_tools, short_tmpdir,
+                                    SippCall, SippUas, callgate_env, find_asterisk, missing_tools, short_tmpdir,
                                     tcp_port_free)
 
 HERE = Path(__file__).resolve().parent
@@ -101,7 +101,9 @@ def asterisk_install() -> AsteriskInstall:
 
 @pytest.fixture(autouse=True)
 def _needs_asterisk(asterisk_install):
-    """Every test of this folder needs the tools (one skip reason for all of them)."""
+    """Every test of this folder needs the tools; no SIPp caller outlives its test."""
+    yield
+    SippCall.kill_all()
 
 
 @pytest.fixture(scope="session")

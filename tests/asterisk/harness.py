@@ -348,10 +348,18 @@ defaultlanguage = en
         assert MODE_TARGETS[mode]["from-internal"] + "," in shown, shown
 
     def restart_now(self, timeout: float = 60.0) -> None:
-        """`core restart now`: every channel is hung up and Asterisk execs itself again (same pid)."""
+        """`core restart now`: every channel is hung up and Asterisk execs itself again (same pid).
+        Done when the new instance logged "Asterisk Ready." and answers on its control socket."""
+        since = self.log_size()
         subprocess.run([str(self.install.binary), "-C", str(self.conf), "-rx", "core restart now"],
                        capture_output=True, timeout=15)
-        time.sleep(1.0)  # the old control socket answers until it is gone
+        deadline = time.monotonic() + timeout
+        while not any("Asterisk Ready." in line for _, line in self.log_lines(since)):
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"Asterisk exited during its restart; see {self.log_dir}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Asterisk did not come back within {timeout:.0f} s of `core restart now`")
+            time.sleep(0.1)
         self.wait_booted(timeout)
 
     def stop(self) -> None:
@@ -492,6 +500,9 @@ def outcome_of(msgs: list[SipMessage]) -> CallOutcome:
 class SippCall:
     """One SIPp UAC placing one call (a phone or the carrier)."""
 
+    started: list["SippCall"] = []
+    """Every call started in this process; the suite kills what a failed test left running."""
+
     def __init__(self, root: Path, pbx: Pbx, *, caller: str, number: str, scenario: str,
                  port: int | None = None, tag: str = "") -> None:
         self.caller, self.number = caller, number
@@ -511,6 +522,7 @@ class SippCall:
         self.proc = await asyncio.create_subprocess_exec(*self.cmd, stdin=asyncio.subprocess.DEVNULL,
                                                          stdout=asyncio.subprocess.DEVNULL,
                                                          stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+        SippCall.started.append(self)
         return self
 
     def outcome(self) -> CallOutcome:
@@ -543,6 +555,17 @@ class SippCall:
                 self.proc.kill()
             except ProcessLookupError:
                 pass
+
+    @classmethod
+    def kill_all(cls) -> None:
+        """Kill every call still running (by its own pid) and forget them all."""
+        for call in cls.started:
+            if call.proc is not None and call.proc.returncode is None:
+                try:
+                    os.kill(call.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        cls.started.clear()
 
 
 class SippUas:

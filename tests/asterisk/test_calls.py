@@ -184,7 +184,9 @@ async def test_callgate_down_refuses_the_call(mode, request, pbx, workdir, cli, 
 async def test_callgate_killed_mid_call_and_restarted(mode, request, pbx, workdir, cli, trunk, new_account,
                                                       fresh_number):
     service = request.getfixturevalue("agi" if mode == "agi" else "gate")
-    acct = await new_account("0.06")  # 6 s of talk
+    # 12 s of talk: the restart (a Python start-up, 2-6 s on a busy 2-core machine) ends well
+    # before the limit, so the restarted gate cuts the call / the hangup handler reaches the server
+    acct = await new_account("0.12")
     call = await place(pbx, workdir, acct.phone, fresh_number(), WAIT_BYE)
     assert (await call.answered(15)).final == 200
     await asyncio.sleep(1.0)
@@ -195,17 +197,17 @@ async def test_callgate_killed_mid_call_and_restarted(mode, request, pbx, workdi
 
     # the call still ends at the money: the restarted gate re-adopts it (bridge), Dial's L() cuts it
     # (continue, FastAGI)
-    assert out.far_end_hung_up and out.talk_seconds <= 6 + 2.0, out
+    assert out.far_end_hung_up and 12 - 1.5 <= out.talk_seconds <= 12 + 2.0, out
     [row] = await settled_calls(cli, acct.ref, timeout=30)
     cost = Decimal(row["cost"])
-    assert cost <= Decimal("0.06")
+    assert cost <= Decimal("0.12")
     if mode == "agi":  # the hangup handler's settle reached the restarted server: exact
         assert cost == expected_cost(row["talk_ms"], RATE_PER_MIN)
     else:  # the restarted gate took the call back in its own mode
         adopted = f'"call re-adopted after restart" session={row["id"]} channel={row["channel_id"]} mode={mode}'
         assert adopted in service.proc.log.read_text(), adopted
     balance, held = await money(cli, acct.ref)
-    assert balance == Decimal("0.06") - cost and balance >= 0 and held == 0
+    assert balance == Decimal("0.12") - cost and balance >= 0 and held == 0
     await verify(cli)
 
 
