@@ -127,6 +127,8 @@ async def test_refusals_have_their_sip_codes_and_never_reach_the_far_end(mode, p
 
     assert {what: o.final for what, o in outcomes.items()} == {what: code for what, (_, code) in calls.items()}
     assert not any(o.answered_at for o in outcomes.values())
+    # the announcement is early media: 183 Session Progress before the final response, never an answer
+    assert all(183 in o.provisional for o in outcomes.values()), outcomes
     assert trunk.invites(depleted_number) == [] and trunk.invites(no_rate_number) == []
     assert phones.invites(broke_did.phone) == []
     for acct in (broke, funded, broke_did):
