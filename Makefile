@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test venv lint-imports bench demo clean
+.PHONY: test test-asterisk venv lint-imports bench demo clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ test: $(STAMP)
 	@if [ -x .ci/install-chromium ]; then .ci/install-chromium; fi
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
+
+# The real-Asterisk suite alone (tests/asterisk): needs an Asterisk 22 ($$ASTERISK_PREFIX/sbin/asterisk,
+# else asterisk on PATH) and sipp; here a missing tool or a taken port fails instead of skipping.
+# `make test` runs the same tests too, and skips them with one line when a tool is missing.
+test-asterisk: $(STAMP)
+	CALLGATE_ASTERISK_REQUIRED=1 $(PY) -m pytest -q -rs -m asterisk tests/asterisk
 
 bench: $(STAMP)
 	$(PY) -m bench

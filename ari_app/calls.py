@@ -35,6 +35,16 @@ log = logging.getLogger("ari_app.gate")
 #: Leg-level errors that mean "that channel is gone or no longer ours": not a fault of the call.
 GONE_ERRORS = (AriNotFound, AriConflict)
 
+#: The gate names its bridges ``callgate-<caller channel id>``.
+BRIDGE_NAME_PREFIX = "callgate-"
+
+
+def gate_bridge_caller(bridge: dict) -> str | None:
+    """The caller channel id of a bridge this gate created, else None: GET /bridges lists every
+    bridge Asterisk has, a continued call's Dial() bridge (class basic, no name) included."""
+    name = str(bridge.get("name") or "")
+    return name[len(BRIDGE_NAME_PREFIX):] if name.startswith(BRIDGE_NAME_PREFIX) else None
+
 
 _DAY_EPOCH: dict[str, int] = {}
 
@@ -437,7 +447,7 @@ class BridgeCall(CallActor):
                                                                      timeout=self.s.dial_timeout)):
             await self.end_unanswered()
             return
-        bridge = await self.client.create_bridge("mixing", name=f"callgate-{self.caller_id}")
+        bridge = await self.client.create_bridge("mixing", name=f"{BRIDGE_NAME_PREFIX}{self.caller_id}")
         self.bridge_id = str(bridge["id"])
         await self.until(lambda: self.answered_ts is not None or self.any_leg_gone(),
                          self.s.dial_timeout * self.s.time_scale + self.s.answer_grace)

@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ari_app.calls import BridgeCall, CallActor, event_channel_ids
+from ari_app.calls import BridgeCall, CallActor, event_channel_ids, gate_bridge_caller
 from ari_app.continue_mode import ContinueCall, deny_variables
 from ari_app.errors import AriError
 from ari_app.settings import GateSettings
@@ -450,6 +450,8 @@ class Gate:
             return
         bridge_of: dict[str, dict] = {}
         for b in bridges or []:
+            if gate_bridge_caller(b) is None:
+                continue  # not ours: e.g. the Dial() bridge of a continued call (tests/asterisk)
             for ch in b.get("channels", []):
                 bridge_of[str(ch)] = b
         now = self.now_ms()
@@ -512,8 +514,7 @@ class Gate:
             log.info("call re-adopted after restart", extra={"session": s.session_id, "channel": cid, "mode": call.mode})
             call.start()
         orphans = {c for c in app_ids if c not in self._by_channel and c not in self._finished}
-        our_bridges = {str(b["id"]): str(b.get("name") or "")[len("callgate-"):] for b in bridges or []
-                       if str(b.get("name") or "").startswith("callgate-")}
+        our_bridges = {str(b["id"]): caller for b in bridges or [] if (caller := gate_bridge_caller(b)) is not None}
         if orphans or our_bridges:
             asyncio.create_task(self._sweep_orphans(orphans, our_bridges))
 

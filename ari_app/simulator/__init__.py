@@ -40,8 +40,10 @@ routes of asterisk-conf/extensions.conf) it checks CALLGATE_STATUS == ALLOW and 
 CALLGATE_MAX_MS (and, inbound, a CALLGATE_ENDPOINT), else hangs up as ``[callgate-deny]`` does: the
 cause follows CALLGATE_REASON (21 → 403, 1 → 404, 17 → 486, anything else 34 → 503; the lab route of
 the traces used 21 for every refusal). The Dial() runs ``PJSIP/${EXTEN}@trunk`` (inbound:
-``PJSIP/${CALLGATE_ENDPOINT}``) with L(CALLGATE_MAX_MS:2000): the scripted party answers, the warning beep
-is "heard" 2 s before the limit, the call ends at the limit (``ended_by="limit"``) with the Dial
+``PJSIP/${CALLGATE_ENDPOINT}``) with L() as the product dialplan gives it (CALLGATE_MAX_MS, and a warning
+CALLGATE_WARN_MS = 60 s before the limit, at most limit - 1 ms: Asterisk plays only a warning strictly
+inside the limit): the scripted party answers, the warning beep is "heard" (at the answer for a grant
+of 60 s or less), the call ends at the limit (``ended_by="limit"``) with the Dial
 events and ANSWEREDTIME/ANSWEREDTIME_MS varsets a subscribed app sees.
 
 Every REST call is validated against the ARI swagger (``ari_app.swagger_table``): unknown path ->

@@ -71,6 +71,15 @@ _QOS_VALUES = [
 #: asterisk-conf's [callgate-deny]: CALLGATE_REASON -> the Hangup() cause (anything else: 34).
 DENY_CAUSES = {"too_many_calls": 17, "insufficient_funds": 21, "depleted": 21, "suspended": 21,
                "unknown_endpoint": 1, "unknown_did": 1, "no_rate": 1, "invalid_number": 1}
+#: asterisk-conf/extensions.conf [globals] CALLGATE_WARN_MS: how long before the L() limit the warning plays.
+CONTINUE_WARN_MS = 60_000
+
+
+def limit_warning_ms(max_ms: int, warn_ms: int = CONTINUE_WARN_MS) -> int:
+    """The warning argument the product dialplan gives L(): at most ``max_ms - 1`` (see below)."""
+    return max_ms - 1 if max_ms <= warn_ms else warn_ms
+
+
 DIAL_RESET_VARS = ["DIALSTATUS", "DIALEDPEERNUMBER", "DIALEDPEERNAME", "ANSWEREDTIME", "ANSWEREDTIME_MS",
                    "DIALEDTIME", "DIALEDTIME_MS", "RINGTIME", "RINGTIME_MS", "PROGRESSTIME", "PROGRESSTIME_MS"]
 
@@ -120,6 +129,7 @@ class Channel:
         self.dial_caller: "Channel | None" = None     # continue mode: the caller this leg was dialled for
         self.dial_peer: "Channel | None" = None       # continue mode: the callee of the caller's Dial()
         self.limit_ms: int | None = None
+        self.limit_warning_ms: int = 0
         self.media = False          # RTP flowed (early media): RTPAUDIOQOS varsets at hangup
         self.dial_bridge: Bridge | None = None   # continue mode: Dial()'s basic bridge
 
@@ -305,8 +315,10 @@ class AriSimulator:
     def __init__(self, user: str = "callgate", password: str = "secret", apps: Iterable[str] = ("callgate",),
                  asterisk_id: str = "02:fc:00:00:00:01", time_scale: float = 1.0,
                  stasis_entry_delay: float = 0.002, playback_start_delay: float = 0.005,
-                 history: int | None = None) -> None:
+                 history: int | None = None, continue_warn_ms: int = CONTINUE_WARN_MS) -> None:
         self.user = user
+        self.continue_warn_ms = continue_warn_ms
+        """CALLGATE_WARN_MS of the dialplan the continue routes run (the traces' lab used 2000)."""
         self.password = password
         self.default_app = tuple(apps)[0] if apps else "callgate"
         self.asterisk_id = asterisk_id
@@ -332,6 +344,8 @@ class AriSimulator:
         self._ts_prefix = self._ts_text = ""
         self._channels: dict[str, Channel] = {}
         self._bridges: dict[str, Bridge] = {}
+        self._dial_bridges: dict[str, Bridge] = {}
+        """Dialplan Dial()'s basic bridges: listed by GET /bridges, not the application's."""
         self._playbacks: dict[str, Playback] = {}
         self._apps: dict[str, AppState] = {}
         self._all_ws: set[web.WebSocketResponse] = set()
@@ -959,7 +973,8 @@ class AriSimulator:
         max_ms = ch.vars.get("CALLGATE_MAX_MS", "")
         endpoint = endpoint or f"PJSIP/{ch.exten}@trunk"
         dialstring = endpoint.split("/", 1)[1]
-        self._dialplan(ch, "Dial", f"{endpoint},30,L({max_ms}:2000)", ch.priority + 1)
+        warn = limit_warning_ms(int(max_ms), self.continue_warn_ms) if max_ms.strip().isdigit() else ""
+        self._dialplan(ch, "Dial", f"{endpoint},30,L({max_ms}:{warn})", ch.priority + 1)
         if not max_ms.strip().isdigit():
             # "Bridge does not accept L()": Dial fails, the caller gets 603 with cause 0
             self._hangup_request(ch, 16, soft=True)
@@ -977,6 +992,7 @@ class AriSimulator:
         peer.dialled = True
         peer.dial_caller = ch
         peer.limit_ms = int(max_ms)
+        peer.limit_warning_ms = int(warn)
         ch.dial_peer = peer
         ch.dial_started = self.now()
         if ch.call:
@@ -1012,6 +1028,7 @@ class AriSimulator:
         # Dial()'s basic bridge: its events reach subscribeAll apps only (no bridge subscription)
         bridge = Bridge(self, str(uuid.uuid4()), "", "mixing", bridge_class="basic", creator="", video_mode="none")
         caller.dial_bridge = bridge
+        self._dial_bridges[bridge.id] = bridge
         self._emit({"type": "BridgeCreated", "timestamp": self.timestamp(), "bridge": bridge.json()}, all_only=True)
         self._dialplan(peer, "AppDial", "(Outgoing Line)")
         for leg in (peer, caller):
@@ -1025,8 +1042,13 @@ class AriSimulator:
             self._later(caller.call.hangup_after, self._party_bye, caller, owner=caller)
         limit = peer.limit_ms or 0
         if limit > 0:
-            warn_at = (limit - 2000) / 1000.0
-            if warn_at > 0:
+            # Asterisk schedules L()'s warning only when it lies strictly inside the limit
+            # (bridge_builtin_interval_features.c: warning < duration); the product dialplan asks
+            # for at most limit - 1 ms, so a short grant is warned right at the answer
+            # (tests/asterisk: test_call_is_cut_at_the_money_after_the_warning)
+            warning = peer.limit_warning_ms
+            warn_at = (limit - warning) / 1000.0
+            if 0 < warning < limit:
                 self._later(warn_at, self._limit_warning, caller, owner=caller)
             self._later(limit / 1000.0, self._limit_reached, caller, owner=caller)
 
@@ -1100,6 +1122,7 @@ class AriSimulator:
         bridge = caller.dial_bridge
         caller.dial_bridge = None
         if bridge is not None:
+            self._dial_bridges.pop(bridge.id, None)
             self._emit({"type": "BridgeDestroyed", "timestamp": self.timestamp(), "bridge": bridge.json()},
                        all_only=True)
 
@@ -1628,15 +1651,21 @@ class AriSimulator:
     # bridges
     def _bridge(self, params, reason: str = "Not found") -> Bridge:
         b = self._bridges.get(params["bridgeId"])
+        if b is None and params["bridgeId"] in self._dial_bridges:
+            # Asterisk's find_bridge() (res/ari/resource_bridges.c): a bridge outside Stasis
+            raise RestError(409, "Bridge not in Stasis application", "Conflict")
         if b is None:   # traced: GET says "Not Found", DELETE and addChannel "Not found"
             raise RestError(404, "Bridge not found", reason)
         return b
 
     def _rest_bridges_list(self, params, body):
-        return 200, [b.json() for b in self._bridges.values()]
+        # every bridge Asterisk has, Dial()'s basic bridges included (seen by tests/asterisk: a
+        # continued call's Dial bridge is in GET /bridges)
+        return 200, [b.json() for b in (*self._bridges.values(), *self._dial_bridges.values())]
 
     def _rest_bridges_get(self, params, body):
-        return 200, self._bridge(params, "Not Found").json()
+        dial = self._dial_bridges.get(params["bridgeId"])
+        return 200, (dial.json() if dial is not None else self._bridge(params, "Not Found").json())
 
     def _rest_bridges_create(self, params, body):
         return self._create_bridge(params, params.get("bridgeId"))

@@ -83,7 +83,8 @@ SCENARIOS = {
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 async def test_trace_replay(name, simulator_factory):
     spec = SCENARIOS[name]
-    sim = await simulator_factory(time_scale=SCALE)
+    # the recording lab's continue route was Dial(...,L(${CALLGATE_MAX_MS}:2000))
+    sim = await simulator_factory(time_scale=SCALE, continue_warn_ms=2000)
     for endpoint, party in spec["parties"].items():
         sim.script_destination(endpoint, party)
     replay = Replay(load(name), sim, SCALE, subscribe_all=spec.get("subscribe_all", False))

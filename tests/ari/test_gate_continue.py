@@ -1,4 +1,4 @@
-"""Continue mode (Stasis(callgate,outbound,continue) + Dial(...,L(${CALLGATE_MAX_MS}:2000)))."""
+"""Continue mode (Stasis(callgate,outbound,continue) + Dial(...,L(${CALLGATE_MAX_MS}:<warning>)))."""
 from __future__ import annotations
 
 import pytest

@@ -293,6 +293,66 @@ async def _continue_call(simulator, app, status: str | None, max_ms: str | None,
     return call
 
 
+async def test_continued_calls_dial_bridge_is_listed_but_not_the_applications(simulator_factory):
+    """Seen on a real Asterisk 22 (tests/asterisk, a gate restarted during a continued call):
+    GET /bridges lists every bridge, Dial()'s basic bridge included; operations on it answer 409
+    (res/ari/resource_bridges.c find_bridge: "Bridge not in Stasis application")."""
+    recorded = next(line["payload"]["bridge"] for line in load("continue_mode_dial_limit_subscribeAll.jsonl")
+                    if line["kind"] == "event" and line["payload"]["type"] == "BridgeCreated")
+    sim = await simulator_factory(time_scale=0.05)
+    sim.script_destination("PJSIP/15145550100@trunk", Party(answer_after=0.5))
+    async with App(sim) as app:
+        call = await _continue_call(sim, app, "ALLOW", "60000", subscribe=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while True:
+            status, bridges = await app.rest("GET", "/bridges")
+            if status == 200 and any(len(b["channels"]) == 2 for b in bridges):
+                break
+            assert loop.time() < deadline, bridges
+            await asyncio.sleep(0.02)
+        [dial] = bridges
+        assert list(dial) == list(recorded)
+        assert (dial["bridge_class"], dial["bridge_type"], dial["creator"], dial["name"]) == ("basic", "mixing", "", "")
+        assert call.channel_id in dial["channels"]
+        assert (await app.rest("GET", f"/bridges/{dial['id']}"))[1]["id"] == dial["id"]
+        assert await app.rest("DELETE", f"/bridges/{dial['id']}") == (
+            409, {"message": "Bridge not in Stasis application"})
+        await sim.hangup_channel(call.channel_id)
+        await call.ended(timeout=5)
+        assert (await app.rest("GET", "/bridges")) == (200, [])
+
+
+def test_simulator_warns_as_the_product_dialplan_does():
+    from pathlib import Path
+
+    from ari_app.simulator.server import CONTINUE_WARN_MS
+
+    dialplan = (Path(__file__).resolve().parents[2] / "asterisk-conf" / "extensions.conf").read_text()
+    assert f"\nCALLGATE_WARN_MS={CONTINUE_WARN_MS}\n" in dialplan
+    assert "L(${CALLGATE_MAX_MS}:${IF($[${CALLGATE_MAX_MS} <= ${CALLGATE_WARN_MS}]?$[${CALLGATE_MAX_MS} - 1]:" \
+           "${CALLGATE_WARN_MS})})" in dialplan
+
+
+@pytest.mark.parametrize("max_ms, dial_limit, warned", [
+    ("4000", "L(4000:3999)", True),      # shorter than CALLGATE_WARN_MS: warned at the answer
+    ("70000", "L(70000:60000)", True),   # 60 s before the limit
+    ("1", "L(1:0)", False),              # no room for a warning strictly inside the limit
+])
+async def test_continue_limit_warning_is_the_product_dialplans(simulator_factory, max_ms, dial_limit, warned):
+    """Seen on a real Asterisk 22 (tests/asterisk): L() plays a warning only when it lies strictly
+    inside the limit (bridge_builtin_interval_features.c, warning < duration), so the product
+    dialplan asks for at most grant - 1 ms; with L(5000:60000) a short grant heard no warning."""
+    sim = await simulator_factory(time_scale=0.01)
+    sim.script_destination("PJSIP/15145550100@trunk", Party(answer_after=0.5, hangup_after=11.0))
+    async with App(sim) as app:
+        call = await _continue_call(sim, app, "ALLOW", max_ms, subscribe=True)
+        outcome = await call.ended(timeout=5)
+        dial = [e for e in app.events if e["type"] == "ChannelDialplan" and e.get("dialplan_app") == "Dial"]
+        assert dial and dial[0]["dialplan_app_data"].endswith("," + dial_limit)
+        assert outcome.heard == (["sound:beep"] if warned else [])
+
+
 async def test_continue_allow_ends_at_the_limit(simulator_factory):
     sim = await simulator_factory(time_scale=0.02)
     sim.script_destination("PJSIP/15145550100@trunk", Party(answer_after=1.0))
@@ -301,7 +361,7 @@ async def test_continue_allow_ends_at_the_limit(simulator_factory):
         outcome = await call.ended(timeout=5)
         assert (outcome.ended_by, outcome.sip_final, outcome.q850_cause) == ("limit", 200, 16)
         assert 3900 <= outcome.talk_ms <= 4600 and 3900 <= outcome.callee_talk_ms <= 4600
-        assert outcome.heard == ["sound:beep"]            # L()'s warning, 2 s before the limit
+        assert outcome.heard == ["sound:beep"]            # L()'s warning (a 4 s grant: at the answer)
         assert call.continued["variables"]["CALLGATE_MAX_MS"] == "4000"
         destroyed = await app.wait_for(is_type("ChannelDestroyed", call.channel_id))
         assert destroyed["cause"] == 16
