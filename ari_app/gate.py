@@ -496,10 +496,6 @@ class Gate:
             talk = 0 if s.answered_at is None else min(max(0, now - s.answered_at), granted_ms)
             basis = "bounded_at_restart" if talk else "measured"
         try:
-            if s.answered_at is None and recorded is not None and recorded.answered_time_ms:
-                # continue mode, answered while no gate listened: Dial's figure says when (as
-                # ContinueCall.follow does); an unanswered session is never charged
-                await self.core.answer(s.session_id, at_ms=recorded.end_ms - recorded.answered_time_ms)
             await self.core.settle(s.session_id, talk, note=note, path="restart", basis=basis)
         except Exception:
             log.exception("settling session %s after restart failed", s.session_id)

@@ -1,11 +1,18 @@
 """The real end of a call that ended while no gate listened, as Asterisk recorded it.
 
-asterisk-conf's ARI contexts push the hangup handler ``callgate-ended`` before ``Stasis()``, and the
-gate pushes it on the carrier leg it creates (``POST /channels/create`` variables: no extra request).
-When a leg hangs up, the handler writes one AstDB entry per call, under the caller's channel id,
-if none exists yet (the first leg to end is where talk ended)::
+asterisk-conf's bridge-mode contexts push the hangup handler ``callgate-ended`` before ``Stasis()``,
+and the gate pushes it on the carrier leg it creates (``POST /channels/create`` variables: no extra
+request). When a leg hangs up, the handler writes one AstDB entry per call, under the caller's
+channel id, if none exists yet (the first leg to end is where talk ended)::
 
-    callgate_ended/<caller channel id>/<end, epoch ms>-<Dial's ANSWEREDTIME_MS or empty> = <leg name>
+    callgate_ended/<caller channel id>/<end, epoch ms> = <name of the leg that ended>
+
+Not in continue mode: after ARI sets a variable on a channel (the gate's CALLGATE_* there),
+Asterisk 22 inhibits dangerous functions on that channel's thread for good (res/stasis/control.c
+``app_control_set_channel_var`` swaps the inhibition on and never back), and the handler's
+``Set(DB(...))`` is refused ("Dangerous function DB write blocked", seen on the lab). The gate itself
+cannot write AstDB either (ARI's HTTP threads are inhibited too). Continue-mode calls that end
+while no gate runs keep the bounded fallback (``bounded_at_restart``).
 
 Why the end is in the KEY, and why a channel is needed to read it (all checked on Asterisk 22):
 
@@ -52,28 +59,22 @@ class RecordedEnd:
     caller_id: str
     end_ms: int
     """When the first leg hung up (epoch ms, Asterisk's clock)."""
-    answered_time_ms: int | None
-    """Dial's ANSWEREDTIME_MS on the caller (continue mode); None where Dial did not run or answer."""
-    subkey: str
+
+    @property
+    def subkey(self) -> str:
+        return str(self.end_ms)
 
     def talk_ms(self, answered_at: int | None, granted_ms: int) -> int:
-        """Talk up to the recorded end: Dial's own figure where there is one, else from the stored
-        answer; never beyond the grant (the core bounds it again)."""
-        if self.answered_time_ms is not None:
-            talk = self.answered_time_ms
-        elif answered_at is not None:
-            talk = max(0, self.end_ms - answered_at)
-        else:
-            talk = 0
-        return min(talk, granted_ms)
+        """Talk from the stored answer up to the recorded end (0 if never answered), never beyond
+        the grant (the core bounds it again)."""
+        if answered_at is None:
+            return 0
+        return min(max(0, self.end_ms - answered_at), granted_ms)
 
 
 def parse_subkey(caller_id: str, subkey: str) -> RecordedEnd | None:
-    """``<end ms>-<answered ms>`` (the second part may be empty). None when it is not that."""
-    end, sep, answered = subkey.partition("-")
-    if not sep or not end.isdigit() or (answered and not answered.isdigit()):
-        return None
-    return RecordedEnd(caller_id, int(end), int(answered) if answered else None, subkey)
+    """``<end ms>``; None when it is not that."""
+    return RecordedEnd(caller_id, int(subkey)) if subkey.isdigit() else None
 
 
 def call_variables(caller_id: str) -> dict[str, str]:

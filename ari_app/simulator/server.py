@@ -75,6 +75,8 @@ DENY_CAUSES = {"too_many_calls": 17, "insufficient_funds": 21, "depleted": 21, "
 #: the gate on the carrier legs it creates) and the AstDB family it writes (ari_app/recorded_ends.py).
 ENDED_HANDLER = "callgate-ended,s,1"
 ENDED_FAMILY = "callgate_ended"
+#: place_call's default hangup handler: what asterisk-conf's context for those args pushes.
+AS_ASTERISK_CONF = "as asterisk-conf"
 #: Functions Asterisk refuses to evaluate for ARI unless asterisk.conf has live_dangerously=yes
 #: (registered "escalating" for reads in func_db.c): GET …/variable answers 500.
 DANGEROUS_READS = {"DB", "DB_DELETE"}
@@ -126,6 +128,7 @@ class Channel:
         self.call: SimCall | None = None
         self.dial_caller: "Channel | None" = None     # continue mode: the caller this leg was dialled for
         self.hangup_handlers: list[str] = []          # CHANNEL(hangup_handler_push), run at the hangup
+        self.escalations_inhibited = False            # ARI set a variable on it: DB() writes blocked
         self.dial_peer: "Channel | None" = None       # continue mode: the callee of the caller's Dial()
         self.limit_ms: int | None = None
         self.media = False          # RTP flowed (early media): RTPAUDIOQOS varsets at hangup
@@ -521,12 +524,12 @@ class AriSimulator:
                          context: str = "from-internal", app: str | None = None,
                          app_args: Iterable[str] = ("outbound",), caller_hangup_after: float | None = None,
                          caller_cancel_after: float | None = None, caller_id: str | None = None,
-                         hangup_handler: str | None = ENDED_HANDLER) -> SimCall:
+                         hangup_handler: str | None = AS_ASTERISK_CONF) -> SimCall:
         """A SIP phone (``endpoint``) dials ``exten``; the dialplan runs Stasis(app, args).
 
         ``hangup_handler``: what the dialplan pushed with CHANNEL(hangup_handler_push) before
-        Stasis() — asterisk-conf's ARI contexts push [callgate-ended]; None plays an admin's own
-        dialplan without it."""
+        Stasis() — asterisk-conf's bridge-mode contexts push [callgate-ended] (the default, unless
+        the args say ``continue``: its continue contexts do not); None plays a dialplan without it."""
         app = app or self.default_app
         args = list(app_args)
         cid_name = caller_id if caller_id is not None else endpoint
@@ -535,6 +538,8 @@ class AriSimulator:
                                caller=(cid_name, cid_name), context=context, exten=exten, priority=1,
                                app_name="", app_data="")
         ch.endpoint = f"PJSIP/{endpoint}"
+        if hangup_handler == AS_ASTERISK_CONF:
+            hangup_handler = None if "continue" in args else ENDED_HANDLER
         if hangup_handler:
             ch.hangup_handlers.append(hangup_handler)
         call = SimCall(self, ch.id)
@@ -745,8 +750,10 @@ class AriSimulator:
         """The effect of the hangup handlers the channel had pushed; only asterisk-conf's
         [callgate-ended] is modelled. As on Asterisk 22 (checked on the lab): it runs whether or not
         any app is connected, after the hangup and before ChannelDestroyed, and writes
-        ``callgate_ended/<CALLGATE_CALL or its own id>/<STRFTIME(,,%s%3q)>-<ANSWEREDTIME_MS>`` =
-        the channel's name unless that call already has an entry (the first leg to end wins).
+        ``callgate_ended/<CALLGATE_CALL or its own id>/<STRFTIME(,,%s%3q)>`` = the channel's name
+        unless that call already has an entry (the first leg to end wins) — except on a channel
+        ARI has set a variable on while it was in Stasis: Asterisk then blocks DB() on its thread
+        ("Dangerous function DB write blocked", res/stasis/control.c), so nothing is written.
         Not modelled: the ChannelVarset events of its Set() lines (no app reads them)."""
         handlers, ch.hangup_handlers = ch.hangup_handlers, []
         for handler in handlers:
@@ -756,7 +763,10 @@ class AriSimulator:
             prefix = f"{ENDED_FAMILY}/{key}/"
             if any(k.startswith(prefix) for k in self.astdb):
                 continue
-            self.astdb[f"{prefix}{int(self.now() * 1000)}-{ch.vars.get('ANSWEREDTIME_MS', '')}"] = ch.name
+            if ch.escalations_inhibited:
+                self.function_errors.append("Dangerous function DB write blocked")
+                continue
+            self.astdb[f"{prefix}{int(self.now() * 1000)}"] = ch.name
 
     def _astdb_keys(self, path: str) -> str:
         """DB_KEYS(path): the next key component under ``path``, comma-separated (func_db.c)."""
@@ -1672,6 +1682,8 @@ class AriSimulator:
         if ch.stasis_app is None:
             raise RestError(409, "Channel not in Stasis application", "Conflict")
         name, value = params["variable"], params.get("value") or ""
+        # runs on the channel's thread with dangerous functions inhibited, and leaves them so
+        ch.escalations_inhibited = True
         if name.endswith(")"):   # a dialplan function (pbx_builtin_setvar_helper → ast_func_write)
             self._function_write(ch, name, value)
         else:
