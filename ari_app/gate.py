@@ -414,10 +414,28 @@ class Gate:
         await self.update_event_filter()  # adopted continue-mode calls read ANSWEREDTIME_MS
         note = {"type": "_resync", "channels": chan_map, "app_channel_ids": app_ids, "gap_from_ms": self._gap_from_ms}
         self._gap_from_ms = None
+        ended_in_gap = await self._recorded_ends_of_gone_calls(chan_map)
         for call in list(self.calls.values()):
-            call.post(dict(note))
+            call.post(dict(note, recorded_end_ms=ended_in_gap.get(call.caller_id)))
         if self._adopted:
             self._reconciled_mono = time.monotonic()
+
+    async def _recorded_ends_of_gone_calls(self, chan_map: dict) -> dict[str, int]:
+        """Bridged calls with a leg gone after a gap: the end Asterisk recorded (caller id → epoch
+        ms), so the lost hangup is not stamped at the gap's end (CallActor.on_resync). Read here,
+        before the resync notes go out, and left for the periodic clean-up: the call still hangs
+        up its other leg, whose handler would otherwise record that later end."""
+        gone = [call.caller_id for call in self.calls.values()
+                if isinstance(call, BridgeCall) and not call.settled and any(leg not in chan_map for leg in call.legs())]
+        out: dict[str, int] = {}
+        if not gone:
+            return out
+        async with RecordedEnds(self.client, self.ignore_channel) as ends:
+            for caller_id in gone:
+                recorded = await ends.take(caller_id)
+                if recorded is not None:
+                    out[caller_id] = recorded.end_ms
+        return out
 
     def wanted_event_filter(self) -> frozenset[str]:
         """The event types Asterisk need not send now: never-read types, and ChannelVarset while

@@ -143,3 +143,33 @@ async def test_recorded_ends_are_cleared_while_the_gate_runs(sim, core):
         assert await gate.wait_idle(2)
     finally:
         await stop(gate, task)
+
+
+async def test_a_hangup_lost_in_a_websocket_gap_is_billed_to_its_recorded_end(sim, core):
+    """The events socket is down for 10 s; the caller hangs up 2 s into it: the resync takes the
+    end Asterisk recorded, not the gap's end (the earlier behaviour, still the fallback)."""
+    await seed(core, balance="10.00", deck=PER_SECOND)
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    gate, task, call = await answered_call(sim, core)
+    try:
+        before = await core.find_session(sim.asterisk_id, call.channel_id)
+        sim.refuse_websockets(True)
+        sim.drop_websockets()
+        await wait_for(lambda: not gate.client.connected, 5)
+        await asyncio.sleep(2 * SCALE)
+        await sim.hangup_channel(call.channel_id)  # its events are lost
+        await call.ended(timeout=5)
+        [end_ms] = recorded(sim, call.channel_id)
+        await asyncio.sleep(10 * SCALE)
+        resyncs = gate.stats.resyncs
+        sim.refuse_websockets(False)
+        await wait_for(lambda: gate.stats.resyncs > resyncs, 5)
+        assert await gate.wait_idle(5)
+        await wait_for(lambda: not sim.channels and not sim.bridges, 5)
+    finally:
+        await stop(gate, task)
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert s.state == "settled" and s.talk_ms == end_ms - before.answered_at
+    # left for the periodic clean-up; it kept the callee's later hangup from recording its own end
+    assert recorded(sim, call.channel_id) == [end_ms]
+    assert await core.admin.verify() == []
