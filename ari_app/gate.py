@@ -508,7 +508,7 @@ class Gate:
         granted_ms = s.granted_seconds * 1000
         if recorded is not None:
             talk = recorded.talk_ms(s.answered_at, granted_ms)
-            basis = "asterisk_hangup"
+            basis = "asterisk_hangup" if s.answered_at is not None else "measured"  # never answered: 0
             note = f"{note}; Asterisk recorded its end at {recorded.end_ms}"
         else:
             talk = 0 if s.answered_at is None else min(max(0, now - s.answered_at), granted_ms)
