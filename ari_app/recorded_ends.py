@@ -11,7 +11,7 @@ Not in continue mode: after ARI sets a variable on a channel (the gate's CALLGAT
 Asterisk 22 inhibits dangerous functions on that channel's thread for good (res/stasis/control.c
 ``app_control_set_channel_var`` swaps the inhibition on and never back), and the handler's
 ``Set(DB(...))`` is refused ("Dangerous function DB write blocked", seen on the lab). The gate itself
-cannot write AstDB either (ARI's HTTP threads are inhibited too). Continue-mode calls that end
+cannot write AstDB either (main/tcptls.c inhibits ARI's HTTP threads too). Continue-mode calls that end
 while no gate runs keep the bounded fallback (``bounded_at_restart``).
 
 Why the end is in the KEY, and why a channel is needed to read it (all checked on Asterisk 22):
