@@ -259,9 +259,14 @@ class CallActor:
 
     def on_resync(self, ev: dict) -> None:
         channels: dict = ev["channels"]
+        # a leg that left during the gap: at the end Asterisk recorded for the call (the first
+        # leg's hangup, ari_app/recorded_ends.py) where there is one, else at the gap's end
+        now = self.now_ms()
+        recorded = ev.get("recorded_end_ms")
+        at = now if recorded is None else min(now, int(recorded))
         for leg in self.legs():
             if leg not in channels:
-                self.mark_gone(leg, self.now_ms())
+                self.mark_gone(leg, at)
 
     def mark_gone(self, cid: str, ts: int | None) -> None:
         if cid not in self.gone_ts:

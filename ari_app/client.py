@@ -519,6 +519,14 @@ class AriClient:
         body = {"variables": dict(variables)} if variables else None
         return await self.request("POST", "/channels/create", params, json=body)
 
+    async def originate(self, endpoint: str, *, channel_id: str | None = None,
+                        other_channel_id: str | None = None, app_args: str | None = None) -> dict:
+        """``POST /channels``: a channel that dials ``endpoint`` at once (into our application if
+        it answers)."""
+        return await self.request("POST", "/channels", {"endpoint": endpoint, "app": self.app, "appArgs": app_args,
+                                                        "channelId": channel_id,
+                                                        "otherChannelId": other_channel_id})
+
     async def dial(self, channel_id: str, caller: str | None = None, timeout: int | None = None) -> None:
         await self.request("POST", f"/channels/{_seg(channel_id)}/dial",
                            {"caller": caller, "timeout": timeout})
@@ -616,6 +624,11 @@ class AriClient:
         await self.request("DELETE", f"/bridges/{_seg(bridge_id)}")
 
     # misc
+    async def set_global_variable(self, name: str, value: str = "") -> None:
+        """``POST /asterisk/variable``: a global variable, or a function write such as
+        ``DB_DELETE(family/key)`` (Asterisk runs it without a channel)."""
+        await self.request("POST", "/asterisk/variable", {"variable": name, "value": value})
+
     async def get_playback(self, playback_id: str) -> dict:
         return await self.request("GET", f"/playbacks/{_seg(playback_id)}")
 

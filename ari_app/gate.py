@@ -25,12 +25,16 @@ warning tone, it calls ``core.extend`` itself — the tone then only plays when 
 ends. With a working sidecar the remaining time never gets that low, so holds are not extended
 twice; if both ever race, the only effect is one extra chunk held until the call settles.
 * heartbeat (every ``heartbeat_interval``): ``core.heartbeat(ids of live calls)``.
+* recorded ends (every ``ended_clear_interval``, a few minutes): clear what Asterisk's hangup
+  handler recorded (:mod:`ari_app.recorded_ends`), once this connection's reconciliation is done.
 
 Resync after every (re)connect: GET /channels, /bridges, /applications/{app}; each live call
 compares its legs with what Asterisk has (events during a drop are lost, never replayed). What
 changed in the gap is stamped at the end that keeps the account within its money: a lost answer at
 the gap's start (the cut-off is never late), a lost hangup at its end. On the first connection the
-gate re-adopts this PBX's live sessions (restart safety).
+gate re-adopts this PBX's live sessions (restart safety). A session whose call ended while no gate
+ran is settled on the end Asterisk recorded (billing_basis ``asterisk_hangup``), or, where none was
+recorded, up to the restart, capped at its grant (``bounded_at_restart``).
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ from typing import Any, Callable
 from ari_app.calls import BridgeCall, CallActor, event_channel_ids, gate_bridge_caller
 from ari_app.continue_mode import ContinueCall, deny_variables
 from ari_app.errors import AriError
+from ari_app.recorded_ends import RecordedEnd, RecordedEnds, call_variables, clear_all
 from ari_app.settings import GateSettings
 from billing_core.api import StorageError
 from billing_core.log_limits import OutageLog
@@ -130,12 +135,17 @@ class Gate:
         self._filter_lock = asyncio.Lock()
         self._filter_refused = False
         """Asterisk refused an eventFilter on this connection: not asked again until a reconnect."""
+        self._reconciled_mono: float | None = None
+        """When this connection's reconciliation (re-adoption, resync) was done; None while
+        disconnected or before it is done: the recorded ends are not cleared then."""
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
         """Serve: the event loop of the client plus the refresh and heartbeat loops."""
         self._loops = [asyncio.create_task(self._every(self.settings.refresh_interval, self.refresh_once), name="gate-refresh"),
-                       asyncio.create_task(self._every(self.settings.heartbeat_interval, self.heartbeat_once), name="gate-heartbeat")]
+                       asyncio.create_task(self._every(self.settings.heartbeat_interval, self.heartbeat_once), name="gate-heartbeat"),
+                       asyncio.create_task(self._every(self.settings.ended_clear_interval, self.clear_recorded_ends_once),
+                                           name="gate-recorded-ends")]
         try:
             await self.client.run()
         finally:
@@ -308,7 +318,10 @@ class Gate:
         """POST /channels/create for ``call``'s callee (appArgs ``dialed``, originator = caller)."""
         self._creating += 1
         try:
-            created = await self.client.create_channel(endpoint, app_args="dialed", originator=call.caller_id)
+            # its hangup records the call's end too (asterisk-conf [callgate-ended]), for a gate that
+            # is not running then: in the same request, no extra one
+            created = await self.client.create_channel(endpoint, app_args="dialed", originator=call.caller_id,
+                                                       variables=call_variables(call.caller_id))
             self.bind(str(created["id"]), call)
             return created
         finally:
@@ -344,6 +357,10 @@ class Gate:
                     channel_id, event.get("args"))
         asyncio.create_task(self._hangup_quietly(channel_id, "normal"))
 
+    def ignore_channel(self, channel_id: str) -> None:
+        """A helper channel of ours (reading or clearing recorded ends): its events are dropped."""
+        self._finished[channel_id] = time.monotonic() + FINISHED_TTL_SECONDS
+
     async def _hangup_quietly(self, channel_id: str, reason: str | None = None) -> None:
         try:
             await self.client.hangup(channel_id, reason=reason)
@@ -363,6 +380,7 @@ class Gate:
 
     # ------------------------------------------------------------------ resync and restart
     def on_disconnected(self) -> None:
+        self._reconciled_mono = None
         if self._gap_from_ms is None:  # a failed resync keeps the first gap's start
             self._gap_from_ms = self.now_ms()
 
@@ -396,8 +414,28 @@ class Gate:
         await self.update_event_filter()  # adopted continue-mode calls read ANSWEREDTIME_MS
         note = {"type": "_resync", "channels": chan_map, "app_channel_ids": app_ids, "gap_from_ms": self._gap_from_ms}
         self._gap_from_ms = None
+        ended_in_gap = await self._recorded_ends_of_gone_calls(chan_map)
         for call in list(self.calls.values()):
-            call.post(dict(note))
+            call.post(dict(note, recorded_end_ms=ended_in_gap.get(call.caller_id)))
+        if self._adopted:
+            self._reconciled_mono = time.monotonic()
+
+    async def _recorded_ends_of_gone_calls(self, chan_map: dict) -> dict[str, int]:
+        """Bridged calls with a leg gone after a gap: the end Asterisk recorded (caller id → epoch
+        ms), so the lost hangup is not stamped at the gap's end (CallActor.on_resync). Read here,
+        before the resync notes go out, and left for the periodic clean-up: the call still hangs
+        up its other leg, whose handler would otherwise record that later end."""
+        gone = [call.caller_id for call in self.calls.values()
+                if isinstance(call, BridgeCall) and not call.settled and any(leg not in chan_map for leg in call.legs())]
+        out: dict[str, int] = {}
+        if not gone:
+            return out
+        async with RecordedEnds(self.client, self.ignore_channel) as ends:
+            for caller_id in gone:
+                recorded = await ends.take(caller_id)
+                if recorded is not None:
+                    out[caller_id] = recorded.end_ms
+        return out
 
     def wanted_event_filter(self) -> frozenset[str]:
         """The event types Asterisk need not send now: never-read types, and ChannelVarset while
@@ -455,68 +493,85 @@ class Gate:
             for ch in b.get("channels", []):
                 bridge_of[str(ch)] = b
         now = self.now_ms()
-        for s in sessions:
-            cid = s.channel_id
-            if cid is None or cid in self._by_channel or cid in self._finished:
-                continue
-            channel = chan_map.get(cid)
-            if channel is None:
-                # the caller left while no gate ran; its carrier leg may still sit in our bridge,
-                # charging: hang it up now, not after the orphan sweep's grace
-                await self._end_bridge_of_gone_caller(cid, bridges)
-                talk = 0
-                if s.answered_at is not None:
-                    talk = min(max(0, now - s.answered_at), s.granted_seconds * 1000)
-                try:
-                    # the end was never seen: billed up to this restart (capped at the grant),
-                    # and the session says so (docs/OPERATIONS.md, "Calls that end while no gate runs")
-                    await self.core.settle(s.session_id, talk, note=f"ended while the gate was down; last seen alive "
-                                           f"at {s.last_seen_at}", path="restart",
-                                           basis="measured" if s.answered_at is None else "bounded_at_restart")
-                    self.stats.settled_on_restart += 1
-                    log.info("call settled after restart", extra={"session": s.session_id, "channel": cid, "talk_ms": talk})
-                except Exception:
-                    log.exception("settling session %s after restart failed", s.session_id)
-                continue
-            bridge = bridge_of.get(cid)
-            others = [str(c) for c in (bridge or {}).get("channels", []) if str(c) != cid]
-            # continue mode: the channel left Stasis for the dialplan's Dial() (a channel
-            # subscription keeps it in the application's channel_ids, so look at where it runs)
-            in_stasis = ((channel.get("dialplan") or {}).get("app_name") == "Stasis")
-            if bridge is None and ((s.hold_mode == "full" and not s.emergency) or not in_stasis):
-                call: CallActor = ContinueCall(self, channel, args=[s.direction, "continue"], pbx_id=self.pbx_id)
-                call.adopt(s)
-            elif s.answered_at is not None and others:
-                call = BridgeCall(self, channel, args=[s.direction], pbx_id=self.pbx_id)
-                await call.adopt(s, callee_id=others[0], bridge_id=str(bridge["id"]))
-            else:
-                # answered but the callee left while we were down, or not answered yet (the dial's
-                # state is lost): end it cleanly, bounded by the grant
-                talk = 0 if s.answered_at is None else min(max(0, now - s.answered_at), s.granted_seconds * 1000)
-                self._finished[cid] = time.monotonic() + FINISHED_TTL_SECONDS
-                await self._hangup_quietly(cid, "normal" if s.answered_at is not None else "congestion")
-                if bridge is not None:
-                    try:
-                        await self.client.destroy_bridge(str(bridge["id"]))
-                    except AriError:
-                        pass
-                try:
-                    await self.core.settle(s.session_id, talk, note="gate restart: call could not be resumed",
-                                           path="restart", basis="bounded_at_restart" if talk else "measured")
-                    self.stats.settled_on_restart += 1
-                except Exception:
-                    log.exception("settling session %s after restart failed", s.session_id)
-                continue
-            self._register(call)
-            for leg in call.legs():
-                self._by_channel[leg] = call
-            self.stats.adopted += 1
-            log.info("call re-adopted after restart", extra={"session": s.session_id, "channel": cid, "mode": call.mode})
-            call.start()
+        async with RecordedEnds(self.client, self.ignore_channel) as ends:
+            for s in sessions:
+                await self._adopt_session(s, chan_map, bridge_of, bridges, ends, now)
         orphans = {c for c in app_ids if c not in self._by_channel and c not in self._finished}
         our_bridges = {str(b["id"]): caller for b in bridges or [] if (caller := gate_bridge_caller(b)) is not None}
         if orphans or our_bridges:
             asyncio.create_task(self._sweep_orphans(orphans, our_bridges))
+
+    async def _settle_missed_end(self, s, ends: RecordedEnds, recorded: RecordedEnd | None, now: int,
+                                 note: str) -> None:
+        """Settle a session whose call ended while no gate saw it: on the end Asterisk recorded
+        (``asterisk_hangup``) or, without one, up to ``now`` capped at the grant
+        (``bounded_at_restart``; docs/OPERATIONS.md, "How a call is billed")."""
+        granted_ms = s.granted_seconds * 1000
+        if recorded is not None:
+            talk = recorded.talk_ms(s.answered_at, granted_ms)
+            basis = "asterisk_hangup" if s.answered_at is not None else "measured"  # never answered: 0
+            note = f"{note}; Asterisk recorded its end at {recorded.end_ms}"
+        else:
+            talk = 0 if s.answered_at is None else min(max(0, now - s.answered_at), granted_ms)
+            basis = "bounded_at_restart" if talk else "measured"
+        try:
+            await self.core.settle(s.session_id, talk, note=note, path="restart", basis=basis)
+        except Exception:
+            log.exception("settling session %s after restart failed", s.session_id)
+            return
+        self.stats.settled_on_restart += 1
+        log.info("call settled after restart", extra={"session": s.session_id, "channel": s.channel_id,
+                                                      "talk_ms": talk, "basis": basis})
+        if recorded is not None:
+            await ends.forget(recorded)
+
+    async def _adopt_session(self, s, chan_map: dict, bridge_of: dict, bridges: list[dict], ends: RecordedEnds,
+                             now: int) -> None:
+        cid = s.channel_id
+        if cid is None or cid in self._by_channel or cid in self._finished:
+            return
+        channel = chan_map.get(cid)
+        if channel is None:
+            # the caller left while no gate ran; its carrier leg may still sit in our bridge,
+            # charging: hang it up now, not after the orphan sweep's grace. Read its recorded end
+            # first: that hangup runs the carrier leg's handler, which records "now" if nothing is
+            # there yet (a dialplan without the caller's handler)
+            recorded = await ends.take(cid)
+            await self._end_bridge_of_gone_caller(cid, bridges)
+            await self._settle_missed_end(s, ends, recorded, now,
+                                          f"ended while the gate was down; last seen alive at {s.last_seen_at}")
+            return
+        bridge = bridge_of.get(cid)
+        others = [str(c) for c in (bridge or {}).get("channels", []) if str(c) != cid]
+        # continue mode: the channel left Stasis for the dialplan's Dial() (a channel
+        # subscription keeps it in the application's channel_ids, so look at where it runs)
+        in_stasis = ((channel.get("dialplan") or {}).get("app_name") == "Stasis")
+        if bridge is None and ((s.hold_mode == "full" and not s.emergency) or not in_stasis):
+            call: CallActor = ContinueCall(self, channel, args=[s.direction, "continue"], pbx_id=self.pbx_id)
+            call.adopt(s)
+        elif s.answered_at is not None and others:
+            call = BridgeCall(self, channel, args=[s.direction], pbx_id=self.pbx_id)
+            await call.adopt(s, callee_id=others[0], bridge_id=str(bridge["id"]))
+        else:
+            # answered but the callee left while we were down, or not answered yet (the dial's
+            # state is lost). Read first: the callee's hangup handler recorded when it left (under
+            # the caller's id); the caller's own handler runs at the hangup below.
+            recorded = await ends.take(cid)
+            self._finished[cid] = time.monotonic() + FINISHED_TTL_SECONDS
+            await self._hangup_quietly(cid, "normal" if s.answered_at is not None else "congestion")
+            if bridge is not None:
+                try:
+                    await self.client.destroy_bridge(str(bridge["id"]))
+                except AriError:
+                    pass
+            await self._settle_missed_end(s, ends, recorded, now, "gate restart: call could not be resumed")
+            return
+        self._register(call)
+        for leg in call.legs():
+            self._by_channel[leg] = call
+        self.stats.adopted += 1
+        log.info("call re-adopted after restart", extra={"session": s.session_id, "channel": cid, "mode": call.mode})
+        call.start()
 
     async def _end_bridge_of_gone_caller(self, caller_id: str, bridges: list[dict]) -> None:
         """At restart, the bridge ``callgate-<caller>`` of a caller that is gone: its other legs are
@@ -588,6 +643,28 @@ class Gate:
                 cutoff = s.cutoff_at
             if cutoff is not None and cutoff != call.cutoff_at:
                 call.post({"type": "_cutoff", "cutoff_at": cutoff})
+
+    async def clear_recorded_ends_once(self) -> None:
+        """Delete every end Asterisk's hangup handler recorded (``DBdeltree(callgate_ended)``), so
+        entries do not pile up: one is written for every ARI call, also while we run.
+
+        Why it is safe: an entry matters only for a call whose end no gate saw, and only until a
+        gate reconciles that call (re-adoption at start, resync after a reconnect), which reads it
+        first. So we clear only while connected, once this connection's reconciliation finished
+        at least a whole interval ago: every entry there is of a call we saw end ourselves (our
+        socket was up), read already, or of no session of ours. A disconnect resets the wait.
+        If re-adoption failed (store unreadable) nothing is cleared until a later connect
+        re-adopts."""
+        since = self._reconciled_mono
+        if since is None or not self._adopted or not getattr(self.client, "connected", False):
+            return
+        if time.monotonic() - since < self.settings.ended_clear_interval:
+            return
+        try:
+            await clear_all(self.client, self.ignore_channel)
+        except AriError as exc:
+            log.info("clearing the recorded ends of calls failed (%s); tried again in %ss", exc,
+                     self.settings.ended_clear_interval)
 
     async def heartbeat_once(self) -> None:
         ids = [c.session_id for c in self.calls.values() if c.session_id and not c.settled]

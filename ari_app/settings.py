@@ -52,6 +52,9 @@ class GateSettings:
     gate itself calls ``core.extend``. None = half the core's chunk; 0 = never (sidecar only)."""
     continue_poll_seconds: float = 30.0
     """Continue mode: if no event came for this long, ask Asterisk whether the channel still exists."""
+    ended_clear_interval: float = 300.0
+    """How often, while connected, the gate clears the ends Asterisk recorded for calls (AstDB
+    family ``callgate_ended``: the calls it saw end itself); see ari_app/recorded_ends.py."""
     orphan_grace: float = 5.0
     """At start-up, channels in our application that no call claims after this long are hung up."""
     time_scale: float = 1.0

@@ -80,6 +80,15 @@ def limit_warning_ms(max_ms: int, warn_ms: int = CONTINUE_WARN_MS) -> int:
     return max_ms - 1 if max_ms <= warn_ms else warn_ms
 
 
+#: asterisk-conf's [callgate-ended] hangup handler (pushed by its ARI contexts before Stasis(), and by
+#: the gate on the carrier legs it creates) and the AstDB family it writes (ari_app/recorded_ends.py).
+ENDED_HANDLER = "callgate-ended,s,1"
+ENDED_FAMILY = "callgate_ended"
+#: place_call's default hangup handler: what asterisk-conf's context for those args pushes.
+AS_ASTERISK_CONF = "as asterisk-conf"
+#: Functions Asterisk refuses to evaluate for ARI unless asterisk.conf has live_dangerously=yes
+#: (registered "escalating" for reads in func_db.c): GET …/variable answers 500.
+DANGEROUS_READS = {"DB", "DB_DELETE"}
 DIAL_RESET_VARS = ["DIALSTATUS", "DIALEDPEERNUMBER", "DIALEDPEERNAME", "ANSWEREDTIME", "ANSWEREDTIME_MS",
                    "DIALEDTIME", "DIALEDTIME_MS", "RINGTIME", "RINGTIME_MS", "PROGRESSTIME", "PROGRESSTIME_MS"]
 
@@ -127,6 +136,8 @@ class Channel:
         self.gone = False
         self.call: SimCall | None = None
         self.dial_caller: "Channel | None" = None     # continue mode: the caller this leg was dialled for
+        self.hangup_handlers: list[str] = []          # CHANNEL(hangup_handler_push), run at the hangup
+        self.escalations_inhibited = False            # ARI set a variable on it: DB() writes blocked
         self.dial_peer: "Channel | None" = None       # continue mode: the callee of the caller's Dial()
         self.limit_ms: int | None = None
         self.limit_warning_ms: int = 0
@@ -354,7 +365,12 @@ class AriSimulator:
         self._default_party = Party()
         #: Dialplan functions a variable name may call through setChannelVar; drop "ARRAY" to
         #: play an Asterisk without func_strings.so.
-        self.dialplan_functions: set[str] = {"ARRAY", "VOLUME", "TALK_DETECT", "CALLERID", "CONNECTEDLINE"}
+        self.dialplan_functions: set[str] = {"ARRAY", "VOLUME", "TALK_DETECT", "CALLERID", "CONNECTEDLINE", "CHANNEL"}
+        #: Asterisk's AstDB ("family/key/…" → value), as `database show` lists it without the
+        #: leading "/". Only asterisk-conf's [callgate-ended] handler writes it here.
+        self.astdb: dict[str, str] = {}
+        #: Global variables (POST/GET /asterisk/variable).
+        self.globals: dict[str, str] = {}
         #: What Asterisk would log for a function it does not have ("Function X not registered").
         self.function_errors: list[str] = []
         self._faults: list[RestFault] = []
@@ -521,8 +537,13 @@ class AriSimulator:
     async def place_call(self, endpoint: str = "alice", exten: str = "15145550100",
                          context: str = "from-internal", app: str | None = None,
                          app_args: Iterable[str] = ("outbound",), caller_hangup_after: float | None = None,
-                         caller_cancel_after: float | None = None, caller_id: str | None = None) -> SimCall:
-        """A SIP phone (``endpoint``) dials ``exten``; the dialplan runs Stasis(app, args)."""
+                         caller_cancel_after: float | None = None, caller_id: str | None = None,
+                         hangup_handler: str | None = AS_ASTERISK_CONF) -> SimCall:
+        """A SIP phone (``endpoint``) dials ``exten``; the dialplan runs Stasis(app, args).
+
+        ``hangup_handler``: what the dialplan pushed with CHANNEL(hangup_handler_push) before
+        Stasis() — asterisk-conf's bridge-mode contexts push [callgate-ended] (the default, unless
+        the args say ``continue``: its continue contexts do not); None plays a dialplan without it."""
         app = app or self.default_app
         args = list(app_args)
         cid_name = caller_id if caller_id is not None else endpoint
@@ -531,6 +552,10 @@ class AriSimulator:
                                caller=(cid_name, cid_name), context=context, exten=exten, priority=1,
                                app_name="", app_data="")
         ch.endpoint = f"PJSIP/{endpoint}"
+        if hangup_handler == AS_ASTERISK_CONF:
+            hangup_handler = None if "continue" in args else ENDED_HANDLER
+        if hangup_handler:
+            ch.hangup_handlers.append(hangup_handler)
         call = SimCall(self, ch.id)
         call.placed_at = self.now()
         call.hangup_after = caller_hangup_after
@@ -709,6 +734,7 @@ class AriSimulator:
             t.cancel()
         ch.timers.clear()
         self._leave_bridge_silently(ch)
+        self._run_hangup_handlers(ch)
         if ch.kind != "dialed":   # a Dial() callee is destroyed still "in" AppDial (traced)
             ch.app_name = ch.app_data = ""
         if emit:
@@ -733,6 +759,39 @@ class AriSimulator:
                                      heard=list(call.heard), progress=call.progress, ended_by=ended_by,
                                      sip_reason=sip[1], ringing=call.ringing,
                                      callee_talk_ms=call.callee_talk_ms), dict(ch.vars))
+
+    def _run_hangup_handlers(self, ch: Channel) -> None:
+        """The effect of the hangup handlers the channel had pushed; only asterisk-conf's
+        [callgate-ended] is modelled. As on Asterisk 22 (checked on the lab): it runs whether or not
+        any app is connected, after the hangup and before ChannelDestroyed, and writes
+        ``callgate_ended/<CALLGATE_CALL or its own id>/<STRFTIME(,,%s%3q)>`` = the channel's name
+        unless that call already has an entry (the first leg to end wins) — except on a channel
+        ARI has set a variable on while it was in Stasis: Asterisk then blocks DB() on its thread
+        ("Dangerous function DB write blocked", res/stasis/control.c), so nothing is written.
+        Not modelled: the ChannelVarset events of its Set() lines (no app reads them)."""
+        handlers, ch.hangup_handlers = ch.hangup_handlers, []
+        for handler in handlers:
+            if handler != ENDED_HANDLER:
+                continue
+            key = ch.vars.get("CALLGATE_CALL") or ch.id
+            prefix = f"{ENDED_FAMILY}/{key}/"
+            if any(k.startswith(prefix) for k in self.astdb):
+                continue
+            if ch.escalations_inhibited:
+                self.function_errors.append("Dangerous function DB write blocked")
+                continue
+            self.astdb[f"{prefix}{int(self.now() * 1000)}"] = ch.name
+
+    def _astdb_keys(self, path: str) -> str:
+        """DB_KEYS(path): the next key component under ``path``, comma-separated (func_db.c)."""
+        prefix = path.strip("/") + "/"
+        out: list[str] = []
+        for k in sorted(self.astdb):
+            if k.startswith(prefix):
+                part = k[len(prefix):].split("/", 1)[0]
+                if part not in out:
+                    out.append(part)
+        return ",".join(out)
 
     def _leave_bridge_silently(self, ch: Channel) -> None:
         if ch.bridge_id and ch.bridge_id in self._bridges:
@@ -1527,10 +1586,13 @@ class AriSimulator:
         user, _, host = resource.partition("@")
         dev = host or user
         args = [a for a in (params.get("appArgs") or "").split(",")] if params.get("appArgs") else []
-        ch = self._new_channel(cid=cid, kind="created", name=f"{tech}/{dev}-{next(self._name_seq):08x}",
-                               state="Down", protocol_id=str(uuid.uuid4()), caller=("", ""),
-                               context="from-trunk" if host == "trunk" else "from-internal", exten="s",
-                               priority=1, app_name="", app_data="")
+        if tech == "Local":  # Local/<exten>@<context>: the ;1 half, placed at that extension (traced)
+            name, context, exten = f"Local/{resource}-{next(self._name_seq):08x};1", host or "default", user
+        else:
+            name, context, exten = (f"{tech}/{dev}-{next(self._name_seq):08x}",
+                                    "from-trunk" if host == "trunk" else "from-internal", "s")
+        ch = self._new_channel(cid=cid, kind="created", name=name, state="Down", protocol_id=str(uuid.uuid4()),
+                               caller=("", ""), context=context, exten=exten, priority=1, app_name="", app_data="")
         ch.endpoint = endpoint
         ch.party = self.party_for(endpoint)
         ch.subs.setdefault(app, set()).add("create")
@@ -1540,7 +1602,11 @@ class AriSimulator:
                 self._add_callee(originator.call, ch.id)
         variables = params.get("variables")
         if isinstance(variables, dict):
-            ch.vars.update({str(k): str(v) for k, v in variables.items()})
+            for k, v in variables.items():
+                if str(k) == "CHANNEL(hangup_handler_push)":  # a function write, not a variable
+                    ch.hangup_handlers.append(str(v))
+                else:
+                    ch.vars[str(k)] = str(v)
         snapshot = ch.json()
         ch.pending_stasis = app
         self._emit_created(ch)
@@ -1558,8 +1624,32 @@ class AriSimulator:
     def _rest_channels_originate(self, params, body):
         if not params.get("app") and not params.get("extension"):
             raise RestError(400, "Application or extension must be specified", "Bad Request")
+        if params.get("endpoint") == "Local/clear@callgate-ended":
+            return self._originate_ended_clear(params)
         raise RestError(501, "originate is not implemented by the simulator (use /channels/create)",
                         "Not Implemented")
+
+    def _originate_ended_clear(self, params) -> tuple[int, dict]:
+        """The gate's clean-up: the Local ;2 half runs asterisk-conf's clear@callgate-ended
+        (DBdeltree(callgate_ended), Hangup()) and is never answered, so the ;1 half ends at once
+        (traced on the lab: its app sees Dial, ChannelHangupRequest and ChannelDestroyed)."""
+        cid = params.get("channelId")
+        if cid and cid in self._channels:
+            raise RestError(409, "Channel with given unique ID already exists", "Conflict")
+        ch = self._new_channel(cid=cid, kind="created", name=f"Local/clear@callgate-ended-{next(self._name_seq):08x};1",
+                               state="Down", protocol_id="", caller=("", ""), context="callgate-ended",
+                               exten="clear", priority=1, app_name="AppDial2", app_data="(Outgoing Line)")
+        ch.subs.setdefault(params["app"], set()).add("create")
+        snapshot = ch.json()
+        for k in [k for k in self.astdb if k.startswith(ENDED_FAMILY + "/")]:
+            del self.astdb[k]
+
+        def end() -> None:
+            self._hangup_request(ch, 16)
+            self._destroy(ch, 16, ended_by="pbx")
+        loop = self._loop or asyncio.get_running_loop()
+        loop.call_soon(end)
+        return 200, snapshot
 
     def _rest_channels_originateWithId(self, params, body):
         return self._rest_channels_originate(params, body)
@@ -1615,6 +1705,8 @@ class AriSimulator:
         if ch.stasis_app is None:
             raise RestError(409, "Channel not in Stasis application", "Conflict")
         name, value = params["variable"], params.get("value") or ""
+        # runs on the channel's thread with dangerous functions inhibited, and leaves them so
+        ch.escalations_inhibited = True
         if name.endswith(")"):   # a dialplan function (pbx_builtin_setvar_helper → ast_func_write)
             self._function_write(ch, name, value)
         else:
@@ -1634,13 +1726,36 @@ class AriSimulator:
             names, values = separate_args(args), separate_args(value)
             for i, var in enumerate(names):
                 self._varset(ch, var, values[i] if i < len(values) else "")
+        elif func == "CHANNEL" and args == "hangup_handler_push":
+            ch.hangup_handlers.append(value)
 
     def _rest_channels_getChannelVar(self, params, body):
         ch = self._channel(params)
         name = params["variable"]
+        if name.endswith(")"):   # a dialplan function, evaluated on this channel (ast_func_read2)
+            return 200, {"value": self._function_read(ch, name)}
         if name not in ch.vars:
             raise RestError(404, "Provided variable was not found", "Variable Not Found")
         return 200, {"value": ch.vars[name]}
+
+    def _function_read(self, ch: Channel, name: str) -> str:
+        """The AstDB functions as Asterisk 22 answers them to ARI (checked on the lab): DB() and
+        DB_DELETE() are refused (500); DB_EXISTS() says 1/0 but its 2-byte buffer leaves DB_RESULT
+        empty; DB_KEYS() lists keys. Other functions: only those in ``dialplan_functions`` exist."""
+        func, _, args = name[:-1].partition("(")
+        if func in DANGEROUS_READS:
+            raise RestError(500, "Unable to read provided function", "Error With Function")
+        if func == "DB_KEYS":
+            return self._astdb_keys(args)
+        if func == "DB_EXISTS":
+            found = any(k == args.strip("/") for k in self.astdb)
+            if found:
+                self._varset(ch, "DB_RESULT", "")
+            return "1" if found else "0"
+        if func not in self.dialplan_functions:
+            self.function_errors.append(f"Function {func} not registered")
+            raise RestError(500, "Unable to read provided function", "Error With Function")
+        return ""
 
     def _rest_channels_sendDTMF(self, params, body):
         self._stasis_channel(params)
@@ -1873,6 +1988,27 @@ class AriSimulator:
 
     def _rest_asterisk_ping(self, params, body):
         return 200, {"asterisk_id": self.asterisk_id, "ping": "pong", "timestamp": self.timestamp()}
+
+    def _rest_asterisk_getGlobalVar(self, params, body):
+        """Global variables only: Asterisk 22 does not evaluate a function here (``DB(…)`` is "")."""
+        name = params["variable"]
+        if name == "EPOCH":
+            return 200, {"value": str(int(self.now()))}
+        return 200, {"value": "" if name.endswith(")") else self.globals.get(name, "")}
+
+    def _rest_asterisk_setGlobalVar(self, params, body):
+        """A global variable, or a function write without a channel: DB_DELETE(path) deletes the
+        entry and sets the global DB_RESULT to its value (func_db.c)."""
+        name, value = params["variable"], params.get("value") or ""
+        if name.endswith(")"):
+            func, _, args = name[:-1].partition("(")
+            if func == "DB_DELETE":
+                self.globals["DB_RESULT"] = self.astdb.pop(args.strip("/"), "")
+            elif func not in self.dialplan_functions:
+                self.function_errors.append(f"Function {func} not registered")
+            return 204, None
+        self.globals[name] = value
+        return 204, None
 
 
 def _event_channel_ids(ev: dict) -> set[str]:

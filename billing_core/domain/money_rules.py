@@ -20,7 +20,9 @@ PAYMENT_KINDS = ("payment",)
 #: the call ended while no gate ran and was billed up to the restart (capped at its grant);
 #: ``bounded_stale`` — its gate stopped reporting and the sidecar billed it up to the sweep
 #: (capped at its grant). The two ``bounded_*`` may bill more than was talked: refundable.
-BILLING_BASES = ("measured", "clamped", "bounded_at_restart", "bounded_stale")
+#: ``asterisk_hangup`` — the call ended while no gate ran and was billed up to the end Asterisk's
+#: hangup handler recorded (asterisk-conf [callgate-ended]): its real end, to Asterisk's clock.
+BILLING_BASES = ("measured", "clamped", "bounded_at_restart", "bounded_stale", "asterisk_hangup")
 
 
 @dataclass(frozen=True, slots=True)

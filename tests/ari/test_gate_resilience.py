@@ -179,11 +179,14 @@ async def test_a_call_that_ended_while_no_gate_ran_says_how_it_was_billed(sim, c
     """Issue 15: the caller left while no gate ran; nobody saw the end. The restart bills up to
     itself, capped at the grant, records that basis (and when the gate last saw the call alive)
     so an operator can find and refund it, and hangs up the carrier leg still in our bridge at
-    once instead of after the orphan sweep's grace."""
+    once instead of after the orphan sweep's grace.
+    The FALLBACK: an admin's own dialplan without asterisk-conf's [callgate-ended] hangup handler,
+    so Asterisk recorded no end (the carrier leg the gate created has it, but stays up until the
+    restart, which reads before hanging it up)."""
     await seed(core, balance="10.00", deck=PER_SECOND)
     sim.script_destination(TRUNK, Party(answer_after=1.0))
     gate, task = await start_gate(sim, core)
-    call = await sim.place_call(endpoint="alice", exten=NUMBER)
+    call = await sim.place_call(endpoint="alice", exten=NUMBER, hangup_handler=None)
     await wait_for(lambda: any(getattr(c, "cutoff_at", None) for c in gate.calls.values()), 5)
     await asyncio.sleep(0.2)  # a heartbeat or two
     await kill(gate, task)

@@ -527,3 +527,95 @@ async def test_set_variable_runs_array_as_asterisk_does(simulator):
         assert "X_D" not in simulator.channel_variables(ch)
         assert not any(k.startswith("ARRAY") for k in simulator.channel_variables(ch))
         await app.rest("DELETE", f"/channels/{ch}")
+
+
+# ------------------------------------------------- issue 15: the recorded end (AstDB, as on Asterisk 22)
+async def test_the_callgate_ended_handler_records_the_first_end_also_with_no_app_connected(simulator):
+    """asterisk-conf's bridge contexts push [callgate-ended]; it runs at the hangup whether or not
+    an app is connected, keyed by CALLGATE_CALL (the carrier leg) or the channel's own id, and
+    the first leg to end wins (checked on the lab: `database show callgate_ended`)."""
+    sim = simulator
+    sim.script_destination("PJSIP/15145550100@trunk", Party(answer_after=0.0))
+    async with App(sim) as app:
+        call, callee, bridge = await bridge_call(app, sim)
+    await asyncio.sleep(0.05)  # the app is gone
+    before_ms = int(sim.now() * 1000)
+    await sim.hangup_channel(call.channel_id)
+    await call.ended(timeout=5)
+    [key] = sim.astdb
+    family, caller, end = key.split("/")
+    assert (family, caller) == ("callgate_ended", call.channel_id)
+    assert before_ms <= int(end) <= int(sim.now() * 1000)
+    assert sim.astdb[key].startswith("PJSIP/alice-")
+    await sim.hangup_channel(callee)  # created without CALLGATE_CALL: its own id
+    await asyncio.sleep(0.05)
+    assert [k for k in sim.astdb if k != key] == []  # bridge_call creates the callee without the handler
+
+
+async def test_a_created_channel_gets_the_handler_from_its_create_variables(simulator):
+    sim = simulator
+    async with App(sim) as app:
+        call = await sim.place_call(exten="15145550100", hangup_handler=None)
+        await app.wait_for(is_type("StasisStart", call.channel_id))
+        async with app.http.post(sim.url + "/ari/channels/create",
+                                 params={"endpoint": "PJSIP/15145550100@trunk", "app": "callgate"},
+                                 json={"variables": {"CHANNEL(hangup_handler_push)": "callgate-ended,s,1",
+                                                     "CALLGATE_CALL": call.channel_id}}) as resp:
+            callee = (await resp.json())["id"]
+        status, body = await app.rest("GET", f"/channels/{callee}/variable", variable="CALLGATE_CALL")
+        assert (status, body) == (200, {"value": call.channel_id})
+        assert (await app.rest("DELETE", f"/channels/{callee}"))[0] == 204
+        await app.wait_for(is_type("ChannelDestroyed", callee))
+        assert [k.split("/")[1] for k in sim.astdb] == [call.channel_id]
+        await app.rest("DELETE", f"/channels/{call.channel_id}")
+        await call.ended(timeout=5)
+    assert len(sim.astdb) == 1  # the caller had no handler (hangup_handler=None)
+
+
+async def test_astdb_through_ari_as_asterisk_22_answers(simulator):
+    """What the lab's Asterisk 22 answered: /asterisk/variable evaluates no function; DB() and
+    DB_DELETE() are dangerous reads (500); DB_EXISTS() says 1 but cannot hand the value over;
+    DB_KEYS() lists; DB_DELETE() may be written without a channel; Local/clear@callgate-ended
+    runs DBdeltree(callgate_ended)."""
+    sim = simulator
+    sim.astdb.update({"callgate_ended/1.1/1796549013464": "PJSIP/alice-00000001",
+                      "callgate_ended/1.10/1796549013999": "PJSIP/alice-00000002"})
+    async with App(sim) as app:
+        assert await app.rest("GET", "/asterisk/variable", variable="DB(callgate_ended/1.1)") == (200, {"value": ""})
+        status, helper = await app.rest("POST", "/channels/create", endpoint="Local/read@callgate-ended",
+                                        app="callgate", channelId="reader")
+        assert status == 200 and helper["name"].startswith("Local/read@callgate-ended-") and helper["name"].endswith(";1")
+        for func in ("DB", "DB_DELETE"):
+            status, body = await app.rest("GET", "/channels/reader/variable", variable=f"{func}(callgate_ended/1.1)")
+            assert (status, body["message"]) == (500, "Unable to read provided function")
+        assert await app.rest("GET", "/channels/reader/variable",
+                              variable="DB_EXISTS(callgate_ended/1.1/1796549013464)") == (200, {"value": "1"})
+        assert await app.rest("GET", "/channels/reader/variable", variable="DB_RESULT") == (200, {"value": ""})
+        assert await app.rest("GET", "/channels/reader/variable",
+                              variable="DB_KEYS(callgate_ended/1.1)") == (200, {"value": "1796549013464"})
+        assert await app.rest("GET", "/channels/reader/variable",
+                              variable="DB_KEYS(callgate_ended/nothere)") == (200, {"value": ""})
+        assert (await app.rest("POST", "/asterisk/variable",
+                               variable="DB_DELETE(callgate_ended/1.1/1796549013464)"))[0] == 204
+        assert list(sim.astdb) == ["callgate_ended/1.10/1796549013999"]
+        assert await app.rest("GET", "/asterisk/variable", variable="DB_RESULT") == (200, {"value": "PJSIP/alice-00000001"})
+        status, _ = await app.rest("POST", "/channels", endpoint="Local/clear@callgate-ended", app="callgate",
+                                   channelId="clearer", otherChannelId="clearer2")
+        assert status == 200 and sim.astdb == {}
+        await app.wait_for(is_type("ChannelDestroyed", "clearer"))
+        await app.rest("DELETE", "/channels/reader")
+
+
+async def test_db_is_blocked_on_a_channel_ari_set_a_variable_on(simulator):
+    """Asterisk 22 (res/stasis/control.c): after ARI sets a channel variable, dangerous functions
+    stay inhibited on that channel's thread, so the handler's DB() write is refused (logged
+    "Dangerous function DB write blocked"; seen on the lab in continue mode)."""
+    sim = simulator
+    async with App(sim) as app:
+        call = await sim.place_call(exten="15145550100", hangup_handler="callgate-ended,s,1")
+        await app.wait_for(is_type("StasisStart", call.channel_id))
+        assert (await app.rest("POST", f"/channels/{call.channel_id}/variable", variable="CALLGATE_STATUS",
+                               value="ALLOW"))[0] == 204
+        await app.rest("DELETE", f"/channels/{call.channel_id}")
+        await call.ended(timeout=5)
+    assert sim.astdb == {} and sim.function_errors == ["Dangerous function DB write blocked"]

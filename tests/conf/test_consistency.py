@@ -133,8 +133,30 @@ def test_continue_mode_reads_the_variables_the_gate_sets():
     assert "CALLGATE_REASON" in deny_reads
 
 
+def test_the_recorded_end_handler_matches_the_gate():
+    """[callgate-ended] (issue 15): pushed before bridge mode's Stasis(), keyed as the gate reads it."""
+    from ari_app import recorded_ends
+
+    ended = contexts("extensions.conf")[recorded_ends.ENDED_HANDLER.split(",")[0]]
+    push = f"Set(CHANNEL(hangup_handler_push)={recorded_ends.ENDED_HANDLER})"
+    for ctx in ("callgate-outbound", "callgate-inbound"):
+        lines = contexts("extensions.conf")[ctx]
+        stasis = next(i for i, line in enumerate(lines) if "Stasis(" in line)
+        assert any(push in line for line in lines[:stasis]), ctx
+    for ctx in ("callgate-outbound-continue", "callgate-inbound-continue"):  # DB() is blocked there
+        assert not any(push in line for line in contexts("extensions.conf")[ctx]), ctx
+    body = "\n".join(ended)
+    assert f"${{{recorded_ends.CALL_VARIABLE}}}" in body and "${UNIQUEID}" in body
+    assert f"Set(DB({recorded_ends.ENDED_FAMILY}/${{key}}/${{STRFTIME(,,%s%3q)}})=" in body
+    assert f"DBdeltree({recorded_ends.ENDED_FAMILY})" in body
+    for endpoint in (recorded_ends.READ_ENDPOINT, recorded_ends.CLEAR_ENDPOINT):
+        exten, _, context = endpoint.removeprefix("Local/").partition("@")
+        assert context == "callgate-ended" and any(line.startswith(f"exten => {exten},1,") for line in ended)
+
+
 def test_every_callgate_variable_in_the_dialplans_is_known():
     gate_vars = set(re.findall(r'"(CALLGATE_[A-Z_]+)"', ari_source("continue_mode")))
+    gate_vars |= set(re.findall(r'"(CALLGATE_[A-Z_]+)"', ari_source("recorded_ends")))
     globals_ = set(re.findall(r"^(CALLGATE_[A-Z_]+)=", text("extensions.conf"), re.M))
     known = set(routes.VARIABLES) | gate_vars | globals_
     for name in DIALPLANS:
