@@ -145,13 +145,23 @@ class BillingCore:
                 fast = self.store.fast_path
                 if fast is not None:
                     return await self.store.run_fast(fast(self._rate_tables).authorize, req, self._limits())
-                return await self.store.run(self._authorize_tx, req)
+                return await self.store.run(self._decide_tx, req)
             except IntegrityError:
                 # The same channel authorized twice at once: the second attempt finds the first's session.
                 if attempt == 2 or channel_id is None:
                     raise
 
-    def _authorize_tx(self, conn, req: auth_steps.AuthorizeRequest) -> Authorization:
+    def dry_run_tx(self, conn, *, account_ref: str, number: str) -> Authorization:
+        """What :meth:`authorize_call` would decide now for an outbound call of ``account_ref`` to
+        ``number``, inside the caller's transaction: the same decision steps as a dry run (the
+        same reads; no lock, no session, no hold). ``quote`` is this, so it cannot disagree with
+        the gate."""
+        emergency = is_emergency(number or "", self.settings.emergency_numbers)
+        req = auth_steps.AuthorizeRequest("outbound", number or "", None, None, "", None, False, emergency,
+                                          self.clock.now_ms(), "", account_ref=account_ref, dry_run=True)
+        return self._decide_tx(conn, req)
+
+    def _decide_tx(self, conn, req: auth_steps.AuthorizeRequest) -> Authorization:
         """Drive the shared decision (billing_core.domain.authorize) on a SQLAlchemy connection."""
         gen = auth_steps.authorize_steps(req, self._limits())
         try:
@@ -168,12 +178,14 @@ class BillingCore:
             return conn.execute(select(accounts.c.ref).where(accounts.c.id == e.account_id)).scalar()
         if isinstance(e, auth_steps.AccountByEndpoint):
             return self._account_for_endpoint(conn, e.endpoint, lock=e.lock)
+        if isinstance(e, auth_steps.AccountByRef):
+            return conn.execute(_Q_ACCOUNT_BY_REF, {"ref": e.ref}).mappings().first()
         if isinstance(e, auth_steps.AccountByDid):
             return self._account_for_did(conn, e.e164)
         if isinstance(e, auth_steps.FirstEndpoint):
             return self._first_endpoint(conn, e.account_id)
         if isinstance(e, auth_steps.RatesOf):
-            return self._rate_table(conn, e.plan_id, e.version)
+            return self.rate_table(conn, e.plan_id, e.version)
         if isinstance(e, auth_steps.TakeCall):
             return conn.execute(_U_ACCOUNT_TAKE_CALL, {"aid": e.account_id, "hold": e.hold, "now": e.now})
         if isinstance(e, auth_steps.InsertSession):
@@ -197,7 +209,8 @@ class BillingCore:
             select(endpoints.c.name).where(endpoints.c.account_id == account_id).order_by(endpoints.c.name).limit(1)
         ).scalar()
 
-    def _rate_table(self, conn, plan_id: int, version: int) -> RateTable:
+    def rate_table(self, conn, plan_id: int, version: int) -> RateTable:
+        """A plan's rates at ``version`` (cached per plan; a new version is read again)."""
         table = self._rate_tables.get(plan_id)
         if table is None or table.version != version:
             rows = conn.execute(select(rates).where(rates.c.plan_id == plan_id)).all()
@@ -774,7 +787,8 @@ def _entry_from_row(row, ref: str, *, replayed: bool = False) -> LedgerEntry:
 
 
 _Q_ACCOUNT_BY_ID_LOCK = _account_query().where(accounts.c.id == bindparam("aid")).with_for_update(of=accounts)
-_Q_ACCOUNT_BY_REF_LOCK = _account_query().where(accounts.c.ref == bindparam("ref")).with_for_update(of=accounts)
+_Q_ACCOUNT_BY_REF = _account_query().where(accounts.c.ref == bindparam("ref"))
+_Q_ACCOUNT_BY_REF_LOCK = _Q_ACCOUNT_BY_REF.with_for_update(of=accounts)
 _Q_SESSION_VIEW = _session_select().where(call_sessions.c.id == bindparam("sid"))
 # served by ix_call_sessions_state_pbx (state, pbx_id): only the live rows are read, however many
 # settled sessions the PBX has
