@@ -34,7 +34,7 @@ from .domain.errors import BelowCreditLimit, DenyReason, InvalidInput, NotFound
 from .domain.identifiers import check_text
 from .domain.money import check_storage_range, format_amount
 from .domain.numbers import DEFAULT_EMERGENCY_NUMBERS, DEFAULT_HOME_REGION, is_emergency
-from .domain.rating import Rate, RateTable, billable_seconds, cost
+from .domain.rating import Rate, RateTable, billable_seconds
 from .domain.records import AccountView, Authorization, CallSession, LedgerEntry, LiveCutoff, Settlement
 from .store.engine import Store, StorageError, open_store
 from .store.sqlite_fast import register_fast
@@ -316,13 +316,7 @@ class BillingCore:
                        call_sessions.c.chunk_seconds, call_sessions.c.chunks_debited, call_sessions.c.hold_mode,
                        call_sessions.c.cutoff_at).where(call_sessions.c.state == "answered",
                                                         call_sessions.c.emergency.is_(False))
-            todo = []
-            for r in conn.execute(q).mappings():
-                chunk = max(r["chunk_seconds"], 1)
-                due = min(max(now - r["answered_at"], 0) // 1000, r["granted_seconds"]) // chunk
-                if due > r["chunks_debited"] or rules.needs_extension(r, now, lookahead_seconds):
-                    todo.append(r["id"])
-            return todo
+            return [r["id"] for r in conn.execute(q).mappings() if rules.debit_work_due(r, now, lookahead_seconds)]
 
         todo = await self.store.run(pick)
 
@@ -368,7 +362,7 @@ class BillingCore:
         if row["state"] == "authorized":
             talk_ms = 0  # never answered: nothing to pay whatever the adapter says
         clamps: list[str] = []
-        bound = rules.talk_bound(row, now)
+        bound = rules.talk_bound(row, now, basis)
         if talk_ms > bound.talk_ms:
             log.warning("session %s: reported talk %d ms is more than could have happened; settled at %d ms (%s bound)",
                         session_id, talk_ms, bound.talk_ms, bound.bound)
@@ -377,11 +371,9 @@ class BillingCore:
             clamps.append(bound.bound)
             if basis == "measured":
                 basis = "clamped"
-        rate = _session_rate(row)
-        billable = billable_seconds(talk_ms)
-        total = 0 if row["emergency"] else cost(billable, rate)
+        charge = rules.settlement_cost(row, talk_ms)
+        billable, total, overrun = charge.billable_seconds, charge.total, charge.overrun
         final = total - row["charged"]
-        overrun = max(0, total - cost(row["granted_seconds"], rate)) if not row["emergency"] else 0
         if acct is not None:
             limit = rules.settle_charge_limit(acct, row)
             if final > limit:
@@ -723,8 +715,6 @@ def _account_view(row) -> AccountView:
         status_changed_at=row["status_changed_at"],
     )
 
-
-_session_rate = rules.session_rate
 
 
 def _session_select():

@@ -72,14 +72,8 @@ _U_SESSION = (
 def pick_due_tx(conn, now: int, lookahead: int) -> list[tuple[int, str]]:
     """The sessions with a chunk due or a hold to extend (the same test as ``core.debit_due``),
     grouped by account so that batches lock disjoint sets of accounts and can run side by side."""
-    todo = []
-    for r in conn.execute(_PICK):
-        chunk = max(r.chunk_seconds, 1)
-        elapsed = max(now - r.answered_at, 0) // 1000
-        due = min(elapsed, r.granted_seconds) // chunk
-        remaining_ms = r.answered_at + r.granted_seconds * 1000 - now
-        if due > r.chunks_debited or (r.hold_mode == "chunked" and remaining_ms < (chunk + lookahead) * 1000):
-            todo.append((r.account_id, r.created_at, r.id))
+    todo = [(r["account_id"], r["created_at"], r["id"]) for r in conn.execute(_PICK).mappings()
+            if rules.debit_work_due(r, now, lookahead)]
     todo.sort()  # by account, then in the order the calls began (the order _SESSIONS re-reads them)
     return [(aid, sid) for aid, _, sid in todo]
 
