@@ -13,7 +13,7 @@ from .domain.identifiers import check_email, check_endpoint, check_ref, check_te
 from .domain.money import INTEGER_MAX, check_storage_range, format_amount
 from .domain.numbers import normalise
 from .domain.rating import Rate, billed_seconds, cost
-from .api import _account_query
+from .store.statements import account_query
 from .store.tables import (
     accounts,
     call_sessions,
@@ -305,7 +305,7 @@ class Admin:
         settings = self.core.settings
 
         def tx(conn):
-            acct = conn.execute(_account_query().where(accounts.c.ref == ref)).mappings().first()
+            acct = conn.execute(account_query().where(accounts.c.ref == ref)).mappings().first()
             if acct is None:
                 raise NotFound(f"unknown account {ref!r}")
             decision = self.core.dry_run_tx(conn, account_ref=ref, number=number)

@@ -30,8 +30,9 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
-from billing_core.api import _U_ACCOUNT_BALANCE, BillingCore
+from billing_core.api import BillingCore
 from billing_core.domain import money_rules as rules
+from billing_core.store.statements import I_LEDGER, U_ACCOUNT_BALANCE
 from billing_core.store.tables import accounts, call_sessions, ledger, packages
 
 _PICK = select(
@@ -59,8 +60,6 @@ _SESSIONS = (
 )
 
 _ACCOUNTS_OF = select(call_sessions.c.account_id).where(call_sessions.c.id.in_(bindparam("ids", expanding=True))).distinct()
-
-_I_LEDGER = ledger.insert()
 
 _U_SESSION = (
     update(call_sessions).where(call_sessions.c.id == bindparam("b_id"))
@@ -101,11 +100,11 @@ def debit_batch_tx(conn, session_ids: list[str], now: int, lookahead: int, max_c
             session_rows.append(changed)
             touched_accounts.add(acct["id"])
     if ledger_rows:
-        conn.execute(_I_LEDGER, ledger_rows)
+        conn.execute(I_LEDGER, ledger_rows)
     if session_rows:
         conn.execute(_U_SESSION, session_rows)
     if touched_accounts:
-        conn.execute(_U_ACCOUNT_BALANCE, [
+        conn.execute(U_ACCOUNT_BALANCE, [
             dict(aid=aid, delta=delta[aid][0], held_delta=delta[aid][1], calls_delta=0, status=a["status"],
                  status_changed_at=a["status_changed_at"], depleted_at=a["depleted_at"],
                  presuspended_at=a["presuspended_at"], armed=bool(a["low_balance_armed"]),
