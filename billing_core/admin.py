@@ -8,12 +8,12 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 
 from .domain import lifecycle
-from .domain.errors import DenyReason, InvalidInput, NotFound
+from .domain.errors import InvalidInput, NotFound
 from .domain.identifiers import check_email, check_endpoint, check_ref, check_text
 from .domain.money import INTEGER_MAX, check_storage_range, format_amount
-from .domain.numbers import is_emergency, normalise
-from .domain.rating import Rate, billable_seconds, billed_seconds, cost, max_talk_seconds
-from .api import _account_query, _status_refusal
+from .domain.numbers import normalise
+from .domain.rating import Rate, billed_seconds, cost
+from .store.statements import account_query
 from .store.tables import (
     accounts,
     call_sessions,
@@ -298,58 +298,44 @@ class Admin:
 
     # ---------------------------------------------------------------------------------- quote
     async def quote(self, ref: str, number: str, seconds: int | None = None) -> dict:
-        """What authorize_call would decide for this account and number now, without writing."""
+        """What authorize_call would decide for this account and number now, without writing: the
+        gate's own decision as a dry run (BillingCore.dry_run_tx), then the number's price."""
         if seconds is not None and seconds < 0:
             raise InvalidInput("--seconds: must be ≥ 0")
         settings = self.core.settings
 
         def tx(conn):
-            acct = conn.execute(self.core_account_query().where(accounts.c.ref == ref)).mappings().first()
+            acct = conn.execute(account_query().where(accounts.c.ref == ref)).mappings().first()
             if acct is None:
                 raise NotFound(f"unknown account {ref!r}")
+            decision = self.core.dry_run_tx(conn, account_ref=ref, number=number)
             out: dict[str, Any] = {"account": ref, "number": number, "number_e164": None, "prefix": None,
-                                   "rate_per_min": None, "allowed": False, "reason": None, "max_talk_seconds": 0,
-                                   "emergency": False}
-            if is_emergency(number, settings.emergency_numbers):
-                out.update(allowed=True, emergency=True, max_talk_seconds=settings.max_call_seconds)
+                                   "rate_per_min": None, "allowed": decision.allowed,
+                                   "reason": decision.reason.value if decision.reason else None,
+                                   "max_talk_seconds": decision.max_talk_seconds, "emergency": decision.emergency}
+            if decision.emergency:
                 if seconds is not None:
                     out.update(billed_seconds=0, cost=format_amount(0))
                 return out
+            # the price of the number on the account's plan, whatever the decision (an operator
+            # asking about a refused account still learns what the call would cost)
             parsed = normalise(number, settings.home_region)
             if parsed is None:
-                out["reason"] = DenyReason.INVALID_NUMBER.value
                 return out
             out["number_e164"] = parsed.e164
-            rate = self.core._rate_table(conn, acct["plan_id"], acct["plan_version"]).lookup(parsed.digits)
+            rate = self.core.rate_table(conn, acct["plan_id"], acct["plan_version"]).lookup(parsed.digits)
             if rate is None:
-                out["reason"] = DenyReason.NO_RATE.value
                 return out
             out.update(prefix=rate.prefix, rate_per_min=format_amount(rate.rate_per_min),
                        connect_fee=format_amount(rate.connect_fee), initial_increment=rate.initial_increment,
-                       increment=rate.increment, description=rate.description)
-            available = acct["balance"] + acct["credit_limit"] - acct["held"]
-            max_talk = max_talk_seconds(available, rate, cap=settings.max_call_seconds)
-            out["max_talk_seconds"] = max_talk
-            out["available"] = format_amount(available)
-            refused = _status_refusal(acct)
-            if refused is not None:
-                out["reason"] = refused.value
-            elif acct["live_calls"] >= acct["max_calls"]:
-                out["reason"] = DenyReason.TOO_MANY_CALLS.value
-            elif max_talk <= 0:
-                out["reason"] = DenyReason.INSUFFICIENT_FUNDS.value
-            else:
-                out["allowed"] = True
+                       increment=rate.increment, description=rate.description,
+                       available=format_amount(acct["balance"] + acct["credit_limit"] - acct["held"]))
             if seconds is not None:
                 out["billed_seconds"] = billed_seconds(seconds, rate.initial_increment, rate.increment)
                 out["cost"] = format_amount(cost(seconds, rate))
             return out
 
         return await self.store.run(tx)
-
-    @staticmethod
-    def core_account_query():
-        return _account_query()
 
     # --------------------------------------------------------------------------------- verify
     async def verify(self) -> list[str]:

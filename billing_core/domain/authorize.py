@@ -43,6 +43,14 @@ class AccountByEndpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountByRef:
+    """→ the account row (same columns as :class:`AccountByEndpoint`) of an account ref, unlocked:
+    what a dry run (``quote``) decides for, since an operator names the account, not an endpoint."""
+
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
 class AccountByDid:
     """→ the locked account row of an assigned DID (plus ``did_endpoint``), or None."""
 
@@ -93,6 +101,11 @@ class AuthorizeRequest:
     now: int
     session_id: str
     """The id to use if a session is created (drivers generate it)."""
+    account_ref: str | None = None
+    """Decide for this account itself instead of the endpoint's (a dry run: ``quote``)."""
+    dry_run: bool = False
+    """The same reads and the same answer, but no lock, no session, no hold (``quote``): so what an
+    operator is told can never disagree with what the gate decides."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +145,13 @@ def _session_values(req: AuthorizeRequest, *, account_id, number_e164, endpoint,
     )
 
 
+def _account_of(req: AuthorizeRequest, *, lock: bool) -> AccountByRef | AccountByEndpoint:
+    """The read that finds the calling account: the named account (a dry run) or the endpoint's."""
+    if req.account_ref is not None:
+        return AccountByRef(req.account_ref)
+    return AccountByEndpoint(req.endpoint or "", lock)
+
+
 def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, Authorization]:
     """The decision. Drive it with ``send``; its return value is the :class:`Authorization`."""
     direction, number = req.direction, req.number
@@ -152,17 +172,19 @@ def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, A
             )
 
     if req.emergency:  # never gated, never charged: a zero-cost record, any account or none
-        acct = (yield AccountByEndpoint(req.endpoint, False)) if req.endpoint else None
-        yield InsertSession(_session_values(
-            req, account_id=acct["id"] if acct else None, number_e164=None, endpoint=req.endpoint,
-            rate=Rate("", 0, 0, 1, 1), granted=lim.max_call_seconds, hold=0, full_hold=True, emergency=True,
-            chunk_seconds=lim.chunk_seconds,
-        ))
-        return Authorization(True, None, req.session_id, direction, number, account_ref=acct["ref"] if acct else None,
-                             granted_seconds=lim.max_call_seconds, max_talk_seconds=lim.max_call_seconds, emergency=True)
+        acct = (yield _account_of(req, lock=False)) if req.endpoint or req.account_ref else None
+        if not req.dry_run:
+            yield InsertSession(_session_values(
+                req, account_id=acct["id"] if acct else None, number_e164=None, endpoint=req.endpoint,
+                rate=Rate("", 0, 0, 1, 1), granted=lim.max_call_seconds, hold=0, full_hold=True, emergency=True,
+                chunk_seconds=lim.chunk_seconds,
+            ))
+        return Authorization(True, None, None if req.dry_run else req.session_id, direction, number,
+                             account_ref=acct["ref"] if acct else None, granted_seconds=lim.max_call_seconds,
+                             max_talk_seconds=lim.max_call_seconds, emergency=True)
 
     if direction == "outbound":
-        acct = yield AccountByEndpoint(req.endpoint or "", True)
+        acct = yield _account_of(req, lock=not req.dry_run)
         if acct is None:
             return deny(DenyReason.UNKNOWN_ENDPOINT)
         refused = status_refusal(acct)
@@ -200,6 +222,9 @@ def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, A
         granted = max_talk
     else:
         granted = min(max_talk, chunk_target(rate, lim.chunk_seconds))
+    if req.dry_run:
+        return Authorization(True, None, None, direction, number, granted_seconds=granted, max_talk_seconds=max_talk,
+                             ring_endpoint=ring_endpoint, **info)
     hold = cost(granted, rate)
     yield TakeCall(acct["id"], hold, req.now)
     yield InsertSession(_session_values(

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from . import lifecycle
 from .money import check_storage_range, format_customer
-from .rating import Rate, cost, max_talk_seconds, round_up_to_increment
+from .rating import Rate, billable_seconds, cost, max_talk_seconds, round_up_to_increment
 
 PAYMENT_KINDS = ("payment",)
 
@@ -93,18 +93,52 @@ class TalkBound:
     """What set it: ``elapsed`` (time since authorize/answer) or ``grant`` (a full hold's grant)."""
 
 
-def talk_bound(row: Mapping[str, Any], now: int) -> TalkBound:
+#: Bases whose talk was never measured but billed up to a moment the core chose (a restart, a
+#: stale sweep): never more than the grant the call was paying for.
+BOUNDED_BASES = ("bounded_at_restart", "bounded_stale")
+
+
+def talk_bound(row: Mapping[str, Any], now: int, basis: str = "measured") -> TalkBound:
     """The most talk a session can be settled at, whatever an adapter reports: the time since it
     was authorized — since it was answered, when the answer is known — and, for a full-hold
-    session (Dial ``L()``: the switch itself cuts it at the grant), its grant. The same bound for
-    every settle path (ARI bridge, continue mode, FastAGI, restarts, stale sweeps)."""
+    session (Dial ``L()``: the switch itself cuts it at the grant) or a talk that was only bounded
+    (``BOUNDED_BASES``), its grant. The same bound for every settle path (ARI bridge, continue
+    mode, FastAGI, restarts, stale sweeps). Within it, talk beyond a chunked call's grant is
+    charged (:func:`settlement_cost`'s overrun, up to :func:`settle_charge_limit`)."""
     start = row["created_at"]
     if row["answered_at"] is not None:
         start = max(start, row["answered_at"] - ANSWER_CLOCK_ALLOWANCE_MS)
     bound = TalkBound(max(0, now - start), "elapsed")
-    if row["hold_mode"] == "full" and row["granted_seconds"] * 1000 < bound.talk_ms:
+    if (row["hold_mode"] == "full" or basis in BOUNDED_BASES) and row["granted_seconds"] * 1000 < bound.talk_ms:
         bound = TalkBound(row["granted_seconds"] * 1000, "grant")
     return bound
+
+
+def bounded_talk_ms(answered_at: int | None, granted_seconds: int, now: int) -> int:
+    """The talk of a call whose end nobody saw (``BOUNDED_BASES``): from the answer to ``now``,
+    never more than its grant; nothing if it was never answered."""
+    if answered_at is None:
+        return 0
+    return max(0, min(granted_seconds * 1000, now - answered_at))
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementCost:
+    billable_seconds: int
+    total: int
+    """What the whole call costs (before the credit-limit bound)."""
+    overrun: int
+    """The part of ``total`` beyond what the grant paid for (charged too; reported)."""
+
+
+def settlement_cost(row: Mapping[str, Any], talk_ms: int) -> SettlementCost:
+    """What a settled call costs: its billable talk at the session's rate; emergency calls nothing."""
+    billable = billable_seconds(talk_ms)
+    if row["emergency"]:
+        return SettlementCost(billable, 0, 0)
+    rate = session_rate(row)
+    total = cost(billable, rate)
+    return SettlementCost(billable, total, max(0, total - cost(row["granted_seconds"], rate)))
 
 
 def settle_charge_limit(acct: Mapping[str, Any], row: Mapping[str, Any]) -> int:
@@ -127,13 +161,20 @@ def chunk_step(chunk_seconds: int, granted_seconds: int, rate: Rate) -> int:
     return -(-step // rate.increment) * rate.increment
 
 
+def chunks_due(row: Mapping[str, Any], now: int) -> int:
+    """How many chunks of an answered session's granted talk have fully elapsed by ``now``: the
+    one chunk-due rule (the per-call debit, the core's and the sidecar's debit passes)."""
+    chunk = max(row["chunk_seconds"], 1)
+    elapsed = max(now - row["answered_at"], 0) // 1000
+    return min(elapsed, row["granted_seconds"]) // chunk
+
+
 def due_chunks(row: Mapping[str, Any], now: int) -> list[tuple[int, int]]:
     """(chunk number, amount) of every fully elapsed, granted, not yet debited chunk."""
     rate = session_rate(row)
     chunk = max(row["chunk_seconds"], 1)
-    elapsed = max(now - row["answered_at"], 0) // 1000
-    due = min(elapsed, row["granted_seconds"]) // chunk
-    return [(k, cost(k * chunk, rate) - cost((k - 1) * chunk, rate)) for k in range(row["chunks_debited"] + 1, due + 1)]
+    return [(k, cost(k * chunk, rate) - cost((k - 1) * chunk, rate))
+            for k in range(row["chunks_debited"] + 1, chunks_due(row, now) + 1)]
 
 
 def needs_extension(row: Mapping[str, Any], now: int, lookahead: int) -> bool:
@@ -142,6 +183,11 @@ def needs_extension(row: Mapping[str, Any], now: int, lookahead: int) -> bool:
         return False
     remaining_ms = row["answered_at"] + row["granted_seconds"] * 1000 - now
     return remaining_ms < (max(row["chunk_seconds"], 1) + lookahead) * 1000
+
+
+def debit_work_due(row: Mapping[str, Any], now: int, lookahead: int) -> bool:
+    """Whether a debit pass has work on this answered session: a chunk to debit or a hold to extend."""
+    return chunks_due(row, now) > row["chunks_debited"] or needs_extension(row, now, lookahead)
 
 
 @dataclass(frozen=True, slots=True)

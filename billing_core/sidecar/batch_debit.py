@@ -30,8 +30,9 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
-from billing_core.api import _U_ACCOUNT_BALANCE, BillingCore
+from billing_core.api import BillingCore
 from billing_core.domain import money_rules as rules
+from billing_core.store.statements import I_LEDGER, U_ACCOUNT_BALANCE
 from billing_core.store.tables import accounts, call_sessions, ledger, packages
 
 _PICK = select(
@@ -60,8 +61,6 @@ _SESSIONS = (
 
 _ACCOUNTS_OF = select(call_sessions.c.account_id).where(call_sessions.c.id.in_(bindparam("ids", expanding=True))).distinct()
 
-_I_LEDGER = ledger.insert()
-
 _U_SESSION = (
     update(call_sessions).where(call_sessions.c.id == bindparam("b_id"))
     .values(charged=bindparam("b_charged"), hold=bindparam("b_hold"), chunks_debited=bindparam("b_chunks"),
@@ -72,14 +71,8 @@ _U_SESSION = (
 def pick_due_tx(conn, now: int, lookahead: int) -> list[tuple[int, str]]:
     """The sessions with a chunk due or a hold to extend (the same test as ``core.debit_due``),
     grouped by account so that batches lock disjoint sets of accounts and can run side by side."""
-    todo = []
-    for r in conn.execute(_PICK):
-        chunk = max(r.chunk_seconds, 1)
-        elapsed = max(now - r.answered_at, 0) // 1000
-        due = min(elapsed, r.granted_seconds) // chunk
-        remaining_ms = r.answered_at + r.granted_seconds * 1000 - now
-        if due > r.chunks_debited or (r.hold_mode == "chunked" and remaining_ms < (chunk + lookahead) * 1000):
-            todo.append((r.account_id, r.created_at, r.id))
+    todo = [(r["account_id"], r["created_at"], r["id"]) for r in conn.execute(_PICK).mappings()
+            if rules.debit_work_due(r, now, lookahead)]
     todo.sort()  # by account, then in the order the calls began (the order _SESSIONS re-reads them)
     return [(aid, sid) for aid, _, sid in todo]
 
@@ -107,11 +100,11 @@ def debit_batch_tx(conn, session_ids: list[str], now: int, lookahead: int, max_c
             session_rows.append(changed)
             touched_accounts.add(acct["id"])
     if ledger_rows:
-        conn.execute(_I_LEDGER, ledger_rows)
+        conn.execute(I_LEDGER, ledger_rows)
     if session_rows:
         conn.execute(_U_SESSION, session_rows)
     if touched_accounts:
-        conn.execute(_U_ACCOUNT_BALANCE, [
+        conn.execute(U_ACCOUNT_BALANCE, [
             dict(aid=aid, delta=delta[aid][0], held_delta=delta[aid][1], calls_delta=0, status=a["status"],
                  status_changed_at=a["status_changed_at"], depleted_at=a["depleted_at"],
                  presuspended_at=a["presuspended_at"], armed=bool(a["low_balance_armed"]),

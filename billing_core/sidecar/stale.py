@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 
 from billing_core.api import LIVE_STATES
+from billing_core.domain import money_rules as rules
 from billing_core.store.tables import call_sessions
 
 log = logging.getLogger("callgate.stale")
@@ -50,10 +51,9 @@ def stale_sessions_tx(conn, seen_before: int, limit: int | None = None) -> list:
 
 
 def stale_talk_ms(answered_at: int | None, granted_seconds: int, now: int) -> int:
-    """The talk a stale answered session is settled at (see the module docstring)."""
-    if answered_at is None:
-        return 0
-    return max(0, min(granted_seconds * 1000, now - answered_at))
+    """The talk a stale answered session is settled at (see the module docstring): the core's
+    bounded talk (billing_core.domain.money_rules.bounded_talk_ms)."""
+    return rules.bounded_talk_ms(answered_at, granted_seconds, now)
 
 
 async def settle_stale(core, now: int, stale_seconds: float, *, concurrency: int = 4,

@@ -44,20 +44,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+# StorageError and DatabaseUrlError live in store/errors.py; importing them from here keeps working
+from .errors import DatabaseUrlError, StorageError, is_unavailable_sqlstate, pause_before_retry
 from .schema import metadata
 from .sqlite_fast import FastConnection
 
 log = logging.getLogger("callgate.store")
 
 T = TypeVar("T")
-
-
-class StorageError(RuntimeError):
-    """The database could not answer (down, locked too long, schema missing…)."""
-
-
-class DatabaseUrlError(ValueError):
-    """A --db / CALLGATE_DB value that is not a supported URL."""
 
 
 @dataclass(frozen=True)
@@ -309,26 +303,6 @@ class SqliteStore(Store):
 
 
 # ----------------------------------------------------------------------------------- PostgreSQL
-#: Serialization failure, deadlock victim: the transaction was rolled back, a retry starts clean.
-RETRY_SQLSTATES = frozenset({"40001", "40P01"})
-
-
-async def pause_before_retry(code: str | None, attempt: int) -> bool:
-    """Whether a transaction that failed with SQLSTATE ``code`` on its ``attempt``-th run goes
-    again (after a short, growing pause): deadlock victims and serialization failures, 5 runs at
-    most. Shared by both PostgreSQL drivers (SQLAlchemy's and the raw asyncpg hot path)."""
-    if code in RETRY_SQLSTATES and attempt < 5:
-        await asyncio.sleep(0.005 * attempt)
-        return True
-    return False
-
-
-def is_unavailable_sqlstate(code: str) -> bool:
-    """Connection trouble (08), operator intervention such as a shutdown (57), or the database,
-    table or schema gone: the database cannot answer (StorageError, fail closed)."""
-    return code.startswith("08") or code.startswith("57") or code in ("3D000", "42P01", "3F000")
-
-
 class PostgresStore(Store):
     dialect = "postgresql"
 
@@ -343,7 +317,8 @@ class PostgresStore(Store):
         connect_args: dict[str, Any] = {}
         if url.schema:
             connect_args["server_settings"] = {"search_path": url.schema}
-        from .pg_fast import run_fast_op, run_with_fast_connection  # asyncpg: PostgreSQL stores only
+        # imported here, not at the top: asyncpg costs ~0.1 s to import and SQLite stores never need it
+        from .pg_fast import run_fast_op, run_with_fast_connection
 
         self.url = url
         self._fast = None
@@ -367,7 +342,7 @@ class PostgresStore(Store):
     def fast_path(self, rate_cache):
         """The raw-asyncpg driver of the authorize hot path (see billing_core.store.pg_fast)."""
         if self._fast is None:
-            from .pg_fast import PgFastPath
+            from .pg_fast import PgFastPath  # asyncpg: PostgreSQL stores only (see __init__)
 
             dsn = self.url.sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
             self._fast = PgFastPath(dsn, self.url.schema, rate_cache, pool_size=self._pool_size)

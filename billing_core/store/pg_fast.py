@@ -25,7 +25,8 @@ from ..log_limits import quiet_driver_logger
 from ..domain.rating import Rate, RateTable
 from ..domain.records import Authorization
 from . import sqlite_fast
-from .engine import StorageError, is_unavailable_sqlstate, pause_before_retry
+from . import statements as sql
+from .errors import StorageError, is_unavailable_sqlstate, pause_before_retry
 from .tables import call_sessions
 
 
@@ -85,22 +86,14 @@ class PgFastPath:
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
-        from ..api import (  # the generic driver's statements: one source for the columns
-            _Q_ACCOUNT_BY_DID_LOCK,
-            _Q_ACCOUNT_BY_ENDPOINT,
-            _Q_ACCOUNT_BY_ENDPOINT_LOCK,
-            _Q_SESSION_BY_CHANNEL,
-            _U_ACCOUNT_TAKE_CALL,
-            _U_SESSION_ANSWER,
-        )
-
-        self._sql = {
-            "by_channel": _to_asyncpg(_Q_SESSION_BY_CHANNEL),
-            "by_endpoint": _to_asyncpg(_Q_ACCOUNT_BY_ENDPOINT),
-            "by_endpoint_lock": _to_asyncpg(_Q_ACCOUNT_BY_ENDPOINT_LOCK),
-            "by_did_lock": _to_asyncpg(_Q_ACCOUNT_BY_DID_LOCK),
-            "take_call": _to_asyncpg(_U_ACCOUNT_TAKE_CALL),
-            "answer": _to_asyncpg(_U_SESSION_ANSWER),
+        self._sql = {  # the generic driver's statements (store/statements.py): one source for the columns
+            "by_channel": _to_asyncpg(sql.Q_SESSION_BY_CHANNEL),
+            "by_endpoint": _to_asyncpg(sql.Q_ACCOUNT_BY_ENDPOINT),
+            "by_endpoint_lock": _to_asyncpg(sql.Q_ACCOUNT_BY_ENDPOINT_LOCK),
+            "by_ref": _to_asyncpg(sql.Q_ACCOUNT_BY_REF),
+            "by_did_lock": _to_asyncpg(sql.Q_ACCOUNT_BY_DID_LOCK),
+            "take_call": _to_asyncpg(sql.U_ACCOUNT_TAKE_CALL),
+            "answer": _to_asyncpg(sql.U_SESSION_ANSWER),
         }
         cols = [c.name for c in call_sessions.columns]
         self._insert_cols = cols
@@ -148,6 +141,8 @@ class PgFastPath:
             return await conn.fetchval("SELECT ref FROM accounts WHERE id = $1", e.account_id)
         if isinstance(e, steps.AccountByEndpoint):
             return await self._q(conn, "by_endpoint_lock" if e.lock else "by_endpoint", "row", endpoint=e.endpoint)
+        if isinstance(e, steps.AccountByRef):
+            return await self._q(conn, "by_ref", "row", ref=e.ref)
         if isinstance(e, steps.AccountByDid):
             return await self._q(conn, "by_did_lock", "row", number=e.e164)
         if isinstance(e, steps.FirstEndpoint):

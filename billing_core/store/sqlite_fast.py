@@ -5,7 +5,7 @@ Why: a call is three short transactions (authorize, answer, settle) of ~15 state
 SQLAlchemy's per-execution work (execution context, parameter dicts, result metadata) cost about
 twice what SQLite itself spends running them (py-spy on the gate benchmark: the writer thread was a
 third of the gate process). The statements stay the SQLAlchemy objects the core builds once at
-import (``api._Q_*`` / ``api._U_*``), compiled here once for the SQLite dialect with the same bind
+import (billing_core/store/statements.py), compiled here once for the SQLite dialect with the same bind
 and result processors, so both paths read and write the same columns the same way; anything not
 registered (inserts with column defaults, admin queries) goes through SQLAlchemy unchanged, on the
 same sqlite3 connection and so in the same transaction.

@@ -7,30 +7,26 @@ callgate.paypal.webhook), and every lookup is scoped to the signed-in account.
 """
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
 import logging
 import os
 import re
 import secrets
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Awaitable, Callable, Mapping
 
-import jinja2
 from aiohttp import web
 
-from billing_core.domain.money import format_amount, format_customer
-from billing_core.domain.rating import billable_seconds
+from callgate.http_hardening import harden_aiohttp_servers
 
+from . import pages
 from .auth import AuthSettings, Passwords, WebSession, load_session
+# the shared context (cookie names, app keys, render helpers) is context.py's: the pages import it,
+# never this module; ``when`` stays importable from here
+from .context import (CORE, HERE, PASSWORDS, PAYPAL, RETURN_KEY, SECURE_SESSION_COOKIE, SESSION, SESSION_COOKIE,
+                      SETTINGS, TEMPLATES, error_page, template_env, when)
 
 log = logging.getLogger("callgate.web")
-
-HERE = Path(__file__).parent
-SESSION_COOKIE = "callgate_session"
-SECURE_SESSION_COOKIE = "__Host-callgate_session"  # the prefix makes browsers insist on Secure, Path=/, no Domain
-SIGNIN_CSRF_COOKIE = "callgate_signin"
 
 
 @dataclass(frozen=True)
@@ -125,65 +121,6 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-CORE = web.AppKey("core", object)
-RETURN_KEY = web.AppKey("return_key", bytes)
-PAYPAL = web.AppKey("paypal", object)
-SETTINGS = web.AppKey("settings", WebSettings)
-PASSWORDS = web.AppKey("passwords", Passwords)
-TEMPLATES = web.AppKey("templates", jinja2.Environment)
-try:
-    SESSION = web.RequestKey("session", object)
-except AttributeError:  # aiohttp < 3.12 has no RequestKey
-    SESSION = "session"
-
-
-# ------------------------------------------------------------------------------ presentation
-def when(ms: int | None) -> str:
-    if ms is None:
-        return ""
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def duration(talk_ms: int | None) -> str:
-    seconds = billable_seconds(talk_ms or 0)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def template_env() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(HERE / "templates")),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.globals.update(money=format_customer, exact=format_amount, when=when, duration=duration)
-    return env
-
-
-def render(request: web.Request, name: str, *, status: int = 200, **context: Any) -> web.Response:
-    context.setdefault("session", request.get(SESSION))
-    context.setdefault("notices", [])
-    context.setdefault("active", "")
-    html = request.app[TEMPLATES].get_template(name).render(**context)
-    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
-
-
-def error_page(request: web.Request, status: int, title: str, message: str) -> web.Response:
-    return render(request, "error.html", status=status, title=title, message=message)
-
-
-def client_ip(request: web.Request) -> str:
-    if request.app[SETTINGS].forwarded_for:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        last = forwarded.split(",")[-1].strip()
-        if last:
-            return last
-    return request.remote or ""
-
-
 # ------------------------------------------------------------------------------- middlewares
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -234,10 +171,6 @@ def make_web_app(core, paypal=None, settings: WebSettings | None = None, *, veri
     """The client area on ``core``. ``paypal``: a :class:`callgate.paypal.client.PayPalClient`
     (None: Add Funds says PayPal is unavailable). With PayPal, POST /paypal/webhook is served too,
     its signatures checked by ``verifier`` (default: one built from the client's config)."""
-    from . import pages
-
-    from callgate.http_hardening import harden_aiohttp_servers
-
     harden_aiohttp_servers()
     settings = settings or WebSettings()
     app = web.Application(middlewares=[error_pages, session_loader], client_max_size=64 * 1024)
@@ -255,3 +188,6 @@ def make_web_app(core, paypal=None, settings: WebSettings | None = None, *, veri
         app.add_routes(paypal_routes(core, verifier=verifier or WebhookVerifier(paypal.config)))
     app.router.add_static("/static/", str(HERE / "static"), append_version=False)
     return app
+
+
+__all__ = ["WebSettings", "make_web_app", "when"]

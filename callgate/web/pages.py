@@ -24,10 +24,11 @@ from billing_core.domain.errors import InvalidInput, NotFound
 from billing_core.domain.ids import ID_PATTERN, plain_id
 from billing_core.domain.identifiers import check_email
 from billing_core.domain.money import format_amount
+from callgate.paypal.checkout import CheckoutError, cancel_return, complete_return, start_checkout
 
 from . import queries
-from .app import (CORE, PAYPAL, PASSWORDS, RETURN_KEY, SESSION, SETTINGS, SIGNIN_CSRF_COOKIE, client_ip, error_page,
-                  render)
+from .context import (CORE, PAYPAL, PASSWORDS, RETURN_KEY, SESSION, SETTINGS, SIGNIN_CSRF_COOKIE, client_ip,
+                      error_page, render)
 from .auth import SignedIn, WebSession, sign_in, sign_out, tokens_equal
 
 log = logging.getLogger("callgate.web")
@@ -153,8 +154,6 @@ async def _own_invoice(request: web.Request, session: WebSession, raw_id: str) -
 
 async def _to_paypal(request: web.Request, session: WebSession, invoice: inv.Invoice) -> web.StreamResponse:
     """Start the PayPal checkout for an outstanding invoice of the signed-in customer."""
-    from callgate.paypal.checkout import CheckoutError, start_checkout
-
     paypal = request.app[PAYPAL]
     if paypal is None:
         return _unavailable(request, invoice, "Payments through PayPal are not set up on this site.")
@@ -406,8 +405,6 @@ async def paypal_return(request: web.Request) -> web.StreamResponse:
     (the customer approved the order at PayPal and their session ended meanwhile); anything else
     is sent to sign in before any lookup or PayPal request, so existing and missing invoices answer
     alike and nobody can make the site call PayPal."""
-    from callgate.paypal.checkout import complete_return
-
     invoice_id, token = _return_params(request)
     session = request.get(SESSION)
     if session is None and not tokens_equal(request.query.get("sig"), _return_signature(request, invoice_id)):
@@ -427,8 +424,6 @@ async def paypal_return(request: web.Request) -> web.StreamResponse:
 @_refusable
 async def paypal_cancel(request: web.Request) -> web.StreamResponse:
     """The customer cancelled at PayPal: the invoice stays outstanding with its Pay now button."""
-    from callgate.paypal.checkout import cancel_return
-
     invoice_id, token = _return_params(request)
     session = request.get(SESSION)
     if session is None:  # nothing is noted for nobody: sign in first, then come back here

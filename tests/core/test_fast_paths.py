@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import exc as sa_exc
 
-from billing_core import api
 from billing_core.api import BillingCore
 from billing_core.store import sqlite_fast
+from billing_core.store import statements as sql
 from billing_core.store.pg_fast import PgFastConnection
 from billing_core.store.sqlite_fast import FastConnection
 from tests.factories import seed
@@ -24,10 +24,10 @@ def _both(conn, stmt, params):
 
 async def test_every_hot_statement_is_on_the_fast_path(core):
     registered = {id(s) for s in sqlite_fast.registered()}
-    for name in ("_Q_SESSION", "_Q_SESSION_VIEW", "_Q_ACCOUNT_BY_ID_LOCK", "_Q_ACCOUNT_BY_ENDPOINT_LOCK",
-                 "_U_SESSION_ANSWER", "_U_SESSION_SETTLED", "_U_ACCOUNT_BALANCE", "_I_SESSION", "_I_LEDGER",
-                 "_Q_ANSWERED_CUTOFFS"):
-        assert id(getattr(api, name)) in registered, name
+    for name in ("Q_SESSION", "Q_SESSION_VIEW", "Q_ACCOUNT_BY_ID_LOCK", "Q_ACCOUNT_BY_ENDPOINT_LOCK",
+                 "U_SESSION_ANSWER", "U_SESSION_SETTLED", "U_ACCOUNT_BALANCE", "I_SESSION", "I_LEDGER",
+                 "Q_ANSWERED_CUTOFFS"):
+        assert id(getattr(sql, name)) in registered, name
 
 
 async def test_fast_rows_equal_sqlalchemy_rows_with_the_same_types(core):
@@ -40,12 +40,12 @@ async def test_fast_rows_equal_sqlalchemy_rows_with_the_same_types(core):
     def check(conn):
         assert isinstance(conn, (FastConnection, PgFastConnection))
         out = {}
-        for stmt, params in ((api._Q_SESSION, {"sid": auth.session_id}),
-                             (api._Q_SESSION_VIEW, {"sid": auth.session_id}),
-                             (api._Q_SESSION_BY_CHANNEL, {"pbx_id": "p1", "channel_id": "c1"}),
-                             (api._Q_ACCOUNT_BY_ENDPOINT_LOCK, {"endpoint": "alice"}),
-                             (api._Q_ACCOUNT_BY_ID_LOCK, {"aid": 1}),
-                             (api._Q_LEDGER_BY_KEY, {"key": "seed:acme"})):
+        for stmt, params in ((sql.Q_SESSION, {"sid": auth.session_id}),
+                             (sql.Q_SESSION_VIEW, {"sid": auth.session_id}),
+                             (sql.Q_SESSION_BY_CHANNEL, {"pbx_id": "p1", "channel_id": "c1"}),
+                             (sql.Q_ACCOUNT_BY_ENDPOINT_LOCK, {"endpoint": "alice"}),
+                             (sql.Q_ACCOUNT_BY_ID_LOCK, {"aid": 1}),
+                             (sql.Q_LEDGER_BY_KEY, {"key": "seed:acme"})):
             fast, slow = _both(conn, stmt, params)
             assert fast == slow and len(fast) == 1
             for key, value in slow[0].items():
@@ -54,10 +54,10 @@ async def test_fast_rows_equal_sqlalchemy_rows_with_the_same_types(core):
         return out
 
     rows = await core.store.run(check)
-    session = rows[api._Q_SESSION]
+    session = rows[sql.Q_SESSION]
     assert session["emergency"] is False and session["stale"] is False  # Boolean, not 0
     assert session["state"] == "answered"
-    assert rows[api._Q_ACCOUNT_BY_ID_LOCK]["low_balance_armed"] in (True, False)
+    assert rows[sql.Q_ACCOUNT_BY_ID_LOCK]["low_balance_armed"] in (True, False)
 
 
 async def test_update_rowcount_and_literal_binds(core):
@@ -69,9 +69,9 @@ async def test_update_rowcount_and_literal_binds(core):
 
     def answer_twice(conn):
         params = {"sid": auth.session_id, "at": at, "now": 3}
-        first = conn.execute(api._U_SESSION_ANSWER, params)
+        first = conn.execute(sql.U_SESSION_ANSWER, params)
         row = first.mappings().first()
-        second = conn.execute(api._U_SESSION_ANSWER, params)  # state == 'authorized' no longer holds
+        second = conn.execute(sql.U_SESSION_ANSWER, params)  # state == 'authorized' no longer holds
         return first.rowcount, row, second.rowcount, second.mappings().first()
 
     first, row, second, none = await core.store.run(answer_twice)
@@ -86,8 +86,8 @@ async def test_errors_are_sqlalchemy_errors_and_write_nothing(core):
     await seed(core, account="acme", endpoint="alice", balance="10.00")
 
     def duplicate_ledger_row(conn):
-        row = conn.execute(api._Q_LEDGER_BY_KEY, {"key": "seed:acme"}).mappings().one()
-        conn.execute(api._I_LEDGER, dict(row))
+        row = conn.execute(sql.Q_LEDGER_BY_KEY, {"key": "seed:acme"}).mappings().one()
+        conn.execute(sql.I_LEDGER, dict(row))
 
     with pytest.raises(sa_exc.IntegrityError):
         await core.store.run(duplicate_ledger_row)
@@ -101,15 +101,15 @@ async def test_inserts_leave_the_key_to_the_database_and_defaults_to_sqlalchemy(
     await seed(core, account="acme", endpoint="alice", balance="10.00")
 
     def insert_partial(conn):
-        row = dict(conn.execute(api._Q_LEDGER_BY_KEY, {"key": "seed:acme"}).mappings().one())
+        row = dict(conn.execute(sql.Q_LEDGER_BY_KEY, {"key": "seed:acme"}).mappings().one())
         first_id = row.pop("id")
         row["idempotency_key"] = "copy"
-        assert sqlite_fast.bind(api._I_LEDGER, row, (), {}, conn.dialect) is not None  # fast
-        conn.execute(api._I_LEDGER, row)
+        assert sqlite_fast.bind(sql.I_LEDGER, row, (), {}, conn.dialect) is not None  # fast
+        conn.execute(sql.I_LEDGER, row)
         defaults = {k: v for k, v in row.items() if k != "reason"} | {"idempotency_key": "copy-2"}
-        assert sqlite_fast.bind(api._I_LEDGER, defaults, (), {}, conn.dialect) is None  # SQLAlchemy
-        conn.execute(api._I_LEDGER, defaults)
-        return first_id, [conn.execute(api._Q_LEDGER_BY_KEY, {"key": k}).mappings().one() for k in ("copy", "copy-2")]
+        assert sqlite_fast.bind(sql.I_LEDGER, defaults, (), {}, conn.dialect) is None  # SQLAlchemy
+        conn.execute(sql.I_LEDGER, defaults)
+        return first_id, [conn.execute(sql.Q_LEDGER_BY_KEY, {"key": k}).mappings().one() for k in ("copy", "copy-2")]
 
     first_id, (copy, with_default) = await core.store.run(insert_partial)
     assert first_id < copy["id"] < with_default["id"] and copy["amount"] == 10_000_000
