@@ -257,8 +257,8 @@ class Key:
     conv: Callable[[Any], Any]
     default: Any
     env: tuple[str, ...] = ()
-    """Extra (short) environment names, besides CALLGATE_<SECTION>_<KEY>; the first is what the
-    component reads."""
+    """Extra (short) environment names, besides CALLGATE_<SECTION>_<KEY>; the first wins over the
+    others, and names a command-line option's value in errors."""
     secret: bool = False
     doc: str = ""
     empty_is_unset: bool = True
