@@ -94,7 +94,12 @@ async def test_callgate_web_without_a_file_refuses_a_bad_cookie_flag(tmp_path):
                CALLGATE_WEB_LISTEN="127.0.0.1:0", CALLGATE_OPS_LISTEN="off", PYTHONPATH=str(ROOT))
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "callgate", "web", env=env, cwd=tmp_path,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:  # it started serving: the regression; leave no process behind
+            proc.kill()
+            await proc.wait()
     assert proc.returncode == 1
     assert err.decode() == ("error: CALLGATE_WEB_SECURE_COOKIES: must be true or false (got 'maybe') "
                             "([web] secure_cookies)\n")
