@@ -314,6 +314,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "signin_max_per_email": Key(_int(1, 1000), 5, doc="failed sign-ins per email in the window, then refused"),
         "signin_max_per_ip": Key(_int(1, 100000), 20, doc="failed sign-ins per client address in the window, then refused"),
     },
+    "log": {
+        "format": Key(_choice("kv", "json"), "kv", doc="service log lines: kv (key=value) | json"),
+        "level": Key(_choice("debug", "info", "warning", "error", "critical"), "info", doc="least severe level logged"),
+    },
     "ops": {
         "listen": Key(_listen_or_off, "127.0.0.1:9464", doc="operator listener: /metrics and /healthz (keep it "
                                                            "private; \"off\" = none)"),

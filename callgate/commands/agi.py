@@ -35,7 +35,7 @@ async def agi_command(ctx: click.Context, listen: str | None, grace: float) -> N
 
     cfg = command_config(ctx, {("agi", "listen"): ("--listen", listen)} if listen is not None else None)
     settings = cfgmod.agi_settings(cfg)
-    setup_logging()
+    setup_logging(cfg.get("log", "format"), cfg.get("log", "level"))
     cfgmod.warn_if_secrets_exposed(cfg.file)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -82,7 +82,7 @@ def register(main: click.Group) -> None:
         if not logging.getLogger().handlers:
             from callgate.logs import setup_logging
 
-            setup_logging()
+            setup_logging(cfg.get("log", "format"), cfg.get("log", "level"))
         cfgmod.warn_if_secrets_exposed(cfg.file)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -35,7 +35,7 @@ def register(main: click.Group) -> None:
         from callgate.service import Parts, run_service
 
         cfg = command_config(ctx)
-        setup_logging()
+        setup_logging(cfg.get("log", "format"), cfg.get("log", "level"))
         cfgmod.warn_if_secrets_exposed(cfg.file)
 
         def pick(flag, section):

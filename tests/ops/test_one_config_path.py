@@ -39,6 +39,7 @@ BAD_VALUES = (
     ("CALLGATE_AGI_READ_TIMEOUT", "never", "[agi] read_timeout"),
     ("CALLGATE_WEB_SECURE_COOKIES", "maybe", "[web] secure_cookies"),
     ("CALLGATE_OPS_LISTEN", "nowhere", "[ops] listen"),
+    ("CALLGATE_LOG_LEVEL", "loud", "[log] level"),
     ("CALLGATE_STALE_SECONDS", "soon", "[sidecar] stale_seconds"),
     ("CALLGATE_SMTP_TLS", "ssl", "[smtp] tls"),
     ("CALLGATE_PAYPAL_TIMEOUT", "slow", "[paypal] timeout"),
