@@ -19,14 +19,14 @@ import logging
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, Mapping
 
 from asterisk.agi import AGI
 
 from .keepalive import KeepaliveSettings, keepalive_pass
 from .protocol import HANGUP_LINE, AgiRequest, ProtocolError, Reply, parse_reply, quote_arg, route_of
 from .routes import DIRECTIONS, ROUTE_AUTHORIZE, ROUTES, Router
-from .settings import AgiSettings, SettingsError, from_env
+from .settings import AgiSettings, default_pbx_id
 
 log = logging.getLogger("callgate.agi")
 
@@ -126,6 +126,30 @@ async def keepalive_once(db_url: str, pbx_id: str) -> int:
         await core.close()
 
 
+def script_settings(environ: Mapping[str, str]) -> AgiSettings:
+    """The few settings of the stdio script, from the variables Asterisk gives it.
+
+    The one exception to "only callgate/config.py reads the configuration": this process is started
+    by Asterisk per call, not by callgate, and agi must not import callgate (setup.cfg). Here a bad
+    value is logged and its default used rather than refused: the script must always answer, and
+    the dialplan refuses the call when billing cannot."""
+    timeouts = {}
+    for name, field in (("CALLGATE_AGI_SESSION_TIMEOUT", "session_timeout"),
+                        ("CALLGATE_AGI_DECISION_TIMEOUT", "decision_timeout")):
+        text = environ.get(name, "").strip()
+        if not text:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = 0.0
+        if 0 < value < float("inf"):
+            timeouts[field] = value
+        else:
+            log.error("%s: must be a number of seconds > 0 (got %r): using the default", name, text)
+    return AgiSettings(pbx_id=environ.get("CALLGATE_AGI_PBX_ID", "").strip() or default_pbx_id(), **timeouts)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point (``callgate-agi`` / ``python -m agi.stdio``). Always exits 0 under Asterisk:
     it would otherwise log the script as failed, and the dialplan reads CALLGATE_STATUS anyway.
@@ -142,18 +166,14 @@ def main(argv: list[str] | None = None) -> int:
             print("error: CALLGATE_DB is not set", file=sys.stderr)
             return 1
         try:
-            pbx_id = from_env().pbx_id
+            pbx_id = script_settings(os.environ).pbx_id
             n = asyncio.run(keepalive_once(db_url, pbx_id))
         except Exception as exc:
             print(f"error: keepalive failed: {exc}", file=sys.stderr)
             return 1
         print(f"{n} live AGI call(s) of {pbx_id} reported")
         return 0
-    try:
-        settings = from_env()
-    except SettingsError as exc:
-        log.error("%s: using the defaults", exc)
-        settings = AgiSettings(pbx_id=os.environ.get("CALLGATE_AGI_PBX_ID", "") or "agi@stdio")
+    settings = script_settings(os.environ)
 
     def watchdog(signum: int, frame: Any) -> None:
         raise TimeoutError(f"no result within {settings.session_timeout:g}s (CALLGATE_AGI_SESSION_TIMEOUT)")

@@ -33,13 +33,16 @@ def main(ctx: click.Context, db_url: str, config_path: str | None) -> None:
     install_excepthook()
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
-    if config_path and ctx.invoked_subcommand != "config":
+    # --db on the command line beats CALLGATE_DB and the file; the environment is read by the config.
+    given = ctx.get_parameter_source("db_url") == click.core.ParameterSource.COMMANDLINE
+    ctx.obj["overrides"] = {("database", "url"): ("--db", db_url)} if given else {}
+    if ctx.invoked_subcommand != "config":  # `config check` reports every problem itself
         from callgate import config as cfgmod
 
-        cfg = cfgmod.load_or_exit(config_path)
-        if ctx.get_parameter_source("db_url") == click.core.ParameterSource.DEFAULT:
-            db_url = cfg.get("database", "url")
-        cfgmod.apply_to_environ(cfg)
+        # Every command validates the whole configuration the same way before doing anything.
+        cfg = cfgmod.load_or_exit(config_path, ctx.obj["overrides"])
+        ctx.obj["config"] = cfg
+        db_url = cfg.get("database", "url")
     ctx.obj["db_url"] = db_url
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 
@@ -71,9 +70,10 @@ class JsonFormatter(_RedactingFormatter):
 
 
 def setup_logging(fmt: str | None = None, level: str | None = None, stream=None) -> None:
-    """Configure the root logger once for a service process."""
-    fmt = (fmt or os.environ.get("CALLGATE_LOG_FORMAT") or "kv").lower()
-    level = (level or os.environ.get("CALLGATE_LOG_LEVEL") or "INFO").upper()
+    """Configure the root logger once for a service process (``fmt``, ``level``: [log] format and
+    level of the configuration, CALLGATE_LOG_FORMAT / CALLGATE_LOG_LEVEL)."""
+    fmt = (fmt or "kv").lower()
+    level = (level or "INFO").upper()
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
     root = logging.getLogger()

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from typing import Awaitable, Callable, Mapping
+from typing import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -22,7 +21,6 @@ from sqlalchemy import text
 log = logging.getLogger("callgate.ops")
 
 HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
-OPS_LISTEN_DEFAULT = "127.0.0.1:9464"
 
 
 class AriClientCollector:
@@ -95,22 +93,10 @@ def ops_app(checks: dict[str, HealthCheck]) -> web.Application:
     return app
 
 
-def ops_listen(environ: Mapping[str, str] | None = None) -> tuple[str, int] | None:
-    """(host, port) of the operator listener from CALLGATE_OPS_LISTEN, or None when ``off``."""
-    from callgate.config import host_port
-
-    env = os.environ if environ is None else environ
-    listen = (env.get("CALLGATE_OPS_LISTEN") or OPS_LISTEN_DEFAULT).strip()
-    if listen.lower() == "off":
-        return None
-    return host_port(listen, "CALLGATE_OPS_LISTEN")
-
-
-async def start_ops_listener(checks: dict[str, HealthCheck], environ: Mapping[str, str] | None = None
+async def start_ops_listener(checks: dict[str, HealthCheck], address: tuple[str, int] | None
                              ) -> tuple[web.AppRunner, str] | None:
-    """Serve /metrics and /healthz on the operator listener; (runner, base URL), or None when it is
-    off. ``await runner.cleanup()`` stops it."""
-    address = ops_listen(environ)
+    """Serve /metrics and /healthz on the operator listener at ``address`` (callgate.config.ops_listen);
+    (runner, base URL), or None when it is off (None). ``await runner.cleanup()`` stops it."""
     if address is None:
         return None
     runner = web.AppRunner(ops_app(checks), access_log=None)

@@ -50,11 +50,22 @@ def url_password(value: str) -> str | None:
     return password or None
 
 
+_remembered: set[str] = set()
+"""Secrets of the loaded configuration (its file's values never reach the environment)."""
+
+
+def remember_secrets(values: Iterable[str]) -> None:
+    """The configuration layer tells which values are secrets (callgate.config.load_or_exit)."""
+    for value in values:
+        if value:
+            _remembered.update({value, unquote(value)})
+
+
 def secret_values(environ: Mapping[str, str] | None = None) -> frozenset[str]:
-    """Every secret the process knows through its environment (the config layer exports the file
-    there): values of secret-named CALLGATE_* variables and passwords inside CALLGATE_* URLs."""
+    """Every secret the process knows: the loaded configuration's secrets, values of secret-named
+    CALLGATE_* variables and passwords inside CALLGATE_* URLs."""
     env = os.environ if environ is None else environ
-    found: set[str] = set()
+    found: set[str] = set(_remembered) if environ is None else set()
     for name, value in env.items():
         if not value or not (name.startswith("CALLGATE_") or name in ("PGPASSWORD", "DATABASE_URL")):
             continue
@@ -89,4 +100,4 @@ def install_excepthook() -> None:
     sys.excepthook = hook
 
 
-__all__ = ["install_excepthook", "MASK", "mask_url", "redact", "secret_values", "url_password"]
+__all__ = ["install_excepthook", "MASK", "mask_url", "redact", "remember_secrets", "secret_values", "url_password"]

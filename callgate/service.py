@@ -16,6 +16,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from billing_core.api import BillingCore
+from callgate import config as cfgmod
 
 log = logging.getLogger("callgate.service")
 
@@ -48,16 +49,17 @@ async def run_service(
     parts: Parts,
     stop: asyncio.Event,
     grace_seconds: float = 60.0,
-    ari: dict | None = None,
+    config: cfgmod.Config | None = None,
     ready: Callable[[RunningService], Awaitable[None] | None] | None = None,
 ) -> RunningService:
-    """Serve until ``stop`` is set, then shut down gracefully. Settings come from the environment
-    (the config layer exported the file there)."""
+    """Serve until ``stop`` is set, then shut down gracefully. Every part's settings are built from
+    ``config`` (default: the environment alone, through the same validation)."""
     from billing_core.log_limits import quiet_accept_errors
     from callgate.ops_http import database_check, start_ops_listener
 
     # Every listener of the process (FastAGI, web): accept() out of descriptors is one line a minute.
     quiet_accept_errors(asyncio.get_running_loop(), log)
+    cfg = config if config is not None else cfgmod.load()
     state = RunningService(core)
     tasks: list[asyncio.Task] = []
     cleanups: list[Callable[[], Awaitable[None]]] = []
@@ -68,12 +70,10 @@ async def run_service(
     if parts.gate:
         from ari_app.client import AriClient
         from ari_app.gate import Gate
-        from callgate.commands.gate import check_ari_url, gate_settings_from_env
 
-        ari = ari or {}
-        settings = gate_settings_from_env(ari.get("app"))
-        client = AriClient(check_ari_url(ari.get("url", "http://127.0.0.1:8088")), ari.get("user", "callgate"),
-                           ari.get("password", ""), settings.app)
+        settings = cfgmod.gate_settings(cfg)
+        ari = cfgmod.ari_connection(cfg)
+        client = AriClient(ari.url, ari.user, ari.password, settings.app)
         gate = Gate(client, core, settings)
         state.gate = gate
         gate_task = asyncio.create_task(gate.run(), name="callgate-gate")
@@ -100,9 +100,11 @@ async def run_service(
     sidecar = None
     sidecar_task = None
     if parts.sidecar:
-        from billing_core.sidecar.runner import Sidecar, SidecarSettings
+        from billing_core.mail.smtp import SmtpSender
+        from billing_core.sidecar.runner import Sidecar
 
-        sidecar = Sidecar(core, SidecarSettings.from_env())
+        sidecar = Sidecar(core, cfgmod.sidecar_settings(cfg), sender=SmtpSender(cfgmod.smtp_settings(cfg)),
+                          renderer=cfgmod.mail_renderer(cfg))
         state.sidecar = sidecar
         sidecar_task = asyncio.create_task(sidecar.run_forever(), name="callgate-sidecar")
         tasks.append(sidecar_task)
@@ -112,16 +114,15 @@ async def run_service(
     agi_task = None
     if parts.agi:
         from agi.server import serve as agi_serve
-        from agi.settings import from_env as agi_from_env
 
-        agi_settings = agi_from_env()
+        agi_settings = cfgmod.agi_settings(cfg)
         state.agi_listen = agi_settings.listen
         agi_task = asyncio.create_task(agi_serve(core, agi_settings, stop=agi_stop, grace_seconds=grace_seconds),
                                        name="callgate-agi")
         tasks.append(agi_task)
 
     # --- the operator listener (/metrics, /healthz), whatever else runs
-    ops = await start_ops_listener(checks)
+    ops = await start_ops_listener(checks, cfgmod.ops_listen(cfg))
     if ops is not None:
         cleanups.append(ops[0].cleanup)
         state.ops_url = ops[1]
@@ -131,12 +132,11 @@ async def run_service(
     paypal = None
     if parts.web:
         from callgate.paypal.client import PayPalClient
-        from callgate.paypal.config import PayPalConfig
-        from callgate.web.app import WebSettings, make_web_app
+        from callgate.web.app import make_web_app
         from callgate.web.server import warn_if_checkout_cannot_start
 
-        web_settings = WebSettings.from_env()
-        pp_config = PayPalConfig.from_env()
+        web_settings = cfgmod.web_settings(cfg)
+        pp_config = cfgmod.paypal_config(cfg)
         problems = pp_config.problems()
         if problems:
             log.warning("PayPal checkout and webhooks are off: %s", "; ".join(problems))

@@ -44,16 +44,6 @@ class MailSite:
     presuspend_days: str = "7"
     """Days depleted before the pre-suspension notice (CALLGATE_PRESUSPEND_DAYS)."""
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "MailSite":
-        env = os.environ if environ is None else environ
-        days = env.get("CALLGATE_PRESUSPEND_DAYS") or cls.presuspend_days
-        return cls(
-            provider_name=env.get("CALLGATE_MAIL_PROVIDER_NAME") or cls.provider_name,
-            client_area_url=env.get("CALLGATE_WEB_PUBLIC_URL") or "",
-            presuspend_days=_days_text(days),
-        )
-
 
 @dataclass(frozen=True)
 class RenderedMail:
@@ -83,11 +73,6 @@ class Renderer:
             keep_trailing_newline=False,
             trim_blocks=True,
         )
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Renderer":
-        env = os.environ if environ is None else environ
-        return cls(env.get("CALLGATE_MAIL_TEMPLATES") or None, MailSite.from_env(env))
 
     def render(self, kind: str, facts: Mapping[str, Any]) -> RenderedMail:
         """The email for one alert; :class:`TemplateProblem` names the template and the problem."""
@@ -123,7 +108,7 @@ def _site_facts(site: MailSite) -> dict[str, Any]:
     }
 
 
-def _days_text(days: str | float) -> str:
+def days_text(days: str | float) -> str:
     """``7`` / ``7.0`` → ``7``; ``0.5`` stays ``0.5``."""
     try:
         value = float(days)
@@ -132,4 +117,4 @@ def _days_text(days: str | float) -> str:
     return str(int(value)) if value == int(value) else str(value)
 
 
-__all__ = ["KINDS", "MailSite", "RenderedMail", "Renderer", "TemplateProblem"]
+__all__ = ["KINDS", "MailSite", "RenderedMail", "Renderer", "TemplateProblem", "days_text"]

@@ -13,12 +13,10 @@ Three outcomes, because the outbox acts differently on each:
 from __future__ import annotations
 
 import asyncio
-import os
 import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Mapping
 
 import aiosmtplib
 
@@ -67,37 +65,6 @@ class SmtpSettings:
             raise SmtpSettingsError(str(exc)) from None
         if self.timeout <= 0:
             raise SmtpSettingsError(f"CALLGATE_SMTP_TIMEOUT: must be > 0 (got {self.timeout!r})")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "SmtpSettings":
-        env = os.environ if environ is None else environ
-        d = cls.__dataclass_fields__
-
-        def get(name: str, default):
-            value = env.get(name)
-            return default if value is None or value == "" else value
-
-        port_text = str(get("CALLGATE_SMTP_PORT", d["port"].default))
-        if not port_text.strip().isdigit():
-            raise SmtpSettingsError(f"CALLGATE_SMTP_PORT: must be a whole number (got {port_text!r})")
-        timeout_text = str(get("CALLGATE_SMTP_TIMEOUT", d["timeout"].default))
-        try:
-            timeout = float(timeout_text)
-        except ValueError:
-            raise SmtpSettingsError(f"CALLGATE_SMTP_TIMEOUT: must be a number of seconds (got {timeout_text!r})") from None
-        validate = str(get("CALLGATE_SMTP_VALIDATE_CERTS", "true")).strip().lower()
-        if validate not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            raise SmtpSettingsError(f"CALLGATE_SMTP_VALIDATE_CERTS: must be true or false (got {validate!r})")
-        return cls(
-            host=get("CALLGATE_SMTP_HOST", d["host"].default),
-            port=int(port_text),
-            user=get("CALLGATE_SMTP_USER", ""),
-            password=get("CALLGATE_SMTP_PASSWORD", ""),
-            tls=str(get("CALLGATE_SMTP_TLS", "none")).strip().lower(),
-            mail_from=get("CALLGATE_MAIL_FROM", d["mail_from"].default),
-            timeout=timeout,
-            validate_certs=validate in ("1", "true", "yes", "on"),
-        )
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The sidecar: chunk debits, stale sessions, lifecycle time rules and the alert outbox."""
 from __future__ import annotations
 
-from .runner import PassReport, Sidecar, SidecarSettings, SidecarSettingsError
+from .runner import PassReport, Sidecar, SidecarSettings
 
-__all__ = ["Sidecar", "SidecarSettings", "SidecarSettingsError", "PassReport"]
+__all__ = ["Sidecar", "SidecarSettings", "PassReport"]

@@ -17,10 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from sqlalchemy import func, select
 
@@ -38,10 +36,6 @@ from .outbox import MailSender, Outbox, OutboxReport, OutboxSettings, counts_tx
 from .stale import StaleReport, settle_stale
 
 log = logging.getLogger("callgate.sidecar")
-
-
-class SidecarSettingsError(ValueError):
-    """A CALLGATE_* value of the sidecar is not acceptable; the message names the variable."""
 
 
 @dataclass(frozen=True)
@@ -75,49 +69,6 @@ class SidecarSettings:
             return self.lookahead_seconds
         return max(10, math.ceil(2 * self.debit_interval))
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "SidecarSettings":
-        env = os.environ if environ is None else environ
-
-        def num(name: str, default: float, *, minimum: float = 0.0, exclusive: bool = False) -> float:
-            text = env.get(name)
-            if text is None or text == "":
-                return default
-            try:
-                value = float(text)
-            except ValueError:
-                raise SidecarSettingsError(f"{name}: must be a number (got {text!r})") from None
-            if not math.isfinite(value) or value < minimum or (exclusive and value == minimum):
-                raise SidecarSettingsError(f"{name}: must be {'>' if exclusive else '≥'} {minimum:g} (got {text!r})")
-            return value
-
-        look = env.get("CALLGATE_DEBIT_LOOKAHEAD")
-        return cls(
-            debit_interval=num("CALLGATE_DEBIT_INTERVAL", cls.debit_interval, exclusive=True),
-            stale_seconds=num("CALLGATE_STALE_SECONDS", cls.stale_seconds, exclusive=True),
-            stale_per_pass=int(num("CALLGATE_STALE_PER_PASS", cls.stale_per_pass, minimum=1)),
-            presuspend_days=num("CALLGATE_PRESUSPEND_DAYS", cls.presuspend_days),
-            did_release_days=num("CALLGATE_DID_RELEASE_DAYS", cls.did_release_days),
-            lookahead_seconds=int(num("CALLGATE_DEBIT_LOOKAHEAD", 0)) if look else None,
-            set_based_debits=_flag(env, "CALLGATE_SIDECAR_SET_BASED", True),
-            outbox=OutboxSettings(
-                backoff_base_seconds=num("CALLGATE_MAIL_BACKOFF_SECONDS", OutboxSettings.backoff_base_seconds),
-                backoff_max_seconds=num("CALLGATE_MAIL_BACKOFF_MAX_SECONDS", OutboxSettings.backoff_max_seconds),
-                max_attempts=int(num("CALLGATE_MAIL_MAX_ATTEMPTS", OutboxSettings.max_attempts, minimum=1)),
-            ),
-        )
-
-
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    text = (env.get(name) or "").strip().lower()
-    if not text:
-        return default
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise SidecarSettingsError(f"{name}: must be true or false (got {text!r})")
-
 
 @dataclass(frozen=True)
 class PassReport:
@@ -133,16 +84,16 @@ class PassReport:
 
 
 class Sidecar:
-    """``Sidecar(core, settings, clock)``; ``sender``/``renderer`` default to SMTP + package templates
-    configured from the environment."""
+    """``Sidecar(core, settings, clock)``; ``sender``/``renderer`` default to SMTP on 127.0.0.1:25 and
+    the package templates (commands pass the configured ones: callgate.config)."""
 
     def __init__(self, core, settings: SidecarSettings | None = None, clock=None, *,
                  sender: MailSender | None = None, renderer: Renderer | None = None):
         self.core = core
         self.settings = settings or SidecarSettings()
         self.clock = clock or getattr(core, "clock", None) or SystemClock()
-        self.outbox = Outbox(core.store, sender or SmtpSender(SmtpSettings.from_env()),
-                             renderer or Renderer.from_env(), self.clock, self.settings.outbox)
+        self.outbox = Outbox(core.store, sender or SmtpSender(SmtpSettings()),
+                             renderer or Renderer(), self.clock, self.settings.outbox)
         self._stop = asyncio.Event()
         self._outage = OutageLog(log, "sidecar")
 
@@ -213,4 +164,4 @@ class Sidecar:
         self._stop.set()
 
 
-__all__ = ["Sidecar", "SidecarSettings", "SidecarSettingsError", "PassReport"]
+__all__ = ["Sidecar", "SidecarSettings", "PassReport"]

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 
 import click
 
-from callgate.commands.common import CliError, grace_option, open_core, run_async
+from callgate import config as cfgmod
+from callgate.commands.common import CliError, command_config, grace_option, open_core, run_async
 from callgate.heap import freeze_startup_heap
 
 
@@ -30,21 +30,13 @@ async def agi_command(ctx: click.Context, listen: str | None, grace: float) -> N
 
     Asterisk calls it as AGI(agi://127.0.0.1:4573/authorize|answered|settle,…). Timeouts: CALLGATE_AGI_READ_TIMEOUT (per line, 10 s), CALLGATE_AGI_SESSION_TIMEOUT (30 s),
     CALLGATE_AGI_DECISION_TIMEOUT (5 s); sessions are keyed by CALLGATE_AGI_PBX_ID (agi@<host>)."""
-    from agi import settings as agi_settings
     from agi.server import serve
     from callgate.logs import setup_logging
 
-    env = dict(os.environ)
-    if listen is not None:
-        env["CALLGATE_AGI_LISTEN"] = listen
-    try:
-        settings = agi_settings.from_env(env)
-    except agi_settings.SettingsError as exc:
-        raise CliError(str(exc)) from None
-    setup_logging()
-    from callgate.config import warn_if_secrets_exposed
-
-    warn_if_secrets_exposed(ctx.find_root().obj.get("config_path"))
+    cfg = command_config(ctx, {("agi", "listen"): ("--listen", listen)} if listen is not None else None)
+    settings = cfgmod.agi_settings(cfg)
+    setup_logging(cfg.get("log", "format"), cfg.get("log", "level"))
+    cfgmod.warn_if_secrets_exposed(cfg.file)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

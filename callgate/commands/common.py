@@ -11,12 +11,13 @@ from typing import Any, AsyncIterator, Callable
 
 import click
 
-from billing_core.api import BillingCore, CoreSettings
+from billing_core.api import BillingCore
 from billing_core.domain.errors import InvalidInput, NotFound
 from billing_core.domain.money import INTEGER_MAX, STORAGE_MAX, AmountError, format_amount
 from billing_core.domain.ratedeck import DeckError
 from billing_core.store import migrate
 from billing_core.store.engine import DatabaseUrlError, StorageError, parse_db_url
+from callgate import config as cfgmod
 from callgate.redaction import redact
 
 # Fields of records that carry money (micro-units) and print as decimal strings.
@@ -75,30 +76,15 @@ def database_error_text(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def core_settings_from_env() -> CoreSettings:
-    """The core's settings (the config layer overrides them; defaults are the embedded ones)."""
-    import os
-
-    kwargs: dict[str, Any] = {}
-    if os.environ.get("CALLGATE_HOME_REGION"):
-        kwargs["home_region"] = os.environ["CALLGATE_HOME_REGION"]
-    if os.environ.get("CALLGATE_EMERGENCY_NUMBERS"):
-        kwargs["emergency_numbers"] = frozenset(x.strip() for x in os.environ["CALLGATE_EMERGENCY_NUMBERS"].split(",") if x.strip())
-    for env, key in (("CALLGATE_PRESUSPEND_DAYS", "presuspend_days"), ("CALLGATE_DID_RELEASE_DAYS", "did_release_days")):
-        if os.environ.get(env):
-            try:
-                kwargs[key] = float(os.environ[env])
-            except ValueError:
-                raise CliError(f"{env}: must be a number of days (got {os.environ[env]!r})") from None
-    for env, key in (("CALLGATE_MAX_CALL_SECONDS", "max_call_seconds"), ("CALLGATE_CHUNK_SECONDS", "chunk_seconds")):
-        if os.environ.get(env):
-            try:
-                kwargs[key] = int(os.environ[env])
-            except ValueError:
-                raise CliError(f"{env}: must be a whole number of seconds (got {os.environ[env]!r})") from None
-            if not 0 < kwargs[key] <= INTEGER_MAX:  # stored in INTEGER columns (granted/chunk seconds)
-                raise CliError(f"{env}: must be between 1 and {INTEGER_MAX}")
-    return CoreSettings(**kwargs)
+def command_config(ctx: click.Context, overrides: cfgmod.Overrides | None = None) -> cfgmod.Config:
+    """The configuration the group validated (callgate/cli.py), or, with a command's own options
+    (``{(section, key): (option, value)}``), validated again with them on top: a bad option is one
+    line naming its variable, exit 1."""
+    root = ctx.find_root()
+    obj = root.obj if isinstance(root.obj, dict) else {}
+    if not overrides and obj.get("config") is not None:
+        return obj["config"]
+    return cfgmod.load_or_exit(obj.get("config_path"), {**obj.get("overrides", {}), **(overrides or {})})
 
 
 async def ensure_schema(url: str) -> None:
@@ -127,7 +113,7 @@ async def open_core(ctx: click.Context, *, migrate_schema: bool = True) -> Async
         raise CliError(f"--db/CALLGATE_DB: {exc}") from None
     if migrate_schema:
         await ensure_schema(url)
-    core = await BillingCore.open(url, settings=core_settings_from_env())
+    core = await BillingCore.open(url, settings=cfgmod.core_settings(command_config(ctx)))
     try:
         yield core
     finally:

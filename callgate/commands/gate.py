@@ -1,49 +1,31 @@
 """`callgate gate`: the ARI gate in the foreground (one log line per call decision).
 
-Environment: CALLGATE_DB (the group's --db), CALLGATE_ARI_URL (default http://127.0.0.1:8088),
-CALLGATE_ARI_USER, CALLGATE_ARI_PASSWORD, CALLGATE_ARI_APP (default callgate),
-CALLGATE_WARNING_SECONDS, CALLGATE_TRUNK_TEMPLATE (default PJSIP/{number}@trunk),
-CALLGATE_DIAL_TIMEOUT, CALLGATE_PBX_ID, CALLGATE_ANNOUNCE_<REASON> (see ari_app.settings).
+Configuration ([ari] and [announcements], callgate.config): CALLGATE_DB (the group's --db),
+CALLGATE_ARI_URL (default http://127.0.0.1:8088), CALLGATE_ARI_USER, CALLGATE_ARI_PASSWORD,
+CALLGATE_ARI_APP (default callgate), CALLGATE_WARNING_SECONDS, CALLGATE_TRUNK_TEMPLATE (default
+PJSIP/{number}@trunk), CALLGATE_DIAL_TIMEOUT, CALLGATE_PBX_ID, CALLGATE_ANNOUNCE_<REASON>.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
-from urllib.parse import urlparse
 
 import click
 
 from ari_app.client import AriClient
 from ari_app.gate import Gate
-from ari_app.settings import GateSettings, SettingsError, from_env
+from ari_app.settings import GateSettings
 
+from callgate import config as cfgmod
 from callgate.heap import freeze_startup_heap
 
-from .common import CliError, grace_option, open_core, run_async
+from .common import command_config, grace_option, open_core, run_async
 
 log = logging.getLogger("callgate.gate")
 
 #: Exit status when another connection took the Stasis application (do not fight it in a loop).
 EXIT_REPLACED = 3
-
-
-def gate_settings_from_env(app: str | None = None) -> GateSettings:
-    """The gate's settings; a bad value is one clear error naming the variable."""
-    try:
-        settings = from_env()
-    except SettingsError as exc:
-        raise CliError(str(exc)) from None
-    if app:
-        settings = settings.with_(app=app)
-    return settings
-
-
-def check_ari_url(url: str) -> str:
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise CliError(f"CALLGATE_ARI_URL: must be http(s)://host:port (got {url!r})")
-    return url.rstrip("/")
 
 
 async def run_gate(core, *, url: str, user: str, password: str, settings: GateSettings,
@@ -74,19 +56,17 @@ async def run_gate(core, *, url: str, user: str, password: str, settings: GateSe
 
 def register(main: click.Group) -> None:
     @main.command("gate")
-    @click.option("--ari-url", envvar="CALLGATE_ARI_URL", default="http://127.0.0.1:8088", show_default=True,
-                  help="Asterisk's HTTP server (env CALLGATE_ARI_URL).")
-    @click.option("--ari-user", envvar="CALLGATE_ARI_USER", default="callgate", show_default=True,
-                  help="ari.conf user (env CALLGATE_ARI_USER).")
-    @click.option("--ari-password", envvar="CALLGATE_ARI_PASSWORD", default="", show_default=False,
-                  help="ari.conf password (env CALLGATE_ARI_PASSWORD).")
-    @click.option("--app", envvar="CALLGATE_ARI_APP", default="callgate", show_default=True,
-                  help="Stasis application name (env CALLGATE_ARI_APP).")
+    # The options override [ari] (file, then CALLGATE_ARI_*), which callgate.config reads.
+    @click.option("--ari-url", default=None,
+                  help="Asterisk's HTTP server (env CALLGATE_ARI_URL, default http://127.0.0.1:8088).")
+    @click.option("--ari-user", default=None, help="ari.conf user (env CALLGATE_ARI_USER, default callgate).")
+    @click.option("--ari-password", default=None, help="ari.conf password (env CALLGATE_ARI_PASSWORD).")
+    @click.option("--app", default=None, help="Stasis application name (env CALLGATE_ARI_APP, default callgate).")
     @grace_option
     @click.pass_context
     @run_async
-    async def gate_cmd(ctx: click.Context, ari_url: str, ari_user: str, ari_password: str, app: str,
-                       grace: float) -> None:
+    async def gate_cmd(ctx: click.Context, ari_url: str | None, ari_user: str | None, ari_password: str | None,
+                       app: str | None, grace: float) -> None:
         """Run the ARI gate in the foreground: decide, bridge, time and settle every call.
 
         Dialplan: Stasis(callgate,outbound) / Stasis(callgate,inbound), or
@@ -94,15 +74,16 @@ def register(main: click.Group) -> None:
         On SIGINT/SIGTERM it drains: new calls are refused, live calls go on until they end or
         --grace seconds pass. Exits 3 if another connection takes the application.
         """
-        url = check_ari_url(ari_url)
-        settings = gate_settings_from_env(app)
+        options = {("ari", "url"): ("--ari-url", ari_url), ("ari", "user"): ("--ari-user", ari_user),
+                   ("ari", "password"): ("--ari-password", ari_password), ("ari", "app"): ("--app", app)}
+        cfg = command_config(ctx, {key: given for key, given in options.items() if given[1] is not None})
+        settings = cfgmod.gate_settings(cfg)
+        ari = cfgmod.ari_connection(cfg)
         if not logging.getLogger().handlers:
             from callgate.logs import setup_logging
 
-            setup_logging()
-        from callgate.config import warn_if_secrets_exposed
-
-        warn_if_secrets_exposed(ctx.find_root().obj.get("config_path"))
+            setup_logging(cfg.get("log", "format"), cfg.get("log", "level"))
+        cfgmod.warn_if_secrets_exposed(cfg.file)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -113,8 +94,8 @@ def register(main: click.Group) -> None:
         async with open_core(ctx) as core:
             freeze_startup_heap()
             log.info("gate serving Stasis app %s on %s (trunk %s, dial timeout %ss, warning %ss)",
-                     settings.app, url, settings.trunk_template, settings.dial_timeout, settings.warning_seconds)
-            gate = await run_gate(core, url=url, user=ari_user, password=ari_password, settings=settings, stop=stop,
+                     settings.app, ari.url, settings.trunk_template, settings.dial_timeout, settings.warning_seconds)
+            gate = await run_gate(core, url=ari.url, user=ari.user, password=ari.password, settings=settings, stop=stop,
                                   grace_seconds=grace)
         if gate.replaced:
             click.echo(f"error: Stasis application {settings.app!r} was taken over by another connection "

@@ -9,8 +9,9 @@ import click
 from billing_core import invoices as inv_ops
 from billing_core.domain.identifiers import check_text
 from billing_core.domain.money import format_amount, parse_amount
+from callgate import config as cfgmod
 
-from .common import CliError, WholeNumber, emit_json, json_option, open_core, run_async
+from .common import CliError, WholeNumber, command_config, emit_json, json_option, open_core, run_async
 
 
 def _when(ms: int | None) -> str:
@@ -134,15 +135,11 @@ def register(main: click.Group) -> None:
         by the refund (keyed by PayPal's refund id: its webhook changes nothing more)."""
         from callgate.paypal.checkout import CheckoutError, refund_invoice
         from callgate.paypal.client import PayPalClient
-        from callgate.paypal.config import PayPalConfig, PayPalConfigError
 
         micro = None if amount is None else parse_amount(amount, field="amount", decimals=2, allow_negative=False)
         if note is not None:
             note = check_text(note, "--note", max_length=255)  # PayPal's note_to_payer limit
-        try:
-            config = PayPalConfig.from_env()
-        except PayPalConfigError as exc:
-            raise CliError(str(exc)) from None
+        config = cfgmod.paypal_config(command_config(ctx))
         if config.problems():
             raise CliError("PayPal is not configured: " + "; ".join(config.problems()))
         async with open_core(ctx) as core:

@@ -8,10 +8,9 @@ import signal
 import click
 
 from callgate import config as cfgmod
-
 from callgate.heap import freeze_startup_heap
 
-from .common import CliError, grace_option, open_core, run_async
+from .common import CliError, command_config, grace_option, open_core, run_async
 
 log = logging.getLogger("callgate.service")
 
@@ -35,15 +34,21 @@ def register(main: click.Group) -> None:
         from callgate.logs import setup_logging
         from callgate.service import Parts, run_service
 
-        cfg = cfgmod.load_or_exit(ctx.find_root().obj.get("config_path"))
-        cfgmod.apply_to_environ(cfg)
-        setup_logging()
+        cfg = command_config(ctx)
+        setup_logging(cfg.get("log", "format"), cfg.get("log", "level"))
         cfgmod.warn_if_secrets_exposed(cfg.file)
 
         def pick(flag, section):
             return cfg.get(section, "enabled") if flag is None else flag
 
         parts = Parts(gate=pick(gate, "ari"), sidecar=pick(sidecar, "sidecar"), agi=pick(agi, "agi"), web=pick(web, "web"))
+        if parts.sidecar:
+            from billing_core.mail.render import TemplateProblem
+
+            try:  # the one setting a valid configuration can still fail on: a templates directory gone
+                cfgmod.mail_renderer(cfg)
+            except TemplateProblem as exc:
+                raise CliError(str(exc)) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -51,12 +56,10 @@ def register(main: click.Group) -> None:
                 loop.add_signal_handler(sig, stop.set)
             except (NotImplementedError, RuntimeError):  # pragma: no cover
                 pass
-        ari = cfg.section("ari")
         async with open_core(ctx) as core:
             freeze_startup_heap()
             try:
-                await run_service(core, parts=parts, stop=stop, grace_seconds=grace,
-                                  ari={"url": ari["url"], "user": ari["user"], "password": ari["password"], "app": ari["app"]})
+                await run_service(core, parts=parts, stop=stop, grace_seconds=grace, config=cfg)
             except OSError as exc:  # a port in use, an address we cannot bind
                 raise CliError(f"cannot start: {exc}") from None
         log.info("callgate stopped")

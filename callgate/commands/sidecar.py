@@ -7,21 +7,23 @@ from datetime import datetime, timezone
 
 import click
 
-from billing_core.mail.render import Renderer, TemplateProblem
-from billing_core.mail.smtp import SmtpSender, SmtpSettings, SmtpSettingsError
-from billing_core.sidecar import Sidecar, SidecarSettings, SidecarSettingsError
+from billing_core.mail.render import TemplateProblem
+from billing_core.mail.smtp import SmtpSender
+from billing_core.sidecar import Sidecar
 from billing_core.sidecar.outbox import STATUSES, list_alerts, retry_alert
 
+from callgate import config as cfgmod
 from callgate.heap import freeze_startup_heap
 
-from .common import INTEGER_MAX, CliError, WholeNumber, emit_json, json_option, open_core, run_async
+from .common import INTEGER_MAX, CliError, WholeNumber, command_config, emit_json, json_option, open_core, run_async
 
 
-def _sidecar_parts():
-    """Settings, sender and renderer from the environment; a bad value is one clear error line."""
+def _sidecar_parts(ctx: click.Context):
+    """Settings, sender and renderer from the configuration; a bad value is one clear error line."""
+    cfg = command_config(ctx)
     try:
-        return SidecarSettings.from_env(), SmtpSender(SmtpSettings.from_env()), Renderer.from_env()
-    except (SidecarSettingsError, SmtpSettingsError, TemplateProblem) as exc:
+        return cfgmod.sidecar_settings(cfg), SmtpSender(cfgmod.smtp_settings(cfg)), cfgmod.mail_renderer(cfg)
+    except TemplateProblem as exc:  # the templates directory is missing
         raise CliError(str(exc)) from None
 
 
@@ -42,10 +44,8 @@ def register(main: click.Group) -> None:
 
         Every CALLGATE_DEBIT_INTERVAL seconds (default 10). Several sidecars on one database are safe.
         """
-        from callgate.config import warn_if_secrets_exposed
-
-        warn_if_secrets_exposed(ctx.find_root().obj.get("config_path"))
-        settings, sender, renderer = _sidecar_parts()
+        settings, sender, renderer = _sidecar_parts(ctx)
+        cfgmod.warn_if_secrets_exposed(command_config(ctx).file)
         async with open_core(ctx) as core:
             sidecar = Sidecar(core, settings, core.clock, sender=sender, renderer=renderer)
             if once:

@@ -6,7 +6,9 @@ import sys
 
 import click
 
-from .common import CliError, emit_json, json_option, open_core, run_async
+from callgate import config as cfgmod
+
+from .common import CliError, command_config, emit_json, json_option, open_core, run_async
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -24,9 +26,9 @@ def register(main: click.Group) -> None:
     """``web`` on the main group, ``password`` on the core's ``account`` group."""
 
     @main.command("web")
-    @click.option("--listen", envvar="CALLGATE_WEB_LISTEN", default=None,
+    @click.option("--listen", default=None,
                   help="host:port to serve on (env CALLGATE_WEB_LISTEN, default 127.0.0.1:8080).")
-    @click.option("--ops-listen", envvar="CALLGATE_OPS_LISTEN", default=None,
+    @click.option("--ops-listen", default=None,
                   help="host:port of the operator listener, /metrics and /healthz (env CALLGATE_OPS_LISTEN, "
                        "default 127.0.0.1:9464; off: none). Keep it private.")
     @click.pass_context
@@ -34,36 +36,12 @@ def register(main: click.Group) -> None:
     async def web_cmd(ctx: click.Context, listen: str | None, ops_listen: str | None) -> None:
         """Serve the customer client area (balance, add funds through PayPal, invoices, calls, DIDs),
         and /metrics and /healthz on the private operator listener."""
-        import os
-        from dataclasses import replace
-
-        from callgate.web.app import WebSettings
         from callgate.web.server import serve
 
-        try:
-            settings = WebSettings.from_env()
-        except ValueError as exc:
-            raise CliError(str(exc)) from None
-        if listen:
-            settings = replace(settings, listen=listen)
-        from callgate.ops_http import ops_listen as parse_ops_listen
-
-        if ops_listen:
-            os.environ["CALLGATE_OPS_LISTEN"] = ops_listen
-        try:
-            settings.listen_host_port()
-            parse_ops_listen()
-        except ValueError as exc:
-            raise CliError(str(exc)) from None
-        from callgate.paypal.config import PayPalConfig, PayPalConfigError
-
-        try:
-            PayPalConfig.from_env()
-        except PayPalConfigError as exc:
-            raise CliError(str(exc)) from None
-        from callgate.config import warn_if_secrets_exposed
-
-        warn_if_secrets_exposed(ctx.find_root().obj.get("config_path"))
+        options = {("web", "listen"): ("--listen", listen), ("ops", "listen"): ("--ops-listen", ops_listen)}
+        cfg = command_config(ctx, {key: given for key, given in options.items() if given[1]})
+        settings = cfgmod.web_settings(cfg)
+        cfgmod.warn_if_secrets_exposed(cfg.file)
         import asyncio
         import logging
 
@@ -72,7 +50,8 @@ def register(main: click.Group) -> None:
         quiet_accept_errors(asyncio.get_running_loop(), logging.getLogger("callgate.web"))
         async with open_core(ctx) as core:
             try:
-                await serve(core, settings, ready=lambda url: click.echo(f"client area on {url}", err=True),
+                await serve(core, settings, paypal_config=cfgmod.paypal_config(cfg), ops_listen=cfgmod.ops_listen(cfg),
+                            ready=lambda url: click.echo(f"client area on {url}", err=True),
                             ops_ready=lambda url: click.echo(f"operator listener (/metrics, /healthz) on {url}",
                                                              err=True))
             except OSError as exc:  # a port in use, an address we cannot bind
@@ -93,7 +72,6 @@ def register(main: click.Group) -> None:
     async def account_password(ctx: click.Context, ref: str, password_stdin: bool, as_json: bool) -> None:
         """Set the client-area password of account REF (it signs in with the account's email).
         Signs the account out of every open session."""
-        from callgate.web.app import WebSettings
         from callgate.web.auth import Passwords, password_problem, set_password
 
         password = _read_password(password_stdin)
@@ -101,7 +79,7 @@ def register(main: click.Group) -> None:
         if problem:
             raise CliError(problem)
         async with open_core(ctx) as core:
-            email = await set_password(core, Passwords(WebSettings.from_env().auth), ref, password)
+            email = await set_password(core, Passwords(cfgmod.web_settings(command_config(ctx)).auth), ref, password)
         if as_json:
             emit_json({"account": ref, "email": email, "password_set": True})
         else:

@@ -47,10 +47,6 @@ class PayPalClient:
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
 
-    @classmethod
-    def from_env(cls) -> "PayPalClient":
-        return cls(PayPalConfig.from_env())
-
     async def __aenter__(self) -> "PayPalClient":
         return self
 

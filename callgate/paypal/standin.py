@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from billing_core.domain.money import AmountError, format_amount, parse_amount
+from callgate import config as cfgmod
 
 from .config import PayPalConfig
 from .webhook import AUTH_ALGO, signed_message
@@ -211,7 +212,7 @@ class PayPalStandIn:
         }
 
     def config(self, **overrides: Any) -> PayPalConfig:
-        return dataclasses.replace(PayPalConfig.from_env(self.env()), **overrides)
+        return dataclasses.replace(cfgmod.paypal_config(cfgmod.load(None, environ=self.env())), **overrides)
 
     # ------------------------------------------------------------------------------ helpers
     def _new_id(self, prefix: str) -> str:

@@ -45,6 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from billing_core import invoices
 from billing_core.invoices import Change
 from billing_core.store.engine import StorageError
+from callgate import config as cfgmod
 
 from .config import PayPalConfig
 from .models import capture_from_json, refund_from_json
@@ -338,10 +339,10 @@ _default: WebhookVerifier | None = None
 
 
 def default_verifier() -> WebhookVerifier:
-    """A verifier from the environment (CALLGATE_PAYPAL_*), made once per process."""
+    """A verifier from the configuration ([paypal]: CALLGATE_PAYPAL_*), made once per process."""
     global _default
     if _default is None:
-        _default = WebhookVerifier(PayPalConfig.from_env())
+        _default = WebhookVerifier(cfgmod.paypal_config(cfgmod.load()))
     return _default
 
 

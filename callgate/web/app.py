@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
-import re
 import secrets
-from dataclasses import dataclass, field, replace
-from typing import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
 
 from aiohttp import web
 
@@ -31,7 +29,7 @@ log = logging.getLogger("callgate.web")
 
 @dataclass(frozen=True)
 class WebSettings:
-    """How the client area runs (environment: CALLGATE_WEB_*)."""
+    """How the client area runs ([web]: callgate.config.web_settings)."""
 
     listen: str = "127.0.0.1:8080"
     """host:port to serve on."""
@@ -58,41 +56,6 @@ class WebSettings:
     @property
     def session_cookie(self) -> str:
         return SECURE_SESSION_COOKIE if self.secure_cookies else SESSION_COOKIE
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "WebSettings":
-        env = os.environ if environ is None else environ
-        s = cls()
-        truthy = ("1", "true", "yes", "on")
-        if env.get("CALLGATE_WEB_LISTEN"):
-            s = replace(s, listen=env["CALLGATE_WEB_LISTEN"])
-        if env.get("CALLGATE_WEB_PUBLIC_URL"):
-            s = replace(s, public_url=env["CALLGATE_WEB_PUBLIC_URL"].rstrip("/"))
-        if env.get("CALLGATE_WEB_SECRET_KEY"):
-            s = replace(s, secret_key=env["CALLGATE_WEB_SECRET_KEY"])
-        if env.get("CALLGATE_WEB_SECURE_COOKIES"):
-            s = replace(s, secure_cookies=env["CALLGATE_WEB_SECURE_COOKIES"].strip().lower() in truthy)
-        if env.get("CALLGATE_WEB_FORWARDED_FOR"):
-            s = replace(s, forwarded_for=env["CALLGATE_WEB_FORWARDED_FOR"].strip().lower() in truthy)
-        limits = {}
-        for name, lo in (("signin_window_seconds", 60), ("signin_max_per_email", 1), ("signin_max_per_ip", 1)):
-            text = env.get(f"CALLGATE_WEB_{name.upper()}", "").strip()
-            if text:
-                if not re.fullmatch(r"[0-9]{1,9}", text) or int(text) < lo:
-                    raise ValueError(f"CALLGATE_WEB_{name.upper()}: must be a whole number ≥ {lo} (got {text!r})")
-                limits[name] = int(text)
-        if limits:
-            s = replace(s, auth=replace(s.auth, **limits))
-        days = env.get("CALLGATE_DID_RELEASE_DAYS", "").strip()
-        if days:
-            try:
-                value = float(days)
-            except ValueError:
-                value = -1.0
-            if not value >= 0 or value == float("inf"):
-                raise ValueError(f"CALLGATE_DID_RELEASE_DAYS: must be a number of days ≥ 0 (got {days!r})")
-            s = replace(s, did_release_days=value)
-        return s
 
     def listen_host_port(self) -> tuple[str, int]:
         from callgate.config import host_port

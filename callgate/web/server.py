@@ -8,6 +8,8 @@ from typing import Callable
 
 from aiohttp import web
 
+from callgate.paypal.config import PayPalConfig
+
 from .app import WebSettings, make_web_app
 
 log = logging.getLogger("callgate.web")
@@ -34,23 +36,22 @@ async def start(core, settings: WebSettings, *, paypal=None, verifier=None) -> t
     return runner, f"http://{shown}:{bound[1]}"
 
 
-async def serve(core, settings: WebSettings, *, ready: Callable[[str], None] | None = None,
-                ops_ready: Callable[[str], None] | None = None) -> None:
-    """``callgate web``: the client area, with PayPal checkout and webhooks when CALLGATE_PAYPAL_*
+async def serve(core, settings: WebSettings, *, paypal_config: PayPalConfig, ops_listen: tuple[str, int] | None,
+                ready: Callable[[str], None] | None = None, ops_ready: Callable[[str], None] | None = None) -> None:
+    """``callgate web``: the client area, with PayPal checkout and webhooks when ``paypal_config``
     is complete (without it the pages work and Add Funds says payments are not set up), and the
-    operator listener (/metrics, /healthz) on CALLGATE_OPS_LISTEN unless that is ``off``."""
+    operator listener (/metrics, /healthz) on ``ops_listen`` unless that is None (``off``)."""
     from callgate.ops_http import database_check, start_ops_listener
     from callgate.paypal.client import PayPalClient
-    from callgate.paypal.config import PayPalConfig
 
-    config = PayPalConfig.from_env()
+    config = paypal_config
     problems = config.problems()
     paypal = None if problems else PayPalClient(config)
     if problems:
         log.warning("PayPal checkout and webhooks are off: %s", "; ".join(problems))
     else:
         warn_if_checkout_cannot_start(settings)
-    ops = await start_ops_listener({"database": database_check(core)})
+    ops = await start_ops_listener({"database": database_check(core)}, ops_listen)
     try:
         runner, url = await start(core, settings, paypal=paypal)
     except BaseException:

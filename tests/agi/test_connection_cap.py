@@ -11,7 +11,7 @@ import time
 import pytest
 
 from agi.routes import VAR_STATUS
-from agi.settings import AgiSettings, SettingsError, from_env
+from agi.settings import AgiSettings
 from callgate import config as cfgmod
 
 from .fakes import play
@@ -83,15 +83,18 @@ async def test_accept_out_of_descriptors_is_one_warning_not_a_traceback_flood(ca
     assert any(r.name == "asyncio" and r.getMessage() == "something else" for r in caplog.records)
 
 
+def from_env(environ):
+    """AgiSettings through the one configuration path ([agi]: file + environment)."""
+    return cfgmod.agi_settings(cfgmod.load(None, environ=environ))
+
+
 def test_the_cap_is_configurable_by_file_and_environment(tmp_path):
     assert AgiSettings().max_connections == 512 and from_env({}).max_connections == 512
     assert from_env({"CALLGATE_AGI_MAX_CONNECTIONS": "64"}).max_connections == 64
     for bad in ("0", "-1", "lots", "1e3"):
-        with pytest.raises(SettingsError, match="CALLGATE_AGI_MAX_CONNECTIONS"):
+        with pytest.raises(cfgmod.ConfigError, match="CALLGATE_AGI_MAX_CONNECTIONS"):
             from_env({"CALLGATE_AGI_MAX_CONNECTIONS": bad})
     f = tmp_path / "c.toml"
     f.write_text("[agi]\nmax_connections = 100\n")
     cfg = cfgmod.load(str(f), environ={})
-    env: dict[str, str] = {}
-    cfgmod.apply_to_environ(cfg, env)
-    assert from_env(env).max_connections == 100
+    assert cfgmod.agi_settings(cfg).max_connections == 100

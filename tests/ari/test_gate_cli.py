@@ -9,10 +9,13 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from ari_app.settings import GateSettings, SettingsError, from_env
+import re
+
+from ari_app.settings import GateSettings
 from ari_app.simulator import Party
 from billing_core.api import BillingCore
 from billing_core.store import migrate
+from callgate import config as cfgmod
 from callgate.cli import main
 from tests.ari.gate_support import ARI_PASSWORD, ARI_USER, wait_for
 from tests.factories import seed
@@ -68,6 +71,11 @@ def test_bad_settings_are_one_clear_error(tmp_path):
     assert not (tmp_path / "x.db").exists()  # nothing written
 
 
+def from_env(environ) -> GateSettings:
+    """GateSettings through the one configuration path ([ari], [announcements]: file + environment)."""
+    return cfgmod.gate_settings(cfgmod.load(None, environ=environ))
+
+
 def test_settings_from_env_defaults_and_overrides():
     assert from_env({}) == GateSettings()
     s = from_env({"CALLGATE_ARI_APP": "gate2", "CALLGATE_WARNING_SECONDS": "30", "CALLGATE_DIAL_TIMEOUT": "45",
@@ -77,14 +85,16 @@ def test_settings_from_env_defaults_and_overrides():
         "gate2", 30.0, 45, "PJSIP/{number}@carrier", "pbx-a")
     assert s.announcement_for("too_many_calls") == "sound:busy-now" and s.announcement_for("no_rate") == ""
     assert s.announcement_for("depleted") == "sound:cannot-complete-as-dialed"
-    with pytest.raises(SettingsError, match="CALLGATE_WARNING_SECONDS"):
+    with pytest.raises(cfgmod.ConfigError, match="CALLGATE_WARNING_SECONDS"):
         from_env({"CALLGATE_WARNING_SECONDS": "-1"})
     # the configuration schema's long names work too; the short names win; errors name what was set
     s = from_env({"CALLGATE_ARI_DIAL_TIMEOUT": "12", "CALLGATE_ANNOUNCEMENTS_DEPLETED": "sound:vm-goodbye",
                   "CALLGATE_ARI_WARNING_SECONDS": "5", "CALLGATE_WARNING_SECONDS": "7"})
     assert (s.dial_timeout, s.warning_seconds, s.announcement_for("depleted")) == (12, 7.0, "sound:vm-goodbye")
-    with pytest.raises(SettingsError, match="^CALLGATE_ARI_DIAL_TIMEOUT: must be a whole number"):
+    with pytest.raises(cfgmod.ConfigError) as err:
         from_env({"CALLGATE_ARI_DIAL_TIMEOUT": "soon"})
+    # the line a command prints when it refuses to start
+    assert re.match("^CALLGATE_ARI_DIAL_TIMEOUT: must be a whole number", err.value.lines[0])
 
 
 async def test_callgate_gate_drains_on_sigterm_like_callgate_run(simulator_factory, db_url):

@@ -31,12 +31,11 @@ def test_env_beats_file_and_short_names_work(tmp_path):
     assert cfg.get("database", "url") == "sqlite:///x.db"
     assert cfg.get("sidecar", "debit_interval") == 5.0
     assert cfg.values["ari"]["url"].source.endswith("[ari] url")
-    out: dict[str, str] = dict(env)
-    cfgmod.apply_to_environ(cfg, out)
-    assert out["CALLGATE_ARI_URL"] == "http://10.0.0.1:8088"
-    assert out["CALLGATE_SMTP_HOST"] == "mail.test"
-    assert out["CALLGATE_ARI_USER"] == "fromenv"  # never overrides the operator
-    assert out["CALLGATE_DEBIT_INTERVAL"] == "5.0"  # the component reads the short name
+    # Each component's settings are built from the one validated configuration.
+    assert cfgmod.ari_connection(cfg).url == "http://10.0.0.1:8088"
+    assert cfgmod.smtp_settings(cfg).host == "mail.test"
+    assert cfgmod.ari_connection(cfg).user == "fromenv"  # the environment beats the file
+    assert cfgmod.sidecar_settings(cfg).debit_interval == 5.0  # a long name reaches the component
 
 
 def test_every_problem_is_named(tmp_path):

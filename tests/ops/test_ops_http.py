@@ -94,7 +94,10 @@ async def test_webhook_results_are_counted(core):
 
 
 def test_operator_listener_address(monkeypatch):
-    from callgate.ops_http import ops_listen
+    from callgate import config as cfgmod
+
+    def ops_listen(environ):  # the one configuration path: [ops] listen, file + environment
+        return cfgmod.ops_listen(cfgmod.load(None, environ=environ))
 
     assert ops_listen({}) == ("127.0.0.1", 9464)
     assert ops_listen({"CALLGATE_OPS_LISTEN": "[::1]:9100"}) == ("::1", 9100)

@@ -8,7 +8,8 @@ import zlib
 
 import pytest
 
-from callgate.paypal.config import DEFAULT_CERT_HOSTS, PayPalConfig, PayPalConfigError
+from callgate import config as cfgmod
+from callgate.paypal.config import DEFAULT_CERT_HOSTS, PayPalConfig
 from callgate.paypal.standin import make_signing_key
 from callgate.paypal.webhook import Rejected, Verified, WebhookVerifier, cert_url_allowed, crc32_decimal, signed_message
 
@@ -121,18 +122,23 @@ async def test_an_expired_certificate_is_refused(standin, verifier):
     assert isinstance(result, Rejected) and result.reason == "bad_certificate"
 
 
+def paypal_config(environ) -> PayPalConfig:
+    """PayPalConfig through the one configuration path ([paypal]: file + environment)."""
+    return cfgmod.paypal_config(cfgmod.load(None, environ=environ))
+
+
 def test_config_from_env_reads_the_documented_variables():
-    cfg = PayPalConfig.from_env({
+    cfg = paypal_config({
         "CALLGATE_PAYPAL_CLIENT_ID": "id", "CALLGATE_PAYPAL_SECRET": "s", "CALLGATE_PAYPAL_WEBHOOK_ID": "WH1",
         "CALLGATE_PAYPAL_BASE_URL": "http://127.0.0.1:9/", "CALLGATE_PAYPAL_CERT_HOSTS": "http://127.0.0.1:9, api.paypal.com",
         "CALLGATE_PAYPAL_WEBHOOK_MAX_AGE": "30",
     })
     assert (cfg.client_id, cfg.secret, cfg.webhook_id, cfg.base_url) == ("id", "s", "WH1", "http://127.0.0.1:9")
     assert cfg.cert_hosts == ("http://127.0.0.1:9", "api.paypal.com") and cfg.webhook_max_age == 30
-    assert PayPalConfig.from_env({}).cert_hosts == DEFAULT_CERT_HOSTS
-    assert PayPalConfig.from_env({}).problems()
-    with pytest.raises(PayPalConfigError, match="CALLGATE_PAYPAL_WEBHOOK_MAX_AGE"):
-        PayPalConfig.from_env({"CALLGATE_PAYPAL_WEBHOOK_MAX_AGE": "soon"})
+    assert paypal_config({}).cert_hosts == DEFAULT_CERT_HOSTS
+    assert paypal_config({}).problems()
+    with pytest.raises(cfgmod.ConfigError, match="CALLGATE_PAYPAL_WEBHOOK_MAX_AGE"):
+        paypal_config({"CALLGATE_PAYPAL_WEBHOOK_MAX_AGE": "soon"})
 
 
 def _cert_fetches(standin) -> int:

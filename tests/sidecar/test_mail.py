@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from billing_core.mail.render import KINDS, MailSite, Renderer, TemplateProblem
-from billing_core.mail.smtp import SmtpSender, SmtpSettings, SmtpSettingsError
+from billing_core.mail.smtp import SmtpSender, SmtpSettings
 
 from .smtpd import SmtpServer, free_port
 
@@ -65,14 +65,23 @@ def test_template_problems_are_clear():
         Renderer("/nonexistent/dir")
 
 
+def smtp_settings(environ) -> SmtpSettings:
+    """SmtpSettings through the one configuration path ([smtp]: file + environment)."""
+    from callgate import config as cfgmod
+
+    return cfgmod.smtp_settings(cfgmod.load(None, environ=environ))
+
+
 def test_smtp_settings_from_env_name_the_variable():
-    s = SmtpSettings.from_env({"CALLGATE_SMTP_HOST": "mx", "CALLGATE_SMTP_PORT": "2525", "CALLGATE_SMTP_TLS": "STARTTLS",
+    from callgate.config import ConfigError
+
+    s = smtp_settings({"CALLGATE_SMTP_HOST": "mx", "CALLGATE_SMTP_PORT": "2525", "CALLGATE_SMTP_TLS": "STARTTLS",
                                "CALLGATE_MAIL_FROM": "billing@voip.test"})
     assert (s.host, s.port, s.tls, s.mail_from) == ("mx", 2525, "starttls", "billing@voip.test")
-    with pytest.raises(SmtpSettingsError, match="CALLGATE_SMTP_TLS"):
-        SmtpSettings.from_env({"CALLGATE_SMTP_TLS": "ssl"})
-    with pytest.raises(SmtpSettingsError, match="CALLGATE_SMTP_PORT"):
-        SmtpSettings.from_env({"CALLGATE_SMTP_PORT": "x"})
+    with pytest.raises(ConfigError, match="CALLGATE_SMTP_TLS"):
+        smtp_settings({"CALLGATE_SMTP_TLS": "ssl"})
+    with pytest.raises(ConfigError, match="CALLGATE_SMTP_PORT"):
+        smtp_settings({"CALLGATE_SMTP_PORT": "x"})
 
 
 def _sender(port: int) -> SmtpSender:

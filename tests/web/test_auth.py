@@ -388,19 +388,20 @@ async def test_migration_gives_existing_accounts_their_canonical_signin_email(db
 def test_sign_in_limits_are_settings():
     from callgate import config as cfgmod
 
-    settings = WebSettings.from_env({"CALLGATE_WEB_SIGNIN_MAX_PER_EMAIL": "7", "CALLGATE_WEB_SIGNIN_MAX_PER_IP": "50",
-                                     "CALLGATE_WEB_SIGNIN_WINDOW_SECONDS": "600"})
+    def web_settings(environ):  # the one configuration path: [web], file + environment
+        return cfgmod.web_settings(cfgmod.load(None, environ=environ))
+
+    settings = web_settings({"CALLGATE_WEB_SIGNIN_MAX_PER_EMAIL": "7", "CALLGATE_WEB_SIGNIN_MAX_PER_IP": "50",
+                             "CALLGATE_WEB_SIGNIN_WINDOW_SECONDS": "600"})
     assert (settings.auth.signin_max_per_email, settings.auth.signin_max_per_ip,
             settings.auth.signin_window_seconds) == (7, 50, 600)
-    assert WebSettings.from_env({}).auth == WebSettings().auth
+    assert web_settings({}).auth == WebSettings().auth
     with pytest.raises(ValueError, match="CALLGATE_WEB_SIGNIN_MAX_PER_IP"):
-        WebSettings.from_env({"CALLGATE_WEB_SIGNIN_MAX_PER_IP": "0"})
-    # The file's [web] keys reach the component through the same variables.
-    env: dict[str, str] = {}
+        web_settings({"CALLGATE_WEB_SIGNIN_MAX_PER_IP": "0"})
+    # The file's [web] keys reach the component through the same path.
     cfg = cfgmod.load(None, {"CALLGATE_WEB_SIGNIN_MAX_PER_EMAIL": "3"})
-    cfgmod.apply_to_environ(cfg, env)
-    assert WebSettings.from_env(env).auth.signin_max_per_email == 3
-    assert WebSettings.from_env(env).auth.signin_max_per_ip == 20
+    assert cfgmod.web_settings(cfg).auth.signin_max_per_email == 3
+    assert cfgmod.web_settings(cfg).auth.signin_max_per_ip == 20
 
 
 async def test_an_overlong_email_signs_in_nobody(client, alice, core):

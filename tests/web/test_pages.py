@@ -165,10 +165,15 @@ async def test_release_date_follows_the_sidecars_setting(core, alice):
 
     from .conftest import FAST_AUTH, Browserless
 
-    settings = WebSettings.from_env({"CALLGATE_WEB_LISTEN": "127.0.0.1:0", "CALLGATE_DID_RELEASE_DAYS": "2.5"})
+    from callgate import config as cfgmod
+
+    def web_settings(environ) -> WebSettings:  # the one configuration path: file + environment
+        return cfgmod.web_settings(cfgmod.load(None, environ=environ))
+
+    settings = web_settings({"CALLGATE_WEB_LISTEN": "127.0.0.1:0", "CALLGATE_DID_RELEASE_DAYS": "2.5"})
     assert settings.did_release_days == 2.5 and settings.listen == "127.0.0.1:0"
     with pytest.raises(ValueError, match="CALLGATE_DID_RELEASE_DAYS"):
-        WebSettings.from_env({"CALLGATE_DID_RELEASE_DAYS": "soon"})
+        web_settings({"CALLGATE_DID_RELEASE_DAYS": "soon"})
     presuspended = core.clock.now_ms()
 
     def presuspend(conn):
