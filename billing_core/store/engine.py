@@ -119,6 +119,12 @@ class Store:
 
         await self.run(_create)
 
+    async def wait_idle(self, timeout: float = 10.0) -> None:
+        """Return once every operation already handed to the database has ended, including those
+        whose callers were cancelled (they still commit or roll back: see ``uncancellable``).
+        SQLite's writer runs its queue in order, so an empty job queued behind them is enough."""
+        await asyncio.wait_for(self.run(lambda conn: None), timeout)
+
     async def close(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -394,9 +400,12 @@ class PostgresStore(Store):
             except PoolTimeout as exc:
                 raise StorageError(f"database busy: no pooled connection came free ({exc})") from exc
 
+    async def wait_idle(self, timeout: float = 10.0) -> None:
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=timeout)
+
     async def close(self) -> None:
-        if self._inflight:  # operations whose callers were cancelled: let them end cleanly first
-            await asyncio.wait(set(self._inflight), timeout=10)
+        await self.wait_idle()  # operations whose callers were cancelled: let them end cleanly first
         if self._fast is not None:
             await self._fast.close()
         await self._engine.dispose()

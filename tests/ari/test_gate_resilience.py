@@ -167,6 +167,9 @@ async def kill(gate: Gate, task: asyncio.Task) -> None:
     except asyncio.CancelledError:
         pass
     await gate.client.close()
+    # what the dead gate had already handed to the database ends now, as it would have at a real
+    # kill -9 (a PostgreSQL heartbeat in flight still committed after the cancel and moved last_seen_at)
+    await gate.core.store.wait_idle()
 
 
 async def stop(gate: Gate, task: asyncio.Task) -> None:
