@@ -18,14 +18,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from ari_app.announcements import failed_dial_reason, hangup_reason
+from callgate_dialplan import endpoint_of_channel as endpoint_of
 from billing_core.api import StorageError
 from billing_core.domain.errors import InvalidInput, NotFound
 
 from ari_app.errors import AriBadRequest, AriConflict, AriError, AriNotFound, AriUnprocessable
+from ari_app.ports import BillingCorePort
 
 if TYPE_CHECKING:  # pragma: no cover
     from ari_app.gate import Gate
@@ -46,38 +48,27 @@ def gate_bridge_caller(bridge: dict) -> str | None:
     return name[len(BRIDGE_NAME_PREFIX):] if name.startswith(BRIDGE_NAME_PREFIX) else None
 
 
-_DAY_EPOCH: dict[str, int] = {}
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MS = timedelta(milliseconds=1)
 
 
 def parse_ts(value: Any) -> int | None:
     """ARI timestamp ``2026-11-27T18:06:20.047+0000`` → epoch ms (None when absent or malformed).
 
-    Every event carries one, so the common shape is parsed by hand (strptime costs ~75 µs per
-    call — more than the rest of the event's handling); anything else goes through fromisoformat.
+    Python 3.11's ``datetime.fromisoformat`` reads Asterisk's ``+0000`` offset as it is (and ``Z``),
+    in C, faster than the hand parser it replaced. The ms come from integer timedelta arithmetic, not
+    ``timestamp() * 1000``, so no float rounding moves a timestamp by one ms. A value without an
+    offset is local time, as ``timestamp()`` reads it.
     """
     if not value or not isinstance(value, str):
         return None
     try:
-        if len(value) == 28 and value[10] == "T" and value[19] == "." and value[23] in "+-":
-            day = value[:10]
-            base = _DAY_EPOCH.get(day)
-            if base is None:
-                base = _DAY_EPOCH[day] = int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp()) * 1000
-            ms = base + ((int(value[11:13]) * 60 + int(value[14:16])) * 60 + int(value[17:19])) * 1000 + int(value[20:23])
-            offset = (int(value[24:26]) * 60 + int(value[26:28])) * 60_000
-            return ms - offset if value[23] == "+" else ms + offset
-        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+        moment = datetime.fromisoformat(value)
     except ValueError:
         return None
-
-
-def endpoint_of(channel_name: str) -> str:
-    """``PJSIP/alice-00000001`` → ``alice`` (the technology prefix and the sequence suffix go)."""
-    name = channel_name.split("/", 1)[1] if "/" in channel_name else channel_name
-    base, sep, suffix = name.rpartition("-")
-    if sep and base and all(c in "0123456789abcdefABCDEF" for c in suffix):
-        return base
-    return name
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return (moment - _EPOCH) // _ONE_MS
 
 
 def event_channel_ids(event: dict) -> list[str]:
@@ -114,7 +105,7 @@ class CallActor:
         self.gate = gate
         self.pbx_id = pbx_id
         self.client = gate.client
-        self.core = gate.core
+        self.core: BillingCorePort = gate.core
         self.s = gate.settings
         self.caller = caller
         self.caller_id: str = str(caller["id"])

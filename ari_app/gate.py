@@ -48,6 +48,7 @@ from typing import Any, Callable
 from ari_app.calls import BridgeCall, CallActor, event_channel_ids, gate_bridge_caller
 from ari_app.continue_mode import ContinueCall, deny_variables
 from ari_app.errors import AriError
+from ari_app.ports import BillingCorePort
 from ari_app.recorded_ends import RecordedEnd, RecordedEnds, call_variables, clear_all
 from ari_app.settings import GateSettings
 from billing_core.api import StorageError
@@ -100,7 +101,7 @@ class GateStats:
 class Gate:
     """The Stasis application. ``await gate.run()`` serves until ``stop()`` or ApplicationReplaced."""
 
-    def __init__(self, client, core, settings: GateSettings | None = None, *,
+    def __init__(self, client, core: BillingCorePort, settings: GateSettings | None = None, *,
                  now_ms: Callable[[], int] | None = None) -> None:
         self.client = client
         self.core = core
