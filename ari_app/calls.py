@@ -19,7 +19,7 @@ import asyncio
 import collections
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ari_app.announcements import failed_dial_reason, hangup_reason
 from callgate_dialplan import endpoint_of_channel as endpoint_of
@@ -30,7 +30,8 @@ from ari_app.errors import AriBadRequest, AriConflict, AriError, AriNotFound, Ar
 from ari_app.ports import BillingCorePort
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ari_app.gate import Gate
+    from ari_app.client import AriClient
+    from ari_app.settings import GateSettings
 
 log = logging.getLogger("ari_app.gate")
 
@@ -90,6 +91,44 @@ def event_channel_ids(event: dict) -> list[str]:
 TIMED_EVENTS = frozenset({"StasisEnd", "ChannelHangupRequest", "ChannelDestroyed", "ChannelStateChange", "Dial"})
 
 
+class CallCounters(Protocol):
+    """The counters a call bumps (the gate's GateStats)."""
+
+    failures: int
+    extended: int
+
+
+class CallHost(Protocol):
+    """What a call uses of the gate that runs it, and nothing more: the gate (ari_app.gate.Gate)
+    satisfies it (tests/ari/test_call_host.py), and calls never import the gate."""
+
+    client: "AriClient"
+    core: BillingCorePort
+    settings: "GateSettings"
+    stats: CallCounters
+
+    def now_ms(self) -> int:
+        """Wall-clock epoch ms (what a call stamps when an event carries no timestamp)."""
+
+    async def create_callee(self, call: "CallActor", endpoint: str) -> dict:
+        """POST /channels/create for the call's callee; its events are the call's from then on."""
+
+    def call_finished(self, call: "CallActor") -> None:
+        """The call's task ended: forget its channels."""
+
+    def record_decision(self, auth: Any, latency_ms: float) -> None:
+        """Count a decision and its latency."""
+
+    def record_settle(self, call: "CallActor", result: Any) -> None:
+        """Count a settlement."""
+
+    async def update_event_filter(self) -> None:
+        """Ask Asterisk for the event types the live calls need (continue mode's varsets)."""
+
+    def fallback_extension_enabled(self) -> bool:
+        """Whether a call extends its own hold when the refresh pass has not (see BridgeCall)."""
+
+
 def _wake(waiter: asyncio.Future) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -99,8 +138,14 @@ class CallActor:
     """State and helpers shared by bridge-mode and continue-mode calls."""
 
     mode = "bridge"
+    #: The gate holds this call's legs in a bridge of its own: its timer follows the stored cut-off
+    #: (the gate's refresh pass) and a leg lost in an events gap is read from the recorded end.
+    bridged = False
+    #: The call reads channel varsets after leaving Stasis (ANSWEREDTIME_MS): the gate's event
+    #: filter lets them through while any such call lives.
+    needs_channel_varsets = False
 
-    def __init__(self, gate: "Gate", caller: dict, *, args: list[str] | None = None,
+    def __init__(self, gate: CallHost, caller: dict, *, args: list[str] | None = None,
                  pbx_id: str = "local") -> None:
         self.gate = gate
         self.pbx_id = pbx_id
@@ -353,6 +398,7 @@ class BridgeCall(CallActor):
     """Bridge mode: the gate rings the callee itself, bridges, times and cuts the call."""
 
     mode = "bridge"
+    bridged = True
 
     def __init__(self, gate: "Gate", caller: dict, **kw: Any) -> None:
         super().__init__(gate, caller, **kw)

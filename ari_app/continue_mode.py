@@ -42,6 +42,7 @@ class ContinueCall(CallActor):
     """One continue-mode call: decide, set variables, subscribe, continue, then follow and settle."""
 
     mode = "continue"
+    needs_channel_varsets = True
 
     def __init__(self, gate, caller: dict, **kw: Any) -> None:
         super().__init__(gate, caller, **kw)
