@@ -23,6 +23,8 @@ from typing import Any
 
 from billing_core.log_limits import OutageLog
 
+from .ports import BillingCorePort
+
 log = logging.getLogger("callgate.agi")
 
 
@@ -41,7 +43,7 @@ def latest_end_ms(session: Any, s: KeepaliveSettings) -> int:
     return start + session.granted_seconds * 1000 + int(s.margin * 1000)
 
 
-async def keepalive_pass(core: Any, pbx_id: str, s: KeepaliveSettings, now_ms: int | None = None) -> int:
+async def keepalive_pass(core: BillingCorePort, pbx_id: str, s: KeepaliveSettings, now_ms: int | None = None) -> int:
     """Report this pbx's full-hold sessions that may still be live; returns how many."""
     now = core.clock.now_ms() if now_ms is None else now_ms
     sessions = await core.live_sessions(pbx_id)
@@ -51,7 +53,7 @@ async def keepalive_pass(core: Any, pbx_id: str, s: KeepaliveSettings, now_ms: i
     return len(alive)
 
 
-async def keepalive_loop(core: Any, pbx_id: str, s: KeepaliveSettings) -> None:
+async def keepalive_loop(core: BillingCorePort, pbx_id: str, s: KeepaliveSettings) -> None:
     """Forever (cancel to stop); a failed pass is logged and retried at the next interval (a
     database outage once per state change: down, still down every minute, back)."""
     from billing_core.api import StorageError  # here: the stdio script imports this module and starts lean

@@ -10,6 +10,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
+# The one channel-name parser (shared with ari_app); re-exported under the AGI server's old name.
+from callgate_dialplan import endpoint_of_channel
+
 HANGUP_LINE = "HANGUP"
 """Asterisk writes this line, unprompted, when the channel hangs up (FastAGI)."""
 
@@ -161,15 +164,3 @@ def unquote_args(text: str) -> list[str]:
     if started:
         out.append("".join(cur))
     return out
-
-
-def endpoint_of_channel(channel: str) -> str | None:
-    """``PJSIP/alice-000000df`` → ``alice`` (the endpoint; names may contain ``-``). None when the
-    channel name has no technology/name-sequence shape (Local/…@ctx-…;2 gives None too)."""
-    if "/" not in channel:
-        return None
-    tech, rest = channel.split("/", 1)
-    if not tech or "-" not in rest or "@" in rest or ";" in rest:
-        return None
-    name, _seq = rest.rsplit("-", 1)
-    return name or None

@@ -20,9 +20,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import callgate_dialplan as dialplan
 from billing_core.domain.errors import DenyReason, NotFound
+from callgate_dialplan import endpoint_of_channel
 
-from .protocol import AgiRequest, Reply, endpoint_of_channel
+from .ports import BillingCorePort
+from .protocol import AgiRequest, Reply
 
 log = logging.getLogger("callgate.agi")
 
@@ -32,37 +35,15 @@ ROUTE_ANSWERED = "answered"
 ROUTE_SETTLE = "settle"
 ROUTES = (ROUTE_AUTHORIZE, ROUTE_ANSWERED, ROUTE_SETTLE)
 
-# Channel variables the authorize route sets.
-VAR_STATUS = "CALLGATE_STATUS"
-VAR_REASON = "CALLGATE_REASON"
-VAR_MAX_MS = "CALLGATE_MAX_MS"
-VAR_SESSION = "CALLGATE_SESSION"
-VAR_HANGUPCAUSE = "CALLGATE_HANGUPCAUSE"
-VAR_ENDPOINT = "CALLGATE_ENDPOINT"
-"""Inbound ALLOW only: the SIP endpoint the DID rings (Dial(PJSIP/${CALLGATE_ENDPOINT},…))."""
-VARIABLES = (VAR_STATUS, VAR_REASON, VAR_MAX_MS, VAR_SESSION, VAR_HANGUPCAUSE, VAR_ENDPOINT)
-
-STATUS_ALLOW = "ALLOW"
-STATUS_DENY = "DENY"
-DIRECTIONS = ("outbound", "inbound")
-
-# Q.850 cause the dialplan hangs up with on DENY (Hangup(${CALLGATE_HANGUPCAUSE})). On Asterisk 22
-# chan_pjsip: 21 → 403 Forbidden, 1 → 404 Not Found, 17 → 486 Busy Here, 34 → 503.
-CAUSE_CALL_REJECTED = 21
-CAUSE_UNALLOCATED = 1
-CAUSE_USER_BUSY = 17
-CAUSE_NO_CIRCUIT = 34
-HANGUP_CAUSES: dict[DenyReason, int] = {
-    DenyReason.INSUFFICIENT_FUNDS: CAUSE_CALL_REJECTED,
-    DenyReason.DEPLETED: CAUSE_CALL_REJECTED,
-    DenyReason.SUSPENDED: CAUSE_CALL_REJECTED,
-    DenyReason.UNKNOWN_ENDPOINT: CAUSE_UNALLOCATED,
-    DenyReason.UNKNOWN_DID: CAUSE_UNALLOCATED,
-    DenyReason.NO_RATE: CAUSE_UNALLOCATED,
-    DenyReason.INVALID_NUMBER: CAUSE_UNALLOCATED,
-    DenyReason.TOO_MANY_CALLS: CAUSE_USER_BUSY,
-    DenyReason.BILLING_UNAVAILABLE: CAUSE_NO_CIRCUIT,
-}
+# The dialplan contract (variables, statuses, directions, refusal causes) is callgate_dialplan's,
+# shared with ari_app; re-exported here under the names the AGI server has always used.
+VARIABLES = dialplan.VARIABLES
+VAR_STATUS, VAR_REASON, VAR_MAX_MS = dialplan.VAR_STATUS, dialplan.VAR_REASON, dialplan.VAR_MAX_MS
+VAR_SESSION, VAR_HANGUPCAUSE, VAR_ENDPOINT = dialplan.VAR_SESSION, dialplan.VAR_HANGUPCAUSE, dialplan.VAR_ENDPOINT
+STATUS_ALLOW, STATUS_DENY, DIRECTIONS = dialplan.STATUS_ALLOW, dialplan.STATUS_DENY, dialplan.DIRECTIONS
+CAUSE_CALL_REJECTED, CAUSE_UNALLOCATED = dialplan.CAUSE_CALL_REJECTED, dialplan.CAUSE_UNALLOCATED
+CAUSE_USER_BUSY, CAUSE_NO_CIRCUIT = dialplan.CAUSE_USER_BUSY, dialplan.CAUSE_NO_CIRCUIT
+HANGUP_CAUSES = dialplan.HANGUP_CAUSES
 
 
 class Conversation(Protocol):
@@ -95,7 +76,7 @@ class Decision:
     @classmethod
     def deny(cls, reason: DenyReason | str, session_id: str = "") -> "Decision":
         reason = DenyReason(reason)
-        return cls(False, reason.value, 0, session_id, HANGUP_CAUSES.get(reason, CAUSE_NO_CIRCUIT))
+        return cls(False, reason.value, 0, session_id, dialplan.hangup_cause(reason))
 
     def variables(self) -> list[tuple[str, str]]:
         """In wire order; CALLGATE_STATUS last (the commit point)."""
@@ -128,10 +109,9 @@ def talk_ms_of(seconds: str, millis: str) -> int | None:
 
 
 class Router:
-    """Runs one AGI request against the core. ``core`` is a BillingCore (or anything with its
-    authorize_call / answer / settle / clock)."""
+    """Runs one AGI request against the core (a BillingCore, or anything satisfying agi.ports.BillingCorePort)."""
 
-    def __init__(self, core: Any, *, pbx_id: str, decision_timeout: float = 5.0):
+    def __init__(self, core: BillingCorePort, *, pbx_id: str, decision_timeout: float = 5.0):
         self.core = core
         self.pbx_id = pbx_id
         self.decision_timeout = decision_timeout

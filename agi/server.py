@@ -27,6 +27,7 @@ from typing import Any
 from billing_core.log_limits import RateLimitedLog, quiet_accept_errors
 
 from .keepalive import KeepaliveSettings, keepalive_loop
+from .ports import BillingCorePort
 from .protocol import (
     HANGUP_LINE, MAX_ENV_LINES, MAX_LINE_BYTES, AgiRequest, ProtocolError, Reply, build_request,
     parse_env_line, parse_reply, set_variable_command,
@@ -263,7 +264,7 @@ def _what(req: AgiRequest | None) -> str:
     return f"{req.route} {req.channel} {','.join(req.args)}"
 
 
-async def serve(core: Any, settings: AgiSettings, *, stop: asyncio.Event | None = None,
+async def serve(core: BillingCorePort, settings: AgiSettings, *, stop: asyncio.Event | None = None,
                 keepalive: KeepaliveSettings | None = None, grace_seconds: float = 0.0) -> None:
     """Run the FastAGI server on ``core`` until ``stop`` is set (or forever), reporting its live
     calls to the core so the sidecar does not settle them as stale (agi.keepalive). Once ``stop``

@@ -9,20 +9,11 @@ from __future__ import annotations
 from typing import Mapping
 
 from billing_core.domain.errors import DenyReason
+from callgate_dialplan import ARI_HANGUP_REASONS
 
-#: Deny reason → ARI ``DELETE /channels/{id}?reason=`` value.
-HANGUP_REASON: Mapping[str, str] = {
-    DenyReason.INSUFFICIENT_FUNDS.value: "rejected",
-    DenyReason.DEPLETED.value: "rejected",
-    DenyReason.SUSPENDED.value: "rejected",
-    # an endpoint with no account is not allowed to call: "forbidden", not "no such number"
-    DenyReason.UNKNOWN_ENDPOINT.value: "rejected",
-    DenyReason.UNKNOWN_DID.value: "unallocated",
-    DenyReason.NO_RATE.value: "unallocated",
-    DenyReason.INVALID_NUMBER.value: "unallocated",
-    DenyReason.TOO_MANY_CALLS.value: "busy",
-    DenyReason.BILLING_UNAVAILABLE.value: "congestion",
-}
+#: Deny reason → ARI ``DELETE /channels/{id}?reason=`` value (callgate_dialplan owns it, with the
+#: dialplan's Q.850 causes beside it).
+HANGUP_REASON: Mapping[str, str] = ARI_HANGUP_REASONS
 
 #: Deny reason → default announcement (Asterisk core sounds). The same defaults as
 #: ``[announcements]`` in callgate's configuration schema.

@@ -22,14 +22,16 @@ from typing import Any
 
 from ari_app.calls import GONE_ERRORS, CallActor
 from ari_app.errors import AriError, AriNotFound
+from billing_core.domain.errors import DenyReason
+from callgate_dialplan import (STATUS_ALLOW, STATUS_DENY, VAR_ENDPOINT, VAR_MAX_MS, VAR_REASON, VAR_SESSION,
+                               VAR_STATUS)
 
 log = logging.getLogger("ari_app.gate")
 
 
 def deny_variables(reason: str) -> list[tuple[str, str]]:
     """What a refusal sets when the gate cannot decide normally (a fault, shutting down)."""
-    return [("CALLGATE_MAX_MS", "0"), ("CALLGATE_STATUS", "DENY"), ("CALLGATE_REASON", reason),
-            ("CALLGATE_SESSION", "")]
+    return [(VAR_MAX_MS, "0"), (VAR_STATUS, STATUS_DENY), (VAR_REASON, reason), (VAR_SESSION, "")]
 
 
 #: Margin past the longest possible call before the gate asks Asterisk whether the channel lives.
@@ -40,6 +42,7 @@ class ContinueCall(CallActor):
     """One continue-mode call: decide, set variables, subscribe, continue, then follow and settle."""
 
     mode = "continue"
+    needs_channel_varsets = True
 
     def __init__(self, gate, caller: dict, **kw: Any) -> None:
         super().__init__(gate, caller, **kw)
@@ -89,22 +92,22 @@ class ContinueCall(CallActor):
         cid = self.caller_id
         allowed = auth.allowed
         variables = {
-            "CALLGATE_STATUS": "ALLOW" if allowed else "DENY",
-            "CALLGATE_REASON": "" if allowed else str(auth.reason),
-            "CALLGATE_MAX_MS": str(auth.granted_ms),
-            "CALLGATE_SESSION": auth.session_id or "",
+            VAR_STATUS: STATUS_ALLOW if allowed else STATUS_DENY,
+            VAR_REASON: "" if allowed else str(auth.reason),
+            VAR_MAX_MS: str(auth.granted_ms),
+            VAR_SESSION: auth.session_id or "",
         }
-        names = ["CALLGATE_MAX_MS", "CALLGATE_STATUS", "CALLGATE_REASON", "CALLGATE_SESSION"]
+        names = [VAR_MAX_MS, VAR_STATUS, VAR_REASON, VAR_SESSION]
         if self.direction == "inbound" and allowed:
             # the dialplan rings the DID's endpoint: Dial(PJSIP/${CALLGATE_ENDPOINT},…), as with FastAGI;
             # set before CALLGATE_STATUS, like every other value the dialplan reads behind an ALLOW
-            names.insert(1, "CALLGATE_ENDPOINT")
-            variables["CALLGATE_ENDPOINT"] = auth.ring_endpoint or ""
+            names.insert(1, VAR_ENDPOINT)
+            variables[VAR_ENDPOINT] = auth.ring_endpoint or ""
             if not auth.ring_endpoint:  # nobody to ring: refuse (404, as bridge mode), never guess
                 log.error("inbound call to %s has no endpoint to ring", auth.number, extra={"session": self.session_id})
                 allowed = False
-                variables.update(CALLGATE_STATUS="DENY", CALLGATE_REASON="unknown_did", CALLGATE_MAX_MS="0",
-                                 CALLGATE_SESSION="")
+                variables.update({VAR_STATUS: STATUS_DENY, VAR_REASON: DenyReason.UNKNOWN_DID.value, VAR_MAX_MS: "0",
+                                  VAR_SESSION: ""})
         # One request where Asterisk has ARRAY() (AriClient.set_variables). MAX_MS comes first, so
         # even when they go one by one the dialplan never sees an empty L() value.
         if not await self.leg_call(cid, self.client.set_variables(cid, [(n, variables[n]) for n in names])):

@@ -48,6 +48,7 @@ from typing import Any, Callable
 from ari_app.calls import BridgeCall, CallActor, event_channel_ids, gate_bridge_caller
 from ari_app.continue_mode import ContinueCall, deny_variables
 from ari_app.errors import AriError
+from ari_app.ports import BillingCorePort
 from ari_app.recorded_ends import RecordedEnd, RecordedEnds, call_variables, clear_all
 from ari_app.settings import GateSettings
 from billing_core.api import StorageError
@@ -100,7 +101,7 @@ class GateStats:
 class Gate:
     """The Stasis application. ``await gate.run()`` serves until ``stop()`` or ApplicationReplaced."""
 
-    def __init__(self, client, core, settings: GateSettings | None = None, *,
+    def __init__(self, client, core: BillingCorePort, settings: GateSettings | None = None, *,
                  now_ms: Callable[[], int] | None = None) -> None:
         self.client = client
         self.core = core
@@ -129,7 +130,8 @@ class Gate:
         self._gap_from_ms: int | None = None
         """When the events socket was lost (None: no gap since the last resync)."""
         self._continue_calls = 0
-        """Live continue-mode calls: while there are any, the eventFilter lets ChannelVarset through."""
+        """Live calls that need channel varsets (continue mode's): while there are any, the
+        eventFilter lets ChannelVarset through."""
         self._filter_sent: frozenset[str] | None = None
         """The disallowed list Asterisk has (None: unknown, e.g. after a refusal or a reconnect)."""
         self._filter_lock = asyncio.Lock()
@@ -298,10 +300,11 @@ class Gate:
             await self._hangup_quietly(channel_id, "congestion")
 
     def _register(self, call: CallActor) -> None:
-        if isinstance(self.calls.get(call.caller_id), ContinueCall):
+        replaced = self.calls.get(call.caller_id)
+        if replaced is not None and replaced.needs_channel_varsets:
             self._continue_calls -= 1
         self.calls[call.caller_id] = call
-        if isinstance(call, ContinueCall):
+        if call.needs_channel_varsets:
             self._continue_calls += 1
         self._by_channel[call.caller_id] = call
         self._idle.clear()
@@ -335,7 +338,7 @@ class Gate:
             self._finished[leg] = expiry
         if self.calls.get(call.caller_id) is call:
             del self.calls[call.caller_id]
-            if isinstance(call, ContinueCall):
+            if call.needs_channel_varsets:
                 self._continue_calls -= 1
         if not self.calls:
             self._idle.set()
@@ -426,7 +429,7 @@ class Gate:
         before the resync notes go out, and left for the periodic clean-up: the call still hangs
         up its other leg, whose handler would otherwise record that later end."""
         gone = [call.caller_id for call in self.calls.values()
-                if isinstance(call, BridgeCall) and not call.settled and any(leg not in chan_map for leg in call.legs())]
+                if call.bridged and not call.settled and any(leg not in chan_map for leg in call.legs())]
         out: dict[str, int] = {}
         if not gone:
             return out
@@ -623,7 +626,7 @@ class Gate:
         if self._filter_sent is not None and not self._filter_refused and self._filter_sent != self.wanted_event_filter():
             await self.update_event_filter()
         answered = [c for c in self.calls.values()
-                    if isinstance(c, BridgeCall) and c.session_id and c.cutoff_at is not None and not c.settled]
+                    if c.bridged and c.session_id and c.cutoff_at is not None and not c.settled]
         if not answered:
             return
         # the lean read (four columns of the answered calls), not live_sessions(): this runs every

@@ -103,14 +103,20 @@ class AllowAllCore:
 async def _noop_continue(client) -> None:
     """Do-nothing continue-mode app: allow, continue."""
 
-    async def on_event(ev):
-        if ev.get("type") == "StasisStart" and "continue" in (ev.get("args") or []):
-            cid = ev["channel"]["id"]
-            # the same one-request ARRAY() the gate uses, so the ratio compares like with like
-            await client.set_variables(cid, [("CALLGATE_MAX_MS", "3600000"), ("CALLGATE_STATUS", "ALLOW")])
-            await client.continue_in_dialplan(cid)
+    requests: set[asyncio.Task] = set()
 
-    client.on_event(on_event)
+    async def allow(cid):
+        # the same one-request ARRAY() the gate uses, so the ratio compares like with like
+        await client.set_variables(cid, [("CALLGATE_MAX_MS", "3600000"), ("CALLGATE_STATUS", "ALLOW")])
+        await client.continue_in_dialplan(cid)
+
+    def on_event(ev):  # routes only, like the gate: the REST calls run in their own task
+        if ev.get("type") == "StasisStart" and "continue" in (ev.get("args") or []):
+            task = asyncio.ensure_future(allow(ev["channel"]["id"]))
+            requests.add(task)
+            task.add_done_callback(requests.discard)
+
+    client.on_event_now(on_event)
 
 
 def use_uvloop() -> bool:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable
 
 from aiohttp import WSMsgType, web
 
+import callgate_dialplan as dialplan
 from ari_app import swagger_table
 from ari_app.simulator import causes
 from ari_app.simulator.model import CallOutcome, Party, RecordedRequest, RestFault, SimCall
@@ -69,8 +70,7 @@ _QOS_VALUES = [
 ]
 
 #: asterisk-conf's [callgate-deny]: CALLGATE_REASON -> the Hangup() cause (anything else: 34).
-DENY_CAUSES = {"too_many_calls": 17, "insufficient_funds": 21, "depleted": 21, "suspended": 21,
-               "unknown_endpoint": 1, "unknown_did": 1, "no_rate": 1, "invalid_number": 1}
+DENY_CAUSES = {r.value: c for r, c in dialplan.HANGUP_CAUSES.items() if c != dialplan.CAUSE_NO_CIRCUIT}
 #: asterisk-conf/extensions.conf [globals] CALLGATE_WARN_MS: how long before the L() limit the warning plays.
 CONTINUE_WARN_MS = 60_000
 

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from ari_app import errors
-from ari_app.client import GLOBAL_KEY, AriClient, backoff_delay, event_key
+from ari_app.client import AriClient, backoff_delay
 from ari_app.simulator import Party
 
 USER, PASSWORD, APP = "callgate", "secret", "callgate"
@@ -208,16 +208,6 @@ def test_events_url_carries_app_credentials_and_subscribe_all():
     assert AriClient("http://h:1", "u", "p", "a").events_url() == "ws://h:1/ari/events?app=a&api_key=u:p"
 
 
-def test_event_keys():
-    ch = {"id": "1.1"}
-    assert event_key({"type": "StasisStart", "channel": ch}) == "1.1"
-    assert event_key({"type": "Dial", "peer": {"id": "1.2"}}) == "1.2"
-    assert event_key({"type": "Dial", "caller": ch, "peer": {"id": "1.2"}}) == "1.1"
-    assert event_key({"type": "PlaybackFinished", "playback": {"target_uri": "channel:1.1"}}) == "1.1"
-    assert event_key({"type": "BridgeDestroyed", "bridge": {"id": "b"}}) == "bridge:b"
-    assert event_key({"type": "ApplicationReplaced"}) == GLOBAL_KEY
-
-
 class ScriptedEvents:
     """A real websocket server that sends a fixed list of events on each connection."""
 
@@ -259,36 +249,11 @@ def ev(n: int, channel: str, etype: str = "ChannelVarset") -> dict:
     return {"type": etype, "n": n, "channel": {"id": channel}}
 
 
-async def test_per_channel_order_and_slow_handler_never_blocks_others():
-    events = [ev(i, "A" if i % 2 == 0 else "B") for i in range(20)]
-    server = ScriptedEvents([events])
-    await server.start()
-    c = AriClient(server.url, USER, PASSWORD, APP)
-    seen: dict[str, list[int]] = {"A": [], "B": []}
-    b_done = asyncio.Event()
-
-    async def handler(event):
-        cid = event["channel"]["id"]
-        if cid == "A" and event["n"] == 0:
-            # A's first event waits until every B event was handled: a serial dispatcher deadlocks
-            await asyncio.wait_for(b_done.wait(), 5)
-        seen[cid].append(event["n"])
-        if len(seen["B"]) == 10:
-            b_done.set()
-
-    c.on_event(handler)
-    task = asyncio.create_task(c.run())
-    try:
-        for _ in range(500):
-            if len(seen["A"]) == 10:
-                break
-            await asyncio.sleep(0.01)
-        assert seen["B"] == list(range(1, 20, 2))
-        assert seen["A"] == list(range(0, 20, 2))
-    finally:
-        await c.close()
-        await task
-        await server.stop()
+def test_the_client_keeps_no_per_key_dispatch():
+    """One event-ordering mechanism: the gate's per-call inbox. The client only routes, in arrival order."""
+    c = AriClient("http://h:1", "u", "p", "a")
+    for gone in ("on_event", "drain", "_queues", "_workers"):
+        assert not hasattr(c, gone), gone
 
 
 async def test_on_connected_runs_before_the_connections_events():
@@ -302,11 +267,11 @@ async def test_on_connected_runs_before_the_connections_events():
         await asyncio.sleep(0.05)   # e.g. GET /channels while events are already arriving
         log.append("resync-done")
 
-    async def handler(event):
+    def handler(event):
         log.append(f"event-{event['n']}")
 
     c.on_connected(on_connected)
-    c.on_event(handler)
+    c.on_event_now(handler)
     task = asyncio.create_task(c.run())
     try:
         for _ in range(300):
@@ -333,12 +298,12 @@ async def test_handler_exception_is_logged_and_dispatch_goes_on():
     c = AriClient(server.url, USER, PASSWORD, APP)
     seen = []
 
-    async def handler(event):
+    def handler(event):
         seen.append(event["n"])
         if event["n"] == 1:
             raise RuntimeError("handler bug")
 
-    c.on_event(handler)
+    c.on_event_now(handler)
     task = asyncio.create_task(c.run())
     try:
         for _ in range(300):
@@ -383,10 +348,7 @@ async def test_application_replaced_stops_the_first_client(simulator, caplog):
     second = AriClient(simulator.url, USER, PASSWORD, APP, backoff_initial=0.01)
     got = []
 
-    async def handler(event):
-        got.append(event["type"])
-
-    first.on_event(handler)
+    first.on_event_now(lambda event: got.append(event["type"]))
     t1 = await run_client(first)
     t2 = await run_client(second)
     await asyncio.wait_for(t1, 5)           # run() returns, it does not fight back
@@ -404,19 +366,25 @@ async def test_events_reach_handlers_in_trace_order(simulator, client):
     """A reject flow through the client: progress, play, PlaybackFinished, DELETE."""
     done = asyncio.Event()
     seen = []
+    requests: set[asyncio.Task] = set()
 
-    async def handler(event):
-        if event["type"] != "ChannelVarset":    # RTPAUDIOQOS* after early media, as traced
-            seen.append(event["type"])
+    async def act(event):
         if event["type"] == "StasisStart":
             await client.progress(event["channel"]["id"])
             await client.play(event["channel"]["id"], "sound:beep")
         elif event["type"] == "PlaybackFinished":
             await client.hangup(event["playback"]["target_uri"].split(":", 1)[1], reason="rejected")
-        elif event["type"] == "StasisEnd":
-            done.set()
 
-    client.on_event(handler)
+    def handler(event):  # routes only (it must not block): the REST calls run in their own task
+        if event["type"] != "ChannelVarset":    # RTPAUDIOQOS* after early media, as traced
+            seen.append(event["type"])
+        if event["type"] == "StasisEnd":
+            done.set()
+        task = asyncio.ensure_future(act(event))
+        requests.add(task)
+        task.add_done_callback(requests.discard)
+
+    client.on_event_now(handler)
     task = await run_client(client)
     simulator.script_destination_default(Party())
     call = await simulator.place_call(exten="15145550100")
@@ -448,21 +416,14 @@ async def test_ignored_events_are_dropped_unparsed_and_nothing_wanted_is_lost():
     c = AriClient(server.url, USER, PASSWORD, APP)
     c.ignore_events({"ChannelDialplan"}, varsets_except={"ANSWEREDTIME_MS"})
     now: list[int] = []
-    queued: list[int] = []
     c.on_event_now(lambda event: now.append(event["n"]))
-
-    async def handler(event):
-        queued.append(event["n"])
-
-    c.on_event(handler)
     task = asyncio.create_task(c.run())
     try:
         for _ in range(300):
-            if 8 in now and len(queued) == len(now):
+            if 8 in now:
                 break
             await asyncio.sleep(0.01)
         assert now == [2, 5, 6, 7, 8]  # in arrival order, across channels
-        assert sorted(queued) == now
     finally:
         await c.close()
         await task

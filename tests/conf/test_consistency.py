@@ -1,8 +1,8 @@
-"""The drop-in configuration says the same names as the code: routes and variables of the AGI
-server (imported from agi.routes), the Stasis app name and arguments and the variables of the ARI
-gate (read as strings from ari_app: agi and ari_app never import each other), the emergency
-numbers and causes of the core, and the names shared between the .conf files. Also: every
-setting line of every file is explained by a comment."""
+"""The drop-in configuration says the same names as the code: routes of the AGI server (agi.routes),
+the dialplan contract both adapters speak — CALLGATE_* variables, statuses, directions, refusal
+causes — from the neutral callgate_dialplan module, the Stasis app name and arguments of the ARI gate
+(read as strings from ari_app's settings and gate), the emergency numbers of the core, and the names
+shared between the .conf files. Also: every setting line of every file is explained by a comment."""
 from __future__ import annotations
 
 import re
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import callgate_dialplan as dialplan
 from agi import routes
 from ari_app.simulator.server import DENY_CAUSES
 from agi.settings import AgiSettings
@@ -53,9 +54,9 @@ def test_agi_routes_and_args_match_the_server(name):
     for url, route, args in calls:
         assert url in (f"agi://127.0.0.1:{port}", "${CALLGATE_AGI}"), url
         if route == routes.ROUTE_AUTHORIZE:
-            assert args.split(",")[0] in routes.DIRECTIONS
+            assert args.split(",")[0] in dialplan.DIRECTIONS
         if route == routes.ROUTE_SETTLE:
-            assert args == f"${{{routes.VAR_SESSION}}},${{ANSWEREDTIME}},${{ANSWEREDTIME_MS}}"
+            assert args == f"${{{dialplan.VAR_SESSION}}},${{ANSWEREDTIME}},${{ANSWEREDTIME_MS}}"
         if route == routes.ROUTE_ANSWERED:
             assert args == "${ARG1}"
     if "${CALLGATE_AGI}" in text(name):
@@ -65,10 +66,9 @@ def test_agi_routes_and_args_match_the_server(name):
 @pytest.mark.parametrize("name", DIALPLANS)
 def test_fastagi_contexts_read_every_variable_the_server_sets(name):
     body = text(name)
-    for var in (routes.VAR_STATUS, routes.VAR_MAX_MS, routes.VAR_SESSION, routes.VAR_HANGUPCAUSE, routes.VAR_ENDPOINT,
-                routes.VAR_REASON):
+    for var in dialplan.VARIABLES:
         assert "${" + var + "}" in body, var
-    assert f'"${{{routes.VAR_STATUS}}}" != "{routes.STATUS_ALLOW}"' in body  # only an explicit ALLOW dials
+    assert f'"${{{dialplan.VAR_STATUS}}}" != "{dialplan.STATUS_ALLOW}"' in body  # only an explicit ALLOW dials
     assert '"${AGISTATUS}" != "SUCCESS"' in body
     assert "L(${CALLGATE_MAX_MS}:" in body and "U(callgate-answered^${CALLGATE_SESSION})" in body
     assert "Set(CHANNEL(hangup_handler_push)=callgate-settle,s,1)" in body
@@ -96,9 +96,11 @@ def test_deny_causes_match_the_server():
         if m := re.search(r'REGEX\("\^\(([\w|]+)\)\$" \$\{CALLGATE_REASON\}\)\}\]\?Set\(LOCAL\(cause\)=(\d+)\)', l):
             mapped.update({r: int(m.group(2)) for r in m.group(1).split("|")})
     assert "Set(LOCAL(cause)=34)" in "".join(lines)  # the default
-    expected = {r.value: c for r, c in routes.HANGUP_CAUSES.items() if c != routes.CAUSE_NO_CIRCUIT}
+    expected = {r.value: c for r, c in dialplan.HANGUP_CAUSES.items() if c != dialplan.CAUSE_NO_CIRCUIT}
     assert mapped == expected
-    # the ARI simulator plays this context with its own copy (ari_app may not import agi): keep it equal
+    assert f"Set(LOCAL(cause)={dialplan.CAUSE_NO_CIRCUIT})" in "".join(lines)
+    # FastAGI's CALLGATE_HANGUPCAUSE and the ARI simulator's model of this context say the same
+    assert routes.HANGUP_CAUSES is dialplan.HANGUP_CAUSES
     assert DENY_CAUSES == expected
     assert lines[-1] == "same => n,Hangup(${cause})"
 
@@ -117,20 +119,25 @@ def test_stasis_app_name_and_args_match_the_gate():
 
 
 def test_continue_mode_reads_the_variables_the_gate_sets():
-    source = ari_source("continue_mode")
-    gate_vars = set(re.findall(r'"(CALLGATE_[A-Z_]+)"', source))
-    assert {"CALLGATE_STATUS", "CALLGATE_REASON", "CALLGATE_MAX_MS", "CALLGATE_SESSION"} <= gate_vars
-    assert '"ALLOW" if allowed else "DENY"' in source and "allowed = auth.allowed" in source
+    from ari_app import continue_mode
+
+    # the gate sets the neutral module's names (its flow is exercised in tests/ari/test_gate_continue.py)
+    for name in ("VAR_STATUS", "VAR_REASON", "VAR_MAX_MS", "VAR_SESSION", "VAR_ENDPOINT", "STATUS_ALLOW", "STATUS_DENY"):
+        assert getattr(continue_mode, name) is getattr(dialplan, name), name
+    assert dict(continue_mode.deny_variables("suspended")) == {
+        dialplan.VAR_MAX_MS: "0", dialplan.VAR_STATUS: dialplan.STATUS_DENY, dialplan.VAR_REASON: "suspended",
+        dialplan.VAR_SESSION: ""}
+    status, max_ms, endpoint = (f"${{{v}}}" for v in (dialplan.VAR_STATUS, dialplan.VAR_MAX_MS, dialplan.VAR_ENDPOINT))
     for ctx in ("callgate-outbound-continue", "callgate-inbound-continue"):
         body = "\n".join(contexts("extensions.conf")[ctx])
         assert '"${STASISSTATUS}" != "SUCCESS"' in body and "Congestion()" in body
-        assert '"${CALLGATE_STATUS}" != "ALLOW"' in body and '"${CALLGATE_MAX_MS}" = ""' in body
-        assert "L(${CALLGATE_MAX_MS}:" in body and "Gosub(callgate-deny,s,1)" in body
+        assert f'"{status}" != "{dialplan.STATUS_ALLOW}"' in body and f'"{max_ms}" = ""' in body
+        assert f"L({max_ms}:" in body and "Gosub(callgate-deny,s,1)" in body
     inbound = "\n".join(contexts("extensions.conf")["callgate-inbound-continue"])
-    assert '"CALLGATE_ENDPOINT"' in source and "Dial(PJSIP/${CALLGATE_ENDPOINT}," in inbound
-    assert '"${CALLGATE_ENDPOINT}" = ""' in inbound  # nobody to ring is a refusal
+    assert f"Dial(PJSIP/{endpoint}," in inbound
+    assert f'"{endpoint}" = ""' in inbound  # nobody to ring is a refusal
     deny_reads = set(re.findall(r"\$\{(CALLGATE_[A-Z_]+)\}", "\n".join(contexts("extensions.conf")["callgate-deny"])))
-    assert "CALLGATE_REASON" in deny_reads
+    assert dialplan.VAR_REASON in deny_reads
 
 
 def test_the_recorded_end_handler_matches_the_gate():
@@ -155,10 +162,10 @@ def test_the_recorded_end_handler_matches_the_gate():
 
 
 def test_every_callgate_variable_in_the_dialplans_is_known():
-    gate_vars = set(re.findall(r'"(CALLGATE_[A-Z_]+)"', ari_source("continue_mode")))
-    gate_vars |= set(re.findall(r'"(CALLGATE_[A-Z_]+)"', ari_source("recorded_ends")))
+    from ari_app import recorded_ends
+
     globals_ = set(re.findall(r"^(CALLGATE_[A-Z_]+)=", text("extensions.conf"), re.M))
-    known = set(routes.VARIABLES) | gate_vars | globals_
+    known = set(dialplan.VARIABLES) | {recorded_ends.CALL_VARIABLE} | globals_
     for name in DIALPLANS:
         used = set(re.findall(r"\$\{(CALLGATE_[A-Z_]+)\}", text(name)))
         assert used <= known, used - known
@@ -230,7 +237,7 @@ def test_readme_explains_every_file_context_and_variable():
         for ctx in contexts(name):
             if ctx not in ("general", "globals"):
                 assert f"`{ctx}`" in readme, ctx
-    for var in (*routes.VARIABLES, "CALLGATE_AGI", "CALLGATE_TRUNK", "CALLGATE_RING_SECONDS", "CALLGATE_WARN_MS"):
+    for var in (*dialplan.VARIABLES, "CALLGATE_AGI", "CALLGATE_TRUNK", "CALLGATE_RING_SECONDS", "CALLGATE_WARN_MS"):
         assert f"`{var}`" in readme, var
 
 
