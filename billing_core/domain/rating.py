@@ -311,7 +311,7 @@ class RateSchedule:
     Built once per prefix (the deck cache keeps it); lookups are a bisect on the week position.
     """
 
-    __slots__ = ("zone", "_flat", "_row_starts", "_row_rates", "_starts", "_ends", "_prices")
+    __slots__ = ("zone", "one_price", "_flat", "_row_starts", "_row_rates", "_starts", "_ends", "_prices")
 
     def __init__(self, rows: Iterable[tuple[Period, Rate]], zone: ZoneInfo | str = DEFAULT_TIMEZONE):
         rows = list(rows)
@@ -323,7 +323,7 @@ class RateSchedule:
         # One row for the whole week (every old deck): no clock needed at all.
         self._flat: Rate | None = next(iter(distinct)) if len(distinct) == 1 else None
         spans = sorted((d * _DAY_MS + p.start * 60_000, d * _DAY_MS + p.end * 60_000, rate)
-                       for p, rate in rows for d in p.days)
+                       for p, rate in rows for d in p.days), key=lambda span: span[0])
         self._row_starts = [s for s, _, _ in spans]
         self._row_rates = [r for _, _, r in spans]
         # Stretches only care about the per-minute price: merge neighbours that share it.
@@ -338,6 +338,8 @@ class RateSchedule:
                 ends.append(e)
                 prices.append(rate.rate_per_min)
         self._starts, self._ends, self._prices = starts, ends, prices
+        # One rate_per_min all week (every old deck): a call is priced by today's cost().
+        self.one_price = len(prices) == 1
 
     @classmethod
     def always(cls, rate: Rate, zone: ZoneInfo | str = DEFAULT_TIMEZONE) -> RateSchedule:
@@ -404,7 +406,7 @@ def period_cost(seconds: int, schedule: RateSchedule, start_ms: int) -> PricedTa
     billed = billed_seconds(seconds, row.initial_increment, row.increment)
     if billed == 0:
         return PricedTalk(0, 0, ())
-    if schedule._flat is not None or len(schedule._prices) == 1:
+    if schedule.one_price:
         total = cost(seconds, row)
         return PricedTalk(total, billed, (Segment(start_ms, row.rate_per_min, billed, total),))
     count = 1 + (billed - row.initial_increment) // row.increment
@@ -439,7 +441,7 @@ def period_max_talk_seconds(available: int, schedule: RateSchedule, start_ms: in
     division. Like :func:`max_talk_seconds`: 0 when nothing is available, even at a free rate.
     """
     row = schedule.rate_at(start_ms)
-    if schedule._flat is not None or len(schedule._prices) == 1:
+    if schedule.one_price:
         return max_talk_seconds(available, row, cap=cap)
     if cap <= 0 or available <= 0:
         return 0

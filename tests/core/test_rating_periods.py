@@ -82,6 +82,16 @@ def test_the_connect_fee_and_increments_come_from_the_row_in_effect_at_the_start
     assert period_cost(48, deck, at(2026, 3, 3, 18, 0, 0)).cost == micro("0.01")  # 60 s minimum, no fee
 
 
+def test_the_sum_is_rounded_up_once_not_per_segment():
+    # 7 and 11 micro-units a minute, 1 s increments: every increment costs a fraction of a micro-unit.
+    deck = RateSchedule([(Period(EVERY_DAY, 0, 12 * 60), Rate("1", 7, 0, 1, 1)),
+                         (Period(EVERY_DAY, 12 * 60, 1440), Rate("1", 11, 0, 1, 1))])
+    priced = period_cost(60, deck, at(2026, 3, 3, 11, 59, 30))
+    assert priced.cost == div_ceil(7 * 30 + 11 * 30, 60) == 9  # not ceil(210/60) + ceil(330/60) = 10
+    assert [(s.seconds, s.cost) for s in priced.segments] == [(30, 4), (30, 5)]
+    assert period_max_talk_seconds(9, deck, at(2026, 3, 3, 11, 59, 30), cap=CAP) == 60 + (60 * 9 - 540) // 11
+
+
 def test_nothing_talked_costs_nothing_and_has_no_segments():
     priced = period_cost(0, peak_offpeak(fee="0.05"), at(2026, 3, 3, 12, 0, 0))
     assert priced.cost == 0 and priced.billed_seconds == 0 and priced.segments == ()
@@ -181,11 +191,11 @@ def decks(draw):
     bounds = sorted(draw(st.sets(st.integers(min_value=1, max_value=6), min_size=n_groups - 1,
                                  max_size=n_groups - 1)))
     groups = [frozenset(order[a:b]) for a, b in zip([0, *bounds], [*bounds, 7])]
-    minute = st.one_of(st.integers(min_value=1, max_value=1439), st.integers(min_value=1, max_value=200),
-                       st.sampled_from([60, 120, 180, 480, 1080]))
+    minute = st.one_of(st.integers(min_value=1, max_value=1439), st.integers(min_value=1, max_value=240),
+                       st.sampled_from([60, 120, 150, 180, 480, 1080]))
     rows = []
     for group in groups:
-        cuts = sorted(draw(st.sets(minute, max_size=4)))
+        cuts = sorted(draw(st.sets(minute, max_size=8)))
         for s, e in zip([0, *cuts], [*cuts, 1440]):
             rows.append((Period(group, s, e), draw(rates)))
     return rows
@@ -215,8 +225,9 @@ def reference_cost(seconds, rows, zone, start_ms):
 
 DST_DAYS = [at(2026, 3, 8, 0, 0, 0), at(2026, 11, 1, 0, 0, 0)]
 start_instants = st.one_of(
-    st.builds(lambda day, ms: day - 6 * 3_600_000 + ms, st.sampled_from(DST_DAYS),
-              st.integers(min_value=0, max_value=12 * 3_600_000)),
+    # Around the changes (02:00 local): from the evening before to the morning after.
+    st.builds(lambda day, ms: day + ms, st.sampled_from(DST_DAYS),
+              st.integers(min_value=-3 * 3_600_000, max_value=5 * 3_600_000)),
     instants,
 )
 SECONDS = st.integers(min_value=0, max_value=3 * 3600)
