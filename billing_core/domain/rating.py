@@ -322,8 +322,8 @@ class RateSchedule:
         distinct = {rate for _, rate in rows}
         # One row for the whole week (every old deck): no clock needed at all.
         self._flat: Rate | None = next(iter(distinct)) if len(distinct) == 1 else None
-        spans = sorted((d * _DAY_MS + p.start * 60_000, d * _DAY_MS + p.end * 60_000, rate)
-                       for p, rate in rows for d in p.days), key=lambda span: span[0])
+        spans = sorted(((d * _DAY_MS + p.start * 60_000, d * _DAY_MS + p.end * 60_000, rate)
+                        for p, rate in rows for d in p.days), key=lambda span: span[0])
         self._row_starts = [s for s, _, _ in spans]
         self._row_rates = [r for _, _, r in spans]
         # Stretches only care about the per-minute price: merge neighbours that share it.
