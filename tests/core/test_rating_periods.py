@@ -421,3 +421,12 @@ def test_a_deck_with_a_gap_is_refused_at_the_line_and_column_and_nothing_is_retu
                                    "1,US weekend,0.01,0,60,60,sat-sun,,"))
     assert (e.value.line, e.value.column) == (4, "end")
     assert "Mon 23:00-24:00" in str(e.value)
+
+
+def test_each_period_column_is_optional_on_its_own():
+    rows = parse_deck_rows(deck_lines("1,weekdays,0.02,0,60,6,mon-fri", "1,weekend,0.01,0,60,6,sat-sun",
+                                      header=HEADER + ",days"))
+    assert [r.period for r in rows] == [Period(MON_FRI), Period(SAT_SUN)]
+    with pytest.raises(DeckError) as e:
+        parse_deck_rows(deck_lines("1,a,0.02,0,60,6,08:00", header=HEADER + ",start"))
+    assert (e.value.line, e.value.column) == (2, "end")
