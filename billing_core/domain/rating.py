@@ -219,7 +219,15 @@ ALWAYS = Period()
 
 
 def _days_text(days: Iterable[int]) -> str:
-    return ",".join(DAY_NAMES[d].capitalize() for d in sorted(days))
+    """E.g. ``Mon-Fri,Sun``: runs of days as ranges, as a deck writes them."""
+    runs: list[list[int]] = []
+    for d in sorted(set(days)):
+        if runs and runs[-1][-1] == d - 1:
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    return ",".join(DAY_NAMES[r[0]].capitalize() + (f"-{DAY_NAMES[r[-1]].capitalize()}" if len(r) > 1 else "")
+                    for r in runs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +272,7 @@ def coverage_problem(periods: list[Period], names: list[str] | None = None) -> C
         if not by_day[d]:
             missing = [e for e in range(7) if not by_day[e]]
             return CoverageProblem(len(periods) - 1, "days", f"no rate on {_days_text(missing)}: no period "
-                                                              "covers that day")
+                                                              f"covers {'that day' if len(missing) == 1 else 'those days'}")
         reached, last = 0, None
         for i in sorted(by_day[d], key=lambda k: periods[k].start):
             p = periods[i]
