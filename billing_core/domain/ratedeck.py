@@ -95,6 +95,9 @@ def _parse(lines: Iterable[str], *, progress: Callable[[int], None] | None, peri
     idx = {c: names.index(c) for c in COLUMNS}
     # With period columns a prefix may repeat (one row a period); the coverage check judges them.
     period_idx = {c: names.index(c) for c in PERIOD_COLUMNS if c in names} if periods else {}
+    # parse_deck's callers (plan import) do not price periods yet: a filled period cell would be
+    # billed as "always" without a word, so it is refused instead (issue 19 wires periods in).
+    unread_idx = {c: names.index(c) for c in PERIOD_COLUMNS if c in names} if not periods else {}
     out: list[DeckRow] = []
     seen: dict[str, int] = {}
     line = record_end = reader.line_num
@@ -107,6 +110,10 @@ def _parse(lines: Iterable[str], *, progress: Callable[[int], None] | None, peri
             if len(row) != len(names):
                 raise DeckError(line, None, f"has {len(row)} fields, the header has {len(names)}")
             _refuse_control_characters(line, names, row)
+            for col, i in unread_idx.items():
+                if row[i].strip():
+                    raise DeckError(line, col, "rates by weekday or time of day are not supported by plan import "
+                                               "yet: leave days, start and end blank (or drop the columns)")
             prefix = row[idx["prefix"]].strip()
             if not prefix.isdigit() or not prefix.isascii():
                 raise DeckError(line, "prefix", f"must be digits only (got {prefix!r})")

@@ -430,3 +430,23 @@ def test_each_period_column_is_optional_on_its_own():
     with pytest.raises(DeckError) as e:
         parse_deck_rows(deck_lines("1,a,0.02,0,60,6,08:00", header=HEADER + ",start"))
     assert (e.value.line, e.value.column) == (2, "end")
+
+
+def test_plan_import_refuses_period_cells_it_cannot_price_yet(tmp_path):
+    """Until plan import stores periods, a filled days/start/end cell is refused with its line and
+    column (it would otherwise be billed as "always" without a word); blank period columns import."""
+    header = "prefix,description,rate_per_min,connect_fee,initial_increment,increment,days,start,end\n"
+    with pytest.raises(DeckError) as err:
+        parse_deck((header + "1,NANP,0.02,0,60,60,,,\n1,NANP,0.01,0,60,60,sat,,\n").splitlines(keepends=True))
+    assert (err.value.line, err.value.column) == (3, "days")
+    assert len(parse_deck((header + "1,NANP,0.02,0,60,60,,,\n").splitlines(keepends=True))) == 1
+    from click.testing import CliRunner
+
+    from callgate.cli import main
+    deck = tmp_path / "deck.csv"
+    deck.write_text(header + "1,NANP,0.02,0,60,60,mon-fri,08:00,18:00\n")
+    db = f"sqlite:///{tmp_path / 'cg.db'}"
+    runner = CliRunner()
+    assert runner.invoke(main, ["--db", db, "db", "upgrade"]).exit_code == 0
+    result = runner.invoke(main, ["--db", db, "plan", "import", "std", str(deck)])
+    assert result.exit_code != 0 and "line 2" in result.output and "days" in result.output
