@@ -17,10 +17,11 @@ from .fakes import env_block, load, play
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-async def test_callgate_agi_serves_and_stops_on_sigterm(tmp_path):
-    db_url = f"sqlite:///{tmp_path / 'cli.db'}"
+async def start_agi_process(db_url: str, **extra_env: str):
+    """A migrated, seeded SQLite database and `callgate agi` serving it as a real process on a free
+    port: (core on the same database, the process, the port it announced)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLGATE_")}
-    env.update(CALLGATE_DB=db_url, CALLGATE_AGI_PBX_ID="agi@cli-test", PYTHONPATH=ROOT)
+    env.update(CALLGATE_DB=db_url, CALLGATE_AGI_PBX_ID="agi@cli-test", PYTHONPATH=ROOT, **extra_env)
     up = await asyncio.create_subprocess_exec(sys.executable, "-m", "callgate", "db", "upgrade", env=env, cwd=ROOT,
                                               stderr=asyncio.subprocess.DEVNULL)
     assert await up.wait() == 0
@@ -29,14 +30,18 @@ async def test_callgate_agi_serves_and_stops_on_sigterm(tmp_path):
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "callgate", "agi", "--listen", "127.0.0.1:0",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT)
+    async with asyncio.timeout(20):
+        while True:
+            line = (await proc.stderr.readline()).decode()
+            assert line, "callgate agi exited early"
+            if m := re.search(r"FastAGI server listening on 127\.0\.0\.1:(\d+)", line):
+                return core, proc, int(m.group(1))
+
+
+async def test_callgate_agi_serves_and_stops_on_sigterm(tmp_path):
+    db_url = f"sqlite:///{tmp_path / 'cli.db'}"
+    core, proc, port = await start_agi_process(db_url)
     try:
-        port = None
-        async with asyncio.timeout(20):
-            while port is None:
-                line = (await proc.stderr.readline()).decode()
-                assert line, "callgate agi exited early"
-                if m := re.search(r"FastAGI server listening on 127\.0\.0\.1:(\d+)", line):
-                    port = int(m.group(1))
         played = await play("127.0.0.1", port, env_block(load("agi_dial_u_answered_and_hangup_handler_settle"), "agi1"))
         assert played.variables[VAR_STATUS] == "ALLOW"
         assert (await core.find_session("agi@cli-test", "1795853324.4")).state == "authorized"
@@ -66,25 +71,9 @@ async def test_callgate_agi_drains_on_sigterm(tmp_path):
     from billing_core.store.tables import call_sessions
 
     db_url = f"sqlite:///{tmp_path / 'drain.db'}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLGATE_")}
-    env.update(CALLGATE_DB=db_url, CALLGATE_AGI_PBX_ID="agi@cli-test", PYTHONPATH=ROOT, CALLGATE_SHUTDOWN_GRACE="20")
-    up = await asyncio.create_subprocess_exec(sys.executable, "-m", "callgate", "db", "upgrade", env=env, cwd=ROOT,
-                                              stderr=asyncio.subprocess.DEVNULL)
-    assert await up.wait() == 0
-    core = await BillingCore.open(db_url, clock=FakeClock())
-    await seed(core, balance="10.00")
+    core, proc, port = await start_agi_process(db_url, CALLGATE_SHUTDOWN_GRACE="20")
     records = load("agi_dial_u_answered_and_hangup_handler_settle")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "callgate", "agi", "--listen", "127.0.0.1:0",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT)
     try:
-        port = None
-        async with asyncio.timeout(20):
-            while port is None:
-                line = (await proc.stderr.readline()).decode()
-                assert line, "callgate agi exited early"
-                if m := re.search(r"FastAGI server listening on 127\.0\.0\.1:(\d+)", line):
-                    port = int(m.group(1))
         assert (await play("127.0.0.1", port, env_block(records, "agi1"))).variables[VAR_STATUS] == "ALLOW"
         s = await core.find_session("agi@cli-test", "1795853324.4")
         # the call rang and talked on the wall clock the server runs on: authorized 10 s ago

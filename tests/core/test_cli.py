@@ -5,9 +5,7 @@ import asyncio
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from callgate.cli import main
 
 HEADER = "prefix,description,rate_per_min,connect_fee,initial_increment,increment\n"
 
@@ -15,19 +13,6 @@ HEADER = "prefix,description,rate_per_min,connect_fee,initial_increment,incremen
 @pytest.fixture
 def url(sync_db_url):
     return sync_db_url
-
-
-@pytest.fixture
-def cg(url):
-    runner = CliRunner()
-
-    def run(*args, ok=True):
-        result = runner.invoke(main, ["--db", url, *args], catch_exceptions=False)
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return run
 
 
 @pytest.fixture

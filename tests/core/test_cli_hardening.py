@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from callgate.cli import main
-from tests.core.test_cli import cg, seeded, url  # noqa: F401  (fixtures)
+from tests.core.test_cli import seeded, url  # noqa: F401  (fixtures; cg is tests/core/conftest.py's)
 
 BIG = "100000000000000000000"  # 10^20
 

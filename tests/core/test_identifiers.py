@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from billing_core.domain.errors import InvalidInput
 from billing_core.domain.identifiers import check_email, check_endpoint, check_ref, check_text
-from callgate.cli import main
 
 HEADER = "prefix,description,rate_per_min,connect_fee,initial_increment,increment\n"
 BAD_SUFFIXES = ["\n", "\r\n", "\r", "\x00", "\t", "\x1b[31m", "\u2028", "\u202e", "\x85"]
@@ -38,19 +36,6 @@ def test_emails_that_a_header_cannot_carry_are_refused():
     with pytest.raises(InvalidInput, match="at most 254 characters"):
         check_email("a" + longest)
     assert check_email("José.Ñúñez@exämple.test")  # international addresses stay possible
-
-
-@pytest.fixture
-def cg(sync_db_url):
-    runner = CliRunner()
-
-    def run(*args, ok=True):
-        result = runner.invoke(main, ["--db", sync_db_url, *args], catch_exceptions=False)
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return run
 
 
 @pytest.fixture
