@@ -71,6 +71,11 @@ _QOS_VALUES = [
 #: asterisk-conf's [callgate-deny]: CALLGATE_REASON -> the Hangup() cause (anything else: 34).
 DENY_CAUSES = {"too_many_calls": 17, "insufficient_funds": 21, "depleted": 21, "suspended": 21,
                "unknown_endpoint": 1, "unknown_did": 1, "no_rate": 1, "invalid_number": 1}
+#: asterisk-conf's continue contexts: Set(CHANNEL(hangup_handler_push)=callgate-continue-settle,s,1) before
+#: Stasis(callgate,<direction>,continue,hangup-handler)
+CONTINUE_CONTEXTS = ("callgate-outbound-continue", "callgate-inbound-continue")
+HANDLER_ARG = "hangup-handler"
+SETTLE_HANDLER = "callgate-continue-settle"
 DIAL_RESET_VARS = ["DIALSTATUS", "DIALEDPEERNUMBER", "DIALEDPEERNAME", "ANSWEREDTIME", "ANSWEREDTIME_MS",
                    "DIALEDTIME", "DIALEDTIME_MS", "RINGTIME", "RINGTIME_MS", "PROGRESSTIME", "PROGRESSTIME_MS"]
 
@@ -122,6 +127,7 @@ class Channel:
         self.limit_ms: int | None = None
         self.media = False          # RTP flowed (early media): RTPAUDIOQOS varsets at hangup
         self.dial_bridge: Bridge | None = None   # continue mode: Dial()'s basic bridge
+        self.hangup_handlers: list[str] = []     # CHANNEL(hangup_handler_push) contexts, run at hangup
 
     def json(self) -> dict:
         return {
@@ -526,6 +532,11 @@ class AriSimulator:
         # the dialplan up to Stasis(): only subscribeAll apps see these (no subscription yet)
         self._varset(ch, "SIPDOMAIN", "127.0.0.1")
         self._dialplan(ch, "NoOp", f'{context}: "{cid_name}" <{cid_name}> -> {exten}', 1)
+        if HANDLER_ARG in args[2:] and context in CONTINUE_CONTEXTS:
+            # asterisk-conf's continue route pushes its settle handler before Stasis() and says so
+            # with this argument
+            ch.hangup_handlers.append(SETTLE_HANDLER)
+            self._dialplan(ch, "Set", f"CHANNEL(hangup_handler_push)={SETTLE_HANDLER},s,1")
         self._dialplan(ch, "Stasis", ",".join([app] + args), 2)
         self._varset(ch, "STASISSTATUS", "")
         if not self.app_connected(app):
@@ -695,6 +706,8 @@ class AriSimulator:
             t.cancel()
         ch.timers.clear()
         self._leave_bridge_silently(ch)
+        if emit and ch.hangup_handlers:
+            self._run_hangup_handlers(ch)
         if ch.kind != "dialed":   # a Dial() callee is destroyed still "in" AppDial (traced)
             ch.app_name = ch.app_data = ""
         if emit:
@@ -719,6 +732,27 @@ class AriSimulator:
                                      heard=list(call.heard), progress=call.progress, ended_by=ended_by,
                                      sip_reason=sip[1], ringing=call.ringing,
                                      callee_talk_ms=call.callee_talk_ms), dict(ch.vars))
+
+    def _run_hangup_handlers(self, ch: Channel) -> None:
+        """asterisk-conf's [callgate-continue-settle] on the hung-up caller, as recorded on Asterisk 22:
+        with a CALLGATE_SESSION it re-enters Stasis(callgate,settle,<session>,<ANSWEREDTIME_MS>) —
+        StasisStart and at once StasisEnd (the channel is hung up) — before ChannelDestroyed; with no
+        app connected Stasis() fails (STASISSTATUS=FAILED) and nobody is told."""
+        while ch.hangup_handlers:
+            ch.context, ch.exten = ch.hangup_handlers.pop(), "s"
+            session = ch.vars.get("CALLGATE_SESSION", "")
+            self._dialplan(ch, "GotoIf", f'{0 if session else 1}?done', 1)
+            if session:
+                args = ["settle", session, ch.vars.get("ANSWEREDTIME_MS", "")]
+                self._dialplan(ch, "Stasis", ",".join([self.default_app] + args), 2)
+                self._varset(ch, "STASISSTATUS", "")
+                if self.app_connected(self.default_app):
+                    self._enter_stasis(ch, self.default_app, args)
+                    self._leave_stasis(ch)
+                else:
+                    self._varset(ch, "STASISSTATUS", "FAILED")
+            self._dialplan(ch, "NoOp", f"callgate settle: STASISSTATUS={ch.vars.get('STASISSTATUS', '')}", 3)
+            self._dialplan(ch, "Return", "", 4)
 
     def _leave_bridge_silently(self, ch: Channel) -> None:
         if ch.bridge_id and ch.bridge_id in self._bridges:

@@ -366,9 +366,13 @@ async def test_continue_hangup_handler_without_a_session_or_an_app(simulator_fac
         # no CALLGATE_SESSION: the handler's GotoIf skips Stasis()
         assert [e["type"] for e in app.events if (e.get("channel") or {}).get("id") == refused.channel_id
                 ].count("StasisStart") == 1
-        allowed = await _continue_call(sim, app, "ALLOW", "60000", subscribe=False,
+        allowed = await sim.place_call(exten="15145550100", context="callgate-outbound-continue",
                                        app_args=["outbound", "continue", "hangup-handler"])
-        await app.rest("POST", f"/channels/{allowed.channel_id}/variable", variable="CALLGATE_SESSION", value="s")
+        ch = allowed.channel_id
+        await app.wait_for(is_type("StasisStart", ch))
+        for name, value in (("CALLGATE_MAX_MS", "60000"), ("CALLGATE_SESSION", "s"), ("CALLGATE_STATUS", "ALLOW")):
+            await app.rest("POST", f"/channels/{ch}/variable", variable=name, value=value)
+        assert (await app.rest("POST", f"/channels/{ch}/continue"))[0] == 204
     await asyncio.sleep(0.05)  # the app is gone when the caller hangs up: Stasis() fails in the handler
     await sim.hangup_channel(allowed.channel_id)
     await allowed.ended(timeout=5)
