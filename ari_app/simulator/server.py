@@ -737,7 +737,8 @@ class AriSimulator:
         """asterisk-conf's [callgate-continue-settle] on the hung-up caller, as recorded on Asterisk 22:
         with a CALLGATE_SESSION it re-enters Stasis(callgate,settle,<session>,<ANSWEREDTIME_MS>) —
         StasisStart and at once StasisEnd (the channel is hung up) — before ChannelDestroyed; with no
-        app connected Stasis() fails (STASISSTATUS=FAILED) and nobody is told."""
+        app connected Stasis() fails (STASISSTATUS=FAILED, the Gosub ends abnormally: both seen on
+        Asterisk 22) and nobody is told."""
         while ch.hangup_handlers:
             ch.context, ch.exten = ch.hangup_handlers.pop(), "s"
             session = ch.vars.get("CALLGATE_SESSION", "")
@@ -750,7 +751,10 @@ class AriSimulator:
                     self._enter_stasis(ch, self.default_app, args)
                     self._leave_stasis(ch)
                 else:
+                    # Stasis() returns -1 on the hung-up channel: "Abnormal 'Gosub(…)' exit", the
+                    # handler's remaining priorities do not run
                     self._varset(ch, "STASISSTATUS", "FAILED")
+                    continue
             self._dialplan(ch, "NoOp", f"callgate settle: STASISSTATUS={ch.vars.get('STASISSTATUS', '')}", 3)
             self._dialplan(ch, "Return", "", 4)
 
