@@ -316,3 +316,20 @@ async def test_handler_call_when_the_gate_is_gone_at_hangup_leaves_the_hold_to_a
         await wait_for(lambda: gate.stats.settled_on_restart == 1, 5)
     s = await core.find_session(sim.asterisk_id, call.channel_id)
     assert s.state == "settled" and (await core.account("acme")).held == 0
+
+
+async def test_inbound_handler_call_rings_the_endpoint_and_is_settled_from_the_handler(sim, core):
+    await seed(core, inbound_rate="0.01")
+    sim.script_destination("PJSIP/alice", Party(answer_after=1.0))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(exten="15145551000", caller_hangup_after=3.0,
+                                    **dict(INBOUND_CONTINUE, app_args=["inbound", "continue", "hangup-handler"]))
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert out.answered and call.continued["variables"]["CALLGATE_ENDPOINT"] == "alice"
+    assert not any(r.path.endswith("/subscription") for r in sim.requests)
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert s.direction == "inbound" and s.state == "settled"
+    assert s.talk_ms == int(call.variables["ANSWEREDTIME_MS"]) and 2_500 < s.talk_ms < 3_000 + SLACK_MS
+    a = await core.account("acme")
+    assert a.held == 0 and s.cost > 0 and a.balance == 10_000_000 - s.cost
