@@ -8,25 +8,55 @@ makes ``L()`` fail ("Bridge does not accept L()", see the traces README). Inboun
 (``Stasis(callgate,inbound,continue)``, context ``callgate-inbound-continue``): an ALLOW also sets
 CALLGATE_ENDPOINT, the endpoint the DID rings (``Dial(PJSIP/${CALLGATE_ENDPOINT},…)``), as FastAGI does.
 
-Before continuing, the gate subscribes to ``channel:{id}``: after StasisEnd the plain websocket
-then still delivers the channel's Dial events (ANSWER, with the event timestamp), the
-ANSWEREDTIME_MS varset and ChannelDestroyed, from which the real talk time is settled
-(continue_mode_channel_subscription*.jsonl). Asterisk drops the subscription itself when the
-channel is destroyed, so the gate unsubscribes only when it stops following a channel that may
-still exist (a fault, or the caller leaving before continue), never after ChannelDestroyed.
+How the gate learns the end of the call, two ways:
+
+* asterisk-conf's dialplan (``Stasis(callgate,<direction>,continue,hangup-handler)``) pushed the
+  hangup handler [callgate-continue-settle] before Stasis(); when the caller hangs up it re-enters
+  ``Stasis(callgate,settle,<session>,<ANSWEREDTIME_MS>)`` on the hung-up channel (Asterisk 22 sends
+  StasisStart and at once StasisEnd; recorded, see test_simulator). That one event carries Dial's
+  own talk time and the end, so the gate needs no channel subscription: after continue Asterisk
+  builds no event of the call for it. (A subscription made it build ~48 events, ~30 KB of JSON per
+  call — channel varsets, Dial, dialplan steps; an eventFilter only saves the sending, not the
+  building: stasis_app_event_allowed runs on the finished JSON. That was +45 % Asterisk CPU per
+  call over a do-nothing app; docs/BENCHMARKS.md "Real Asterisk".)
+* a dialplan without the handler (``Stasis(callgate,<direction>,continue)``): before continuing the
+  gate subscribes to ``channel:{id}``: after StasisEnd the plain websocket then still delivers the
+  channel's Dial events (ANSWER, with the event timestamp), the ANSWEREDTIME_MS varset and
+  ChannelDestroyed, from which the real talk time is settled
+  (continue_mode_channel_subscription*.jsonl). Asterisk drops the subscription itself when the
+  channel is destroyed, so the gate unsubscribes only when it stops following a channel that may
+  still exist (a fault, or the caller leaving before continue), never after ChannelDestroyed.
+  A call re-adopted after a restart is followed this way too (its dialplan is not known).
 """
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from ari_app.calls import GONE_ERRORS, CallActor
+from ari_app.calls import GONE_ERRORS, CallActor, parse_ts
 from ari_app.errors import AriError, AriNotFound
 from billing_core.domain.errors import DenyReason
 from callgate_dialplan import (STATUS_ALLOW, STATUS_DENY, VAR_ENDPOINT, VAR_MAX_MS, VAR_REASON, VAR_SESSION,
                                VAR_STATUS)
 
 log = logging.getLogger("ari_app.gate")
+
+#: Third Stasis() argument of a continue route whose dialplan pushed [callgate-continue-settle].
+HANDLER_ARG = "hangup-handler"
+#: First Stasis() argument of that handler: Stasis(callgate,settle,<session>,<ANSWEREDTIME_MS>).
+SETTLE_ARG = "settle"
+#: How long a handler-settled call whose channel GET says gone waits for the handler's report
+#: (Asterisk answers 404 while the handler still runs on the hung-up channel).
+HANDLER_REPORT_WAIT_SECONDS = 2.0
+
+
+def settle_report(event: dict) -> tuple[str, int | None] | None:
+    """(session, ANSWEREDTIME_MS or None when unanswered) of a settle StasisStart, else None."""
+    args = [str(a) for a in (event.get("args") or [])]
+    if len(args) < 2 or args[0] != SETTLE_ARG or not args[1]:
+        return None
+    answered = args[2] if len(args) > 2 else ""
+    return args[1], (int(answered) if answered.isdigit() else None)
 
 
 def deny_variables(reason: str) -> list[tuple[str, str]]:
@@ -53,6 +83,12 @@ class ContinueCall(CallActor):
         self.end_ts: int | None = None
         self.answer_stored = False
         self.granted_ms: int | None = None
+        self.settled_by_handler = HANDLER_ARG in self.args[2:]
+        """The dialplan reports the end (Stasis(callgate,settle,…)): no channel subscription."""
+        self.needs_channel_varsets = not self.settled_by_handler
+        """Only a call followed through a channel subscription needs Dial's ANSWEREDTIME_MS varset
+        (the class says what a continue call needs by default: a dialplan without the handler)."""
+        self.handler_reported = False
 
     # ---------------------------------------------------------------- events
     def on_stasis_end(self, cid: str, ts: int | None) -> None:
@@ -61,7 +97,11 @@ class ContinueCall(CallActor):
             self.mark_gone(cid, ts)
 
     def on_event(self, kind, ev, cid, ts) -> None:
-        if kind == "Dial" and ev.get("dialstatus") == "ANSWER":
+        if kind == "StasisStart" and cid == self.caller_id:
+            report = settle_report(ev)
+            if report is not None and report[0] == self.session_id:
+                self._handler_reported(report[1], parse_ts(ev.get("timestamp")))
+        elif kind == "Dial" and ev.get("dialstatus") == "ANSWER":
             caller = ev.get("caller") or {}
             if str(caller.get("id")) == self.caller_id:
                 self._answered(ts)
@@ -77,13 +117,21 @@ class ContinueCall(CallActor):
         elif kind == "ChannelDestroyed" and cid == self.caller_id and self.end_ts is None:
             self.end_ts = ts if ts is not None else self.now_ms()
 
+    def _handler_reported(self, answered_time_ms: int | None, ts: int | None) -> None:
+        """The hangup handler ran: the call is over; Dial's talk time, if it was answered."""
+        self.handler_reported = True
+        if answered_time_ms is not None:
+            self.answered_time_ms = answered_time_ms
+        if self.end_ts is None:
+            self.end_ts = ts if ts is not None else self.now_ms()
+
     def _answered(self, ts: int | None) -> None:
         if self.answered_ts is None:
             self.answered_ts = ts if ts is not None else self.now_ms()
             self.answered_mono = self.loop_time()
 
     def ended(self) -> bool:
-        return self.caller_id in self.destroyed
+        return self.caller_id in self.destroyed or self.handler_reported
 
     # ---------------------------------------------------------------- the flow
     async def flow(self) -> None:
@@ -113,7 +161,7 @@ class ContinueCall(CallActor):
         if not await self.leg_call(cid, self.client.set_variables(cid, [(n, variables[n]) for n in names])):
             await self.settle(0, note="caller left before continue")
             return
-        if allowed and auth.session_id is not None:
+        if allowed and auth.session_id is not None and not self.settled_by_handler:
             await self.gate.update_event_filter()  # Dial's ANSWEREDTIME_MS varset must reach us
             await self.client.subscribe(f"channel:{cid}")
             self.subscribed = True
@@ -143,6 +191,9 @@ class ContinueCall(CallActor):
                 break
             waited += step
             if not await self.channel_exists():
+                if self.settled_by_handler and await self.until(lambda: self.handler_reported,
+                                                                HANDLER_REPORT_WAIT_SECONDS):
+                    break
                 self.destroyed.setdefault(self.caller_id, None)
                 self.mark_gone(self.caller_id, self.now_ms())
                 break

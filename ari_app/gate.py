@@ -45,8 +45,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ari_app.calls import BridgeCall, CallActor, event_channel_ids, gate_bridge_caller
-from ari_app.continue_mode import ContinueCall, deny_variables
+from ari_app.calls import BridgeCall, CallActor, event_channel_ids, gate_bridge_caller, parse_ts
+from ari_app.continue_mode import SETTLE_ARG, ContinueCall, deny_variables, settle_report
 from ari_app.errors import AriError
 from ari_app.ports import BillingCorePort
 from ari_app.recorded_ends import RecordedEnd, RecordedEnds, call_variables, clear_all
@@ -130,8 +130,8 @@ class Gate:
         self._gap_from_ms: int | None = None
         """When the events socket was lost (None: no gap since the last resync)."""
         self._continue_calls = 0
-        """Live calls that need channel varsets (continue mode's): while there are any, the
-        eventFilter lets ChannelVarset through."""
+        """Live continue-mode calls followed through a channel subscription (not those the dialplan's
+        hangup handler reports): while there are any, the eventFilter lets ChannelVarset through."""
         self._filter_sent: frozenset[str] | None = None
         """The disallowed list Asterisk has (None: unknown, e.g. after a refusal or a reconnect)."""
         self._filter_lock = asyncio.Lock()
@@ -251,6 +251,13 @@ class Gate:
             if args and args[0] in CALL_ARGS and cid and cid not in self._by_channel and cid not in self._finished:
                 self._start_call(event, channel, args)
                 return
+            if args[:1] == [SETTLE_ARG] and cid not in self._by_channel:
+                # the continue route's hangup handler reports a call no live call object follows
+                # (a restart in between); a finished call's report is a late duplicate
+                if cid and cid not in self._finished:
+                    self._finished[cid] = time.monotonic() + FINISHED_TTL_SECONDS
+                    asyncio.create_task(self._settle_reported(cid, event))
+                return  # never an orphan to hang up: the channel is already hung up
         channel = event.get("channel")
         if channel.__class__ is dict:  # the common case: one channel, already owned by a call
             call = self._by_channel.get(channel.get("id"))
@@ -353,6 +360,28 @@ class Gate:
 
     def record_settle(self, call: CallActor, result: Any) -> None:
         self.stats.settled += 1
+
+    async def _settle_reported(self, channel_id: str, event: dict) -> None:
+        """Settle what a continue route's hangup handler reports for a call no live call object
+        follows: the session must be this channel's, on this PBX. Exactly once in the core."""
+        report = settle_report(event)
+        if report is None:
+            return
+        session_id, answered_time_ms = report
+        try:
+            session = await self.core.find_session(self.pbx_id_for(event), channel_id)
+            if session is None or session.session_id != session_id or session.state == "settled":
+                return
+            talk = min(answered_time_ms or 0, session.granted_seconds * 1000)
+            if talk and session.answered_at is None:
+                end = parse_ts(event.get("timestamp")) or self.now_ms()
+                await self.core.answer(session_id, at_ms=end - talk)
+            await self.core.settle(session_id, talk, note="reported by the dialplan's hangup handler")
+            self.stats.settled_on_restart += 1
+            log.info("call settled from its hangup handler", extra={"session": session_id, "channel": channel_id,
+                                                                     "talk_ms": talk})
+        except Exception:
+            log.exception("settling session %s from its hangup handler failed", session_id)
 
     def _orphan(self, channel_id: str, event: dict) -> None:
         """A channel entered our application and no call owns it: never leave it sitting there."""

@@ -283,7 +283,9 @@ async def run_one(kind: str, mode: str, backend: str, rate: float, seconds: floa
         n = int(rate * seconds)
         calls = []
         cpu0 = time.process_time()
-        extra = dict(context="callgate-outbound-continue", app_args=["outbound", "continue"]) if mode == "continue" else {}
+        # continue mode as asterisk-conf routes it: the settle handler pushed, no channel subscription
+        extra = dict(context="callgate-outbound-continue",
+                     app_args=["outbound", "continue", "hangup-handler"]) if mode == "continue" else {}
         t0 = loop.time()
         ends = []
         for i in range(n):

@@ -89,6 +89,11 @@ AS_ASTERISK_CONF = "as asterisk-conf"
 #: Functions Asterisk refuses to evaluate for ARI unless asterisk.conf has live_dangerously=yes
 #: (registered "escalating" for reads in func_db.c): GET …/variable answers 500.
 DANGEROUS_READS = {"DB", "DB_DELETE"}
+#: asterisk-conf's continue contexts: Set(CHANNEL(hangup_handler_push)=callgate-continue-settle,s,1) before
+#: Stasis(callgate,<direction>,continue,hangup-handler)
+CONTINUE_CONTEXTS = ("callgate-outbound-continue", "callgate-inbound-continue")
+HANDLER_ARG = "hangup-handler"
+SETTLE_HANDLER = "callgate-continue-settle"
 DIAL_RESET_VARS = ["DIALSTATUS", "DIALEDPEERNUMBER", "DIALEDPEERNAME", "ANSWEREDTIME", "ANSWEREDTIME_MS",
                    "DIALEDTIME", "DIALEDTIME_MS", "RINGTIME", "RINGTIME_MS", "PROGRESSTIME", "PROGRESSTIME_MS"]
 
@@ -565,6 +570,11 @@ class AriSimulator:
         # the dialplan up to Stasis(): only subscribeAll apps see these (no subscription yet)
         self._varset(ch, "SIPDOMAIN", "127.0.0.1")
         self._dialplan(ch, "NoOp", f'{context}: "{cid_name}" <{cid_name}> -> {exten}', 1)
+        if HANDLER_ARG in args[2:] and context in CONTINUE_CONTEXTS:
+            # asterisk-conf's continue route pushes its settle handler before Stasis() and says so
+            # with this argument
+            ch.hangup_handlers.append(SETTLE_HANDLER)
+            self._dialplan(ch, "Set", f"CHANNEL(hangup_handler_push)={SETTLE_HANDLER},s,1")
         self._dialplan(ch, "Stasis", ",".join([app] + args), 2)
         self._varset(ch, "STASISSTATUS", "")
         if not self.app_connected(app):
@@ -734,7 +744,7 @@ class AriSimulator:
             t.cancel()
         ch.timers.clear()
         self._leave_bridge_silently(ch)
-        self._run_hangup_handlers(ch)
+        self._run_hangup_handlers(ch, emit)
         if ch.kind != "dialed":   # a Dial() callee is destroyed still "in" AppDial (traced)
             ch.app_name = ch.app_data = ""
         if emit:
@@ -760,27 +770,59 @@ class AriSimulator:
                                      sip_reason=sip[1], ringing=call.ringing,
                                      callee_talk_ms=call.callee_talk_ms), dict(ch.vars))
 
-    def _run_hangup_handlers(self, ch: Channel) -> None:
-        """The effect of the hangup handlers the channel had pushed; only asterisk-conf's
-        [callgate-ended] is modelled. As on Asterisk 22 (checked on the lab): it runs whether or not
-        any app is connected, after the hangup and before ChannelDestroyed, and writes
+    def _run_hangup_handlers(self, ch: Channel, emit: bool = True) -> None:
+        """Run the hangup handlers the channel pushed, last pushed first (as Asterisk runs the stack).
+        Two are modelled, both as seen on Asterisk 22: asterisk-conf's [callgate-ended] (bridge mode:
+        records the end in AstDB, see _record_end) and [callgate-continue-settle] (continue mode:
+        reports the end to the gate, see _run_settle_handler; it emits events, so not on a silent
+        teardown)."""
+        while ch.hangup_handlers:
+            context = ch.hangup_handlers.pop().split(",", 1)[0]
+            if context == ENDED_HANDLER.split(",", 1)[0]:
+                self._record_end(ch)
+            elif context == SETTLE_HANDLER and emit:
+                self._run_settle_handler(ch)
+
+    def _record_end(self, ch: Channel) -> None:
+        """asterisk-conf's [callgate-ended] on a hung-up channel. As on Asterisk 22 (checked on the
+        lab): it runs whether or not any app is connected, after the hangup and before ChannelDestroyed, and writes
         ``callgate_ended/<CALLGATE_CALL or its own id>/<STRFTIME(,,%s%3q)>`` = the channel's name
         unless that call already has an entry (the first leg to end wins) — except on a channel
         ARI has set a variable on while it was in Stasis: Asterisk then blocks DB() on its thread
         ("Dangerous function DB write blocked", res/stasis/control.c), so nothing is written.
         Not modelled: the ChannelVarset events of its Set() lines (no app reads them)."""
-        handlers, ch.hangup_handlers = ch.hangup_handlers, []
-        for handler in handlers:
-            if handler != ENDED_HANDLER:
-                continue
-            key = ch.vars.get("CALLGATE_CALL") or ch.id
-            prefix = f"{ENDED_FAMILY}/{key}/"
-            if any(k.startswith(prefix) for k in self.astdb):
-                continue
-            if ch.escalations_inhibited:
-                self.function_errors.append("Dangerous function DB write blocked")
-                continue
-            self.astdb[f"{prefix}{int(self.now() * 1000)}"] = ch.name
+        key = ch.vars.get("CALLGATE_CALL") or ch.id
+        prefix = f"{ENDED_FAMILY}/{key}/"
+        if any(k.startswith(prefix) for k in self.astdb):
+            return
+        if ch.escalations_inhibited:
+            self.function_errors.append("Dangerous function DB write blocked")
+            return
+        self.astdb[f"{prefix}{int(self.now() * 1000)}"] = ch.name
+
+    def _run_settle_handler(self, ch: Channel) -> None:
+        """asterisk-conf's [callgate-continue-settle] on the hung-up caller, as recorded on Asterisk 22:
+        with a CALLGATE_SESSION it re-enters Stasis(callgate,settle,<session>,<ANSWEREDTIME_MS>) —
+        StasisStart and at once StasisEnd (the channel is hung up) — before ChannelDestroyed; with no
+        app connected Stasis() fails (STASISSTATUS=FAILED, the Gosub ends abnormally: both seen on
+        Asterisk 22) and nobody is told."""
+        ch.context, ch.exten = SETTLE_HANDLER, "s"
+        session = ch.vars.get("CALLGATE_SESSION", "")
+        self._dialplan(ch, "GotoIf", f'{0 if session else 1}?done', 1)
+        if session:
+            args = ["settle", session, ch.vars.get("ANSWEREDTIME_MS", "")]
+            self._dialplan(ch, "Stasis", ",".join([self.default_app] + args), 2)
+            self._varset(ch, "STASISSTATUS", "")
+            if self.app_connected(self.default_app):
+                self._enter_stasis(ch, self.default_app, args)
+                self._leave_stasis(ch)
+            else:
+                # Stasis() returns -1 on the hung-up channel: "Abnormal 'Gosub(…)' exit", the
+                # handler's remaining priorities do not run
+                self._varset(ch, "STASISSTATUS", "FAILED")
+                return
+        self._dialplan(ch, "NoOp", f"callgate settle: STASISSTATUS={ch.vars.get('STASISSTATUS', '')}", 3)
+        self._dialplan(ch, "Return", "", 4)
 
     def _astdb_keys(self, path: str) -> str:
         """DB_KEYS(path): the next key component under ``path``, comma-separated (func_db.c)."""

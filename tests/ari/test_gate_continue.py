@@ -215,3 +215,121 @@ async def test_varsets_are_switched_on_for_continue_calls_and_off_after(sim, cor
     answered_time = [int(e["value"]) for e in sim.events_of(call.channel_id)   # what the gate was sent
                      if e["type"] == "ChannelVarset" and e["variable"] == "ANSWEREDTIME_MS" and e["value"]]
     assert answered_time and s.talk_ms == answered_time[-1]  # settled from Dial's own figure
+
+
+# ---------------------------------------------------------------- settled by the dialplan's hangup handler
+# asterisk-conf's continue contexts push [callgate-continue-settle] before Stasis() and say so with a
+# third argument; the handler re-enters Stasis(callgate,settle,<session>,<ANSWEREDTIME_MS>) when the
+# caller hangs up (recorded on Asterisk 22: StasisStart then StasisEnd on the hung-up channel, before
+# ChannelDestroyed). The gate then needs no channel subscription: after continue Asterisk builds no
+# event of the call for it (a subscription made it build ~48 per call, most of them ChannelVarset).
+HANDLER = dict(context="callgate-outbound-continue", app_args=["outbound", "continue", "hangup-handler"])
+
+
+def events_after_continue(sim, call):
+    """What the gate was sent about the caller once it had continued it."""
+    sent = sim.events_of(call.channel_id)
+    first_end = next(i for i, e in enumerate(sent) if e["type"] == "StasisEnd")
+    return sent[first_end + 1:]
+
+
+async def test_handler_call_is_settled_from_the_handler_without_a_subscription(sim, core):
+    await seed(core)
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER, caller_hangup_after=3.0, **HANDLER)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+        filters = [r for r in sim.requests if r.method == "PUT" and r.path.endswith("/eventFilter")]
+    assert out.answered and out.ended_by == "caller"
+    assert not any(r.path.endswith("/subscription") for r in sim.requests)
+    assert len(filters) == 1  # the connect's; ChannelVarset is never switched on for this call
+    after = events_after_continue(sim, call)
+    assert [e["type"] for e in after] == ["StasisStart", "StasisEnd"]
+    answered_ms = int(call.variables["ANSWEREDTIME_MS"])
+    assert after[0]["args"] == ["settle", call.continued["variables"]["CALLGATE_SESSION"], str(answered_ms)]
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert s.state == "settled" and s.talk_ms == answered_ms and 2_500 < s.talk_ms < 3_000 + SLACK_MS
+    assert s.answered_at is not None and s.cost > 0
+    assert (await core.account("acme")).held == 0
+    # the settle StasisStart is not a new call: no request about the hung-up channel after continue
+    steps = [(m, last) for m, last, _ in rest_steps(sim, call.channel_id)]
+    assert steps[-1] == ("POST", "continue")
+
+
+async def test_handler_call_unanswered_settles_zero(sim, core):
+    await seed(core)
+    sim.script_destination(TRUNK, Party(busy=True))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER, **HANDLER)
+        await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert (s.state, s.talk_ms, s.cost) == ("settled", 0, 0)
+    assert (await core.account("acme")).held == 0
+    assert [e["args"] for e in events_after_continue(sim, call) if e["type"] == "StasisStart"] == [
+        ["settle", s.session_id, ""]]
+
+
+async def test_handler_call_cut_at_the_limit_is_billed_at_most_the_grant(sim, core):
+    await seed(core, balance="0.02", deck=PER_SECOND)  # 20 s
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER, **HANDLER)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert out.ended_by == "limit" and "sound:beep" in out.heard
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert s.state == "settled" and 19_000 <= s.talk_ms <= 20_000 and s.cost <= 20_000
+    a = await core.account("acme")
+    assert a.held == 0 and a.balance == 20_000 - s.cost
+
+
+async def test_handler_refusal_runs_no_settle(sim, core):
+    await seed(core, balance="0")
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER, **HANDLER)
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert out.sip_final == 403 and call.continued["variables"]["CALLGATE_SESSION"] == ""
+    # the handler has no session to report: it does not enter Stasis again
+    assert [e["type"] for e in sim.events_of(call.channel_id)].count("StasisStart") == 1
+    assert await core.find_session(sim.asterisk_id, call.channel_id) is None
+
+
+async def test_handler_call_when_the_gate_is_gone_at_hangup_leaves_the_hold_to_a_restarted_gate(sim, core):
+    """The handler's Stasis() fails while no gate is connected (STASISSTATUS=FAILED): the money stays
+    held (fail closed) and the next gate settles the session when it finds the channel gone."""
+    await seed(core)
+    sim.script_destination(TRUNK, Party(answer_after=0.5))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(endpoint="alice", exten=NUMBER, **HANDLER)
+        await wait_for(lambda: call.continued is not None, 5)
+        await wait_for(lambda: call.answered_at is not None or (call.channel or {}).get("state") == "Up", 5)
+        assert (await core.account("acme")).held > 0
+    await sim.hangup_channel(call.channel_id)
+    await call.ended(timeout=5)
+    assert call.variables["STASISSTATUS"] == "FAILED"
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert s.state != "settled" and (await core.account("acme")).held > 0
+    async with running_gate(sim, core) as gate:
+        await wait_for(lambda: gate.stats.settled_on_restart == 1, 5)
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert s.state == "settled" and (await core.account("acme")).held == 0
+
+
+async def test_inbound_handler_call_rings_the_endpoint_and_is_settled_from_the_handler(sim, core):
+    await seed(core, inbound_rate="0.01")
+    sim.script_destination("PJSIP/alice", Party(answer_after=1.0))
+    async with running_gate(sim, core) as gate:
+        call = await sim.place_call(exten="15145551000", caller_hangup_after=3.0,
+                                    **dict(INBOUND_CONTINUE, app_args=["inbound", "continue", "hangup-handler"]))
+        out = await call.ended(timeout=10)
+        assert await gate.wait_idle(5)
+    assert out.answered and call.continued["variables"]["CALLGATE_ENDPOINT"] == "alice"
+    assert not any(r.path.endswith("/subscription") for r in sim.requests)
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert s.direction == "inbound" and s.state == "settled"
+    assert s.talk_ms == int(call.variables["ANSWEREDTIME_MS"]) and 2_500 < s.talk_ms < 3_000 + SLACK_MS
+    a = await core.account("acme")
+    assert a.held == 0 and s.cost > 0 and a.balance == 10_000_000 - s.cost

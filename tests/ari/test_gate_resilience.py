@@ -320,6 +320,36 @@ async def test_restart_follows_a_continued_call(sim, core):
     assert s.state == "settled" and s.talk_ms == answered_time > 0
 
 
+async def test_restart_settles_a_handler_reported_continue_call_exactly(sim, core):
+    """asterisk-conf's route: no subscription, the answer is not stored while the call runs. After a
+    restart mid-call the new gate follows the call and settles Dial's talk time that the hangup
+    handler reports (the same when the report reaches a gate that has no call object for it)."""
+    await seed(core)
+    sim.script_destination(TRUNK, Party(answer_after=1.0))
+    gate, task = await start_gate(sim, core)
+    calls = [await sim.place_call(endpoint="alice", exten=NUMBER, context="callgate-outbound-continue",
+                                  app_args=["outbound", "continue", "hangup-handler"]) for _ in range(2)]
+    await wait_for(lambda: all(c.continued is not None for c in calls), 5)
+    await wait_for(lambda: all((c.channel or {}).get("state") == "Up" for c in calls), 5)
+    await kill(gate, task)
+    gate2, task2 = await start_gate(sim, core)
+    try:
+        assert gate2.stats.adopted == 2
+        # the second call's object is gone (as if its report raced the adoption): the report alone settles it
+        gate2.call_finished(gate2.calls[calls[1].channel_id])
+        gate2._finished.pop(calls[1].channel_id)
+        for c in calls:
+            await sim.hangup_channel(c.channel_id)
+            await c.ended(timeout=10)
+        assert await gate2.wait_idle(5)
+        await wait_for(lambda: gate2.stats.settled_on_restart == 1, 5)
+    finally:
+        await stop(gate2, task2)
+    for c in calls:
+        s = await core.find_session(sim.asterisk_id, c.channel_id)
+        assert s.state == "settled" and s.talk_ms == int(c.variables["ANSWEREDTIME_MS"]) > 0 and s.cost > 0
+    assert (await core.account("acme")).held == 0
+
 async def test_stopped_gate_leaves_live_calls_to_the_next_one(sim, core):
     """A graceful stop neither hangs up nor settles calls in progress; the next gate takes them."""
     await seed(core)

@@ -277,8 +277,8 @@ async def test_second_socket_replaces_the_app(simulator):
 # ---------------------------------------------------------------- continue mode
 async def _continue_call(simulator, app, status: str | None, max_ms: str | None, subscribe: bool,
                          reason: str | None = None, **call_kw):
-    call = await simulator.place_call(exten="15145550100", context="callgate-outbound-continue",
-                                      app_args=["outbound", "continue"], **call_kw)
+    call_kw.setdefault("app_args", ["outbound", "continue"])
+    call = await simulator.place_call(exten="15145550100", context="callgate-outbound-continue", **call_kw)
     ch = call.channel_id
     await app.wait_for(is_type("StasisStart", ch))
     if reason is not None:
@@ -382,6 +382,61 @@ async def test_continue_without_subscription_sees_nothing_after_stasis_end(simul
         outcome = await call.ended(timeout=5)
         assert outcome.ended_by == "caller" and outcome.answered
         assert app.types_of(call.channel_id, skip_varsets=False)[-1] == "StasisEnd"
+
+
+
+# Recorded on Asterisk 22 (GIT-22-69535d4837) with a subscribeAll app, asterisk-conf's continue route
+# with [callgate-continue-settle] pushed before Stasis(callgate,outbound,continue,hangup-handler): after
+# Dial() returns (ANSWEREDTIME_MS set), the handler runs on the hung-up caller: GotoIf, Stasis,
+# StasisStart ["settle", <session>, <ANSWEREDTIME_MS>] (state Up), StasisEnd, STASISSTATUS=SUCCESS,
+# NoOp, Return, then ChannelDestroyed. Without a subscription the app sees only StasisStart/StasisEnd.
+async def test_continue_hangup_handler_reenters_stasis_before_the_channel_is_destroyed(simulator_factory):
+    sim = await simulator_factory(time_scale=0.02)
+    sim.script_destination_default(Party(answer_after=0.5))
+    async with App(sim, subscribe_all=True) as app:
+        call = await sim.place_call(exten="15145550100", context="callgate-outbound-continue",
+                                    app_args=["outbound", "continue", "hangup-handler"], caller_hangup_after=1.0)
+        ch = call.channel_id
+        await app.wait_for(is_type("StasisStart", ch))
+        for name, value in (("CALLGATE_MAX_MS", "60000"), ("CALLGATE_SESSION", "sess-1"), ("CALLGATE_STATUS", "ALLOW")):
+            await app.rest("POST", f"/channels/{ch}/variable", variable=name, value=value)
+        assert (await app.rest("POST", f"/channels/{ch}/continue"))[0] == 204
+        outcome = await call.ended(timeout=5)
+        assert outcome.answered and outcome.ended_by == "caller"
+        await app.wait_for(is_type("ChannelDestroyed", ch))
+    mine = [e for e in app.events if (e.get("channel") or {}).get("id") == ch]
+    kinds = [e["type"] for e in mine]
+    answered = max(i for i, e in enumerate(mine) if e.get("variable") == "ANSWEREDTIME_MS")
+    settle = max(i for i, k in enumerate(kinds) if k == "StasisStart")
+    assert answered < settle and kinds[settle + 1] == "StasisEnd" and kinds[-1] == "ChannelDestroyed"
+    assert mine[settle]["args"] == ["settle", "sess-1", mine[answered]["value"]]
+    assert mine[settle]["channel"]["state"] == "Up"
+    assert mine[settle]["channel"]["dialplan"]["context"] == "callgate-continue-settle"
+    assert [(e["variable"], e["value"]) for e in mine[settle:] if e["type"] == "ChannelVarset"][-1:] == [
+        ("STASISSTATUS", "SUCCESS")]
+
+
+async def test_continue_hangup_handler_without_a_session_or_an_app(simulator_factory):
+    sim = await simulator_factory(time_scale=0.02)
+    sim.script_destination_default(Party(answer_after=0.2))
+    async with App(sim) as app:
+        refused = await _continue_call(sim, app, "DENY", "0", subscribe=True, reason="depleted",
+                                       app_args=["outbound", "continue", "hangup-handler"])
+        await refused.ended(timeout=5)
+        # no CALLGATE_SESSION: the handler's GotoIf skips Stasis()
+        assert [e["type"] for e in app.events if (e.get("channel") or {}).get("id") == refused.channel_id
+                ].count("StasisStart") == 1
+        allowed = await sim.place_call(exten="15145550100", context="callgate-outbound-continue",
+                                       app_args=["outbound", "continue", "hangup-handler"])
+        ch = allowed.channel_id
+        await app.wait_for(is_type("StasisStart", ch))
+        for name, value in (("CALLGATE_MAX_MS", "60000"), ("CALLGATE_SESSION", "s"), ("CALLGATE_STATUS", "ALLOW")):
+            await app.rest("POST", f"/channels/{ch}/variable", variable=name, value=value)
+        assert (await app.rest("POST", f"/channels/{ch}/continue"))[0] == 204
+    await asyncio.sleep(0.05)  # the app is gone when the caller hangs up: Stasis() fails in the handler
+    await sim.hangup_channel(allowed.channel_id)
+    await allowed.ended(timeout=5)
+    assert allowed.variables["STASISSTATUS"] == "FAILED"
 
 
 # The simulator runs the product's route (asterisk-conf/extensions.conf): a refusal goes through

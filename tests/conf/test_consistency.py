@@ -110,12 +110,34 @@ def test_stasis_app_name_and_args_match_the_gate():
     app = re.search(r'app: str = "(\w+)"', ari_source("settings")).group(1)
     call_args = set(re.findall(r'"(\w+)"', re.search(r"CALL_ARGS = \(([^)]*)\)", ari_source("gate")).group(1)))
     assert '"continue" in args' in ari_source("gate")
+    handler_arg = re.search(r'^HANDLER_ARG = "([\w-]+)"', ari_source("continue_mode"), re.M).group(1)
+    settle_arg = re.search(r'^SETTLE_ARG = "([\w-]+)"', ari_source("continue_mode"), re.M).group(1)
     calls = re.findall(r"Stasis\(([^)]*)\)", text("extensions.conf"))
-    assert {c for c in calls} == {f"{app},outbound", f"{app},inbound", f"{app},outbound,continue",
-                                  f"{app},inbound,continue"}
+    settle = f"{app},{settle_arg},${{CALLGATE_SESSION}},${{ANSWEREDTIME_MS}}"
+    assert {c for c in calls} == {f"{app},outbound", f"{app},inbound", f"{app},outbound,continue,{handler_arg}",
+                                  f"{app},inbound,continue,{handler_arg}", settle}
     for c in calls:
-        assert set(c.split(",")[1:]) <= call_args | {"continue"}
+        if c != settle:
+            assert set(c.split(",")[1:]) <= call_args | {"continue", handler_arg}
         assert c.split(",")[0] == app
+
+
+def test_continue_contexts_push_the_settle_handler_before_stasis():
+    """The handler is pushed before the gate decides (a caller who hangs up meanwhile is reported
+    too), only where Stasis() says so, and it reports the session and Dial's talk time."""
+    ctxs = contexts("extensions.conf")
+    for ctx in ("callgate-outbound-continue", "callgate-inbound-continue"):
+        lines = ctxs[ctx]
+        push = next(i for i, l in enumerate(lines) if "hangup_handler_push)=callgate-continue-settle,s,1" in l)
+        stasis = next(i for i, l in enumerate(lines) if "Stasis(callgate," in l)
+        assert push < stasis and lines[stasis].endswith(",continue,hangup-handler)"), ctx
+    handler = ctxs["callgate-continue-settle"]
+    assert handler[0] == 'exten => s,1,GotoIf($["${CALLGATE_SESSION}" = ""]?done)'
+    assert handler[-1] == "same => n,Return()"
+    # the simulator plays this route with its own copy of the names (ari_app/simulator/server.py)
+    from ari_app.simulator.server import CONTINUE_CONTEXTS, HANDLER_ARG, SETTLE_HANDLER
+    assert (set(CONTINUE_CONTEXTS), HANDLER_ARG, SETTLE_HANDLER) == (
+        {"callgate-outbound-continue", "callgate-inbound-continue"}, "hangup-handler", "callgate-continue-settle")
 
 
 def test_continue_mode_reads_the_variables_the_gate_sets():
