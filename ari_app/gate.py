@@ -543,6 +543,13 @@ class Gate:
             talk = recorded.talk_ms(s.answered_at, granted_ms)
             basis = "asterisk_hangup" if s.answered_at is not None else "measured"  # never answered: 0
             note = f"{note}; Asterisk recorded its end at {recorded.end_ms}"
+        elif s.answered_at is None and s.hold_mode == "full" and not s.emergency:
+            # a continue route whose dialplan reports the answer only at the end (its settle handler,
+            # which no gate heard): answered or not is unknown, so the bound runs from the authorize.
+            # Never a silent 0: those would be carrier minutes nobody pays (refundable, and recorded)
+            talk = min(max(0, now - s.created_at), granted_ms)
+            basis = "bounded_at_restart" if talk else "measured"
+            note = f"{note}; answer unknown (reported only at the end): billed from the authorize"
         else:
             talk = 0 if s.answered_at is None else min(max(0, now - s.answered_at), granted_ms)
             basis = "bounded_at_restart" if talk else "measured"

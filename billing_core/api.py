@@ -359,7 +359,7 @@ class BillingCore:
             acct = None  # emergency sessions never took a hold nor a live-call slot: nothing to release
         elif acct is None:
             raise NotFound(f"account id {row['account_id']} is gone")
-        if row["state"] == "authorized":
+        if row["state"] == "authorized" and not rules.answer_may_be_unknown(row, basis):
             talk_ms = 0  # never answered: nothing to pay whatever the adapter says
         clamps: list[str] = []
         bound = rules.talk_bound(row, now, basis)

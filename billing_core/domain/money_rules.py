@@ -114,6 +114,15 @@ def talk_bound(row: Mapping[str, Any], now: int, basis: str = "measured") -> Tal
     return bound
 
 
+def answer_may_be_unknown(row: Mapping[str, Any], basis: str) -> bool:
+    """A session still "authorized" at its settle normally was never answered, and talks nothing.
+    Not so for a full-hold session whose end no gate saw (``bounded_at_restart``): asterisk-conf's
+    continue route reports the answer only with the end (its settle handler), so it may have
+    talked up to its grant; the restart bills it to the bound from the authorize (talk_bound), and
+    says so on the call."""
+    return basis == "bounded_at_restart" and row["hold_mode"] == "full" and not row["emergency"]
+
+
 def bounded_talk_ms(answered_at: int | None, granted_seconds: int, now: int) -> int:
     """The talk of a call whose end nobody saw (``BOUNDED_BASES``): from the answer to ``now``,
     never more than its grant; nothing if it was never answered."""

@@ -350,6 +350,40 @@ async def test_restart_settles_a_handler_reported_continue_call_exactly(sim, cor
         assert s.state == "settled" and s.talk_ms == int(c.variables["ANSWEREDTIME_MS"]) > 0 and s.cost > 0
     assert (await core.account("acme")).held == 0
 
+async def test_a_handler_reported_continue_call_that_ended_while_no_gate_ran_is_billed_to_the_bound(sim, core):
+    """asterisk-conf's continue route stores no answer while the call runs: the dialplan's settle
+    handler reports it at the end. When that end came while no gate ran, Stasis(callgate,settle,…)
+    failed and nobody heard it; whether and when the call was answered is unknown. The restart then
+    bills the bound of every missed end — up to itself, here from the authorize, capped at the grant
+    — and records it as ``bounded_at_restart`` for the operator, never a silent 0 (carrier minutes
+    nobody pays)."""
+    await seed(core, balance="10.00", deck=PER_SECOND)
+    sim.script_destination(TRUNK, Party(answer_after=0.5))
+    gate, task = await start_gate(sim, core)
+    call = await sim.place_call(endpoint="alice", exten=NUMBER, context="callgate-outbound-continue",
+                                app_args=["outbound", "continue", "hangup-handler"])
+    await wait_for(lambda: call.continued is not None, 5)
+    await wait_for(lambda: (call.channel or {}).get("state") == "Up", 5)
+    await kill(gate, task)
+    await sim.hangup_channel(call.channel_id)
+    await call.ended(timeout=10)
+    before = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert before.state == "authorized" and before.answered_at is None  # the answer was never stored
+    gate2, task2 = await start_gate(sim, core)
+    try:
+        assert gate2.stats.settled_on_restart == 1
+    finally:
+        await stop(gate2, task2)
+    s = await core.find_session(sim.asterisk_id, call.channel_id)
+    assert s.state == "settled" and s.billing_basis == "bounded_at_restart"
+    assert int(call.variables["ANSWEREDTIME_MS"]) <= s.talk_ms <= min(s.settled_at - s.created_at,
+                                                                       s.granted_seconds * 1000)
+    assert s.cost > 0
+    rows = await core.admin.calls()  # what `callgate calls --json` prints
+    assert rows[0]["billing_basis"] == "bounded_at_restart" and "answer unknown" in rows[0]["settle_note"]
+    assert (await core.account("acme")).held == 0
+
+
 async def test_stopped_gate_leaves_live_calls_to_the_next_one(sim, core):
     """A graceful stop neither hangs up nor settles calls in progress; the next gate takes them."""
     await seed(core)
