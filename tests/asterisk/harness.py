@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.asterisk.reaper import reap_on_exit
+
 SUITE_DIR = Path(__file__).resolve().parent
 REPO = SUITE_DIR.parent.parent
 ETC_DIR = SUITE_DIR / "etc"
@@ -314,6 +316,7 @@ defaultlanguage = en
         self.proc = subprocess.Popen([str(self.install.binary), "-C", str(self.conf), "-f", "-n"],
                                      stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True, cwd=self.root)
+        reap_on_exit(self.proc.pid)
         out.close()
         self.wait_booted(timeout)
 
@@ -522,6 +525,7 @@ class SippCall:
         self.proc = await asyncio.create_subprocess_exec(*self.cmd, stdin=asyncio.subprocess.DEVNULL,
                                                          stdout=asyncio.subprocess.DEVNULL,
                                                          stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+        reap_on_exit(self.proc.pid)
         SippCall.started.append(self)
         return self
 
@@ -582,6 +586,7 @@ class SippUas:
     def start(self) -> None:
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
+        reap_on_exit(self.proc.pid)
         time.sleep(0.3)
         if self.proc.poll() is not None:
             raise RuntimeError(f"SIPp UAS on {self.port} exited at once: {' '.join(self.cmd)}")
@@ -625,6 +630,7 @@ class CallgateProcess:
         self.proc = subprocess.Popen([sys.executable, "-m", "callgate", *self.args], env=self.env,
                                      stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        reap_on_exit(self.proc.pid)
         out.close()
 
     @property
