@@ -245,12 +245,11 @@ class Router:
                       req.arg(2), req.arg(3), extra={"session": session_id})
             return
         try:
-            if talk_ms > 0:
-                # Asterisk's ANSWEREDTIME_MS is the authority on talk: if the `answered` session
-                # was lost, record the answer now, back-dated, so the talk is charged.
-                await asyncio.wait_for(self.core.answer(session_id, at_ms=self.core.clock.now_ms() - talk_ms),
+            # Asterisk's ANSWEREDTIME_MS is the authority on talk: if the `answered` session was
+            # lost, the answer is recorded back-dated in the settle's transaction, so the talk is charged.
+            answered_at = self.core.clock.now_ms() - talk_ms if talk_ms > 0 else None
+            s = await asyncio.wait_for(self.core.settle(session_id, talk_ms, path="agi", answered_at_ms=answered_at),
                                        self.decision_timeout)
-            s = await asyncio.wait_for(self.core.settle(session_id, talk_ms, path="agi"), self.decision_timeout)
         except NotFound:
             log.warning("settle: unknown session", extra={"session": session_id})
             return

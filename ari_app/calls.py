@@ -344,8 +344,9 @@ class CallActor:
             log.info("call refused", extra=extra)
         return auth
 
-    async def settle(self, talk_ms: int, note: str | None = None) -> None:
-        """Settle once (the core also makes a replay harmless)."""
+    async def settle(self, talk_ms: int, note: str | None = None, *, answered_at_ms: int | None = None) -> None:
+        """Settle once (the core also makes a replay harmless); ``answered_at_ms``: an answer the
+        core has not been told yet, recorded in the settle's own transaction."""
         if self.settled or self.session_id is None:
             self.settled = True
             return
@@ -354,7 +355,8 @@ class CallActor:
         delays = list(self.s.settle_retry_delays)
         while True:
             try:
-                result = await self.core.settle(self.session_id, talk_ms, note=note, path=self.mode)
+                result = await self.core.settle(self.session_id, talk_ms, note=note, path=self.mode,
+                                                answered_at_ms=answered_at_ms)
                 break
             except (InvalidInput, NotFound):
                 raise  # not transient: retrying changes nothing

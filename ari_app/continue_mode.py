@@ -202,9 +202,9 @@ class ContinueCall(CallActor):
             # says when — the end of the call minus ANSWEREDTIME_MS
             end = self.end_ts or self.gone_ts.get(self.caller_id) or self.now_ms()
             self.answered_ts = end - self.answered_time_ms
-        if self.answered_ts is not None and not self.answer_stored:
-            await self.core.answer(self.session_id, at_ms=self.answered_ts)
-        await self.settle(self.measured_talk_ms())
+        # an answer not stored yet (the hangup handler reports it only at the end) goes in with the settle
+        unstored_answer = self.answered_ts if not self.answer_stored else None
+        await self.settle(self.measured_talk_ms(), answered_at_ms=unstored_answer)
         # No DELETE …/subscription here: the channel is destroyed (seen, or GET said 404), and
         # Asterisk drops a destroyed channel's subscription itself; the recording shows the DELETE
         # answered 422 "Event source was not subscribed to". One request per call saved.

@@ -373,10 +373,12 @@ class Gate:
             if session is None or session.session_id != session_id or session.state == "settled":
                 return
             talk = min(answered_time_ms or 0, session.granted_seconds * 1000)
+            answered_at = None
             if talk and session.answered_at is None:
                 end = parse_ts(event.get("timestamp")) or self.now_ms()
-                await self.core.answer(session_id, at_ms=end - talk)
-            await self.core.settle(session_id, talk, note="reported by the dialplan's hangup handler")
+                answered_at = end - talk
+            await self.core.settle(session_id, talk, note="reported by the dialplan's hangup handler",
+                                   answered_at_ms=answered_at)
             self.stats.settled_on_restart += 1
             log.info("call settled from its hangup handler", extra={"session": session_id, "channel": channel_id,
                                                                      "talk_ms": talk})

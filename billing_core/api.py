@@ -226,8 +226,7 @@ class BillingCore:
     async def answer(self, session_id: str, at_ms: int | None = None) -> CallSession:
         """The callee answered at ``at_ms`` (the switch's event time): the cut-off starts ticking."""
         now = self.clock.now_ms()
-        # within the storage range (the statement then moves it to the authorize at the earliest)
-        at = now if at_ms is None else min(max(int(at_ms), 0), now + _ANSWER_FUTURE_LIMIT_MS)
+        at = _answer_time(at_ms, now)
         fast = self.store.fast_path
         if fast is not None:  # PostgreSQL: the same statement on raw asyncpg, no explicit transaction
             answered = await self.store.run_fast(fast(self._rate_tables).answer, session_id, at, now)
@@ -331,8 +330,13 @@ class BillingCore:
         return {"examined_due": len(todo), "processed": done}
 
     async def settle(self, session_id: str, talk_ms: int, *, stale: bool = False, note: str | None = None,
-                     path: str = "api", basis: str = "measured") -> Settlement:
+                     path: str = "api", basis: str = "measured", answered_at_ms: int | None = None) -> Settlement:
         """Charge cost(billable talk) minus what chunks took, release the hold — exactly once.
+
+        ``answered_at_ms``: when the callee answered, for a switch that learns it only at the end
+        (continue mode's hangup handler, FastAGI's ANSWEREDTIME): recorded in the same transaction,
+        as :meth:`answer` would (a session already answered keeps its first answer). One
+        transaction instead of two per call on the gate's busiest path.
 
         ``talk_ms`` is what the adapter reports; the core bounds it (money_rules.talk_bound: never
         more than the time since authorize/answer, never more than a full hold's grant) and never
@@ -341,17 +345,21 @@ class BillingCore:
         the talk was known and is stored on the session."""
         talk_ms = _checked_talk_ms(talk_ms, "talk_ms")
         _check_basis(basis)
-        result = await self.store.run(self._settle_tx, session_id, talk_ms, self.clock.now_ms(), stale, note, basis)
+        now = self.clock.now_ms()
+        answered_at = None if answered_at_ms is None else _answer_time(answered_at_ms, now)
+        result = await self.store.run(self._settle_tx, session_id, talk_ms, now, stale, note, basis, answered_at)
         if not result.replayed:  # counted after the commit, once per session
             metrics.CALLS_SETTLED.labels("yes" if stale else "no").inc()
             _count_clamps(result, path)
         return result
 
-    def _settle_tx(self, conn, session_id, talk_ms, now, stale, note, basis="measured"):
+    def _settle_tx(self, conn, session_id, talk_ms, now, stale, note, basis="measured", answered_at=None):
         # The session's account is locked first (found through the session in the same statement),
         # then the session is read under that lock: a concurrent settle or debit of this call has
         # either committed (we see it) or waits for us.
         acct = conn.execute(sql.Q_ACCOUNT_BY_SESSION_LOCK, {"sid": session_id}).mappings().first()
+        if answered_at is not None:  # answer()'s guarded statement: only an "authorized" session moves
+            conn.execute(sql.U_SESSION_ANSWER, {"sid": session_id, "at": answered_at, "now": now})
         row = self._session_row(conn, session_id)
         if row["state"] == "settled":
             return sql.settlement_from_row(row, replayed=True)
@@ -600,6 +608,12 @@ class BillingCore:
 
 
 # ----------------------------------------------------------------------------------- helpers
+def _answer_time(at_ms: int | None, now: int) -> int:
+    """An answer time the switch reported, within the storage range (U_SESSION_ANSWER then moves
+    it to the authorize at the earliest); none reported: now."""
+    return now if at_ms is None else min(max(int(at_ms), 0), now + _ANSWER_FUTURE_LIMIT_MS)
+
+
 def _checked_talk_ms(talk_ms, field: str) -> int:
     """A talk time as an int ≥ 0 (any size: the settle bound cuts it before it is stored)."""
     if talk_ms is None or isinstance(talk_ms, bool):

@@ -93,6 +93,30 @@ async def test_unanswered_settles_at_zero(core):
     assert await core.admin.verify() == []
 
 
+async def test_settle_records_an_answer_it_is_given_in_its_own_transaction(core, clock):
+    """Continue mode and FastAGI learn the answer only at the end: settle(answered_at_ms=…) records
+    it as answer() would (the talk is then charged), and a call already answered keeps its first."""
+    await seed(core, balance="10.00", deck=[Rate("1", 12_500, 0, 60, 6)])
+    a = await core.authorize_call(number="15145550100", **OUT, full_hold=True)
+    clock.advance(70)
+    st = await core.settle(a.session_id, 61_000, answered_at_ms=clock.now_ms() - 61_000)
+    assert (st.talk_ms, st.cost) == (61_000, 13_750)
+    s = await core.get_session(a.session_id)
+    assert s.state == "settled" and s.answered_at == clock.now_ms() - 61_000
+    b = await core.authorize_call(number="15145550100", **OUT, full_hold=True)
+    clock.advance(1)
+    first = clock.now_ms()
+    await core.answer(b.session_id, first)
+    clock.advance(30)
+    await core.settle(b.session_id, 30_000, answered_at_ms=first + 10_000)
+    assert (await core.get_session(b.session_id)).answered_at == first  # the first answer stands
+    c = await core.authorize_call(number="15145550100", **OUT, full_hold=True)
+    assert (await core.settle(c.session_id, 0)).cost == 0  # no answer given, never answered: free
+    assert (await core.settle(c.session_id, 5_000, answered_at_ms=clock.now_ms())).replayed  # settled stays
+    assert (await core.get_session(c.session_id)).answered_at is None
+    assert await core.admin.verify() == []
+
+
 async def test_extend_holds_next_chunk_and_partial_grant_moves_cutoff(core, clock):
     await seed(core, balance="0.02", deck=[Rate("1", 12_500, 0, 60, 6)])  # 0.0125/min → 96 s max
     a = await core.authorize_call(number="15145550100", **OUT)
