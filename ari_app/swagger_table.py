@@ -1,7 +1,7 @@
 """ARI REST table, GENERATED from the Asterisk ARI swagger api-docs (apiVersion 10.0.0).
 
 Do not edit: regenerate with
-    python -m ari_app.simulator.swagger_gen /work/shared/ari/api-docs > ari_app/swagger_table.py
+    python -m callgate_fakes.ari_simulator.swagger_gen /work/shared/ari/api-docs > ari_app/swagger_table.py
 
 OPERATIONS: one dict per (path template, HTTP method): ``path`` (without /ari), ``method``,
 ``nickname``, ``resource`` (the api-docs file), ``websocket`` (the events upgrade), ``params``

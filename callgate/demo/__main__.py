@@ -31,7 +31,7 @@ from pathlib import Path
 
 import aiohttp
 
-from ari_app.simulator import AriSimulator, Party
+from callgate_fakes.ari_simulator import AriSimulator, Party
 from billing_core.api import BillingCore
 from billing_core.domain.money import format_amount, parse_amount
 from billing_core.domain.rating import Rate

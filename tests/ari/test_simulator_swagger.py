@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from ari_app import swagger_table
-from ari_app.simulator.server import _match_path
-from ari_app.simulator.swagger_gen import derive_table, render_module
+from callgate_fakes.ari_simulator.server import _match_path
+from callgate_fakes.ari_simulator.swagger_gen import derive_table, render_module
 
 API_DOCS = Path(os.environ.get("CALLGATE_ARI_API_DOCS", Path(__file__).resolve().parents[3] / "shared/ari/api-docs"))
 

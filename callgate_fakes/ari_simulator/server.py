@@ -22,10 +22,10 @@ from aiohttp import WSMsgType, web
 
 import callgate_dialplan as dialplan
 from ari_app import swagger_table
-from ari_app.simulator import causes
-from ari_app.simulator.model import CallOutcome, Party, RecordedRequest, RestFault, SimCall
+from callgate_fakes.ari_simulator import causes
+from callgate_fakes.ari_simulator.model import CallOutcome, Party, RecordedRequest, RestFault, SimCall
 
-log = logging.getLogger("ari_app.simulator")
+log = logging.getLogger("callgate_fakes.ari_simulator")
 
 SERVER_HEADER = "Asterisk/GIT-22-69535d4837"
 BRIDGE_TYPES = {"mixing", "holding", "dtmf_events", "proxy_media", "video_sfu", "video_single", "sdp_label"}

@@ -1,6 +1,6 @@
 """Derive the ARI REST table (ari_app/swagger_table.py) from Asterisk's swagger api-docs.
 
-    python -m ari_app.simulator.swagger_gen /work/shared/ari/api-docs > ari_app/swagger_table.py
+    python -m callgate_fakes.ari_simulator.swagger_gen /work/shared/ari/api-docs > ari_app/swagger_table.py
 
 The table is carried inside the project so the simulator (and its tests) do not need the
 api-docs folder at run time; ``tests/ari/test_simulator_swagger.py`` re-derives it when the folder
@@ -16,7 +16,7 @@ from pathlib import Path
 HEADER = '''"""ARI REST table, GENERATED from the Asterisk ARI swagger api-docs (apiVersion {version}).
 
 Do not edit: regenerate with
-    python -m ari_app.simulator.swagger_gen /work/shared/ari/api-docs > ari_app/swagger_table.py
+    python -m callgate_fakes.ari_simulator.swagger_gen /work/shared/ari/api-docs > ari_app/swagger_table.py
 
 OPERATIONS: one dict per (path template, HTTP method): ``path`` (without /ari), ``method``,
 ``nickname``, ``resource`` (the api-docs file), ``websocket`` (the events upgrade), ``params``
@@ -71,7 +71,7 @@ def render_module(table: dict) -> str:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m ari_app.simulator.swagger_gen API_DOCS_DIR", file=sys.stderr)
+        print("usage: python -m callgate_fakes.ari_simulator.swagger_gen API_DOCS_DIR", file=sys.stderr)
         return 2
     sys.stdout.write(render_module(derive_table(argv[1])))
     return 0
