@@ -46,7 +46,8 @@ inside the limit): the scripted party answers, the warning beep is "heard" (at t
 of 60 s or less), the call ends at the limit (``ended_by="limit"``) with the Dial
 events and ANSWEREDTIME/ANSWEREDTIME_MS varsets a subscribed app sees.
 
-Every REST call is validated against the ARI swagger (``ari_app.swagger_table``): unknown path ->
+Every REST call is validated against the ARI swagger (``swagger_table``, loading the data file
+``ari_swagger.json`` that ``swagger_gen`` derives from the api-docs): unknown path ->
 404 "Resource not found", wrong method -> 405 "Invalid method", missing/invalid parameters -> 400
 (Asterisk's wording where the traces show it). Swagger operations the simulator does not model
 answer 501. Inspection: ``sim.requests`` (RecordedRequest: method, path with /ari, query, body,

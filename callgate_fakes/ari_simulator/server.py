@@ -21,8 +21,7 @@ from typing import Any, Callable, Iterable
 from aiohttp import WSMsgType, web
 
 import callgate_dialplan as dialplan
-from ari_app import swagger_table
-from callgate_fakes.ari_simulator import causes
+from callgate_fakes.ari_simulator import causes, swagger_table
 from callgate_fakes.ari_simulator.model import CallOutcome, Party, RecordedRequest, RestFault, SimCall
 
 log = logging.getLogger("callgate_fakes.ari_simulator")
