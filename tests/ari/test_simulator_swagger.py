@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from callgate_fakes.ari_simulator import swagger_table
-from callgate_fakes.ari_simulator.server import _match_path
+from callgate_fakes.ari_simulator.routing import match_path as _match_path
 from callgate_fakes.ari_simulator.swagger_gen import derive_table, render_json
 
 # CALLGATE_ARI_API_DOCS, else the nearest shared/ari/api-docs above the checkout (../shared beside
