@@ -33,7 +33,7 @@ def _sim_process(port_q, result_q, rate: float, seconds: float, call_kw: dict) -
     logging.basicConfig(level=logging.ERROR)
 
     async def main() -> None:
-        from ari_app.simulator import AriSimulator, Party
+        from callgate_fakes.ari_simulator import AriSimulator, Party
 
         sim = AriSimulator(user=USER, password=PASSWORD, apps=(APP,))
         sim.script_destination_default(Party(answer_after=0.5, hangup_after=1.0))

@@ -3,7 +3,7 @@ side with a do-nothing Stasis app on the same simulator.
 
 Layout (2 processes, so the app under test has a core of its own):
 
-* this process: the ARI simulator (``ari_app.simulator``, real HTTP + WebSocket on 127.0.0.1) and
+* this process: the ARI simulator (``callgate_fakes.ari_simulator``, real HTTP + WebSocket on 127.0.0.1) and
   an open-loop load generator placing calls at ``--rate`` per second for ``--seconds``;
 * the app process: the Stasis application under test —
   - ``gate``: the real ``Gate`` + ``BillingCore`` (SQLite file, or PostgreSQL with ``--db pg``);
@@ -234,7 +234,7 @@ async def drop_schema(schema: str | None) -> None:
 
 # ----------------------------------------------------------------------------------------- a run
 async def run_one(kind: str, mode: str, backend: str, rate: float, seconds: float) -> dict:
-    from ari_app.simulator import AriSimulator, Party
+    from callgate_fakes.ari_simulator import AriSimulator, Party
 
     with tempfile.TemporaryDirectory() as tmp:
         db_url, schema = (None, None) if kind == "noop" else await prepare_db(backend, tmp)

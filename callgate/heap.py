@@ -1,7 +1,7 @@
 """Keeping the garbage collector's full passes off the call path.
 
 A long-running callgate process (gate, run, FastAGI server, sidecar) imports ~96,000 objects that
-live as long as it does: modules, the ARI swagger table, SQLAlchemy's tables and compiled
+live as long as it does: modules, SQLAlchemy's tables and compiled
 statements, phonenumbers' metadata. CPython's cyclic collector walks all of them on every
 generation-2 pass. Measured on the gate benchmark (2 cores, 300 bridged calls/s): one such pass
 took 53–60 ms, during which the event loop and the SQLite writer thread both stood still, and the

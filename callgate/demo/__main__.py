@@ -31,13 +31,13 @@ from pathlib import Path
 
 import aiohttp
 
-from ari_app.simulator import AriSimulator, Party
+from callgate_fakes.ari_simulator import AriSimulator, Party
 from billing_core.api import BillingCore
 from billing_core.domain.money import format_amount, parse_amount
 from billing_core.domain.rating import Rate
 from billing_core.store import migrate
-from callgate.demo.smtp_sink import SmtpSink
-from callgate.paypal.standin import PayPalStandIn
+from callgate_fakes.paypal_standin import PayPalStandIn
+from callgate_fakes.smtp_sink import SmtpSink
 
 FAST = os.environ.get("CALLGATE_DEMO_FAST", "") not in ("", "0", "false", "no")
 ROOT = Path.cwd()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from ari_app.simulator import AriSimulator
+from callgate_fakes.ari_simulator import AriSimulator
 from billing_core.clock import FakeClock
 
 ARI_USER = "callgate"

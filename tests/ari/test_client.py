@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ari_app import errors
 from ari_app.client import AriClient, backoff_delay
-from ari_app.simulator import Party
+from callgate_fakes.ari_simulator import Party
 
 USER, PASSWORD, APP = "callgate", "secret", "callgate"
 

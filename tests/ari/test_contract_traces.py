@@ -14,7 +14,7 @@ import json
 import aiohttp
 import pytest
 
-from ari_app.simulator import Party
+from callgate_fakes.ari_simulator import Party
 from tests.ari.trace_replay import Replay, load
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"callgate:secret").decode()}

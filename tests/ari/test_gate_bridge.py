@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ari_app.simulator import Party
+from callgate_fakes.ari_simulator import Party
 from billing_core.domain.rating import Rate
 from tests.ari.gate_support import (SLACK_MS, TIME_SCALE, callee_answer_ts, first_hangup_ts, gate_settings, requests_of,
                                      running_gate, ts_ms, wait_for)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 import re
 
 from ari_app.settings import GateSettings
-from ari_app.simulator import Party
+from callgate_fakes.ari_simulator import Party
 from billing_core.api import BillingCore
 from billing_core.store import migrate
 from callgate import config as cfgmod

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ari_app.simulator import Party
+from callgate_fakes.ari_simulator import Party
 from billing_core.domain.rating import Rate
 from tests.ari.gate_support import SLACK_MS, TIME_SCALE, running_gate, wait_for
 from tests.factories import seed

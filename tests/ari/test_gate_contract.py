@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ari_app.simulator import Party
+from callgate_fakes.ari_simulator import Party
 from billing_core.domain.rating import Rate
 from tests.ari.gate_support import gate_settings, running_gate, wait_for
 from tests.factories import seed

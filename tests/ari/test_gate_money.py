@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ari_app.simulator import Party
+from callgate_fakes.ari_simulator import Party
 from billing_core.api import CoreSettings
 from billing_core.domain.rating import Rate
 from tests.ari.gate_support import SLACK_MS, TIME_SCALE, gate_settings, running_gate, slack_ms, wait_for

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from ari_app.simulator import Party
+from callgate_fakes.ari_simulator import Party
 from tests.ari.gate_support import running_gate, wait_for
 from tests.factories import seed
 from tests.sidecar.test_outage_logging import failing_store

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from ari_app.recorded_ends import ENDED_FAMILY
-from ari_app.simulator import Party
+from callgate_fakes.ari_simulator import Party
 from billing_core.domain.rating import Rate
 from tests.ari.gate_support import gate_settings, requests_of, wait_for
 from tests.ari.test_gate_resilience import kill, start_gate, stop

@@ -8,7 +8,7 @@ import pytest
 
 from ari_app.client import AriClient
 from ari_app.gate import Gate
-from ari_app.simulator import Party
+from callgate_fakes.ari_simulator import Party
 from billing_core.domain.rating import Rate
 from tests.ari.gate_support import (ARI_APP, ARI_PASSWORD, ARI_USER, SLACK_MS, TIME_SCALE, gate_settings, running_gate,
                                      sim_now_ms, wait_for)

@@ -8,7 +8,7 @@ import json
 import aiohttp
 import pytest
 
-from ari_app.simulator import Party
+from callgate_fakes.ari_simulator import Party
 from tests.ari.trace_replay import load
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"callgate:secret").decode()}
@@ -326,7 +326,7 @@ async def test_continued_calls_dial_bridge_is_listed_but_not_the_applications(si
 def test_simulator_warns_as_the_product_dialplan_does():
     from pathlib import Path
 
-    from ari_app.simulator.server import CONTINUE_WARN_MS
+    from callgate_fakes.ari_simulator.dialplan import CONTINUE_WARN_MS
 
     dialplan = (Path(__file__).resolve().parents[2] / "asterisk-conf" / "extensions.conf").read_text()
     assert f"\nCALLGATE_WARN_MS={CONTINUE_WARN_MS}\n" in dialplan

@@ -1,4 +1,5 @@
-"""ari_app/swagger_table.py is derived from the ARI swagger api-docs and must stay identical."""
+"""The simulator's REST table (callgate_fakes/ari_simulator/ari_swagger.json) is derived from the ARI
+swagger api-docs and must stay identical."""
 from __future__ import annotations
 
 import os
@@ -6,11 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from ari_app import swagger_table
-from ari_app.simulator.server import _match_path
-from ari_app.simulator.swagger_gen import derive_table, render_module
+from callgate_fakes.ari_simulator import swagger_table
+from callgate_fakes.ari_simulator.routing import match_path as _match_path
+from callgate_fakes.ari_simulator.swagger_gen import derive_table, render_json
 
-API_DOCS = Path(os.environ.get("CALLGATE_ARI_API_DOCS", Path(__file__).resolve().parents[3] / "shared/ari/api-docs"))
+# CALLGATE_ARI_API_DOCS, else the nearest shared/ari/api-docs above the checkout (../shared beside
+# a clone, or beside a folder of worktrees)
+_NEAREST = next((p / "shared/ari/api-docs" for p in Path(__file__).resolve().parents[2:]
+                 if (p / "shared/ari/api-docs").is_dir()), Path(__file__).resolve().parents[3] / "shared/ari/api-docs")
+API_DOCS = Path(os.environ.get("CALLGATE_ARI_API_DOCS", _NEAREST))
 
 
 @pytest.mark.skipif(not API_DOCS.is_dir(), reason=f"{API_DOCS} not present (the table is carried in the project)")
@@ -18,8 +23,8 @@ def test_table_is_rederived_identically_from_the_api_docs():
     table = derive_table(API_DOCS)
     assert table["operations"] == swagger_table.OPERATIONS
     assert table["api_version"] == swagger_table.API_VERSION
-    module = Path(swagger_table.__file__).read_text(encoding="utf-8")
-    assert render_module(table) == module
+    data = (Path(swagger_table.__file__).parent / swagger_table.DATA_FILE).read_text(encoding="utf-8")
+    assert render_json(table) == data
 
 
 def test_table_covers_what_the_gate_uses():

@@ -12,7 +12,7 @@ import pytest
 
 import callgate_dialplan as dialplan
 from agi import routes
-from ari_app.simulator.server import DENY_CAUSES
+from callgate_fakes.ari_simulator.dialplan import DENY_CAUSES
 from agi.settings import AgiSettings
 from billing_core.domain.numbers import DEFAULT_EMERGENCY_NUMBERS
 
@@ -134,8 +134,8 @@ def test_continue_contexts_push_the_settle_handler_before_stasis():
     handler = ctxs["callgate-continue-settle"]
     assert handler[0] == 'exten => s,1,GotoIf($["${CALLGATE_SESSION}" = ""]?done)'
     assert handler[-1] == "same => n,Return()"
-    # the simulator plays this route with its own copy of the names (ari_app/simulator/server.py)
-    from ari_app.simulator.server import CONTINUE_CONTEXTS, HANDLER_ARG, SETTLE_HANDLER
+    # the simulator plays this route with its own copy of the names (callgate_fakes/ari_simulator/dialplan.py)
+    from callgate_fakes.ari_simulator.dialplan import CONTINUE_CONTEXTS, HANDLER_ARG, SETTLE_HANDLER
     assert (set(CONTINUE_CONTEXTS), HANDLER_ARG, SETTLE_HANDLER) == (
         {"callgate-outbound-continue", "callgate-inbound-continue"}, "hangup-handler", "callgate-continue-settle")
 

@@ -60,7 +60,7 @@ def test_bridge_and_dialplan_refusals_give_the_same_cause_but_for_unknown_endpoi
 
 def test_the_ari_reasons_causes_are_asterisks():
     """ARI_REASON_CAUSE says what Asterisk's ast_str_to_cause says (the simulator's recorded table)."""
-    from ari_app.simulator.causes import REASON_TO_CAUSE
+    from callgate_fakes.ari_simulator.causes import REASON_TO_CAUSE
 
     assert {k: REASON_TO_CAUSE[k] for k in dialplan.ARI_REASON_CAUSE} == dict(dialplan.ARI_REASON_CAUSE)
 

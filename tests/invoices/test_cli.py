@@ -117,7 +117,7 @@ async def test_refund_through_paypal_from_the_cli(url, cg, monkeypatch):
     from billing_core import invoices
     from billing_core.api import BillingCore
     from callgate.paypal.client import PayPalClient
-    from callgate.paypal.standin import PayPalStandIn
+    from callgate_fakes.paypal_standin import PayPalStandIn
     from tests.paypal.conftest import approve_over_http
 
     async with PayPalStandIn() as standin:

@@ -9,7 +9,7 @@ import textwrap
 
 CHILD = textwrap.dedent("""
     import gc, json, time
-    import billing_core.api, ari_app.gate, ari_app.swagger_table  # what a gate imports
+    import billing_core.api, ari_app.gate  # what a gate imports
     from callgate.heap import freeze_startup_heap
 
     tracked_before = len(gc.get_objects())

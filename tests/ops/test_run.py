@@ -12,7 +12,7 @@ import sys
 import aiohttp
 import pytest
 
-from ari_app.simulator import AriSimulator, Party
+from callgate_fakes.ari_simulator import AriSimulator, Party
 from billing_core.api import BillingCore
 from tests.factories import seed
 

@@ -7,7 +7,7 @@ import pytest
 from aiohttp import web
 
 from callgate.paypal.client import PayPalClient
-from callgate.paypal.standin import PayPalStandIn
+from callgate_fakes.paypal_standin import PayPalStandIn
 from callgate.paypal.webhook import WebhookVerifier, paypal_routes
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from callgate import config as cfgmod
 from callgate.paypal.config import DEFAULT_CERT_HOSTS, PayPalConfig
-from callgate.paypal.standin import make_signing_key
+from callgate_fakes.paypal_standin import make_signing_key
 from callgate.paypal.webhook import Rejected, Verified, WebhookVerifier, cert_url_allowed, crc32_decimal, signed_message
 
 RESOURCE = {"id": "C0001ABC", "status": "COMPLETED", "amount": {"currency_code": "CAD", "value": "25.00"},

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from billing_core import invoices
 from billing_core.store.tables_invoices import paypal_webhooks
-from callgate.paypal.standin import make_signing_key
+from callgate_fakes.paypal_standin import make_signing_key
 from callgate.paypal.webhook import handle_webhook
 from tests.factories import seed
 

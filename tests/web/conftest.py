@@ -126,7 +126,7 @@ class PayingSite:
 @pytest.fixture
 async def paying_site(core, web_settings):
     from callgate.paypal.client import PayPalClient
-    from callgate.paypal.standin import PayPalStandIn
+    from callgate_fakes.paypal_standin import PayPalStandIn
 
     standin = await PayPalStandIn().start()
     paypal = PayPalClient(standin.config())

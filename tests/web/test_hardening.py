@@ -183,7 +183,7 @@ async def test_return_urls_never_come_from_the_host_header(paying_site, pay_clie
 
 async def test_checkout_needs_public_url_outside_loopback(core, alice):
     from callgate.paypal.client import PayPalClient
-    from callgate.paypal.standin import PayPalStandIn
+    from callgate_fakes.paypal_standin import PayPalStandIn
 
     standin = await PayPalStandIn().start()
     paypal = PayPalClient(standin.config())

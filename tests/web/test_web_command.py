@@ -9,7 +9,7 @@ import sys
 
 import aiohttp
 
-from callgate.paypal.standin import PayPalStandIn
+from callgate_fakes.paypal_standin import PayPalStandIn
 
 
 async def _run_cli(env, *args):

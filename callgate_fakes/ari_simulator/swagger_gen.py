@@ -1,30 +1,25 @@
-"""Derive the ARI REST table (ari_app/swagger_table.py) from Asterisk's swagger api-docs.
+"""Derive the ARI REST table (``ari_swagger.json`` beside this module) from Asterisk's swagger api-docs.
 
-    python -m ari_app.simulator.swagger_gen /work/shared/ari/api-docs > ari_app/swagger_table.py
+    python -m callgate_fakes.ari_simulator.swagger_gen /work/shared/ari/api-docs \\
+        > callgate_fakes/ari_simulator/ari_swagger.json
 
-The table is carried inside the project so the simulator (and its tests) do not need the
-api-docs folder at run time; ``tests/ari/test_simulator_swagger.py`` re-derives it when the folder
-exists and checks that the committed module is identical.
+The table is data shipped with the package (``swagger_table`` loads it at import), so the simulator
+and its tests do not need the api-docs folder at run time. ``tests/ari/test_simulator_swagger.py``
+re-derives it when the folder exists (CALLGATE_ARI_API_DOCS, else ../shared/ari/api-docs beside the
+checkout) and checks that the committed file is byte for byte what this script writes.
+
+The file: ``{"api_version": str, "operations": [...]}``, one entry per (path template, HTTP method):
+``path`` (without /ari), ``method``, ``nickname``, ``resource`` (the api-docs file), ``websocket``
+(the events upgrade), ``params`` (each: ``name``, ``param_type`` path/query/body, ``data_type``
+string/int/long/boolean/containers/object, ``required``, ``allow_multiple``, ``allowed_values``
+(list or null), ``min_value`` (RANGE minimum or null), ``default``), and ``errors``
+({"status": reason}; JSON keys are strings, ``swagger_table`` gives them back as ints).
 """
 from __future__ import annotations
 
 import json
-import pprint
 import sys
 from pathlib import Path
-
-HEADER = '''"""ARI REST table, GENERATED from the Asterisk ARI swagger api-docs (apiVersion {version}).
-
-Do not edit: regenerate with
-    python -m ari_app.simulator.swagger_gen /work/shared/ari/api-docs > ari_app/swagger_table.py
-
-OPERATIONS: one dict per (path template, HTTP method): ``path`` (without /ari), ``method``,
-``nickname``, ``resource`` (the api-docs file), ``websocket`` (the events upgrade), ``params``
-(each: ``name``, ``param_type`` path/query/body, ``data_type`` string/int/long/boolean/
-containers/object, ``required``, ``allow_multiple``, ``allowed_values`` (list or None),
-``min_value`` (RANGE minimum or None), ``default``), and ``errors`` ({{status: reason}}).
-"""
-'''
 
 
 def derive_table(api_docs_dir: str | Path) -> dict:
@@ -62,18 +57,17 @@ def derive_table(api_docs_dir: str | Path) -> dict:
     return {"api_version": resources.get("apiVersion", ""), "operations": operations}
 
 
-def render_module(table: dict) -> str:
-    body = HEADER.format(version=table["api_version"])
-    body += f"\nAPI_VERSION = {table['api_version']!r}\n\n"
-    body += "OPERATIONS = " + pprint.pformat(table["operations"], width=110, sort_dicts=False) + "\n"
-    return body
+def render_json(table: dict) -> str:
+    """The file's text: stable key order, one key per line (readable diffs when Asterisk's API moves)."""
+    return json.dumps(table, indent=1, ensure_ascii=False) + "\n"
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m ari_app.simulator.swagger_gen API_DOCS_DIR", file=sys.stderr)
+        print("usage: python -m callgate_fakes.ari_simulator.swagger_gen API_DOCS_DIR > "
+              "callgate_fakes/ari_simulator/ari_swagger.json", file=sys.stderr)
         return 2
-    sys.stdout.write(render_module(derive_table(argv[1])))
+    sys.stdout.write(render_json(derive_table(argv[1])))
     return 0
 
 

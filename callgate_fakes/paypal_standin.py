@@ -9,11 +9,12 @@ captures and refunds, an approval page ("Pay with PayPal", "Pay with card", "Pay
 Tests drive the rest through hooks: :meth:`PayPalStandIn.complete_pending`, :meth:`deny`,
 :meth:`reverse`, :meth:`refund`, :meth:`send_webhook` (with tamper options), :meth:`approve`.
 
-Run it for a demo: ``python -m callgate.paypal.standin --port 8099 --webhook-url URL`` prints the
+Run it for a demo: ``python -m callgate_fakes.paypal_standin --port 8099 --webhook-url URL`` prints the
 CALLGATE_PAYPAL_* settings that point callgate at it.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import dataclasses
@@ -39,11 +40,10 @@ from cryptography.x509.oid import NameOID
 
 from billing_core.domain.money import AmountError, format_amount, parse_amount
 from callgate import config as cfgmod
+from callgate.paypal.config import PayPalConfig
+from callgate.paypal.webhook import AUTH_ALGO, signed_message
 
-from .config import PayPalConfig
-from .webhook import AUTH_ALGO, signed_message
-
-log = logging.getLogger("callgate.paypal.standin")
+log = logging.getLogger("callgate_fakes.paypal_standin")
 
 CERT_NAME = "CERT-standin-0001"
 
@@ -616,8 +616,6 @@ async def _serve(port: int, webhook_url: str | None) -> None:  # pragma: no cove
 
 
 def main(argv: list[str] | None = None) -> None:  # pragma: no cover - demo entry point
-    import argparse
-
     parser = argparse.ArgumentParser(description="PayPal stand-in for callgate demos and tests (127.0.0.1 only).")
     parser.add_argument("--port", type=int, default=8099)
     parser.add_argument("--webhook-url", default=None, help="where to POST signed webhooks, e.g. "

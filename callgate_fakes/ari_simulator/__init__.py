@@ -30,7 +30,7 @@ Behaviour as traced: the event types, key order and field shapes; created channe
 asynchronously (``stasis_entry_delay``; before that -> 409 "Channel not in Stasis application",
 after it and before answer -> 412 "Channel in invalid state"); ChannelDestroyed causes
 (16 normal, 17 busy, 19 no answer, 127 caller cancel); hangup ``reason``/``reason_code`` -> SIP
-final response (``ari_app.simulator.causes``); PlaybackStarted/Finished (missing sound -> failed,
+final response (``callgate_fakes.ari_simulator.causes``); PlaybackStarted/Finished (missing sound -> failed,
 unknown scheme -> never finishes); ApplicationReplaced when a second socket takes the app (the
 first stays open, silent); events are lost while an app's socket is down; a call placed while the
 app is not connected fails with 603 (``ended_by="pbx"``); Basic auth or ``api_key`` (401).
@@ -46,7 +46,8 @@ inside the limit): the scripted party answers, the warning beep is "heard" (at t
 of 60 s or less), the call ends at the limit (``ended_by="limit"``) with the Dial
 events and ANSWEREDTIME/ANSWEREDTIME_MS varsets a subscribed app sees.
 
-Every REST call is validated against the ARI swagger (``ari_app.swagger_table``): unknown path ->
+Every REST call is validated against the ARI swagger (``swagger_table``, loading the data file
+``ari_swagger.json`` that ``swagger_gen`` derives from the api-docs): unknown path ->
 404 "Resource not found", wrong method -> 405 "Invalid method", missing/invalid parameters -> 400
 (Asterisk's wording where the traces show it). Swagger operations the simulator does not model
 answer 501. Inspection: ``sim.requests`` (RecordedRequest: method, path with /ari, query, body,
@@ -56,7 +57,7 @@ status), ``sim.events_generated`` ((app, event, fate) in order: sent / dropped /
 Faults: ``sim.inject_rest_fault("POST", r"/channels/.*/answer", 500, "boom", times=1)``,
 ``sim.drop_websockets()``, ``sim.refuse_websockets(True)``.
 """
-from ari_app.simulator.model import CallOutcome, Party, RecordedRequest, SimCall
-from ari_app.simulator.server import AriSimulator
+from callgate_fakes.ari_simulator.model import CallOutcome, Party, RecordedRequest, SimCall
+from callgate_fakes.ari_simulator.server import AriSimulator
 
 __all__ = ["AriSimulator", "CallOutcome", "Party", "RecordedRequest", "SimCall"]
