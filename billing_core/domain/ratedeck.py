@@ -95,8 +95,8 @@ def _parse(lines: Iterable[str], *, progress: Callable[[int], None] | None, peri
     idx = {c: names.index(c) for c in COLUMNS}
     # With period columns a prefix may repeat (one row a period); the coverage check judges them.
     period_idx = {c: names.index(c) for c in PERIOD_COLUMNS if c in names} if periods else {}
-    # parse_deck's callers (plan import) do not price periods yet: a filled period cell would be
-    # billed as "always" without a word, so it is refused instead (issue 19 wires periods in).
+    # parse_deck reads one row a prefix (plan import reads periods with parse_deck_rows): a filled
+    # period cell would be read as "always" without a word, so it is refused instead.
     unread_idx = {c: names.index(c) for c in PERIOD_COLUMNS if c in names} if not periods else {}
     out: list[DeckRow] = []
     seen: dict[str, int] = {}
