@@ -16,6 +16,7 @@ from .domain.numbers import normalise
 from .domain.decks import BEGINNING_OF_TIME, PlanVersions, days_mask, period_of, superseded, version_from_row
 from .domain.ratedeck import DeckError, DeckRow, check_prefix_periods
 from .domain.rating import ALWAYS, DAY_NAMES, DEFAULT_TIMEZONE, Rate, format_minute, load_zone, period_cost
+from .rerate import Rerater
 from .store.statements import account_query
 from .store.tables import (
     accounts,
@@ -407,6 +408,12 @@ class Admin:
             return [dict(r) for r in conn.execute(q).mappings()]
 
         return await self.store.run(tx)
+
+    # --------------------------------------------------------------------------------- rerate
+    async def rerate(self, plan: str, *, since: int, until: int | None = None, dry_run: bool = False) -> dict:
+        """Re-rate the settled calls of ``plan`` started in [since, until) (billing_core.rerate)."""
+        report = await Rerater(self.core).run(plan, since=since, until=until, dry_run=dry_run)
+        return report.as_dict(format_instant)
 
     # ---------------------------------------------------------------------------------- quote
     async def quote(self, ref: str, number: str, seconds: int | None = None, *, at: int | None = None) -> dict:

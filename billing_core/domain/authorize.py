@@ -150,6 +150,7 @@ def _session_values(req: AuthorizeRequest, *, account_id, number_e164, endpoint,
         billing_basis=None,
         plan_id=priced.plan_id if priced else None, deck_version=priced.deck_version if priced else None,
         rate_periods=schedule_text(priced.schedule) if priced and priced.schedule is not None else None,
+        rerated_cost=None, rerated_version=None, rerated_at=None,
     )
 
 

@@ -11,8 +11,8 @@ from typing import Any, Mapping
 from . import lifecycle
 from .money import check_storage_range, format_customer
 from .rating import (
-    Rate, billable_seconds, cost, max_talk_seconds, period_cost, period_max_talk_seconds, round_up_to_increment,
-    session_schedule,
+    Rate, RateSchedule, billable_seconds, cost, max_talk_seconds, period_cost, period_max_talk_seconds,
+    round_up_to_increment, schedule_text, session_schedule,
 )
 
 PAYMENT_KINDS = ("payment",)
@@ -185,6 +185,19 @@ def session_max_talk(row: Mapping[str, Any], available: int, *, cap: int) -> int
     if not text:
         return max_talk_seconds(available, session_rate(row), cap=cap)
     return period_max_talk_seconds(available, session_schedule(text, session_rate(row)), talk_start(row), cap=cap)
+
+
+def rerated_cost(row: Mapping[str, Any], schedule: RateSchedule) -> int:
+    """What a settled call costs under another deck version's rows for its prefix (``rerate``): by
+    the same convention as at settle — the row in effect when the call started (its authorize)
+    gives the connect fee and increments, each increment is priced at the period in effect when it
+    starts, from the answer — on the talk it was settled with."""
+    start_row = schedule.rate_at(row["created_at"])
+    seconds = billable_seconds(row["talk_ms"] or 0)
+    if schedule.one_price:
+        return cost(seconds, start_row)
+    text = schedule_text(schedule)
+    return period_cost(seconds, session_schedule(text, start_row), talk_start(row)).cost
 
 
 def chunk_step(chunk_seconds: int, granted_seconds: int, rate: Rate) -> int:

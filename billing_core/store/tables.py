@@ -182,6 +182,11 @@ call_sessions = Table(
     Column("plan_id", Integer, nullable=True),
     Column("deck_version", Integer, nullable=True),
     Column("rate_periods", Text, nullable=True),
+    # Re-rating (``callgate rerate``): ``cost`` stays what the call was first charged; the latest
+    # re-rated cost, the deck version it was re-rated by and when (NULL: never re-rated).
+    Column("rerated_cost", BigInteger, nullable=True),
+    Column("rerated_version", Integer, nullable=True),
+    Column("rerated_at", BigInteger, nullable=True),
     # Talk seconds per chunk debit, fixed per session so every process numbers chunks alike.
     Column("chunk_seconds", Integer, nullable=False, default=60),
     Column("state", String(12), nullable=False),  # authorized | answered | settled
@@ -209,6 +214,8 @@ call_sessions = Table(
     # (a state-only index let SQLite pick the (pbx_id, channel_id) key and scan every session the
     # PBX ever had); queries on state alone use its first column.
     Index("ix_call_sessions_state_pbx", "state", "pbx_id"),
+    # rerate --plan NAME --since TIME: the plan's calls by start
+    Index("ix_call_sessions_plan_created", "plan_id", "created_at"),
 )
 
 ledger = Table(
@@ -216,7 +223,7 @@ ledger = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
-    # credit | debit | payment | refund | reversal | call | chunk
+    # credit | debit | payment | refund | reversal | call | chunk | rerate
     Column("kind", String(16), nullable=False),
     Column("amount", BigInteger, nullable=False),  # signed: + credits the account
     Column("balance_after", BigInteger, nullable=False),

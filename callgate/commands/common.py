@@ -25,7 +25,7 @@ from callgate.redaction import redact
 MONEY_FIELDS = {
     "balance", "credit_limit", "held", "available", "low_balance_threshold", "amount", "balance_after", "hold",
     "charged", "cost", "rate_per_min", "connect_fee", "overrun", "final_charge", "charged_by_chunks", "low_balance",
-    "inbound_rate",
+    "inbound_rate", "rerated_cost",
 }
 
 USER_ERRORS = (InvalidInput, NotFound, AmountError, DeckError, DatabaseUrlError)

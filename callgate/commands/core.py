@@ -3,6 +3,7 @@ calls, quote, verify."""
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 import io
 import os
 
@@ -375,8 +376,35 @@ def register(main: click.Group) -> None:
             # a talk time that was not measured (clamped, or billed up to a restart) is flagged:
             # the operator may owe a refund (docs/OPERATIONS.md)
             basis = "" if r.get("billing_basis") in (None, "measured") else f"  [{r['billing_basis']}]"
+            if r.get("rerated_cost") is not None and r["rerated_cost"] != r["cost"]:
+                amount += f" → {format_amount(r['rerated_cost'])} (re-rated, v{r['rerated_version']})"
             click.echo(f"{_when(r['created_at'])}  {r['id'][:12]}  {r['account_ref'] or '-':<12} {r['direction']:<8} "
                        f"{r['number_e164'] or r['number']:<16} {r['state']:<10} talk {talk:>8}  cost {amount}{basis}")
+
+    @main.command()
+    @click.option("--plan", "plan_name", required=True, help="The plan whose calls to re-rate.")
+    @click.option("--since", type=Instant(), required=True, metavar="TIME",
+                  help="Calls that started at or after TIME (ISO 8601 with offset).")
+    @click.option("--until", type=Instant(), default=None, metavar="TIME", help="… and before TIME (default: no end).")
+    @click.option("--dry-run", is_flag=True, help="Print the per-account totals; write nothing.")
+    @json_option
+    @click.pass_context
+    @run_async
+    async def rerate(ctx, plan_name, since, until, dry_run, as_json):
+        """Price the settled calls of a plan again by the deck version now in effect for their start
+        (after plan import --correction); one ledger entry (kind rerate) per changed call."""
+        async with open_core(ctx) as core:
+            result = await core.admin.rerate(plan_name, since=since, until=until, dry_run=dry_run)
+        if as_json:
+            emit_json(result)
+            return
+        verb = "would change" if dry_run else "changed"
+        click.echo(f"plan {result['plan']}: {result['calls_examined']} calls examined, {result['calls_changed']} "
+                   f"{verb}, {result['calls_unchanged']} unchanged, {result['calls_without_rate']} without a rate "
+                   f"now (kept); total {result['amount']} (+ credited to accounts){' — dry run: nothing written' if dry_run else ''}")
+        for a in result["accounts"]:
+            unpaid = f", unpaid {a['unpaid']} (credit limit)" if Decimal(a["unpaid"]) else ""
+            click.echo(f"  {a['account']:<16} {a['calls']:>6} calls  {a['amount']:>12}{unpaid}")
 
     @main.command()
     @click.argument("ref")

@@ -5,7 +5,9 @@
   the beginning of time (BEGINNING_OF_TIME), in America/Toronto (the default zone).
 * ``rates`` gains ``version`` and the row's period (``days`` bit mask, ``start_min``, ``end_min``);
   its key becomes (plan_id, version, prefix, days, start_min). Existing rows: version 1, always.
-* ``call_sessions`` gains ``plan_id``, ``deck_version`` and ``rate_periods``.
+* ``call_sessions`` gains ``plan_id``, ``deck_version`` and ``rate_periods`` (what priced it), and
+  ``rerated_cost``, ``rerated_version``, ``rerated_at`` (``callgate rerate``), with an index on
+  (plan_id, created_at) for rerate's window.
 
 Revision ID: 0010
 Revises: 0008 (the coordinator re-points this after issue 18's 0009 at merge)
@@ -53,10 +55,18 @@ def upgrade() -> None:
     op.add_column("call_sessions", sa.Column("plan_id", sa.Integer(), nullable=True))
     op.add_column("call_sessions", sa.Column("deck_version", sa.Integer(), nullable=True))
     op.add_column("call_sessions", sa.Column("rate_periods", sa.Text(), nullable=True))
+    op.add_column("call_sessions", sa.Column("rerated_cost", sa.BigInteger(), nullable=True))
+    op.add_column("call_sessions", sa.Column("rerated_version", sa.Integer(), nullable=True))
+    op.add_column("call_sessions", sa.Column("rerated_at", sa.BigInteger(), nullable=True))
+    op.create_index("ix_call_sessions_plan_created", "call_sessions", ["plan_id", "created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_call_sessions_plan_created", table_name="call_sessions")
     with op.batch_alter_table("call_sessions") as batch:
+        batch.drop_column("rerated_at")
+        batch.drop_column("rerated_version")
+        batch.drop_column("rerated_cost")
         batch.drop_column("rate_periods")
         batch.drop_column("deck_version")
         batch.drop_column("plan_id")
