@@ -21,7 +21,7 @@ Choices where the issue is silent (a mature product's):
   ``no_rate`` (a deck that drops a destination does not make past calls free).
 * Calls are read in pages and written in transactions of up to :data:`BATCH` calls, accounts locked
   in id order (as every multi-account transaction of the core), so live calls on the same accounts
-  wait at most one batch.
+  wait at most one batch (tens of milliseconds).
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from .domain.money import check_storage_range, format_amount
 from .store import statements as sql
 from .store.tables import accounts, call_sessions, deck_versions, plans
 
-BATCH = 500
+BATCH = 2_000
 """Calls a write transaction."""
 PAGE = 5_000
 """Calls read a page."""
@@ -52,13 +52,16 @@ _Q_PAGE = (
            call_sessions.c.created_at >= bindparam("since"), call_sessions.c.created_at < bindparam("until"),
            call_sessions.c.emergency == False,  # noqa: E712 (SQL, not Python)
            call_sessions.c.account_id.is_not(None),
-           # keyset: after the last (created_at, id) of the previous page
-           (call_sessions.c.created_at > bindparam("after_at"))
-           | ((call_sessions.c.created_at == bindparam("after_at")) & (call_sessions.c.id > bindparam("after_id"))))
+           # keyset: after the last (created_at, id) of the previous page; "since" is that page's
+           # last created_at then, so the (plan_id, created_at) index range starts there (an OR
+           # alone made every page scan the window from its beginning)
+           (call_sessions.c.created_at > bindparam("after_at")) | (call_sessions.c.id > bindparam("after_id")))
     .order_by(call_sessions.c.created_at, call_sessions.c.id)
     .limit(bindparam("page"))
 )
-_Q_SESSION_LOCKED_VIEW = select(*_COLUMNS).where(call_sessions.c.id == bindparam("sid"))
+_Q_SESSIONS = select(*_COLUMNS).where(call_sessions.c.id.in_(bindparam("sids", expanding=True)))
+_Q_ACCOUNTS_LOCK = (sql.account_query().where(accounts.c.id.in_(bindparam("ids", expanding=True)))
+                    .order_by(accounts.c.id).with_for_update(of=accounts))
 _U_RERATED = (
     update(call_sessions).where(call_sessions.c.id == bindparam("sid"))
     .values(rerated_cost=bindparam("rerated_cost"), rerated_version=bindparam("rerated_version"),
@@ -172,7 +175,7 @@ class Rerater:
 
     def _page_tx(self, conn, plan_id, generation, versions, since, until, after_at, after_id, dry_run):
         """One page of the window: (sessions, changes with their amounts, counts, account refs)."""
-        page = conn.execute(_Q_PAGE, {"plan_id": plan_id, "since": since, "until": until, "after_at": after_at,
+        page = conn.execute(_Q_PAGE, {"plan_id": plan_id, "since": max(since, after_at), "until": until, "after_at": after_at,
                                       "after_id": after_id, "page": PAGE}).mappings().all()
         changes: list[tuple[_Change, int]] = []
         counts = {"changed": 0, "unchanged": 0, "no_rate": 0}
@@ -195,14 +198,24 @@ class Rerater:
         return page, changes, counts, refs
 
     def _write_tx(self, conn, changes: list[_Change]) -> list[tuple[int, int, int]]:
-        """Apply re-rated costs; → (account id, amount credited, unpaid) per call whose balance moved."""
+        """Apply re-rated costs; → (account id, amount credited, unpaid) per call whose balance moved.
+
+        Set-wise (measured: one statement per call made 100,000 calls take minutes on PostgreSQL):
+        the batch's accounts locked in one statement in id order, its sessions read in one, then
+        every ledger row, account update and session update written as one executemany each. Each
+        ledger entry is still computed one by one (money_rules.balance_change: its own balance_after
+        and lifecycle step), exactly as if applied alone."""
         now = self.core.clock.now_ms()
         moved: list[tuple[int, int, int]] = []
-        locked: dict[int, Any] = {}
-        for aid in sorted({c.account_id for c in changes}):
-            locked[aid] = conn.execute(sql.Q_ACCOUNT_BY_ID_LOCK, {"aid": aid}).mappings().first()
+        ids = sorted({c.account_id for c in changes})
+        locked = {a["id"]: dict(a) for a in conn.execute(_Q_ACCOUNTS_LOCK, {"ids": ids}).mappings()}
+        sessions = {r["id"]: r for r in conn.execute(_Q_SESSIONS, {"sids": [c.session_id for c in changes]}).mappings()}
+        ledger_rows: list[dict[str, Any]] = []
+        session_updates: list[dict[str, Any]] = []
+        deltas: dict[int, int] = {}
+        alerts: list[tuple[dict, Any]] = []
         for c in changes:
-            s = conn.execute(_Q_SESSION_LOCKED_VIEW, {"sid": c.session_id}).mappings().first()
+            s = sessions[c.session_id]
             priced_by = s["rerated_version"] if s["rerated_version"] is not None else s["deck_version"]
             if priced_by == c.version:
                 continue  # another run re-rated it meanwhile
@@ -214,19 +227,36 @@ class Rerater:
                 payable = max(0, acct["balance"] + acct["credit_limit"] - acct["held"])
                 if -delta > payable:
                     unpaid = -delta - payable
-                    note = (f"{note}; " if note else "") + f"rerate v{c.version}: unpaid {unpaid} micro-units (credit limit)"
-                    note = note[:200]
+                    note = ((f"{note}; " if note else "") + f"rerate v{c.version}: unpaid {unpaid} micro-units "
+                            "(credit limit)")[:200]
                     new_cost -= unpaid
                     delta = -payable
             if delta != 0:
-                acct = self.core._apply_balance_change(
-                    conn, acct, delta, kind="rerate",
+                change = rules.balance_change(
+                    acct, delta, kind="rerate",
                     reason=f"rerate call {s['number_e164'] or s['number']} by deck version {c.version}: "
                            f"{format_amount(current_cost)} → {format_amount(new_cost)}",
                     key=f"rerate:{c.session_id}:{c.version}", session_id=c.session_id, now=now)
-                locked[c.account_id] = acct
+                ledger_rows.append(change.ledger_row)
+                locked[c.account_id] = change.account
+                deltas[c.account_id] = deltas.get(c.account_id, 0) + delta
+                alerts.extend((change.account, alert) for alert in change.alerts)
             if delta != 0 or unpaid:
                 moved.append((c.account_id, delta, unpaid))
-            conn.execute(_U_RERATED, {"sid": c.session_id, "rerated_cost": new_cost, "rerated_version": c.version,
-                                      "now": now, "note": note})
+            session_updates.append({"sid": c.session_id, "rerated_cost": new_cost, "rerated_version": c.version,
+                                    "now": now, "note": note})
+        if ledger_rows:
+            conn.execute(sql.I_LEDGER, ledger_rows)
+        if deltas:
+            conn.execute(sql.U_ACCOUNT_BALANCE, [dict(
+                aid=aid, delta=delta, held_delta=0, calls_delta=0, status=a["status"],
+                status_changed_at=a["status_changed_at"], depleted_at=a["depleted_at"],
+                presuspended_at=a["presuspended_at"], armed=a["low_balance_armed"],
+                crossings=a["low_balance_crossings"], depletions=a["depletions"], now=now)
+                for aid, delta in deltas.items() for a in (locked[aid],)])
+        for a, alert in alerts:
+            self.core.enqueue_alert(conn, account_id=a["id"], to_addr=a["email"], kind=alert.kind,
+                                    dedupe_key=alert.dedupe_key, context=alert.context, now=now)
+        if session_updates:
+            conn.execute(_U_RERATED, session_updates)
         return moved
