@@ -6,7 +6,6 @@ functions, so the two can never disagree about a chunk, a hold or an alert.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Mapping
 
 from . import lifecycle
@@ -197,11 +196,7 @@ def rerated_cost(row: Mapping[str, Any], schedule: RateSchedule) -> int:
     seconds = billable_seconds(row["talk_ms"] or 0)
     if schedule.one_price:
         return cost(seconds, start_row)
-    return period_cost(seconds, session_schedule(_text_of(schedule), start_row), talk_start(row)).cost
-
-
-# a deck's schedules live as long as its cached table: their text once each (by identity)
-_text_of = lru_cache(maxsize=4096)(schedule_text)
+    return period_cost(seconds, session_schedule(schedule_text(schedule), start_row), talk_start(row)).cost
 
 
 def chunk_step(chunk_seconds: int, granted_seconds: int, rate: Rate) -> int:

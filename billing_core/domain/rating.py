@@ -517,6 +517,7 @@ class RateTable:
 
 # --- the periods of a call, copied into its session --------------------------------------------
 
+@lru_cache(maxsize=4096)  # schedules are immutable and live with their deck's table: once each
 def schedule_text(schedule: RateSchedule) -> str | None:
     """The periods of a call's prefix as text for its session (``call_sessions.rate_periods``), or
     None when the prefix has one price all week (the session's copied rate is then the whole truth).

@@ -9,13 +9,16 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
-from billing_core.domain.decks import BEGINNING_OF_TIME
+from billing_core.domain import money_rules
+from billing_core.domain.decks import BEGINNING_OF_TIME, DeckVersion, days_mask, table_from_rows
 from billing_core.domain.errors import DenyReason, InvalidInput
 from billing_core.domain.money import parse_amount
 from billing_core.domain.ratedeck import parse_deck_rows
-from billing_core.domain.rating import Rate
+from billing_core.domain.rating import Rate, RateSchedule, period_cost, period_max_talk_seconds, schedule_text
 from billing_core.store import migrate
+from tests.core.test_rating_periods import CAP, SECONDS, decks, start_instants
 from tests.factories import seed
 
 TORONTO = ZoneInfo("America/Toronto")
@@ -222,3 +225,29 @@ def test_cli_import_with_periods_versions_and_quote_at(cg, tmp_path):
     text = cg("plan", "show", "std").output
     assert "mon-fri 08:00-18:00" in text and "America/Toronto" in text
     assert "version 2" in cg("plan", "versions", "std").output
+
+
+# --- what a session and the store keep prices exactly as the deck ------------------------------
+
+@settings(max_examples=150, deadline=None)
+@given(rows=decks(), start=start_instants, seconds=SECONDS,
+       available=st.integers(min_value=0, max_value=50_000_000))
+def test_a_sessions_copied_periods_and_the_stored_rows_price_as_the_deck(rows, start, seconds, available):
+    """Over random decks and start times around the 2026 DST changes in America/Toronto: the
+    periods copied into a session (rate_periods, with its start row's columns) and the deck read
+    back from its stored rows (days mask, start_min, end_min) give the same cost and max talk."""
+    deck = RateSchedule(rows)
+    row = deck.rate_at(start)
+    session = dict(prefix=row.prefix, rate_per_min=row.rate_per_min, connect_fee=row.connect_fee,
+                   initial_increment=row.initial_increment, increment=row.increment, created_at=start,
+                   answered_at=start, rate_periods=schedule_text(deck), talk_ms=seconds * 1000)
+    expected = period_cost(seconds, deck, start).cost
+    assert money_rules.session_cost(session, seconds) == expected
+    assert money_rules.session_max_talk(session, available, cap=CAP) == period_max_talk_seconds(available, deck, start,
+                                                                                                cap=CAP)
+    stored = [dict(prefix="1", description="", rate_per_min=r.rate_per_min, connect_fee=r.connect_fee,
+                   initial_increment=r.initial_increment, increment=r.increment, days=days_mask(p.days),
+                   start_min=p.start, end_min=p.end) for p, r in rows]
+    again = table_from_rows(DeckVersion(1, BEGINNING_OF_TIME, "America/Toronto"), stored).schedule("15145550100")
+    assert period_cost(seconds, again, start).cost == expected
+    assert money_rules.rerated_cost(session, again) == expected
