@@ -120,7 +120,10 @@ class DeckCache:
 
     def need(self, plan_id: int, generation: int, at_ms: int) -> str | int | None:
         plan = self._plans.get(plan_id)
-        if plan is None or plan.generation != generation:
+        # A list read at a later generation serves a transaction that saw an earlier one (versions
+        # are only ever added): two transactions on either side of an import never take turns
+        # re-reading it.
+        if plan is None or plan.generation < generation:
             return LOAD_VERSIONS
         current = plan.at(at_ms)
         if current is None or (plan_id, current.version) in self._tables:
@@ -132,7 +135,9 @@ class DeckCache:
         return plan.at(at_ms) if plan is not None else None
 
     def put_versions(self, plan_id: int, generation: int, rows: Iterable[Mapping[str, Any]]) -> None:
-        self._plans[plan_id] = PlanVersions(generation, (version_from_row(r) for r in rows))
+        current = self._plans.get(plan_id)
+        if current is None or current.generation <= generation:
+            self._plans[plan_id] = PlanVersions(generation, (version_from_row(r) for r in rows))
 
     def put_rates(self, plan_id: int, version: int, rows: Iterable[Mapping[str, Any]]) -> None:
         plan = self._plans[plan_id]

@@ -251,3 +251,22 @@ def test_a_sessions_copied_periods_and_the_stored_rows_price_as_the_deck(rows, s
     again = table_from_rows(DeckVersion(1, BEGINNING_OF_TIME, "America/Toronto"), stored).schedule("15145550100")
     assert period_cost(seconds, again, start).cost == expected
     assert money_rules.rerated_cost(session, again) == expected
+
+
+def test_the_deck_cache_keeps_the_newest_list_of_versions():
+    """Two transactions on either side of an import: the one that saw the older generation uses the
+    newer list (versions are only added) instead of reading it again, and never replaces it."""
+    from billing_core.domain.decks import LOAD_VERSIONS, DeckCache
+
+    cache = DeckCache()
+    v1 = dict(version=1, effective_at=BEGINNING_OF_TIME, timezone="America/Toronto", correction=False, rate_count=1,
+              created_at=0)
+    v2 = dict(v1, version=2, effective_at=1_000)
+    assert cache.need(7, 2, 5_000) == LOAD_VERSIONS
+    cache.put_versions(7, 2, [v1, v2])
+    cache.put_versions(7, 1, [v1])  # a late reader of the older generation
+    assert cache.need(7, 1, 5_000) == 2 and cache.need(7, 2, 5_000) == 2 and cache.need(7, 3, 5_000) == LOAD_VERSIONS
+    cache.put_rates(7, 2, [dict(prefix="1", description="", rate_per_min=10, connect_fee=0, initial_increment=60,
+                                increment=60, days=127, start_min=0, end_min=1440)])
+    assert cache.need(7, 1, 5_000) is None and cache.table_at(7, 1, 5_000).version == 2
+    assert cache.need(7, 2, 500) == 1  # before v2 took effect
