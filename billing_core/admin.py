@@ -14,7 +14,7 @@ from .domain.identifiers import check_email, check_endpoint, check_ref, check_te
 from .domain.money import INTEGER_MAX, check_storage_range, format_amount
 from .domain.numbers import normalise
 from .domain.decks import BEGINNING_OF_TIME, PlanVersions, days_mask, period_of, superseded, version_from_row
-from .domain.ratedeck import DeckError, DeckRow, check_prefix_periods
+from .domain.ratedeck import DeckError, DeckRow, check_deck_periods
 from .domain.rating import ALWAYS, DAY_NAMES, DEFAULT_TIMEZONE, Rate, format_minute, load_zone, period_cost
 from .rerate import Rerater
 from .store.statements import account_query
@@ -57,16 +57,10 @@ def _days_cell(days) -> str:
 def _check_deck_periods(rows: Sequence[DeckRow]) -> None:
     """A deck handed over in code (not parsed from a file) gets the file's checks: one row a prefix,
     or periods covering the week once (InvalidInput with the row's line, or its position)."""
-    by_prefix: dict[str, list[tuple[int, Any]]] = {}
-    for i, row in enumerate(rows):
-        by_prefix.setdefault(row.rate.prefix, []).append((row.line or i + 1, row.period))
-    for prefix, periods in by_prefix.items():
-        if len(periods) == 1 and periods[0][1] == ALWAYS:
-            continue
-        try:
-            check_prefix_periods(prefix, periods)
-        except DeckError as exc:
-            raise InvalidInput(str(exc)) from None
+    try:
+        check_deck_periods([r if r.line else DeckRow(i + 1, r.rate, r.period) for i, r in enumerate(rows)])
+    except DeckError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 class Admin:
