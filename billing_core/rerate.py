@@ -160,18 +160,28 @@ class Rerater:
                  conn.execute(select(deck_versions).where(deck_versions.c.plan_id == row.id)).mappings()]
         return row.id, row.version, PlanVersions(row.version, found)
 
-    def _new_cost(self, conn, plan_id: int, generation: int, versions: PlanVersions, s) -> tuple[str, int, int]:
-        """("same"|"no_rate"|"changed", version, new cost) of one settled session."""
+    def _new_cost(self, conn, plan_id: int, generation: int, versions: PlanVersions, s,
+                  schedules: dict[tuple[int, str], Any]) -> tuple[str, int, int]:
+        """("same"|"no_rate"|"changed", version, new cost) of one settled session (``schedules``:
+        the page's (version, number) → schedule, as a page repeats a few of each)."""
         current = versions.at(s["created_at"])
         priced_by = s["rerated_version"] if s["rerated_version"] is not None else s["deck_version"]
         if current is None or current.version == priced_by:
             return "same", priced_by or 0, 0
-        table = self.core.rate_table(conn, plan_id, generation, s["created_at"])
         digits = (s["number_e164"] or "").lstrip("+")
-        schedule = table.schedule(digits) if table is not None and digits else None
+        key = (current.version, digits)
+        if key not in schedules:
+            # (the cache may know a version imported since this run began: it prices by that one
+            # and records it, which a later run then finds already done)
+            table = self.core.rate_table(conn, plan_id, generation, s["created_at"])
+            schedules[key] = (table.version if table is not None else current.version,
+                              table.schedule(digits) if table is not None and digits else None)
+        version, schedule = schedules[key]
+        if version == priced_by:
+            return "same", version, 0
         if schedule is None:
-            return "no_rate", current.version, 0
-        return "changed", current.version, rules.rerated_cost(s, schedule)
+            return "no_rate", version, 0
+        return "changed", version, rules.rerated_cost(s, schedule)
 
     def _page_tx(self, conn, plan_id, generation, versions, since, until, after_at, after_id, dry_run):
         """One page of the window: (sessions, changes with their amounts, counts, account refs)."""
@@ -180,8 +190,9 @@ class Rerater:
         changes: list[tuple[_Change, int]] = []
         counts = {"changed": 0, "unchanged": 0, "no_rate": 0}
         refs: dict[int, str] = {}
+        schedules: dict[tuple[int, str], Any] = {}
         for s in page:
-            what, version, new_cost = self._new_cost(conn, plan_id, generation, versions, s)
+            what, version, new_cost = self._new_cost(conn, plan_id, generation, versions, s, schedules)
             if what == "no_rate":
                 counts["no_rate"] += 1
                 continue
