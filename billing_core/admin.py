@@ -3,7 +3,8 @@ ledger and call listings, quotes, and ``verify``. Each is one transaction; bad i
 :class:`InvalidInput` / :class:`NotFound` before anything is written."""
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime, timezone as dt_timezone
+from typing import Any, Sequence
 
 from sqlalchemy import delete, func, insert, select, update
 
@@ -12,11 +13,15 @@ from .domain.errors import InvalidInput, NotFound
 from .domain.identifiers import check_email, check_endpoint, check_ref, check_text
 from .domain.money import INTEGER_MAX, check_storage_range, format_amount
 from .domain.numbers import normalise
-from .domain.rating import Rate, billed_seconds, cost
+from .domain.decks import BEGINNING_OF_TIME, PlanVersions, days_mask, period_of, superseded, version_from_row
+from .domain.ratedeck import DeckError, DeckRow, check_deck_periods
+from .domain.rating import ALWAYS, DAY_NAMES, DEFAULT_TIMEZONE, Rate, format_minute, load_zone, period_cost
+from .rerate import Rerater
 from .store.statements import account_query
 from .store.tables import (
     accounts,
     call_sessions,
+    deck_versions,
     did_assignments,
     dids,
     endpoints,
@@ -26,6 +31,36 @@ from .store.tables import (
     rates,
 )
 
+_INSERT_BATCH = 10_000
+"""Deck rows a multi-row INSERT (a 300,000-row deck is 30 of them, in one transaction)."""
+
+
+def format_instant(ms: int | None) -> str | None:
+    """Epoch ms → ISO 8601 UTC (``2026-03-08T07:00:00+00:00``); the beginning of time → None."""
+    if ms is None or ms <= BEGINNING_OF_TIME:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=dt_timezone.utc).isoformat(
+        timespec="milliseconds" if ms % 1000 else "seconds")
+
+
+def _days_cell(days) -> str:
+    """Weekdays → the deck's ``days`` cell (``mon-fri``, ``sat``, ``mon,wed,fri``)."""
+    runs: list[list[int]] = []
+    for d in sorted(days):
+        if runs and runs[-1][-1] == d - 1:
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    return ",".join(DAY_NAMES[r[0]] + (f"-{DAY_NAMES[r[-1]]}" if len(r) > 1 else "") for r in runs)
+
+
+def _check_deck_periods(rows: Sequence[DeckRow]) -> None:
+    """A deck handed over in code (not parsed from a file) gets the file's checks: one row a prefix,
+    or periods covering the week once (InvalidInput with the row's line, or its position)."""
+    try:
+        check_deck_periods([r if r.line else DeckRow(i + 1, r.rate, r.period) for i, r in enumerate(rows)])
+    except DeckError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 class Admin:
@@ -37,58 +72,130 @@ class Admin:
         return self.core.clock.now_ms()
 
     # ---------------------------------------------------------------------------------- plans
-    async def import_plan(self, name: str, deck: list[Rate]) -> dict[str, Any]:
-        """Create or replace plan ``name`` with ``deck`` atomically (old rates untouched on failure)."""
+    async def import_plan(self, name: str, deck: Sequence[Rate | DeckRow], *, timezone: str | None = None,
+                          effective_at: int | None = None, correction: bool = False) -> dict[str, Any]:
+        """Store ``deck`` as a new version of plan ``name`` (created if new), atomically, effective
+        at ``effective_at`` (epoch ms; default now) in ``timezone`` (default: the zone of the plan's
+        latest version, America/Toronto for a new plan). A time in the past is refused unless
+        ``correction``: a correction replaces the version in effect from that time on (past calls
+        are then re-rated by ``callgate rerate``). Versions are kept: past calls keep their price."""
         check_ref(name, "NAME", "a plan name is letters, digits and _.@- (max 64)")
-        if not deck:
+        rows = [r if isinstance(r, DeckRow) else DeckRow(0, r, ALWAYS) for r in deck]
+        if not rows:
             raise InvalidInput("the deck has no rate rows")
-        for r in deck:
+        for row in rows:
+            r = row.rate
             check_storage_range(r.rate_per_min, field=f"rate_per_min of prefix {r.prefix}")
             check_storage_range(r.connect_fee, field=f"connect_fee of prefix {r.prefix}")
+        _check_deck_periods(rows)
+        zone = load_zone(timezone, field="--timezone").key if timezone is not None else None
         now = self._now()
+        if correction and effective_at is None:
+            raise InvalidInput("--correction: needs --effective TIME (the time the corrected deck applies from)")
+        given = effective_at
+        if effective_at is not None:
+            check_storage_range(effective_at, field="--effective")
+            if effective_at < now and not correction:
+                raise InvalidInput(f"--effective: {format_instant(effective_at)} is in the past; a deck that applies to "
+                                   "calls already made is a correction: add --correction (then re-rate them with "
+                                   "callgate rerate)")
 
         def tx(conn):
-            row = conn.execute(select(plans).where(plans.c.name == name)).mappings().first()
-            if row is None:
+            plan = conn.execute(select(plans).where(plans.c.name == name)).mappings().first()
+            if plan is None:
                 plan_id = conn.execute(
                     insert(plans).values(name=name, version=1, rate_count=0, created_at=now, updated_at=now)
                 ).inserted_primary_key[0]
-                version = 1
+                generation, latest = 1, None
             else:
-                plan_id, version = row["id"], row["version"] + 1
-                conn.execute(delete(rates).where(rates.c.plan_id == plan_id))
-            conn.execute(
-                insert(rates),
-                [
-                    dict(plan_id=plan_id, prefix=r.prefix, description=r.description, rate_per_min=r.rate_per_min,
-                         connect_fee=r.connect_fee, initial_increment=r.initial_increment, increment=r.increment)
-                    for r in deck
-                ],
-            )
-            conn.execute(update(plans).where(plans.c.id == plan_id).values(version=version, rate_count=len(deck), updated_at=now))
-            return {"plan": name, "rates": len(deck), "version": version}
+                plan_id, generation = plan["id"], plan["version"] + 1
+                latest = conn.execute(select(deck_versions).where(deck_versions.c.plan_id == plan_id)
+                                      .order_by(deck_versions.c.version.desc()).limit(1)).mappings().first()
+            version = 1 if latest is None else latest["version"] + 1
+            # Without --effective: now; a plan's first deck from the beginning of time (it had no
+            # other: no call was priced by anything else, and a call dated a moment before the
+            # import, by a switch's or a test's clock, must not find the plan empty).
+            effective = given if given is not None else (now if latest is not None else BEGINNING_OF_TIME)
+            tz = zone or (latest["timezone"] if latest is not None else DEFAULT_TIMEZONE)
+            conn.execute(insert(deck_versions).values(
+                plan_id=plan_id, version=version, effective_at=effective, timezone=tz, correction=correction,
+                rate_count=len(rows), created_at=now))
+            for i in range(0, len(rows), _INSERT_BATCH):
+                conn.execute(insert(rates), [
+                    dict(plan_id=plan_id, version=version, prefix=r.rate.prefix, days=days_mask(r.period.days),
+                         start_min=r.period.start, end_min=r.period.end, description=r.rate.description,
+                         rate_per_min=r.rate.rate_per_min, connect_fee=r.rate.connect_fee,
+                         initial_increment=r.rate.initial_increment, increment=r.rate.increment)
+                    for r in rows[i:i + _INSERT_BATCH]
+                ])
+            conn.execute(update(plans).where(plans.c.id == plan_id)
+                         .values(version=generation, rate_count=len(rows), updated_at=now))
+            return {"plan": name, "rates": len(rows), "version": version, "timezone": tz,
+                    "effective_at": format_instant(effective), "correction": correction}
 
         return await self.store.run(tx)
 
-    async def show_plan(self, name: str, limit: int | None = None) -> dict[str, Any]:
+    async def plan_versions(self, name: str) -> dict[str, Any]:
+        """Every version of plan ``name``, oldest first, and which is in effect now."""
+        now = self._now()
+
         def tx(conn):
-            row = conn.execute(select(plans).where(plans.c.name == name)).mappings().first()
-            if row is None:
-                raise NotFound(f"unknown plan {name!r}")
-            q = select(rates).where(rates.c.plan_id == row["id"]).order_by(rates.c.prefix)
+            plan = self._plan_row(conn, name)
+            found = [version_from_row(r) for r in conn.execute(
+                select(deck_versions).where(deck_versions.c.plan_id == plan["id"]).order_by(deck_versions.c.version))
+                .mappings()]
+            current = PlanVersions(0, found).at(now)
+            gone = superseded(found)
+            return {"plan": name, "in_effect": current.version if current else None, "versions": [
+                {"version": v.version, "effective_at": format_instant(v.effective_at), "timezone": v.timezone,
+                 "correction": v.correction, "rates": v.rate_count, "imported_at": format_instant(v.created_at),
+                 "in_effect": current is not None and v.version == current.version,
+                 "superseded_by": gone.get(v.version)}
+                for v in found]}
+
+        return await self.store.run(tx)
+
+    async def show_plan(self, name: str, limit: int | None = None, *, at: int | None = None) -> dict[str, Any]:
+        """Plan ``name`` as it prices calls starting at ``at`` (default now): the version in effect
+        then, its zone and its rows (with their periods)."""
+        when = self._now() if at is None else at
+
+        def tx(conn):
+            row = self._plan_row(conn, name)
+            found = [version_from_row(r) for r in conn.execute(
+                select(deck_versions).where(deck_versions.c.plan_id == row["id"])).mappings()]
+            current = PlanVersions(0, found).at(when)
+            out: dict[str, Any] = {"plan": name, "version": current.version if current else None,
+                                   "timezone": current.timezone if current else None,
+                                   "effective_at": format_instant(current.effective_at) if current else None,
+                                   "rate_count": current.rate_count if current else 0, "rates": []}
+            if at is not None:  # (not "now": the same plan shows the same text twice)
+                out["at"] = format_instant(at)
+            if current is None:
+                return out
+            q = (select(rates).where(rates.c.plan_id == row["id"], rates.c.version == current.version)
+                 .order_by(rates.c.prefix, rates.c.days, rates.c.start_min))
             if limit:
                 q = q.limit(limit)
-            return {
-                "plan": name, "version": row["version"], "rate_count": row["rate_count"],
-                "rates": [
+            for r in conn.execute(q):
+                period = period_of(r.days, r.start_min, r.end_min)
+                out["rates"].append(
                     {"prefix": r.prefix, "description": r.description, "rate_per_min": format_amount(r.rate_per_min),
                      "connect_fee": format_amount(r.connect_fee), "initial_increment": r.initial_increment,
-                     "increment": r.increment}
-                    for r in conn.execute(q)
-                ],
-            }
+                     "increment": r.increment,
+                     "days": None if period == ALWAYS else _days_cell(period.days),
+                     "start": None if period == ALWAYS else format_minute(period.start),
+                     "end": None if period == ALWAYS else format_minute(period.end)})
+            return out
 
         return await self.store.run(tx)
+
+    @staticmethod
+    def _plan_row(conn, name: str):
+        row = conn.execute(select(plans).where(plans.c.name == name)).mappings().first()
+        if row is None:
+            raise NotFound(f"unknown plan {name!r}")
+        return row
 
     # ------------------------------------------------------------------------------- packages
     async def add_package(self, name: str, *, plan: str, low_balance: int, max_calls: int, inbound_rate: int) -> dict:
@@ -296,19 +403,31 @@ class Admin:
 
         return await self.store.run(tx)
 
+    # --------------------------------------------------------------------------------- rerate
+    async def rerate(self, plan: str, *, since: int, until: int | None = None, dry_run: bool = False) -> dict:
+        """Re-rate the settled calls of ``plan`` started in [since, until) (billing_core.rerate)."""
+        report = await Rerater(self.core).run(plan, since=since, until=until, dry_run=dry_run)
+        return report.as_dict(format_instant)
+
     # ---------------------------------------------------------------------------------- quote
-    async def quote(self, ref: str, number: str, seconds: int | None = None) -> dict:
-        """What authorize_call would decide for this account and number now, without writing: the
-        gate's own decision as a dry run (BillingCore.dry_run_tx), then the number's price."""
+    async def quote(self, ref: str, number: str, seconds: int | None = None, *, at: int | None = None) -> dict:
+        """What authorize_call would decide for this account and number for a call starting at
+        ``at`` (default now), without writing: the gate's own decision as a dry run
+        (BillingCore.dry_run_tx) on today's balance, then the number's price under the deck version
+        in effect at ``at`` (``deck_version``; with ``seconds``, ``segments``: each run of increments
+        at one rate)."""
         if seconds is not None and seconds < 0:
             raise InvalidInput("--seconds: must be ≥ 0")
+        if at is not None:
+            check_storage_range(at, field="--at")
         settings = self.core.settings
 
         def tx(conn):
             acct = conn.execute(account_query().where(accounts.c.ref == ref)).mappings().first()
             if acct is None:
                 raise NotFound(f"unknown account {ref!r}")
-            decision = self.core.dry_run_tx(conn, account_ref=ref, number=number)
+            when = self._now() if at is None else at
+            decision = self.core.dry_run_tx(conn, account_ref=ref, number=number, at=when)
             out: dict[str, Any] = {"account": ref, "number": number, "number_e164": None, "prefix": None,
                                    "rate_per_min": None, "allowed": decision.allowed,
                                    "reason": decision.reason.value if decision.reason else None,
@@ -323,16 +442,22 @@ class Admin:
             if parsed is None:
                 return out
             out["number_e164"] = parsed.e164
-            rate = self.core.rate_table(conn, acct["plan_id"], acct["plan_version"]).lookup(parsed.digits)
-            if rate is None:
+            table = self.core.rate_table(conn, acct["plan_id"], acct["plan_version"], when)
+            schedule = table.schedule(parsed.digits) if table is not None else None
+            out["deck_version"] = table.version if table is not None else None
+            if schedule is None:
                 return out
+            rate = schedule.rate_at(when)
             out.update(prefix=rate.prefix, rate_per_min=format_amount(rate.rate_per_min),
                        connect_fee=format_amount(rate.connect_fee), initial_increment=rate.initial_increment,
                        increment=rate.increment, description=rate.description,
                        available=format_amount(acct["balance"] + acct["credit_limit"] - acct["held"]))
             if seconds is not None:
-                out["billed_seconds"] = billed_seconds(seconds, rate.initial_increment, rate.increment)
-                out["cost"] = format_amount(cost(seconds, rate))
+                priced = period_cost(seconds, schedule, when)
+                out["billed_seconds"] = priced.billed_seconds
+                out["cost"] = format_amount(priced.cost)
+                out["segments"] = [{"start": format_instant(s.start_ms), "rate_per_min": format_amount(s.rate_per_min),
+                                    "seconds": s.seconds, "cost": format_amount(s.cost)} for s in priced.segments]
             return out
 
         return await self.store.run(tx)

@@ -34,13 +34,14 @@ from .domain.errors import BelowCreditLimit, DenyReason, InvalidInput, NotFound
 from .domain.identifiers import check_text
 from .domain.money import check_storage_range, format_amount
 from .domain.numbers import DEFAULT_EMERGENCY_NUMBERS, DEFAULT_HOME_REGION, is_emergency
-from .domain.rating import Rate, RateTable, billable_seconds
+from .domain.decks import LOAD_VERSIONS, DeckCache
+from .domain.rating import RateTable, billable_seconds
 from .domain.records import AccountView, Authorization, CallSession, LedgerEntry, LiveCutoff, Settlement
 from .admin import Admin
 from .store.engine import Store, open_store
 from .store.errors import StorageError
 from .store import statements as sql
-from .store.tables import accounts, call_sessions, endpoints, outbox, rates
+from .store.tables import accounts, call_sessions, endpoints, outbox
 
 log = logging.getLogger("callgate.core")
 
@@ -81,7 +82,7 @@ class BillingCore:
         self.store = store
         self.clock = clock or SystemClock()
         self.settings = settings or CoreSettings()
-        self._rate_tables: dict[int, RateTable] = {}
+        self._decks = DeckCache()
 
     @classmethod
     async def open(cls, url: str, *, clock: Any = None, settings: CoreSettings | None = None, **store_kwargs: Any) -> "BillingCore":
@@ -144,21 +145,22 @@ class BillingCore:
             try:
                 fast = self.store.fast_path
                 if fast is not None:
-                    return await self.store.run_fast(fast(self._rate_tables).authorize, req, self._limits())
+                    return await self.store.run_fast(fast(self._decks).authorize, req, self._limits())
                 return await self.store.run(self._decide_tx, req)
             except IntegrityError:
                 # The same channel authorized twice at once: the second attempt finds the first's session.
                 if attempt == 2 or channel_id is None:
                     raise
 
-    def dry_run_tx(self, conn, *, account_ref: str, number: str) -> Authorization:
+    def dry_run_tx(self, conn, *, account_ref: str, number: str, at: int | None = None) -> Authorization:
         """What :meth:`authorize_call` would decide now for an outbound call of ``account_ref`` to
         ``number``, inside the caller's transaction: the same decision steps as a dry run (the
         same reads; no lock, no session, no hold). ``quote`` is this, so it cannot disagree with
         the gate."""
         emergency = is_emergency(number or "", self.settings.emergency_numbers)
         req = auth_steps.AuthorizeRequest("outbound", number or "", None, None, "", None, False, emergency,
-                                          self.clock.now_ms(), "", account_ref=account_ref, dry_run=True)
+                                          self.clock.now_ms() if at is None else at, "", account_ref=account_ref,
+                                          dry_run=True)
         return self._decide_tx(conn, req)
 
     def _decide_tx(self, conn, req: auth_steps.AuthorizeRequest) -> Authorization:
@@ -185,7 +187,7 @@ class BillingCore:
         if isinstance(e, auth_steps.FirstEndpoint):
             return self._first_endpoint(conn, e.account_id)
         if isinstance(e, auth_steps.RatesOf):
-            return self.rate_table(conn, e.plan_id, e.version)
+            return self.rate_table(conn, e.plan_id, e.version, e.at)
         if isinstance(e, auth_steps.TakeCall):
             return conn.execute(sql.U_ACCOUNT_TAKE_CALL, {"aid": e.account_id, "hold": e.hold, "now": e.now})
         if isinstance(e, auth_steps.InsertSession):
@@ -209,18 +211,20 @@ class BillingCore:
             select(endpoints.c.name).where(endpoints.c.account_id == account_id).order_by(endpoints.c.name).limit(1)
         ).scalar()
 
-    def rate_table(self, conn, plan_id: int, version: int) -> RateTable:
-        """A plan's rates at ``version`` (cached per plan; a new version is read again)."""
-        table = self._rate_tables.get(plan_id)
-        if table is None or table.version != version:
-            rows = conn.execute(select(rates).where(rates.c.plan_id == plan_id)).all()
-            table = RateTable(
-                {r.prefix: Rate(r.prefix, r.rate_per_min, r.connect_fee, r.initial_increment, r.increment, r.description)
-                 for r in rows},
-                version=version,
-            )
-            self._rate_tables[plan_id] = table
-        return table
+    def rate_table(self, conn, plan_id: int, generation: int, at_ms: int) -> RateTable | None:
+        """The plan's deck version in effect at ``at_ms`` (None: none yet), through the deck cache
+        (billing_core.domain.decks; store.pg_fast does the same reads on raw asyncpg)."""
+        decks = self._decks
+        while (need := decks.need(plan_id, generation, at_ms)) is not None:
+            if need == LOAD_VERSIONS:
+                decks.put_versions(plan_id, generation, conn.execute(sql.Q_DECK_VERSIONS, {"plan_id": plan_id}).mappings().all())
+            else:
+                decks.put_rates(plan_id, need, conn.execute(sql.Q_DECK_RATES, {"plan_id": plan_id, "version": need}).mappings().all())
+        return decks.table_at(plan_id, generation, at_ms)
+
+    def deck_version_at(self, plan_id: int, at_ms: int):
+        """The cached :class:`DeckVersion` in effect at ``at_ms`` (after :meth:`rate_table`)."""
+        return self._decks.version_at(plan_id, at_ms)
 
     # --------------------------------------------------------------------------- call progress
     async def answer(self, session_id: str, at_ms: int | None = None) -> CallSession:
@@ -229,7 +233,7 @@ class BillingCore:
         at = _answer_time(at_ms, now)
         fast = self.store.fast_path
         if fast is not None:  # PostgreSQL: the same statement on raw asyncpg, no explicit transaction
-            answered = await self.store.run_fast(fast(self._rate_tables).answer, session_id, at, now)
+            answered = await self.store.run_fast(fast(self._decks).answer, session_id, at, now)
             if answered is not None:
                 return sql.session_from_row(answered)
             # not (or no longer) "authorized", or unknown: the generic path says which

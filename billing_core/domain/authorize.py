@@ -14,7 +14,10 @@ from typing import Any, Generator, Mapping
 from .errors import DenyReason
 from .lifecycle import DEPLETED, PRE_SUSPENDED, SUSPENDED
 from .numbers import normalise
-from .rating import Rate, RateTable, cost, max_talk_seconds, round_up_to_increment
+from .rating import (
+    Rate, RateSchedule, RateTable, cost, max_talk_seconds, period_cost, period_max_talk_seconds,
+    round_up_to_increment, schedule_text,
+)
 from .records import Authorization
 
 
@@ -66,10 +69,13 @@ class FirstEndpoint:
 
 @dataclass(frozen=True, slots=True)
 class RatesOf:
-    """→ the :class:`RateTable` of a plan at a version (drivers cache it)."""
+    """→ the :class:`RateTable` of the plan's deck version in effect at ``at`` (epoch ms), or None
+    when no version is in effect yet (drivers cache them: billing_core.domain.decks.DeckCache).
+    ``version`` is the plan's generation (``plans.version``): when it moves, the versions are read again."""
 
     plan_id: int
     version: int
+    at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +138,7 @@ def chunk_target(rate: Rate, chunk_seconds: int) -> int:
 
 
 def _session_values(req: AuthorizeRequest, *, account_id, number_e164, endpoint, rate: Rate, granted, hold, full_hold,
-                    emergency, chunk_seconds) -> dict[str, Any]:
+                    emergency, chunk_seconds, priced: "Priced | None" = None) -> dict[str, Any]:
     return dict(
         id=req.session_id, pbx_id=req.pbx_id, channel_id=req.channel_id, account_id=account_id, direction=req.direction,
         number=req.number, number_e164=number_e164, caller_id=req.caller_id, endpoint=endpoint,
@@ -142,7 +148,46 @@ def _session_values(req: AuthorizeRequest, *, account_id, number_e164, endpoint,
         hold=hold, charged=0, chunks_debited=0, created_at=req.now, last_seen_at=req.now, stale=False,
         answered_at=None, cutoff_at=None, settled_at=None, talk_ms=None, cost=None, overrun=None, settle_note=None,
         billing_basis=None,
+        plan_id=priced.plan_id if priced else None, deck_version=priced.deck_version if priced else None,
+        rate_periods=schedule_text(priced.schedule) if priced and priced.schedule is not None else None,
+        rerated_cost=None, rerated_version=None, rerated_at=None,
     )
+
+
+# ------------------------------------------------------------------- pricing (issue 19: periods)
+@dataclass(frozen=True, slots=True)
+class Priced:
+    """How an outbound call is priced: its deck version, its prefix's rows over the week (None for
+    inbound calls: one rate) and the row in effect at its start (connect fee, increments)."""
+
+    rate: Rate
+    schedule: RateSchedule | None = None
+    plan_id: int | None = None
+    deck_version: int | None = None
+
+
+def outbound_price(table: RateTable | None, digits: str, plan_id: int, start_ms: int) -> Priced | None:
+    """The price of a call to ``digits`` starting at ``start_ms`` under a deck version (None: no rate)."""
+    if table is None:
+        return None
+    schedule = table.schedule(digits)
+    if schedule is None:
+        return None
+    return Priced(schedule.rate_at(start_ms), schedule, plan_id, table.version)
+
+
+def priced_max_talk(available: int, priced: Priced, start_ms: int, *, cap: int) -> int:
+    """The longest affordable talk of a call starting at ``start_ms`` (rating.period_max_talk_seconds)."""
+    if priced.schedule is None or priced.schedule.one_price:
+        return max_talk_seconds(available, priced.rate, cap=cap)
+    return period_max_talk_seconds(available, priced.schedule, start_ms, cap=cap)
+
+
+def priced_cost(seconds: int, priced: Priced, start_ms: int) -> int:
+    """What ``seconds`` of talk from ``start_ms`` cost (rating.period_cost)."""
+    if priced.schedule is None or priced.schedule.one_price:
+        return cost(seconds, priced.rate)
+    return period_cost(seconds, priced.schedule, start_ms).cost
 
 
 def _account_of(req: AuthorizeRequest, *, lock: bool) -> AccountByRef | AccountByEndpoint:
@@ -193,10 +238,11 @@ def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, A
         parsed = normalise(number, lim.home_region)
         if parsed is None:
             return deny(DenyReason.INVALID_NUMBER, account_ref=acct["ref"])
-        table: RateTable = yield RatesOf(acct["plan_id"], acct["plan_version"])
-        rate = table.lookup(parsed.digits)
-        if rate is None:
+        table: RateTable | None = yield RatesOf(acct["plan_id"], acct["plan_version"], req.now)
+        priced = outbound_price(table, parsed.digits, acct["plan_id"], req.now)
+        if priced is None:
             return deny(DenyReason.NO_RATE, account_ref=acct["ref"], number_e164=parsed.e164)
+        rate = priced.rate
         ring_endpoint = None
     else:
         parsed = normalise(number, lim.home_region)
@@ -206,6 +252,7 @@ def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, A
         if acct is None:
             return deny(DenyReason.UNKNOWN_DID, number_e164=parsed.e164)
         rate = Rate("", acct["inbound_rate"], 0, lim.inbound_initial_increment, lim.inbound_increment, "inbound")
+        priced = Priced(rate)
         ring_endpoint = acct["did_endpoint"] or (yield FirstEndpoint(acct["id"]))
 
     info = dict(account_ref=acct["ref"], number_e164=parsed.e164, prefix=rate.prefix or None, rate_per_min=rate.rate_per_min)
@@ -215,7 +262,9 @@ def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, A
     if acct["live_calls"] >= acct["max_calls"]:
         return deny(DenyReason.TOO_MANY_CALLS, **info)
     available = acct["balance"] + acct["credit_limit"] - acct["held"]
-    max_talk = max_talk_seconds(available, rate, cap=lim.max_call_seconds)
+    # The talk is priced as if it started now: an answer later may fall in another period (the
+    # settle charges what the talk cost, as for any overrun; chunked calls re-price each extension).
+    max_talk = priced_max_talk(available, priced, req.now, cap=lim.max_call_seconds)
     if max_talk <= 0:
         return deny(DenyReason.INSUFFICIENT_FUNDS, **info)
     if req.full_hold or rate.rate_per_min == 0:
@@ -225,12 +274,12 @@ def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, A
     if req.dry_run:
         return Authorization(True, None, None, direction, number, granted_seconds=granted, max_talk_seconds=max_talk,
                              ring_endpoint=ring_endpoint, **info)
-    hold = cost(granted, rate)
+    hold = priced_cost(granted, priced, req.now)
     yield TakeCall(acct["id"], hold, req.now)
     yield InsertSession(_session_values(
         req, account_id=acct["id"], number_e164=parsed.e164,
         endpoint=req.endpoint if direction == "outbound" else ring_endpoint, rate=rate, granted=granted, hold=hold,
-        full_hold=req.full_hold, emergency=False, chunk_seconds=lim.chunk_seconds,
+        full_hold=req.full_hold, emergency=False, chunk_seconds=lim.chunk_seconds, priced=priced,
     ))
     return Authorization(True, None, req.session_id, direction, number, granted_seconds=granted, max_talk_seconds=max_talk,
                          ring_endpoint=ring_endpoint, **info)

@@ -10,7 +10,10 @@ from typing import Any, Mapping
 
 from . import lifecycle
 from .money import check_storage_range, format_customer
-from .rating import Rate, billable_seconds, cost, max_talk_seconds, round_up_to_increment
+from .rating import (
+    Rate, RateSchedule, billable_seconds, cost, max_talk_seconds, period_cost, period_max_talk_seconds,
+    round_up_to_increment, schedule_text, session_schedule,
+)
 
 PAYMENT_KINDS = ("payment",)
 
@@ -145,9 +148,8 @@ def settlement_cost(row: Mapping[str, Any], talk_ms: int) -> SettlementCost:
     billable = billable_seconds(talk_ms)
     if row["emergency"]:
         return SettlementCost(billable, 0, 0)
-    rate = session_rate(row)
-    total = cost(billable, rate)
-    return SettlementCost(billable, total, max(0, total - cost(row["granted_seconds"], rate)))
+    total = session_cost(row, billable)
+    return SettlementCost(billable, total, max(0, total - session_cost(row, row["granted_seconds"])))
 
 
 def settle_charge_limit(acct: Mapping[str, Any], row: Mapping[str, Any]) -> int:
@@ -159,6 +161,42 @@ def settle_charge_limit(acct: Mapping[str, Any], row: Mapping[str, Any]) -> int:
 def session_rate(row: Mapping[str, Any]) -> Rate:
     """The rate copied into a call session at authorize time."""
     return Rate(row["prefix"] or "", row["rate_per_min"], row["connect_fee"], row["initial_increment"], row["increment"])
+
+
+def talk_start(row: Mapping[str, Any]) -> int:
+    """The instant a session's talk starts, for its periods: the answer, else (not answered yet:
+    sizing its first hold, or a restart bound) its authorize."""
+    return row["answered_at"] if row["answered_at"] is not None else row["created_at"]
+
+
+def session_cost(row: Mapping[str, Any], seconds: int) -> int:
+    """What ``seconds`` billable seconds of this session cost: its copied rate, each increment at
+    the period in effect when it starts when its prefix's rate changes by period (rating.period_cost
+    on the periods copied at authorize: ``rate_periods``)."""
+    text = row.get("rate_periods")
+    if not text:
+        return cost(seconds, session_rate(row))
+    return period_cost(seconds, session_schedule(text, session_rate(row)), talk_start(row)).cost
+
+
+def session_max_talk(row: Mapping[str, Any], available: int, *, cap: int) -> int:
+    """The longest talk of this session within ``available`` (rating.period_max_talk_seconds)."""
+    text = row.get("rate_periods")
+    if not text:
+        return max_talk_seconds(available, session_rate(row), cap=cap)
+    return period_max_talk_seconds(available, session_schedule(text, session_rate(row)), talk_start(row), cap=cap)
+
+
+def rerated_cost(row: Mapping[str, Any], schedule: RateSchedule) -> int:
+    """What a settled call costs under another deck version's rows for its prefix (``rerate``): by
+    the same convention as at settle — the row in effect when the call started (its authorize)
+    gives the connect fee and increments, each increment is priced at the period in effect when it
+    starts, from the answer — on the talk it was settled with."""
+    start_row = schedule.rate_at(row["created_at"])
+    seconds = billable_seconds(row["talk_ms"] or 0)
+    if schedule.one_price:
+        return cost(seconds, start_row)
+    return period_cost(seconds, session_schedule(schedule_text(schedule), start_row), talk_start(row)).cost
 
 
 def chunk_step(chunk_seconds: int, granted_seconds: int, rate: Rate) -> int:
@@ -180,9 +218,8 @@ def chunks_due(row: Mapping[str, Any], now: int) -> int:
 
 def due_chunks(row: Mapping[str, Any], now: int) -> list[tuple[int, int]]:
     """(chunk number, amount) of every fully elapsed, granted, not yet debited chunk."""
-    rate = session_rate(row)
     chunk = max(row["chunk_seconds"], 1)
-    return [(k, cost(k * chunk, rate) - cost((k - 1) * chunk, rate))
+    return [(k, session_cost(row, k * chunk) - session_cost(row, (k - 1) * chunk))
             for k in range(row["chunks_debited"] + 1, chunks_due(row, now) + 1)]
 
 
@@ -215,8 +252,8 @@ def extension(acct: Mapping[str, Any], row: Mapping[str, Any], *, charged: int, 
     available = acct["balance"] + acct["credit_limit"] - acct["held"]
     # What this call may spend in total: what it already took + its own hold + what is free.
     budget = charged + hold + available
-    new_granted = min(target, max_talk_seconds(budget, rate, cap=cap))
+    new_granted = min(target, session_max_talk(row, budget, cap=cap))
     if new_granted == granted:
         return None
     cutoff = None if row["answered_at"] is None else row["answered_at"] + new_granted * 1000
-    return Extension(new_granted, max(cost(new_granted, rate) - charged, 0), cutoff)
+    return Extension(new_granted, max(session_cost(row, new_granted) - charged, 0), cutoff)

@@ -58,20 +58,33 @@ def parse_deck_rows(lines: Iterable[str], *, progress: Callable[[int], None] | N
     overlap (:func:`check_prefix_periods`). A deck without the columns gives the rows of
     :func:`parse_deck`, each :data:`ALWAYS`, with the same errors."""
     rows = _parse(lines, progress=progress, periods=True)
+    check_deck_periods(rows)
+    return rows
+
+
+def check_deck_periods(rows: Sequence[DeckRow]) -> None:
+    """Every prefix's periods cover the week exactly once; else :class:`DeckError` at the first
+    line (of all prefixes) to fix. A deck repeats a few patterns (peak/off-peak/weekend) over its
+    prefixes: a pattern that covers the week is checked once."""
     by_prefix: dict[str, list[tuple[int, Period]]] = {}
     for row in rows:
         by_prefix.setdefault(row.rate.prefix, []).append((row.line, row.period))
+    covering: set[tuple[Period, ...]] = set()
     problems = []
     for prefix, periods in by_prefix.items():
         if len(periods) == 1 and periods[0][1] == ALWAYS:
             continue  # every old deck's prefix: nothing to check
+        pattern = tuple(p for _, p in sorted(periods, key=lambda r: r[0]))
+        if pattern in covering:
+            continue
         try:
             check_prefix_periods(prefix, periods)
         except DeckError as exc:
             problems.append(exc)
+        else:
+            covering.add(pattern)
     if problems:
         raise min(problems, key=lambda e: e.line)
-    return rows
 
 
 def _parse(lines: Iterable[str], *, progress: Callable[[int], None] | None, periods: bool) -> list[DeckRow]:
@@ -95,11 +108,14 @@ def _parse(lines: Iterable[str], *, progress: Callable[[int], None] | None, peri
     idx = {c: names.index(c) for c in COLUMNS}
     # With period columns a prefix may repeat (one row a period); the coverage check judges them.
     period_idx = {c: names.index(c) for c in PERIOD_COLUMNS if c in names} if periods else {}
-    # parse_deck's callers (plan import) do not price periods yet: a filled period cell would be
-    # billed as "always" without a word, so it is refused instead (issue 19 wires periods in).
+    # parse_deck reads one row a prefix (plan import reads periods with parse_deck_rows): a filled
+    # period cell would be read as "always" without a word, so it is refused instead.
     unread_idx = {c: names.index(c) for c in PERIOD_COLUMNS if c in names} if not periods else {}
     out: list[DeckRow] = []
     seen: dict[str, int] = {}
+    # parsed cell texts (only good ones are kept, so every error still names its own line)
+    amount_cache: dict[str, int] = {}
+    period_cache: dict[tuple[str, ...], Period] = {}
     line = record_end = reader.line_num
     try:
         for row in reader:
@@ -124,10 +140,15 @@ def _parse(lines: Iterable[str], *, progress: Callable[[int], None] | None, peri
             seen.setdefault(prefix, line)
             amounts = {}
             for col in ("rate_per_min", "connect_fee"):
-                try:
-                    amounts[col] = parse_amount(row[idx[col]], field=col, decimals=RATE_DECIMALS, allow_negative=False)
-                except AmountError as exc:
-                    raise DeckError(line, col, exc.why + f" (got {row[idx[col]]!r})") from None
+                text = row[idx[col]]
+                value = amount_cache.get(text)
+                if value is None:
+                    try:
+                        value = parse_amount(text, field=col, decimals=RATE_DECIMALS, allow_negative=False)
+                    except AmountError as exc:
+                        raise DeckError(line, col, exc.why + f" (got {text!r})") from None
+                    amount_cache[text] = value
+                amounts[col] = value
             incs = {}
             for col in ("initial_increment", "increment"):
                 text = row[idx[col]].strip()
@@ -138,8 +159,10 @@ def _parse(lines: Iterable[str], *, progress: Callable[[int], None] | None, peri
                 incs[col] = int(text)
             period = ALWAYS
             if period_idx:
-                cells = {c: (row[i] if (i := period_idx.get(c)) is not None else "") for c in PERIOD_COLUMNS}
-                period = parse_period_cells(line, cells["days"], cells["start"], cells["end"])
+                cells = tuple(row[i] if (i := period_idx.get(c)) is not None else "" for c in PERIOD_COLUMNS)
+                period = period_cache.get(cells)
+                if period is None:  # a deck repeats a few periods: each text parsed once (good ones)
+                    period = period_cache[cells] = parse_period_cells(line, *cells)
             out.append(DeckRow(line, Rate(prefix, amounts["rate_per_min"], amounts["connect_fee"],
                                           incs["initial_increment"], incs["increment"],
                                           row[idx["description"]].strip()[:200]), period))

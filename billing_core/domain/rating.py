@@ -42,8 +42,10 @@ increment 60, no connect fee. A call starting Tuesday 17:59:30 local that talks 
 """
 from __future__ import annotations
 
+import json
 from bisect import bisect_right
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 from typing import Iterable, Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -129,35 +131,6 @@ def seconds_covered(amount: int, rate: Rate, *, cap: int) -> int:
 def round_up_to_increment(seconds: int, rate: Rate) -> int:
     """The billed length of ``seconds`` of talk (a hold bought in whole increments)."""
     return billed_seconds(seconds, rate.initial_increment, rate.increment)
-
-
-class RateTable:
-    """A plan's rate deck in memory with longest-prefix lookup.
-
-    Prefixes are at most 15 digits (E.164), so a lookup is at most 15 dict probes.
-    """
-
-    __slots__ = ("_rates", "_lengths", "version")
-
-    def __init__(self, rates: dict[str, Rate] | None = None, version: int = 0):
-        self._rates: dict[str, Rate] = dict(rates or {})
-        # Only probe the prefix lengths the deck has, longest first.
-        self._lengths = tuple(sorted({len(p) for p in self._rates}, reverse=True))
-        self.version = version
-
-    def __len__(self) -> int:
-        return len(self._rates)
-
-    def lookup(self, digits: str) -> Rate | None:
-        """The rate of the longest prefix of ``digits`` (E.164 without ``+``), or None."""
-        get = self._rates.get
-        size = len(digits)
-        for n in self._lengths:
-            if n <= size:
-                r = get(digits[:n])
-                if r is not None:
-                    return r
-        return None
 
 
 # --- periods: rates by weekday and time of day --------------------------------------------------
@@ -319,10 +292,11 @@ class RateSchedule:
     Built once per prefix (the deck cache keeps it); lookups are a bisect on the week position.
     """
 
-    __slots__ = ("zone", "one_price", "_flat", "_row_starts", "_row_rates", "_starts", "_ends", "_prices")
+    __slots__ = ("zone", "one_price", "rows", "_flat", "_row_starts", "_row_rates", "_starts", "_ends", "_prices")
 
     def __init__(self, rows: Iterable[tuple[Period, Rate]], zone: ZoneInfo | str = DEFAULT_TIMEZONE):
         rows = list(rows)
+        self.rows: tuple[tuple[Period, Rate], ...] = tuple(rows)
         self.zone = zone if isinstance(zone, ZoneInfo) else load_zone(zone)
         problem = coverage_problem([p for p, _ in rows])
         if problem is not None:
@@ -479,3 +453,88 @@ def period_max_talk_seconds(available: int, schedule: RateSchedule, start_ms: in
         if k >= needed:
             return cap
     raise AssertionError("unreachable: stretches never end")
+
+
+# --- a plan's deck version in memory -----------------------------------------------------------
+
+class RateTable:
+    """One version of a plan's rate deck in memory: longest prefix first, then the period in effect.
+
+    Prefixes are at most 15 digits (E.164), so a lookup is at most 15 dict probes. A prefix with one
+    row for the whole week (every old deck) is kept as its :class:`Rate`; a prefix with periods as
+    its rows, turned into a :class:`RateSchedule` on first use (building one for each of 300,000
+    rows up front would cost seconds at every reload).
+    """
+
+    __slots__ = ("_rates", "_lengths", "version", "zone", "_schedules")
+
+    def __init__(self, rates: dict[str, Rate | tuple[tuple[Period, Rate], ...]] | None = None, version: int = 0,
+                 zone: ZoneInfo | str = DEFAULT_TIMEZONE):
+        self._rates: dict[str, Rate | tuple[tuple[Period, Rate], ...]] = dict(rates or {})
+        # Only probe the prefix lengths the deck has, longest first.
+        self._lengths = tuple(sorted({len(p) for p in self._rates}, reverse=True))
+        self.version = version
+        self.zone = zone if isinstance(zone, ZoneInfo) else load_zone(zone)
+        self._schedules: dict[str, RateSchedule] = {}
+
+    def __len__(self) -> int:
+        return len(self._rates)
+
+    def _match(self, digits: str) -> str | None:
+        get = self._rates.get
+        size = len(digits)
+        for n in self._lengths:
+            if n <= size and get(digits[:n]) is not None:
+                return digits[:n]
+        return None
+
+    def schedule(self, digits: str) -> RateSchedule | None:
+        """The rows of the longest prefix of ``digits`` (E.164 without ``+``) over the week, or None."""
+        prefix = self._match(digits)
+        if prefix is None:
+            return None
+        found = self._schedules.get(prefix)
+        if found is None:
+            entry = self._rates[prefix]
+            found = RateSchedule([(ALWAYS, entry)] if isinstance(entry, Rate) else entry, self.zone)
+            self._schedules[prefix] = found
+        return found
+
+    def lookup(self, digits: str, at_ms: int | None = None) -> Rate | None:
+        """The row of the longest prefix of ``digits`` in effect at ``at_ms`` (epoch ms), or None.
+        Without ``at_ms`` only a prefix with one row for the whole week answers (a prefix with
+        periods has no single rate)."""
+        prefix = self._match(digits)
+        if prefix is None:
+            return None
+        entry = self._rates[prefix]
+        if isinstance(entry, Rate):
+            return entry
+        if at_ms is None:
+            raise ValueError(f"prefix {prefix} has rates by period: say when (at_ms)")
+        return self.schedule(digits).rate_at(at_ms)
+
+
+# --- the periods of a call, copied into its session --------------------------------------------
+
+@lru_cache(maxsize=4096)  # schedules are immutable and live with their deck's table: once each
+def schedule_text(schedule: RateSchedule) -> str | None:
+    """The periods of a call's prefix as text for its session (``call_sessions.rate_periods``), or
+    None when the prefix has one price all week (the session's copied rate is then the whole truth).
+    Only each row's ``rate_per_min`` is kept: the connect fee and increments are the start row's,
+    which the session copies (:func:`session_schedule` puts them back)."""
+    if schedule.one_price:
+        return None
+    rows = [[sum(1 << d for d in p.days), p.start, p.end, r.rate_per_min] for p, r in schedule.rows]
+    return json.dumps({"tz": schedule.zone.key, "rows": rows}, separators=(",", ":"))
+
+
+@lru_cache(maxsize=4096)
+def session_schedule(text: str, rate: Rate) -> RateSchedule:
+    """:func:`schedule_text` back into a schedule whose rows carry ``rate``'s connect fee and
+    increments (the call's start row's): what settle, chunk debits and extensions price with."""
+    data = json.loads(text)
+    rows = [(Period(frozenset(d for d in range(7) if mask >> d & 1), start, end),
+             Rate(rate.prefix, price, rate.connect_fee, rate.initial_increment, rate.increment, rate.description))
+            for mask, start, end, price in data["rows"]]
+    return RateSchedule(rows, data["tz"])

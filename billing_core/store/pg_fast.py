@@ -22,7 +22,7 @@ from sqlalchemy.util import await_only
 
 from ..domain import authorize as steps
 from ..log_limits import quiet_driver_logger
-from ..domain.rating import Rate, RateTable
+from ..domain.decks import LOAD_VERSIONS, DeckCache
 from ..domain.records import Authorization
 from . import sqlite_fast
 from . import statements as sql
@@ -79,7 +79,7 @@ async def _reset_if_needed(conn: asyncpg.Connection) -> None:
 
 
 class PgFastPath:
-    def __init__(self, dsn: str, schema: str | None, rate_cache: dict[int, RateTable], *, pool_size: int = 20):
+    def __init__(self, dsn: str, schema: str | None, rate_cache: DeckCache, *, pool_size: int = 20):
         self._dsn = dsn
         self._schema = schema
         self._rate_cache = rate_cache
@@ -94,6 +94,8 @@ class PgFastPath:
             "by_did_lock": _to_asyncpg(sql.Q_ACCOUNT_BY_DID_LOCK),
             "take_call": _to_asyncpg(sql.U_ACCOUNT_TAKE_CALL),
             "answer": _to_asyncpg(sql.U_SESSION_ANSWER),
+            "deck_versions": _to_asyncpg(sql.Q_DECK_VERSIONS),
+            "deck_rates": _to_asyncpg(sql.Q_DECK_RATES),
         }
         cols = [c.name for c in call_sessions.columns]
         self._insert_cols = cols
@@ -148,20 +150,25 @@ class PgFastPath:
         if isinstance(e, steps.FirstEndpoint):
             return await conn.fetchval("SELECT name FROM endpoints WHERE account_id = $1 ORDER BY name LIMIT 1", e.account_id)
         if isinstance(e, steps.RatesOf):
-            table = self._rate_cache.get(e.plan_id)
-            if table is None or table.version != e.version:
-                rows = await conn.fetch(
-                    "SELECT prefix, description, rate_per_min, connect_fee, initial_increment, increment "
-                    "FROM rates WHERE plan_id = $1", e.plan_id)
-                table = RateTable({r["prefix"]: Rate(r["prefix"], r["rate_per_min"], r["connect_fee"], r["initial_increment"],
-                                                     r["increment"], r["description"]) for r in rows}, version=e.version)
-                self._rate_cache[e.plan_id] = table
-            return table
+            return await self._rates_of(conn, e)
         if isinstance(e, steps.TakeCall):
             return await self._q(conn, "take_call", "exec", aid=e.account_id, hold=e.hold, now=e.now)
         if isinstance(e, steps.InsertSession):
             return await conn.execute(self._insert_sql, *[e.values[c] for c in self._insert_cols])
         raise TypeError(f"unknown effect {e!r}")
+
+    async def _rates_of(self, conn, e: steps.RatesOf):
+        """The deck version in effect at ``e.at`` through the shared cache (as BillingCore.rate_table)."""
+        decks = self._rate_cache
+        while (need := decks.need(e.plan_id, e.version, e.at)) is not None:
+            if need == LOAD_VERSIONS:
+                sql_, _, _ = self._sql["deck_versions"]
+                decks.put_versions(e.plan_id, e.version,
+                                   await conn.fetch(sql_, *self._args("deck_versions", {"plan_id": e.plan_id})))
+            else:
+                sql_, _, _ = self._sql["deck_rates"]
+                decks.put_rates(e.plan_id, need, await conn.fetch(sql_, *self._args("deck_rates", {"plan_id": e.plan_id, "version": need})))
+        return decks.table_at(e.plan_id, e.version, e.at)
 
     async def authorize(self, req: steps.AuthorizeRequest, lim: steps.Limits) -> Authorization:
         pool = await self._get_pool()

@@ -12,7 +12,7 @@ from sqlalchemy import BigInteger, bindparam, case, null, select, update
 from ..domain.rating import billable_seconds
 from ..domain.records import AccountView, CallSession, LedgerEntry, Settlement
 from .sqlite_fast import register_fast
-from .tables import accounts, call_sessions, dids, endpoints, ledger, packages, plans
+from .tables import accounts, call_sessions, deck_versions, dids, endpoints, ledger, packages, plans, rates
 
 # Hot-path statements are built once: SQLAlchemy memoizes the cache key of a statement object, so
 # reusing it skips the per-call construction and cache-key walk (measured: ~3x faster authorize).
@@ -104,6 +104,14 @@ U_ACCOUNT_BALANCE = (
             low_balance_armed=bindparam("armed"), low_balance_crossings=bindparam("crossings"),
             depletions=bindparam("depletions"), updated_at=bindparam("now"))
 )
+
+# Deck versions (issue 19): read when a plan's generation moves / a version is first used; both
+# drivers (billing_core.api and store.pg_fast) run these through a DeckCache.
+Q_DECK_VERSIONS = select(deck_versions).where(deck_versions.c.plan_id == bindparam("plan_id"))
+Q_DECK_RATES = select(rates.c.prefix, rates.c.description, rates.c.rate_per_min, rates.c.connect_fee,
+                      rates.c.initial_increment, rates.c.increment, rates.c.days, rates.c.start_min,
+                      rates.c.end_min).where(rates.c.plan_id == bindparam("plan_id"),
+                                              rates.c.version == bindparam("version"))
 
 
 def account_query():

@@ -46,11 +46,34 @@ plans = Table(
     Column("updated_at", BigInteger, nullable=False),
 )
 
+# Deck versions (issue 19): every import stores a new, immutable version of the plan's deck that
+# takes effect at ``effective_at``; a call is priced by the version in effect when it started (the
+# one with the latest effective_at <= its start; of two at the same instant, the higher version,
+# which is how a correction replaces a version). Immutable, so processes cache them for ever.
+deck_versions = Table(
+    "deck_versions",
+    metadata,
+    Column("plan_id", Integer, ForeignKey("plans.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("effective_at", BigInteger, nullable=False),
+    # The IANA zone of this version's periods (local days and times).
+    Column("timezone", String(64), nullable=False),
+    Column("correction", Boolean, nullable=False, default=False),
+    Column("rate_count", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
 rates = Table(
     "rates",
     metadata,
     Column("plan_id", Integer, ForeignKey("plans.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
     Column("prefix", String(16), primary_key=True),
+    # The period of the row (billing_core.domain.rating.Period): weekdays as a bit mask (Monday =
+    # bit 0; 127 every day) and [start_min, end_min) minutes of the local day. Always = 127, 0, 1440.
+    Column("days", Integer, primary_key=True, autoincrement=False),
+    Column("start_min", Integer, primary_key=True, autoincrement=False),
+    Column("end_min", Integer, nullable=False),
     Column("description", String(200), nullable=False, default=""),
     Column("rate_per_min", BigInteger, nullable=False),
     Column("connect_fee", BigInteger, nullable=False),
@@ -152,6 +175,18 @@ call_sessions = Table(
     Column("connect_fee", BigInteger, nullable=False, default=0),
     Column("initial_increment", Integer, nullable=False, default=1),
     Column("increment", Integer, nullable=False, default=1),
+    # The deck that priced the call (issue 19): plan and deck version in effect at authorize. When
+    # the prefix's rate changes by weekday or time of day, ``rate_periods`` is the prefix's periods
+    # copied too (billing_core.domain.rating.schedule_text), so settle, chunk debits and hold
+    # extensions price each increment without reading the deck; NULL = one price all week.
+    Column("plan_id", Integer, nullable=True),
+    Column("deck_version", Integer, nullable=True),
+    Column("rate_periods", Text, nullable=True),
+    # Re-rating (``callgate rerate``): ``cost`` stays what the call was first charged; the latest
+    # re-rated cost, the deck version it was re-rated by and when (NULL: never re-rated).
+    Column("rerated_cost", BigInteger, nullable=True),
+    Column("rerated_version", Integer, nullable=True),
+    Column("rerated_at", BigInteger, nullable=True),
     # Talk seconds per chunk debit, fixed per session so every process numbers chunks alike.
     Column("chunk_seconds", Integer, nullable=False, default=60),
     Column("state", String(12), nullable=False),  # authorized | answered | settled
@@ -179,6 +214,8 @@ call_sessions = Table(
     # (a state-only index let SQLite pick the (pbx_id, channel_id) key and scan every session the
     # PBX ever had); queries on state alone use its first column.
     Index("ix_call_sessions_state_pbx", "state", "pbx_id"),
+    # rerate --plan NAME --since TIME: the plan's calls by start
+    Index("ix_call_sessions_plan_created", "plan_id", "created_at"),
 )
 
 ledger = Table(
@@ -186,7 +223,7 @@ ledger = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
-    # credit | debit | payment | refund | reversal | call | chunk
+    # credit | debit | payment | refund | reversal | call | chunk | rerate
     Column("kind", String(16), nullable=False),
     Column("amount", BigInteger, nullable=False),  # signed: + credits the account
     Column("balance_after", BigInteger, nullable=False),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import functools
 import json
 import sys
@@ -24,7 +25,7 @@ from callgate.redaction import redact
 MONEY_FIELDS = {
     "balance", "credit_limit", "held", "available", "low_balance_threshold", "amount", "balance_after", "hold",
     "charged", "cost", "rate_per_min", "connect_fee", "overrun", "final_charge", "charged_by_chunks", "low_balance",
-    "inbound_rate",
+    "inbound_rate", "rerated_cost",
 }
 
 USER_ERRORS = (InvalidInput, NotFound, AmountError, DeckError, DatabaseUrlError)
@@ -59,6 +60,33 @@ class WholeNumber(click.ParamType):
         if not self.min <= number <= self.max:
             raise CliError(f"{_param_name(param)}: must be between {self.min} and {self.max} (got {value})")
         return number
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+class Instant(click.ParamType):
+    """A TIME in ISO 8601 with its UTC offset (``2026-03-10T08:00:00-04:00``, ``…Z``) → epoch ms.
+    A time without an offset is refused: which zone it meant would be a guess, and money depends
+    on it (a deck effective an hour early, a quote in the wrong period)."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        text = str(value).strip()
+        try:
+            when = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise CliError(f"{_param_name(param)}: not a time in ISO 8601 such as 2026-03-10T08:00:00-04:00 "
+                           f"(got {value!r})") from None
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise CliError(f"{_param_name(param)}: needs a UTC offset such as -04:00 or Z (got {value!r})")
+        ms = (when - _EPOCH) // dt.timedelta(milliseconds=1)
+        if not -STORAGE_MAX <= ms <= STORAGE_MAX:
+            raise CliError(f"{_param_name(param)}: out of range (got {value!r})")
+        return ms
 
 
 def _param_name(param: click.Parameter | None) -> str:

@@ -3,6 +3,7 @@ calls, quote, verify."""
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 import io
 import os
 
@@ -11,12 +12,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from billing_core.domain.errors import BelowCreditLimit
 from billing_core.domain.money import CUSTOMER_DECIMALS, RATE_DECIMALS, format_amount, parse_amount
-from billing_core.domain.ratedeck import DeckError, parse_deck
+from billing_core.domain.ratedeck import DeckError, parse_deck_rows
 from billing_core.store import migrate
 from billing_core.store.engine import StorageError
 
 from .common import (
-    INTEGER_MAX, CliError, WholeNumber, database_error_text, emit_json, isatty, json_option, open_core, run_async,
+    INTEGER_MAX, CliError, Instant, WholeNumber, database_error_text, emit_json, isatty, json_option, open_core, run_async,
 )
 
 
@@ -56,13 +57,20 @@ def register(main: click.Group) -> None:
     @plan.command("import")
     @click.argument("name")
     @click.argument("file", type=click.Path(dir_okay=False))
+    @click.option("--timezone", "zone", default=None, metavar="ZONE",
+                  help="IANA zone of the deck's days and times (default: the plan's, else America/Toronto).")
+    @click.option("--effective", type=Instant(), default=None, metavar="TIME",
+                  help="When this version takes effect (ISO 8601 with offset; default now).")
+    @click.option("--correction", is_flag=True, help="Allow a past --effective TIME: replaces the version in effect "
+                                                     "from then on (re-rate past calls with callgate rerate).")
     @json_option
     @click.pass_context
     @run_async
-    async def plan_import(ctx, name, file, as_json):
-        """Create or replace plan NAME from FILE.csv, atomically (one bad row: nothing changes).
+    async def plan_import(ctx, name, file, zone, effective, correction, as_json):
+        """Store FILE.csv as a new version of plan NAME, atomically (one bad row: nothing changes).
 
-        Columns: prefix,description,rate_per_min,connect_fee,initial_increment,increment."""
+        Columns: prefix,description,rate_per_min,connect_fee,initial_increment,increment and
+        optionally days,start,end (when a row applies, local time in the plan's zone)."""
         try:
             with open(file, newline="", encoding="utf-8-sig") as fh:
                 text = fh.read()
@@ -75,35 +83,62 @@ def register(main: click.Group) -> None:
         try:
             if isatty() and line_count > 10_000:
                 with click.progressbar(length=line_count, label=f"parsing {file}", file=click.get_text_stream("stderr")) as bar:
-                    deck = parse_deck(lines, progress=bar.update)
+                    deck = parse_deck_rows(lines, progress=bar.update)
             else:
-                deck = parse_deck(lines)
+                deck = parse_deck_rows(lines)
         except DeckError as exc:
             raise CliError(f"{file}: {exc}") from None
         async with open_core(ctx) as core:
-            result = await core.admin.import_plan(name, deck)
+            result = await core.admin.import_plan(name, deck, timezone=zone, effective_at=effective,
+                                                  correction=correction)
         if as_json:
             emit_json(result)
         else:
-            click.echo(f"plan {result['plan']}: {result['rates']} rates imported (version {result['version']})")
+            click.echo(f"plan {result['plan']}: {result['rates']} rates imported (version {result['version']}, "
+                       f"{result['timezone']}, effective {result['effective_at']}"
+                       f"{', correction' if result['correction'] else ''})")
 
     @plan.command("show")
     @click.argument("name")
     @click.option("--limit", type=WholeNumber(min=1), default=None, help="Show at most N rates.")
+    @click.option("--at", "at", type=Instant(), default=None, metavar="TIME",
+                  help="Show the version in effect at TIME (ISO 8601 with offset; default now).")
     @json_option
     @click.pass_context
     @run_async
-    async def plan_show(ctx, name, limit, as_json):
-        """Show plan NAME and its rates."""
+    async def plan_show(ctx, name, limit, at, as_json):
+        """Show plan NAME and its rates (the version in effect now, or at TIME)."""
         async with open_core(ctx) as core:
-            result = await core.admin.show_plan(name, limit)
+            result = await core.admin.show_plan(name, limit, at=at)
         if as_json:
             emit_json(result)
             return
-        click.echo(f"plan {result['plan']} (version {result['version']}, {result['rate_count']} rates)")
+        if result["version"] is None:
+            click.echo(f"plan {result['plan']}: no version in effect {'at ' + result['at'] if at else 'yet'}")
+            return
+        click.echo(f"plan {result['plan']} (version {result['version']}, {result['rate_count']} rates, "
+                   f"{result['timezone']}, effective {result['effective_at'] or 'from the beginning'})")
         for r in result["rates"]:
+            when = f"  {r['days'] or 'every day'} {r['start'] or '00:00'}-{r['end'] or '24:00'}" if r["days"] or r["start"] else ""
             click.echo(f"  {r['prefix']:<16} {r['rate_per_min']:>10}/min  connect {r['connect_fee']:>8}  "
-                       f"{r['initial_increment']}/{r['increment']}  {r['description']}")
+                       f"{r['initial_increment']}/{r['increment']}  {r['description']}{when}")
+
+    @plan.command("versions")
+    @click.argument("name")
+    @json_option
+    @click.pass_context
+    @run_async
+    async def plan_versions(ctx, name, as_json):
+        """List the versions of plan NAME: when each takes effect, which is in effect now."""
+        async with open_core(ctx) as core:
+            result = await core.admin.plan_versions(name)
+        if as_json:
+            emit_json(result)
+            return
+        for v in result["versions"]:
+            click.echo(f"  {'*' if v['in_effect'] else ' '} version {v['version']:<4} effective "
+                       f"{v['effective_at'] or 'from the beginning':<26} {v['timezone']:<20} {v['rates']} rates"
+                       f"{'  correction' if v['correction'] else ''}")
 
     # ------------------------------------------------------------------------------- packages
     @main.group()
@@ -341,20 +376,49 @@ def register(main: click.Group) -> None:
             # a talk time that was not measured (clamped, or billed up to a restart) is flagged:
             # the operator may owe a refund (docs/OPERATIONS.md)
             basis = "" if r.get("billing_basis") in (None, "measured") else f"  [{r['billing_basis']}]"
+            if r.get("rerated_cost") is not None and r["rerated_cost"] != r["cost"]:
+                amount += f" → {format_amount(r['rerated_cost'])} (re-rated, v{r['rerated_version']})"
             click.echo(f"{_when(r['created_at'])}  {r['id'][:12]}  {r['account_ref'] or '-':<12} {r['direction']:<8} "
                        f"{r['number_e164'] or r['number']:<16} {r['state']:<10} talk {talk:>8}  cost {amount}{basis}")
+
+    @main.command()
+    @click.option("--plan", "plan_name", required=True, help="The plan whose calls to re-rate.")
+    @click.option("--since", type=Instant(), required=True, metavar="TIME",
+                  help="Calls that started at or after TIME (ISO 8601 with offset).")
+    @click.option("--until", type=Instant(), default=None, metavar="TIME", help="… and before TIME (default: no end).")
+    @click.option("--dry-run", is_flag=True, help="Print the per-account totals; write nothing.")
+    @json_option
+    @click.pass_context
+    @run_async
+    async def rerate(ctx, plan_name, since, until, dry_run, as_json):
+        """Price the settled calls of a plan again by the deck version now in effect for their start
+        (after plan import --correction); one ledger entry (kind rerate) per changed call."""
+        async with open_core(ctx) as core:
+            result = await core.admin.rerate(plan_name, since=since, until=until, dry_run=dry_run)
+        if as_json:
+            emit_json(result)
+            return
+        verb = "would change" if dry_run else "changed"
+        click.echo(f"plan {result['plan']}: {result['calls_examined']} calls examined, {result['calls_changed']} "
+                   f"{verb}, {result['calls_unchanged']} unchanged, {result['calls_without_rate']} without a rate "
+                   f"now (kept); total {result['amount']} (+ credited to accounts){' — dry run: nothing written' if dry_run else ''}")
+        for a in result["accounts"]:
+            unpaid = f", unpaid {a['unpaid']} (credit limit)" if Decimal(a["unpaid"]) else ""
+            click.echo(f"  {a['account']:<16} {a['calls']:>6} calls  {a['amount']:>12}{unpaid}")
 
     @main.command()
     @click.argument("ref")
     @click.argument("number")
     @click.option("--seconds", type=WholeNumber(), default=None, help="Also price a call of N seconds")
+    @click.option("--at", "at", type=Instant(), default=None, metavar="TIME",
+                  help="Price a call starting at TIME (ISO 8601 with offset; default now).")
     @json_option
     @click.pass_context
     @run_async
-    async def quote(ctx, ref, number, seconds, as_json):
+    async def quote(ctx, ref, number, seconds, at, as_json):
         """What a call from REF to NUMBER would be allowed and cost, without charging."""
         async with open_core(ctx) as core:
-            q = await core.admin.quote(ref, number, seconds)
+            q = await core.admin.quote(ref, number, seconds, at=at)
         if as_json:
             emit_json(q)
             return

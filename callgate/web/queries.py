@@ -29,6 +29,9 @@ class CallRow:
     """Settled talk time; None while the call is live."""
     cost: int | None
     """Final cost in micro-units; None while live."""
+    rerated_cost: int | None = None
+    """What the call costs after ``callgate rerate`` (None: never re-rated); ``cost`` stays what it
+    was first charged, and the page shows both."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +56,16 @@ class AccountLifecycle:
 def recent_calls(conn: Connection, account_id: int, limit: int = 50) -> list[CallRow]:
     q = (
         select(call_sessions.c.created_at, call_sessions.c.direction, call_sessions.c.number,
-               call_sessions.c.number_e164, call_sessions.c.state, call_sessions.c.talk_ms, call_sessions.c.cost)
+               call_sessions.c.number_e164, call_sessions.c.state, call_sessions.c.talk_ms, call_sessions.c.cost,
+               call_sessions.c.rerated_cost)
         .where(call_sessions.c.account_id == account_id)
         .order_by(call_sessions.c.created_at.desc(), call_sessions.c.id.desc())
         .limit(limit)
     )
     return [
         CallRow(r.created_at, r.direction, r.number_e164 or r.number, r.state,
-                r.talk_ms if r.state == "settled" else None, r.cost if r.state == "settled" else None)
+                r.talk_ms if r.state == "settled" else None, r.cost if r.state == "settled" else None,
+                r.rerated_cost if r.state == "settled" else None)
         for r in conn.execute(q)
     ]
 

@@ -426,9 +426,11 @@ def test_each_period_column_is_optional_on_its_own():
     assert (e.value.line, e.value.column) == (2, "end")
 
 
-def test_plan_import_refuses_period_cells_it_cannot_price_yet(tmp_path):
-    """Until plan import stores periods, a filled days/start/end cell is refused with its line and
-    column (it would otherwise be billed as "always" without a word); blank period columns import."""
+def test_parse_deck_refuses_period_cells_it_cannot_price(tmp_path):
+    """parse_deck (one row a prefix) refuses a filled days/start/end cell with its line and column
+    (it would otherwise read as "always" without a word); blank period columns parse. plan import
+    reads periods (parse_deck_rows): a deck whose periods leave a gap is refused naming the line
+    and column, nothing written (tests/core/test_deck_versions.py has the rest)."""
     header = "prefix,description,rate_per_min,connect_fee,initial_increment,increment,days,start,end\n"
     with pytest.raises(DeckError) as err:
         parse_deck((header + "1,NANP,0.02,0,60,60,,,\n1,NANP,0.01,0,60,60,sat,,\n").splitlines(keepends=True))
@@ -443,4 +445,5 @@ def test_plan_import_refuses_period_cells_it_cannot_price_yet(tmp_path):
     runner = CliRunner()
     assert runner.invoke(main, ["--db", db, "db", "upgrade"]).exit_code == 0
     result = runner.invoke(main, ["--db", db, "plan", "import", "std", str(deck)])
-    assert result.exit_code != 0 and "line 2" in result.output and "days" in result.output
+    assert result.exit_code != 0 and "line 2, column start" in result.output and "no rate on Mon 00:00-08:00" in result.output
+    assert runner.invoke(main, ["--db", db, "plan", "show", "std"]).exit_code != 0  # nothing written

@@ -240,3 +240,30 @@ async def test_full_hold_calls_are_not_stale_before_their_longest_possible_end(c
     await sidecar.run_once()
     s = await core.get_session(a.session_id)
     assert s.state == "settled" and s.stale and s.talk_ms == 300_000
+
+
+async def test_the_sidecar_prices_chunks_and_extensions_by_period(core):
+    """Issue 19: the sidecar's chunk debits and hold extensions use the period-aware pricing — a
+    chunk starting at 18:00:30 local (off-peak) is debited at 0.01, the one before at 0.02."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from billing_core.domain.ratedeck import parse_deck_rows
+
+    deck = ("prefix,description,rate_per_min,connect_fee,initial_increment,increment,days,start,end\n"
+            "1,peak,0.02,0,60,60,mon-fri,08:00,18:00\n1,night,0.01,0,60,60,mon-fri,00:00,08:00\n"
+            "1,evening,0.01,0,60,60,mon-fri,18:00,24:00\n1,weekend,0.01,0,60,60,sat-sun,,\n")
+    core.clock.set(int(datetime(2026, 11, 17, 17, 59, 30, tzinfo=ZoneInfo("America/Toronto")).timestamp()) * 1000)
+    await core.admin.import_plan("periods", parse_deck_rows(deck.splitlines(keepends=True)))
+    await seed(core, balance="10.00", plan="periods", package="periods", did=None)
+    sidecar = make_sidecar(core, free_port())
+    sid = await _call(core)
+    await _tick(core, 50)
+    await sidecar.run_once()  # the hold extended over the boundary: 0.02 + 0.01
+    assert (await core.get_session(sid)).hold == parse_amount("0.03")
+    await _tick(core, 75)  # 125 s after the answer: two chunks due
+    await sidecar.run_once()
+    assert [e.amount for e in await _ledger_of(core, sid)] == [-parse_amount("0.02"), -parse_amount("0.01")]
+    settled = await core.settle(sid, 125_000)
+    assert settled.cost == parse_amount("0.03") + parse_amount("0.01")  # the third minute, off-peak too
+    assert await core.admin.verify() == []

@@ -370,7 +370,10 @@ async def test_migration_gives_existing_accounts_their_canonical_signin_email(db
     hashed = await passwords.hash(PASSWORD)
     core = await BillingCore.open(db_url, clock=clock)
     try:
-        # No opening credit: today's ledger rows have columns a 0006 schema does not (0008).
+        # No opening credit: today's ledger rows have columns a 0006 schema does not (0008); the
+        # plan written as a 0006 schema holds it (today's import writes deck versions, 0010).
+        await core.store.run(lambda conn: conn.exec_driver_sql(
+            "INSERT INTO plans (name, version, rate_count, created_at, updated_at) VALUES ('standard', 1, 0, 1, 1)"))
         await seed(core, account="old", balance="0", did=None, endpoint=None, email="Ørsted@Example.test")
         await core.store.run(lambda conn: conn.exec_driver_sql(
             "UPDATE accounts SET password_hash = %s WHERE ref = 'old'" % f"'{hashed}'"))
