@@ -19,6 +19,7 @@ from aiohttp import web
 from yarl import URL
 
 from billing_core import invoices as inv
+from billing_core import read_model
 from billing_core.domain import lifecycle
 from billing_core.domain.errors import InvalidInput, NotFound
 from billing_core.domain.ids import ID_PATTERN, plain_id
@@ -26,7 +27,6 @@ from billing_core.domain.identifiers import check_email
 from billing_core.domain.money import format_amount
 from callgate.paypal.checkout import CheckoutError, cancel_return, complete_return, start_checkout
 
-from . import queries
 from .context import (CORE, PAYPAL, PASSWORDS, RETURN_KEY, SESSION, SETTINGS, SIGNIN_CSRF_COOKIE, client_ip,
                       error_page, render)
 from .auth import SignedIn, WebSession, sign_in, sign_out, tokens_equal
@@ -361,15 +361,15 @@ async def invoice_pay(request: web.Request) -> web.StreamResponse:
 async def calls_page(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     core = request.app[CORE]
-    calls = await core.store.run(queries.recent_calls, session.account_id, request.app[SETTINGS].calls_shown)
+    calls = await core.store.run(read_model.recent_calls, session.account_id, request.app[SETTINGS].calls_shown)
     return render(request, "calls.html", active="calls", calls=calls, currency=core.settings.currency)
 
 
 async def dids_page(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     core = request.app[CORE]
-    dids = await core.store.run(queries.held_dids, session.account_id)
-    state = await core.store.run(queries.account_lifecycle, session.account_id)
+    dids = await core.store.run(read_model.held_dids, session.account_id)
+    state = await core.store.run(read_model.account_lifecycle, session.account_id)
     release_at = None
     if state.status == lifecycle.PRE_SUSPENDED and state.presuspended_at is not None:
         days = request.app[SETTINGS].did_release_days

@@ -1,8 +1,10 @@
-"""Read-only queries the client area needs and the core API does not offer (yet).
+"""The read model: query functions the client area, the operator console and the CLI share.
 
-Each function is a plain sync function on a SQLAlchemy ``Connection`` that the core's store runs
-(``await core.store.run(fn, ...)``), always scoped by the signed-in account's id: the web never
-looks anything up by an id the browser sent without also matching the account.
+The web reads through these (and the core's API), never the store's tables (import-linter:
+callgate.web may not import billing_core.store). Each function is a plain sync function on a
+SQLAlchemy ``Connection`` that the core's store runs (``await core.store.run(fn, ...)``). The
+customer-facing ones are always scoped by the signed-in account's id: the web never looks anything
+up by an id the browser sent without also matching the account.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from billing_core.store.tables import accounts, call_sessions, dids
+from .store.tables import accounts, call_sessions, dids
 
 
 @dataclass(frozen=True, slots=True)

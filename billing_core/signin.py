@@ -1,0 +1,202 @@
+"""The database side of web sign-in: limiting attempts, starting, loading and ending sessions,
+storing a customer's password hash. Used by the client area (customers) and the operator console
+(operators): the web never touches the store's tables itself (import-linter: callgate.web may not
+import billing_core.store).
+
+Every function is a plain sync function on a SQLAlchemy ``Connection`` that the core's store runs
+(``await core.store.run(fn, ...)``): one transaction each. Hashing and verifying passwords, which
+take real time, happen outside them (callgate.web.auth), never while a transaction is open.
+
+Rate limiting (see callgate.web.auth for the reasoning): failures are counted per email and per
+client address over a window, in ``web_signin_attempts``; the check and a failure row for the
+attempt are written in one transaction that serialises per email and per address (SQLite: its one
+writer; PostgreSQL: transaction-scoped advisory locks), all before the password is checked. A
+:class:`Realm` names the key kinds a kind of user counts under, so a customer's and an operator's
+attempts are counted apart (an office's customers failing at the client area never lock the
+operators out, and the other way round).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Callable
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.engine import Connection
+
+from .domain.errors import InvalidInput, NotFound
+from .domain.signin_email import canonical_email
+from .store.tables import accounts
+from .store.tables_web import web_sessions, web_signin_attempts
+
+EMAIL_MAX = 320
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The sign-in knobs the database side needs (callgate.web.auth.AuthSettings carries them)."""
+
+    window_ms: int
+    max_per_email: int
+    max_per_ip: int
+    idle_ms: int
+    """A session unused this long is over."""
+    max_ms: int
+    """No session lives longer than this."""
+    touch_ms: int
+    """last_seen_at is rewritten at most this often."""
+
+
+@dataclass(frozen=True)
+class Realm:
+    """Who signs in: the key kinds their failures are counted under (at most 8 characters)."""
+
+    email_kind: str
+    ip_kind: str
+
+
+CUSTOMERS = Realm("email", "ip")
+OPERATORS = Realm("op_email", "op_ip")
+
+
+@dataclass(frozen=True)
+class CustomerSession:
+    """A signed-in customer, as the database knows them."""
+
+    token_hash: str
+    account_id: int
+    account_ref: str
+    email: str
+    name: str
+    csrf_token: str
+
+
+# ------------------------------------------------------------------------------ set password
+def set_customer_password_tx(conn: Connection, ref: str, hashed: str) -> str:
+    """Give account ``ref`` the password hash ``hashed``; its canonical email becomes its sign-in
+    name. Signs the account out everywhere. Returns the account's email. Raises InvalidInput /
+    NotFound (nothing written)."""
+    row = conn.execute(select(accounts.c.id, accounts.c.email).where(accounts.c.ref == ref)).first()
+    if row is None:
+        raise NotFound(f"REF: unknown account {ref!r}")
+    email = canonical_email(row.email)
+    if not email or "@" not in email:
+        raise InvalidInput(f"REF: account {ref!r} has no usable email address to sign in with ({row.email!r})")
+    if len(email) > EMAIL_MAX:
+        raise InvalidInput(f"REF: account {ref!r} has an email longer than {EMAIL_MAX} characters")
+    clash = conn.execute(
+        select(accounts.c.ref).where(accounts.c.signin_email == email, accounts.c.id != row.id)
+    ).first()
+    if clash is not None:
+        raise InvalidInput(f"REF: account {clash.ref!r} already signs in with {email}; give {ref!r} its own email first")
+    conn.execute(update(accounts).where(accounts.c.id == row.id).values(password_hash=hashed, signin_email=email))
+    conn.execute(delete(web_sessions).where(web_sessions.c.account_id == row.id))
+    return row.email
+
+
+# ---------------------------------------------------------------------------- attempt limits
+# Advisory-lock namespaces (the first key of pg_advisory_xact_lock(int, int)): "cg" + 1 / 2.
+_LOCK_EMAIL, _LOCK_IP = 0x63670001, 0x63670002
+
+
+def _serialise_on(conn: Connection, namespace: int, value: str) -> None:
+    """Hold, until this transaction ends, the lock of one email or address, so that counting its
+    failures and recording this attempt cannot interleave with another attempt on the same key.
+    SQLite needs none: its one writer runs transactions one at a time."""
+    if conn.dialect.name != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(value.encode()).digest()[:4], "big", signed=True)
+    conn.execute(text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": namespace, "key": key})
+
+
+def admit_attempt_tx(conn: Connection, realm: Realm, limits: Limits, email: str, ip: str, now: int,
+                     lookup: Callable[[Connection, str], tuple | None]):
+    """Refuse (None) when the email or the address used up its failures; else count this attempt
+    as a failure up front and return ``lookup(conn, email)`` — (user id, stored hash, ...) or
+    (None, None) for unknown emails. ``email`` is already canonical."""
+    since = now - limits.window_ms
+    email_key = email if len(email) <= EMAIL_MAX else None
+    # Always email before address: every attempt takes its locks in the same order (no deadlock).
+    if email_key:
+        _serialise_on(conn, _LOCK_EMAIL, email_key)
+    _serialise_on(conn, _LOCK_IP, ip)
+
+    def failures(kind: str, value: str) -> int:
+        return conn.execute(
+            select(func.count()).select_from(web_signin_attempts).where(
+                web_signin_attempts.c.key_kind == kind, web_signin_attempts.c.key_value == value,
+                web_signin_attempts.c.at > since, web_signin_attempts.c.succeeded.is_(False),
+            )
+        ).scalar_one()
+
+    if (email_key and failures(realm.email_kind, email_key) >= limits.max_per_email) \
+            or failures(realm.ip_kind, ip) >= limits.max_per_ip:
+        return None
+    # Old rows are no use to anybody: the window is all that is ever counted.
+    conn.execute(delete(web_signin_attempts).where(web_signin_attempts.c.at <= since))
+    rows = [dict(key_kind=realm.ip_kind, key_value=ip, email=email_key, succeeded=False, at=now)]
+    if email_key:
+        rows.append(dict(key_kind=realm.email_kind, key_value=email_key, email=email_key, succeeded=False, at=now))
+    conn.execute(web_signin_attempts.insert(), rows)
+    found = lookup(conn, email_key) if email_key else None
+    return (None, None) if found is None else found
+
+
+def forgive_tx(conn: Connection, realm: Realm, email: str, ip: str) -> None:
+    """The right password: this attempt was no failure after all, and the user's earlier typos
+    stop counting, for the email and for the address. The address keeps its count of other emails
+    (one address guessing many emails still runs into its own limit)."""
+    conn.execute(delete(web_signin_attempts).where(
+        web_signin_attempts.c.key_kind == realm.email_kind, web_signin_attempts.c.key_value == email))
+    conn.execute(delete(web_signin_attempts).where(
+        web_signin_attempts.c.key_kind == realm.ip_kind, web_signin_attempts.c.key_value == ip,
+        web_signin_attempts.c.email == email))
+
+
+# ------------------------------------------------------------------------------- customers
+def customer_credentials(conn: Connection, email: str) -> tuple[int, str] | None:
+    row = conn.execute(
+        select(accounts.c.id, accounts.c.password_hash)
+        .where(accounts.c.signin_email == email, accounts.c.password_hash.is_not(None))
+    ).first()
+    return None if row is None else (row.id, row.password_hash)
+
+
+def admit_customer_attempt_tx(conn: Connection, limits: Limits, email: str, ip: str, now: int):
+    return admit_attempt_tx(conn, CUSTOMERS, limits, email, ip, now, customer_credentials)
+
+
+def start_customer_session_tx(conn: Connection, limits: Limits, account_id: int, email: str, ip: str, thash: str,
+                              csrf: str, rehashed: str | None, now: int) -> CustomerSession:
+    forgive_tx(conn, CUSTOMERS, email, ip)
+    if rehashed:
+        conn.execute(update(accounts).where(accounts.c.id == account_id).values(password_hash=rehashed))
+    # Sweep dead sessions (anyone's) here rather than on every page view: sign-ins are rare.
+    conn.execute(delete(web_sessions).where(
+        (web_sessions.c.expires_at <= now) | (web_sessions.c.last_seen_at <= now - limits.idle_ms)))
+    conn.execute(web_sessions.insert().values(
+        token_hash=thash, account_id=account_id, csrf_token=csrf, created_at=now, last_seen_at=now,
+        expires_at=now + limits.max_ms, ip=ip))
+    acct = conn.execute(select(accounts.c.ref, accounts.c.email, accounts.c.name).where(accounts.c.id == account_id)).one()
+    return CustomerSession(thash, account_id, acct.ref, acct.email, acct.name, csrf)
+
+
+def load_customer_session_tx(conn: Connection, limits: Limits, thash: str, now: int) -> CustomerSession | None:
+    """The live session a token hash names, or None (unknown, expired, idle too long: removed)."""
+    row = conn.execute(
+        select(web_sessions, accounts.c.ref, accounts.c.email, accounts.c.name)
+        .select_from(web_sessions.join(accounts, accounts.c.id == web_sessions.c.account_id))
+        .where(web_sessions.c.token_hash == thash)
+    ).mappings().first()
+    if row is None:
+        return None
+    if row["expires_at"] <= now or row["last_seen_at"] + limits.idle_ms <= now:
+        conn.execute(delete(web_sessions).where(web_sessions.c.token_hash == thash))
+        return None
+    if now - row["last_seen_at"] >= limits.touch_ms:
+        conn.execute(update(web_sessions).where(web_sessions.c.token_hash == thash).values(last_seen_at=now))
+    return CustomerSession(thash, row["account_id"], row["ref"], row["email"], row["name"], row["csrf_token"])
+
+
+def end_customer_session_tx(conn: Connection, thash: str) -> None:
+    conn.execute(delete(web_sessions).where(web_sessions.c.token_hash == thash))
