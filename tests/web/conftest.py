@@ -10,6 +10,7 @@ from aiohttp import ClientSession, CookieJar
 from callgate.web.app import WebSettings
 from callgate.web.auth import AuthSettings, Passwords, set_password
 from callgate.web.server import start
+from tests.core.conftest import cg  # noqa: F401  (the CLI runner fixture: operator and account commands)
 from tests.factories import seed
 
 PASSWORD = "correct horse battery"
