@@ -26,7 +26,9 @@ from sqlalchemy.engine import Connection
 
 from .domain.errors import InvalidInput, NotFound
 from .domain.signin_email import canonical_email
+from .operators import Actor, audit_tx
 from .store.tables import accounts
+from .store.tables_operators import operator_sessions, operators
 from .store.tables_web import web_sessions, web_signin_attempts
 
 EMAIL_MAX = 320
@@ -200,3 +202,95 @@ def load_customer_session_tx(conn: Connection, limits: Limits, thash: str, now: 
 
 def end_customer_session_tx(conn: Connection, thash: str) -> None:
     conn.execute(delete(web_sessions).where(web_sessions.c.token_hash == thash))
+
+
+# ------------------------------------------------------------------------------- operators
+@dataclass(frozen=True)
+class OperatorSession:
+    """A signed-in operator of the console."""
+
+    token_hash: str
+    operator_id: int
+    email: str
+    role: str
+    csrf_token: str
+
+
+@dataclass(frozen=True)
+class OperatorCredentials:
+    operator_id: int
+    password_hash: str
+    totp_secret: str | None
+    totp_last_step: int | None
+
+
+def operator_credentials(conn: Connection, email: str) -> tuple[int | None, str | None, OperatorCredentials | None]:
+    """(id, hash, credentials) of an enabled operator with a password; None for anyone else
+    (unknown, disabled, no password yet: all refused alike)."""
+    row = conn.execute(
+        select(operators.c.id, operators.c.password_hash, operators.c.totp_secret, operators.c.totp_last_step)
+        .where(operators.c.email == email, operators.c.password_hash.is_not(None), operators.c.disabled_at.is_(None))
+    ).first()
+    if row is None:
+        return None
+    return (row.id, row.password_hash,
+            OperatorCredentials(row.id, row.password_hash, row.totp_secret, row.totp_last_step))
+
+
+def admit_operator_attempt_tx(conn: Connection, limits: Limits, email: str, ip: str, now: int):
+    """None: rate limited; else (operator id, stored hash, OperatorCredentials) — (None, None) for
+    nobody. The attempt counts as a failure until a session starts."""
+    found = admit_attempt_tx(conn, OPERATORS, limits, email, ip, now, operator_credentials)
+    return (None, None, None) if found == (None, None) else found
+
+
+def start_operator_session_tx(conn: Connection, limits: Limits, operator_id: int, email: str, ip: str, thash: str,
+                              csrf: str, rehashed: str | None, totp_step: int | None, now: int
+                              ) -> OperatorSession | None:
+    """Start the session of an operator whose password (and TOTP code, at ``totp_step``) checked
+    out. None when the operator was disabled meanwhile or the code's time step was already used
+    (a TOTP code signs in once: a code seen over a shoulder or in a proxy log is spent)."""
+    row = conn.execute(select(operators).where(operators.c.id == operator_id, operators.c.disabled_at.is_(None))
+                       ).mappings().first()
+    if row is None:
+        return None
+    if totp_step is not None:
+        spent = conn.execute(
+            update(operators).where(operators.c.id == operator_id,
+                                    (operators.c.totp_last_step.is_(None)) | (operators.c.totp_last_step < totp_step))
+            .values(totp_last_step=totp_step)
+        ).rowcount == 0
+        if spent:
+            return None
+    forgive_tx(conn, OPERATORS, email, ip)
+    if rehashed:
+        conn.execute(update(operators).where(operators.c.id == operator_id).values(password_hash=rehashed))
+    conn.execute(delete(operator_sessions).where(
+        (operator_sessions.c.expires_at <= now) | (operator_sessions.c.last_seen_at <= now - limits.idle_ms)))
+    conn.execute(operator_sessions.insert().values(
+        token_hash=thash, operator_id=operator_id, csrf_token=csrf, created_at=now, last_seen_at=now,
+        expires_at=now + limits.max_ms, ip=ip))
+    audit_tx(conn, Actor(row["email"], operator_id), "operator.signin", "operator", row["email"],
+             after={"ip": ip, "totp": totp_step is not None}, now=now)
+    return OperatorSession(thash, operator_id, row["email"], row["role"], csrf)
+
+
+def load_operator_session_tx(conn: Connection, limits: Limits, thash: str, now: int) -> OperatorSession | None:
+    """The live session of an enabled operator a token hash names, or None (removed when over)."""
+    row = conn.execute(
+        select(operator_sessions, operators.c.email, operators.c.role, operators.c.disabled_at)
+        .select_from(operator_sessions.join(operators, operators.c.id == operator_sessions.c.operator_id))
+        .where(operator_sessions.c.token_hash == thash)
+    ).mappings().first()
+    if row is None:
+        return None
+    if row["disabled_at"] is not None or row["expires_at"] <= now or row["last_seen_at"] + limits.idle_ms <= now:
+        conn.execute(delete(operator_sessions).where(operator_sessions.c.token_hash == thash))
+        return None
+    if now - row["last_seen_at"] >= limits.touch_ms:
+        conn.execute(update(operator_sessions).where(operator_sessions.c.token_hash == thash).values(last_seen_at=now))
+    return OperatorSession(thash, row["operator_id"], row["email"], row["role"], row["csrf_token"])
+
+
+def end_operator_session_tx(conn: Connection, thash: str) -> None:
+    conn.execute(delete(operator_sessions).where(operator_sessions.c.token_hash == thash))
