@@ -10,10 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+import re
+from dataclasses import field
+from typing import Any
+
+from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Connection
 
-from .store.tables import accounts, call_sessions, dids
+from .domain.errors import InvalidInput, NotFound
+from .store.tables import accounts, call_sessions, dids, endpoints, ledger, packages
+from .store.tables_operators import account_notes
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,3 +83,203 @@ def account_lifecycle(conn: Connection, account_id: int) -> AccountLifecycle:
         select(accounts.c.status, accounts.c.depleted_at, accounts.c.presuspended_at).where(accounts.c.id == account_id)
     ).one()
     return AccountLifecycle(r.status, r.depleted_at, r.presuspended_at)
+
+
+# ===================================================================== the operator console
+# Lists are paged by keyset (``after``/``before`` a cursor from the last row shown), never by
+# OFFSET: page 500 of a million calls costs what page 1 does. A page fetches one row more than it
+# shows to know whether there is a next page, so no COUNT(*) over a big table is ever needed.
+PAGE_MAX = 500
+
+
+def _page_size(limit: int) -> int:
+    return max(1, min(int(limit), PAGE_MAX))
+
+
+@dataclass(frozen=True, slots=True)
+class AccountListRow:
+    ref: str
+    name: str
+    email: str
+    package: str
+    status: str
+    currency: str
+    balance: int
+    held: int
+
+
+def search_accounts(conn: Connection, query: str = "", *, after: str | None = None, limit: int = 50
+                    ) -> tuple[list[AccountListRow], str | None]:
+    """Accounts whose ref, name or email contains ``query`` (any case), or that own an endpoint
+    containing it, or hold a DID containing its digits; by ref, ``limit`` after ref ``after``.
+    Returns the rows and the cursor of the next page (None: last page)."""
+    limit = _page_size(limit)
+    q = (select(accounts.c.ref, accounts.c.name, accounts.c.email, packages.c.name.label("package"),
+                accounts.c.status, accounts.c.currency, accounts.c.balance, accounts.c.held)
+         .select_from(accounts.join(packages, packages.c.id == accounts.c.package_id)))
+    query = (query or "").strip()[:200]
+    if query:
+        matches = [accounts.c.ref.icontains(query, autoescape=True), accounts.c.name.icontains(query, autoescape=True),
+                   accounts.c.email.icontains(query, autoescape=True),
+                   accounts.c.id.in_(select(endpoints.c.account_id)
+                                     .where(endpoints.c.name.icontains(query, autoescape=True)))]
+        digits = re.sub(r"\D", "", query)
+        if len(digits) >= 3:
+            matches.append(accounts.c.id.in_(select(dids.c.account_id).where(dids.c.number.contains(digits))))
+        q = q.where(or_(*matches))
+    if after:
+        q = q.where(accounts.c.ref > after)
+    rows = conn.execute(q.order_by(accounts.c.ref).limit(limit + 1)).all()
+    out = [AccountListRow(r.ref, r.name, r.email, r.package, r.status, r.currency, r.balance, r.held)
+           for r in rows[:limit]]
+    return out, (out[-1].ref if len(rows) > limit else None)
+
+
+@dataclass(frozen=True, slots=True)
+class NoteRow:
+    id: int
+    created_at: int
+    author: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountFacts:
+    """What the console's account page shows beside the core's AccountView."""
+
+    id: int
+    ref: str
+    status_changed_at: int | None
+    depleted_at: int | None
+    presuspended_at: int | None
+    max_calls: int
+    endpoints: list[str] = field(default_factory=list)
+    dids: list[DidRow] = field(default_factory=list)
+    notes: list[NoteRow] = field(default_factory=list)
+
+
+def account_facts(conn: Connection, ref: str) -> AccountFacts:
+    row = conn.execute(
+        select(accounts.c.id, accounts.c.ref, accounts.c.status_changed_at, accounts.c.depleted_at,
+               accounts.c.presuspended_at, packages.c.max_calls)
+        .select_from(accounts.join(packages, packages.c.id == accounts.c.package_id)).where(accounts.c.ref == ref)
+    ).first()
+    if row is None:
+        raise NotFound(f"unknown account {ref!r}")
+    eps = [n for (n,) in conn.execute(select(endpoints.c.name).where(endpoints.c.account_id == row.id)
+                                      .order_by(endpoints.c.name))]
+    notes = [NoteRow(n.id, n.created_at, n.author, n.body) for n in conn.execute(
+        select(account_notes).where(account_notes.c.account_id == row.id).order_by(account_notes.c.id.desc()))]
+    return AccountFacts(row.id, row.ref, row.status_changed_at, row.depleted_at, row.presuspended_at, row.max_calls,
+                        eps, held_dids(conn, row.id), notes)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    id: int
+    created_at: int
+    kind: str
+    amount: int
+    balance_after: int
+    reason: str
+    idempotency_key: str
+
+
+def ledger_page(conn: Connection, account_id: int, *, before: int | None = None, limit: int = 25
+                ) -> tuple[list[LedgerRow], int | None]:
+    """The account's ledger, newest first, ``limit`` entries older than entry id ``before``."""
+    limit = _page_size(limit)
+    q = select(ledger).where(ledger.c.account_id == account_id)
+    if before is not None:
+        q = q.where(ledger.c.id < before)
+    rows = conn.execute(q.order_by(ledger.c.id.desc()).limit(limit + 1)).mappings().all()
+    out = [LedgerRow(r["id"], r["created_at"], r["kind"], r["amount"], r["balance_after"], r["reason"],
+                     r["idempotency_key"]) for r in rows[:limit]]
+    return out, (out[-1].id if len(rows) > limit else None)
+
+
+# --------------------------------------------------------------------------------------- calls
+OUTCOMES = ("answered", "unanswered", "cut_off", "live")
+DIRECTIONS = ("outbound", "inbound")
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    """The console's call filters (every one optional). Refused calls are not in the call log:
+    a refusal creates no session (its count is in the gate's metrics)."""
+
+    account: str | None = None
+    since_ms: int | None = None
+    """Authorized at or after (epoch ms)."""
+    until_ms: int | None = None
+    """Authorized before (epoch ms)."""
+    direction: str | None = None
+    prefix: str | None = None
+    """Digits the E.164 destination starts with (without +)."""
+    outcome: str | None = None
+    """answered (talked), unanswered (settled without talk), cut_off (ended at its cut-off: the
+    money ran out), live (not settled yet)."""
+
+    def checked(self) -> "CallFilter":
+        if self.direction is not None and self.direction not in DIRECTIONS:
+            raise InvalidInput(f"direction: must be one of {', '.join(DIRECTIONS)}")
+        if self.outcome is not None and self.outcome not in OUTCOMES:
+            raise InvalidInput(f"outcome: must be one of {', '.join(OUTCOMES)}")
+        if self.prefix is not None and not (self.prefix.isascii() and self.prefix.isdigit() and len(self.prefix) <= 15):
+            raise InvalidInput("prefix: digits only, at most 15")
+        return self
+
+
+def _call_query(f: CallFilter):
+    q = select(call_sessions, accounts.c.ref.label("account_ref")).select_from(
+        call_sessions.outerjoin(accounts, accounts.c.id == call_sessions.c.account_id))
+    if f.account:
+        q = q.where(accounts.c.ref == f.account)
+    if f.since_ms is not None:
+        q = q.where(call_sessions.c.created_at >= f.since_ms)
+    if f.until_ms is not None:
+        q = q.where(call_sessions.c.created_at < f.until_ms)
+    if f.direction:
+        q = q.where(call_sessions.c.direction == f.direction)
+    if f.prefix:
+        q = q.where(call_sessions.c.number_e164.startswith("+" + f.prefix, autoescape=True))
+    settled = call_sessions.c.state == "settled"
+    if f.outcome == "answered":
+        q = q.where(settled, call_sessions.c.talk_ms > 0)
+    elif f.outcome == "unanswered":
+        q = q.where(settled, or_(call_sessions.c.talk_ms.is_(None), call_sessions.c.talk_ms == 0))
+    elif f.outcome == "cut_off":
+        q = q.where(settled, call_sessions.c.cutoff_at.is_not(None), call_sessions.c.settled_at >= call_sessions.c.cutoff_at)
+    elif f.outcome == "live":
+        q = q.where(call_sessions.c.state.in_(("authorized", "answered")))
+    return q
+
+
+def _cursor(row: dict[str, Any]) -> str:
+    return f"{row['created_at']}:{row['id']}"
+
+
+def parse_call_cursor(cursor: str | None) -> tuple[int, str] | None:
+    if not cursor:
+        return None
+    at, _, sid = cursor.partition(":")
+    if not (at.isascii() and at.isdigit() and sid and len(sid) <= 40 and len(at) <= 19):
+        raise InvalidInput("before: not a page of this list")
+    return int(at), sid
+
+
+def calls_page(conn: Connection, f: CallFilter, *, before: str | None = None, limit: int = 50
+               ) -> tuple[list[dict[str, Any]], str | None]:
+    """Calls newest first (``calls --json``'s fields: every column and ``account_ref``), ``limit``
+    of them older than the cursor ``before``; returns the rows and the next page's cursor."""
+    limit = _page_size(limit) if limit <= PAGE_MAX else int(limit)
+    q = _call_query(f.checked())
+    cur = parse_call_cursor(before)
+    if cur is not None:
+        at, sid = cur
+        q = q.where(or_(call_sessions.c.created_at < at,
+                        and_(call_sessions.c.created_at == at, call_sessions.c.id < sid)))
+    rows = [dict(r) for r in conn.execute(
+        q.order_by(call_sessions.c.created_at.desc(), call_sessions.c.id.desc()).limit(limit + 1)).mappings()]
+    out = rows[:limit]
+    return out, (_cursor(out[-1]) if len(rows) > limit else None)

@@ -5,16 +5,26 @@ middleware before a handler runs; handlers here only translate between forms and
 """
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
 import logging
+import re
 import secrets
+from functools import partial
+from typing import Any, Iterable
+from urllib.parse import urlencode
 
 from aiohttp import web
 
-from billing_core.domain.errors import InvalidInput
-from billing_core.domain.identifiers import check_email
+from billing_core import console, read_model
+from billing_core import operators as ops
+from billing_core.domain.errors import InvalidInput, NotFound
+from billing_core.domain.identifiers import REF_PATTERN, check_email
+from billing_core.domain.money import format_amount, parse_amount
 from billing_core.operators import ADMIN, SUPPORT
 
-from .admin_access import PREFIX, admin_cookie, admin_error, admin_render, operator_of, public, roles
+from .admin_access import PREFIX, actor_of, admin_cookie, admin_error, admin_render, operator_of, public, roles
 from .admin_auth import ADMIN_SIGNIN_CSRF_COOKIE, OperatorSignedIn, operator_sign_in, operator_sign_out
 from .auth import tokens_equal
 from .context import CORE, PASSWORDS, SETTINGS, client_ip
@@ -79,8 +89,253 @@ async def signout(request: web.Request) -> web.StreamResponse:
 
 
 # ------------------------------------------------------------------------------------ pages
+PAGE = 50
+LEDGER_PAGE = 25
+CSV_CHUNK = 5000
+NOTICES = {
+    "credited": ("good", "Credit recorded."),
+    "debited": ("good", "Debit recorded."),
+    "replayed": ("good", "That form was already submitted: recorded once, nothing changed this time."),
+    "suspended": ("good", "Account suspended: its calls are refused."),
+    "active": ("good", "Account reactivated."),
+    "depleted": ("good", "Account reactivated; it is depleted, so calls stay refused until it has money."),
+    "noted": ("good", "Note added."),
+}
+
+
+async def _read(core, fn, *args, **kwargs):
+    """``fn(conn, *args, **kwargs)`` in one transaction of the core's store."""
+    return await core.store.run(partial(fn, **kwargs), *args)
+
+
+def _notices(request: web.Request) -> list[dict]:
+    found = NOTICES.get(request.query.get("done", ""))
+    return [{"kind": found[0], "text": found[1]}] if found else []
+
+
 async def dashboard(request: web.Request) -> web.StreamResponse:
     return admin_render(request, "admin/dashboard.html", active="dashboard")
+
+
+def _ref(request: web.Request) -> str:
+    ref = request.match_info["ref"]
+    if not REF_PATTERN.fullmatch(ref):
+        raise web.HTTPNotFound()
+    return ref
+
+
+async def accounts_page(request: web.Request) -> web.StreamResponse:
+    core = request.app[CORE]
+    query = request.query.get("q", "")[:200]
+    after = request.query.get("after") or None
+    rows, next_after = await _read(core, read_model.search_accounts, query, after=after, limit=PAGE)
+    next_url = f"{PREFIX}/accounts?" + urlencode({"q": query, "after": next_after}) if next_after else None
+    return admin_render(request, "admin/accounts.html", active="accounts", rows=rows, q=query, next_url=next_url,
+                        first_url=f"{PREFIX}/accounts?" + urlencode({"q": query}) if after else None)
+
+
+async def _account_page(request: web.Request, ref: str, *, status: int = 200, error: str = "",
+                        form: dict | None = None) -> web.Response:
+    core = request.app[CORE]
+    try:
+        view = await core.account(ref)
+        facts = await _read(core, read_model.account_facts, ref)
+    except NotFound:
+        return admin_error(request, 404, "Not found", f"There is no account {ref!r}.")
+    before = request.query.get("before")
+    before_id = int(before) if before and before.isascii() and before.isdigit() and len(before) < 19 else None
+    entries, next_before = await _read(core, read_model.ledger_page, facts.id, before=before_id, limit=LEDGER_PAGE)
+    calls = await _read(core, read_model.recent_calls, facts.id, 20)
+    audit = await _read(core, ops.audit_page_tx, target_kind="account", target=ref, limit=20)
+    form = {"amount": "", "direction": "credit", "reason": "", "key": "", **(form or {})}
+    return admin_render(
+        request, "admin/account.html", status=status, active="accounts", a=view, facts=facts, entries=entries,
+        calls=calls, audit=audit, error=error, notices=_notices(request),
+        ledger_next=f"{PREFIX}/accounts/{ref}?before={next_before}" if next_before else None,
+        ledger_first=f"{PREFIX}/accounts/{ref}" if before_id else None,
+        # a fresh idempotency key per form shown: submitting it twice credits once
+        credit_key=form.get("key") or secrets.token_urlsafe(16), form=form,
+        is_admin=operator_of(request).role == ADMIN)
+
+
+async def account_page(request: web.Request) -> web.StreamResponse:
+    return await _account_page(request, _ref(request))
+
+
+async def account_credit(request: web.Request) -> web.StreamResponse:
+    ref = _ref(request)
+    form = await request.post()
+    fields = {k: str(form.get(k, ""))[:400] for k in ("amount", "direction", "reason", "key")}
+    try:
+        amount = parse_amount(fields["amount"], field="amount", allow_negative=False)
+        if fields["direction"] not in ("credit", "debit"):
+            raise InvalidInput("direction: choose credit or debit")
+        entry = await console.credit_account(request.app[CORE], actor_of(request), ref,
+                                             amount if fields["direction"] == "credit" else -amount,
+                                             fields["reason"], fields["key"])
+    except NotFound:
+        return admin_error(request, 404, "Not found", f"There is no account {ref!r}.")
+    except InvalidInput as exc:
+        return await _account_page(request, ref, status=400, error=str(exc), form=fields)
+    log.info("console %s of %s on %s by %s (entry %s%s)", fields["direction"], format_amount(amount), ref,
+             operator_of(request).email, entry.entry_id, ", replayed" if entry.replayed else "")
+    done = "replayed" if entry.replayed else ("credited" if entry.amount > 0 else "debited")
+    raise web.HTTPSeeOther(f"{PREFIX}/accounts/{ref}?done={done}")
+
+
+async def account_status(request: web.Request) -> web.StreamResponse:
+    ref = _ref(request)
+    form = await request.post()
+    try:
+        new = await console.set_account_status(request.app[CORE], actor_of(request), ref,
+                                               str(form.get("action", "")), str(form.get("reason", ""))[:400])
+    except NotFound:
+        return admin_error(request, 404, "Not found", f"There is no account {ref!r}.")
+    except InvalidInput as exc:
+        return await _account_page(request, ref, status=400, error=str(exc))
+    raise web.HTTPSeeOther(f"{PREFIX}/accounts/{ref}?done={new}")
+
+
+@roles(ADMIN, SUPPORT)  # the one change support may make
+async def account_note(request: web.Request) -> web.StreamResponse:
+    ref = _ref(request)
+    form = await request.post()
+    try:
+        await console.add_note(request.app[CORE], actor_of(request), ref, str(form.get("body", ""))[:4000])
+    except NotFound:
+        return admin_error(request, 404, "Not found", f"There is no account {ref!r}.")
+    except InvalidInput as exc:
+        return await _account_page(request, ref, status=400, error=str(exc))
+    raise web.HTTPSeeOther(f"{PREFIX}/accounts/{ref}?done=noted")
+
+
+# -------------------------------------------------------------------------------------- calls
+CALL_FIELDS = ["id", "account_ref", "direction", "number", "number_e164", "caller_id", "endpoint", "state",
+               "created_at", "answered_at", "settled_at", "talk_ms", "cost", "charged", "prefix", "rate_per_min",
+               "billing_basis", "settle_note"]
+MONEY = {"cost", "charged", "rate_per_min"}
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _day_ms(text: str, field: str) -> int | None:
+    if not text:
+        return None
+    try:
+        if not _DATE.fullmatch(text):
+            raise ValueError
+        day = dt.datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        raise InvalidInput(f"{field}: a date such as 2026-01-31") from None
+    return int(day.timestamp() * 1000)
+
+
+def _call_filter(request: web.Request) -> tuple[read_model.CallFilter, dict[str, str]]:
+    q = {k: request.query.get(k, "").strip()[:64] for k in ("account", "since", "until", "direction", "prefix",
+                                                             "outcome")}
+    until = _day_ms(q["until"], "until")
+    f = read_model.CallFilter(
+        account=q["account"] or None, since_ms=_day_ms(q["since"], "since"),
+        until_ms=None if until is None else until + 86_400_000,  # the whole last day
+        direction=q["direction"] or None, prefix=q["prefix"].lstrip("+") or None, outcome=q["outcome"] or None)
+    return f.checked(), q
+
+
+async def calls_page(request: web.Request) -> web.StreamResponse:
+    core = request.app[CORE]
+    try:
+        f, q = _call_filter(request)
+        rows, next_before = await _read(core, read_model.calls_page, f, before=request.query.get("before"),
+                                                 limit=PAGE)
+    except InvalidInput as exc:
+        q = {k: request.query.get(k, "")[:64] for k in ("account", "since", "until", "direction", "prefix", "outcome")}
+        return admin_render(request, "admin/calls.html", status=400, active="calls", rows=[], q=q, error=str(exc),
+                            next_url=None, csv_url=None, outcomes=read_model.OUTCOMES,
+                            directions=read_model.DIRECTIONS)
+    shown = {k: v for k, v in q.items() if v}
+    return admin_render(
+        request, "admin/calls.html", active="calls", rows=rows, q=q, error="", outcomes=read_model.OUTCOMES,
+        directions=read_model.DIRECTIONS,
+        next_url=f"{PREFIX}/calls?" + urlencode({**shown, "before": next_before}) if next_before else None,
+        csv_url=f"{PREFIX}/calls.csv" + ("?" + urlencode(shown) if shown else ""))
+
+
+def csv_cell(value: Any) -> str:
+    """A cell as text; one a spreadsheet would run as a formula gets a leading apostrophe (CSV
+    injection), except plain numbers such as +15145551000 or -1.50."""
+    text = "" if value is None else str(value)
+    if text[:1] in ("=", "@", "\t", "\r") or (text[:1] in ("+", "-") and not re.fullmatch(r"[+-][0-9.]+", text)):
+        return "'" + text
+    return text
+
+
+def _csv_line(values: Iterable[Any]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow([csv_cell(v) for v in values])
+    return out.getvalue().encode()
+
+
+def _call_values(row: dict) -> list:
+    return [format_amount(row[k]) if k in MONEY and row[k] is not None else row[k] for k in CALL_FIELDS]
+
+
+async def _stream_csv(request: web.Request, filename: str, header: list[str], pages) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
+                                           "Content-Disposition": f'attachment; filename="{filename}"'})
+    await response.prepare(request)
+    await response.write(_csv_line(header))
+    async for chunk in pages:
+        await response.write(b"".join(_csv_line(values) for values in chunk))
+    await response.write_eof()
+    return response
+
+
+async def calls_csv(request: web.Request) -> web.StreamResponse:
+    """Every call the filters match, streamed in pages of CSV_CHUNK rows (each its own short read:
+    memory stays flat however many there are, and no transaction stays open while the client reads)."""
+    core = request.app[CORE]
+    try:
+        f, _ = _call_filter(request)
+    except InvalidInput as exc:
+        return admin_error(request, 400, "Bad filter", str(exc))
+
+    async def pages():
+        before = None
+        while True:
+            rows, before = await _read(core, read_model.calls_page, f, before=before, limit=CSV_CHUNK)
+            yield [_call_values(r) for r in rows]
+            if before is None:
+                return
+
+    return await _stream_csv(request, "calls.csv", CALL_FIELDS, pages())
+
+
+# -------------------------------------------------------------------------------------- audit
+AUDIT_FIELDS = ["id", "at", "actor", "action", "target_kind", "target", "before", "after", "reason"]
+
+
+async def audit_page(request: web.Request) -> web.StreamResponse:
+    before = request.query.get("before")
+    before_id = int(before) if before and before.isascii() and before.isdigit() and len(before) < 19 else None
+    rows = await _read(request.app[CORE], ops.audit_page_tx, before_id=before_id, limit=PAGE + 1)
+    shown = rows[:PAGE]
+    return admin_render(request, "admin/audit.html", active="audit", rows=shown,
+                        next_url=f"{PREFIX}/audit?before={shown[-1].id}" if len(rows) > PAGE else None,
+                        first_url=f"{PREFIX}/audit" if before_id else None)
+
+
+async def audit_csv(request: web.Request) -> web.StreamResponse:
+    core = request.app[CORE]
+
+    async def pages():
+        before_id = None
+        while True:
+            rows = await _read(core, ops.audit_page_tx, before_id=before_id, limit=CSV_CHUNK)
+            yield [[getattr(r, k) for k in AUDIT_FIELDS] for r in rows]
+            if len(rows) < CSV_CHUNK:
+                return
+            before_id = rows[-1].id
+
+    return await _stream_csv(request, "audit.csv", AUDIT_FIELDS, pages())
 
 
 def add_routes(app: web.Application) -> None:
@@ -89,6 +344,15 @@ def add_routes(app: web.Application) -> None:
     r.add_post(PREFIX + "/signin", signin_submit)
     r.add_post(PREFIX + "/signout", signout)
     r.add_get(PREFIX, dashboard)
+    r.add_get(PREFIX + "/accounts", accounts_page)
+    r.add_get(PREFIX + "/accounts/{ref}", account_page)
+    r.add_post(PREFIX + "/accounts/{ref}/credit", account_credit)
+    r.add_post(PREFIX + "/accounts/{ref}/status", account_status)
+    r.add_post(PREFIX + "/accounts/{ref}/notes", account_note)
+    r.add_get(PREFIX + "/calls", calls_page)
+    r.add_get(PREFIX + "/calls.csv", calls_csv)
+    r.add_get(PREFIX + "/audit", audit_page)
+    r.add_get(PREFIX + "/audit.csv", audit_csv)
 
 
 __all__ = ["add_routes", "admin_error"]

@@ -54,7 +54,8 @@ async def test_every_admin_route_refuses_anonymous_and_customers(core, web_setti
     routes = admin_routes(core, web_settings)
     paths = {(m, p) for m, p, _ in routes}
     # the walk really sees the console (a broken walk would prove nothing)
-    assert {("GET", "/admin"), ("POST", "/admin/signout")} <= paths
+    assert {("GET", "/admin"), ("GET", "/admin/accounts"), ("GET", "/admin/accounts/alice"),
+            ("POST", "/admin/accounts/alice/credit"), ("GET", "/admin/calls.csv")} <= paths
     before = await snapshot(core)
 
     anonymous = Browserless(web_app)
@@ -94,6 +95,7 @@ async def test_support_may_read_everything_and_change_nothing_but_notes(core, we
                 assert resp.status == 403, f"support POST {path}: {resp.status}"
                 assert "Your role (support) may not do this." in resp.body
         assert await snapshot(core) == before
+        assert changing, "no admin-only action was tried"
     finally:
         await c.close()
 
