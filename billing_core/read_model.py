@@ -14,11 +14,12 @@ import re
 from dataclasses import field
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
 from .domain.errors import InvalidInput, NotFound
-from .store.tables import accounts, call_sessions, dids, endpoints, ledger, packages
+from .store.tables import accounts, call_sessions, dids, endpoints, ledger, outbox, packages
+from .store.tables_invoices import invoices
 from .store.tables_operators import account_notes
 
 
@@ -283,3 +284,76 @@ def calls_page(conn: Connection, f: CallFilter, *, before: str | None = None, li
         q.order_by(call_sessions.c.created_at.desc(), call_sessions.c.id.desc()).limit(limit + 1)).mappings()]
     out = rows[:limit]
     return out, (_cursor(out[-1]) if len(rows) > limit else None)
+
+
+# ----------------------------------------------------------------------------------- dashboard
+DAY_MS = 86_400_000
+LIVE_STATES = ("authorized", "answered")
+
+
+@dataclass(frozen=True, slots=True)
+class DayFigures:
+    day_ms: int
+    """UTC midnight of the day (epoch ms)."""
+    talk_ms: int
+    revenue: int
+    """Settled calls' cost (micro-units)."""
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    live_calls: int
+    started_last_minute: int
+    """Calls authorized in the last minute (refusals open no session: the gate's metrics count them)."""
+    today_talk_ms: int
+    today_revenue: int
+    below_threshold: int
+    depleted: int
+    pre_suspended: int
+    suspended: int
+    outstanding_invoices: int
+    failed_emails: int
+    days: list[DayFigures]
+    """The last ``days`` UTC days, oldest first, every day present (zeros included)."""
+
+
+def dashboard(conn: Connection, now_ms: int, days: int = 30) -> Dashboard:
+    today = now_ms - now_ms % DAY_MS
+    first = today - (days - 1) * DAY_MS
+
+    def scalar(q) -> int:
+        return int(conn.execute(q).scalar() or 0)
+
+    live = scalar(select(func.count()).select_from(call_sessions).where(call_sessions.c.state.in_(LIVE_STATES)))
+    started = scalar(select(func.count()).select_from(call_sessions)
+                     .where(call_sessions.c.created_at >= now_ms - 60_000))
+    day = (call_sessions.c.created_at - first) // DAY_MS
+    per_day = {int(r.day): r for r in conn.execute(
+        select(day.label("day"), func.coalesce(func.sum(call_sessions.c.talk_ms), 0).label("talk"),
+               func.coalesce(func.sum(call_sessions.c.cost), 0).label("revenue"))
+        .where(call_sessions.c.created_at >= first, call_sessions.c.state == "settled").group_by(day))}
+    figures = [DayFigures(first + i * DAY_MS, int(per_day[i].talk) if i in per_day else 0,
+                          int(per_day[i].revenue) if i in per_day else 0) for i in range(days)]
+    statuses = dict(conn.execute(select(accounts.c.status, func.count()).group_by(accounts.c.status)).all())
+    below = scalar(select(func.count()).select_from(accounts.join(packages, packages.c.id == accounts.c.package_id))
+                   .where(accounts.c.balance < packages.c.low_balance))
+    return Dashboard(
+        live_calls=live, started_last_minute=started, today_talk_ms=figures[-1].talk_ms,
+        today_revenue=figures[-1].revenue, below_threshold=below, depleted=statuses.get("depleted", 0),
+        pre_suspended=statuses.get("pre_suspended", 0), suspended=statuses.get("suspended", 0),
+        outstanding_invoices=scalar(select(func.count()).select_from(invoices).where(invoices.c.status == "outstanding")),
+        failed_emails=scalar(select(func.count()).select_from(outbox).where(outbox.c.status == "failed")),
+        days=figures)
+
+
+# ---------------------------------------------------------------------------------- live calls
+def live_calls(conn: Connection, limit: int = 200) -> list[dict[str, Any]]:
+    """Calls not settled yet, newest first (the console's live page)."""
+    q = (select(call_sessions.c.id, call_sessions.c.direction, call_sessions.c.number, call_sessions.c.number_e164,
+                call_sessions.c.state, call_sessions.c.created_at, call_sessions.c.answered_at,
+                call_sessions.c.cutoff_at, call_sessions.c.pbx_id, call_sessions.c.channel_id, call_sessions.c.hold,
+                call_sessions.c.emergency, accounts.c.ref.label("account_ref"))
+         .select_from(call_sessions.outerjoin(accounts, accounts.c.id == call_sessions.c.account_id))
+         .where(call_sessions.c.state.in_(LIVE_STATES))
+         .order_by(call_sessions.c.created_at.desc(), call_sessions.c.id.desc()).limit(_page_size(limit)))
+    return [dict(r) for r in conn.execute(q).mappings()]

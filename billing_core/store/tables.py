@@ -179,6 +179,8 @@ call_sessions = Table(
     # (a state-only index let SQLite pick the (pbx_id, channel_id) key and scan every session the
     # PBX ever had); queries on state alone use its first column.
     Index("ix_call_sessions_state_pbx", "state", "pbx_id"),
+    # The console's call list and CSV export: newest first, paged by (created_at, id) (migration 0011).
+    Index("ix_call_sessions_created", "created_at", "id"),
 )
 
 ledger = Table(

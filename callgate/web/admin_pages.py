@@ -27,6 +27,7 @@ from billing_core.operators import ADMIN, SUPPORT
 from .admin_access import PREFIX, actor_of, admin_cookie, admin_error, admin_render, operator_of, public, roles
 from .admin_auth import ADMIN_SIGNIN_CSRF_COOKIE, OperatorSignedIn, operator_sign_in, operator_sign_out
 from .auth import tokens_equal
+from .charts import bar_chart
 from .context import CORE, PASSWORDS, SETTINGS, client_ip
 
 log = logging.getLogger("callgate.web.admin")
@@ -114,7 +115,16 @@ def _notices(request: web.Request) -> list[dict]:
 
 
 async def dashboard(request: web.Request) -> web.StreamResponse:
-    return admin_render(request, "admin/dashboard.html", active="dashboard")
+    core = request.app[CORE]
+    d = await _read(core, read_model.dashboard, core.clock.now_ms())
+    days = [f.day_ms for f in d.days]
+    currency = core.settings.currency
+    minutes = bar_chart(days, [f.talk_ms // 60_000 for f in d.days], label="Minutes of talk per day, last 30 days",
+                        fmt=lambda v: f"{v} min", chart_id="chart-minutes")
+    revenue = bar_chart(days, [f.revenue for f in d.days], label=f"Revenue per day ({currency}), last 30 days",
+                        fmt=lambda v: f"{format_amount(v)} {currency}", chart_id="chart-revenue")
+    return admin_render(request, "admin/dashboard.html", active="dashboard", d=d, currency=currency,
+                        minutes_chart=minutes, revenue_chart=revenue)
 
 
 def _ref(request: web.Request) -> str:

@@ -249,3 +249,21 @@ async def test_audit_log_pages_and_exports(core, admin_client, alice):
     rows = list(csv.DictReader(io.StringIO(export.body)))
     assert len(rows) == await count(core, audit_log)
     assert rows[-1]["action"] == "operator.add" and rows[-1]["target"] == "ops@example.test"
+
+
+async def test_dashboard_figures_and_server_side_charts(core, admin_client, alice, clock):
+    from billing_core import read_model
+
+    await _calls(core, clock)  # today: 29 s answered, one unanswered, one live
+    dash = await core.store.run(read_model.dashboard, clock.now_ms())
+    assert dash.live_calls == 1 and dash.started_last_minute >= 1
+    assert dash.today_talk_ms == 29_000 and dash.today_revenue > 0
+    assert len(dash.days) == 30 and dash.days[-1].revenue == dash.today_revenue
+    assert sum(d.revenue for d in dash.days[:-1]) == 0
+    page = await admin_client.get("/admin")
+    assert page.status == 200
+    assert '<dd id="live-calls"><a href="/admin/live">1</a></dd>' in page.body
+    for chart in ("chart-minutes", "chart-revenue"):
+        svg = page.body.split(f'<svg id="{chart}"')[1].split("</svg>")[0]
+        assert svg.count('<rect class="bar"') == 30
+    assert "<script" not in page.body

@@ -1,4 +1,5 @@
-"""operators: the operator console's operators, their sessions, the audit log (append-only) and account notes
+"""operators: the operator console's operators, their sessions, the audit log (append-only), account
+notes, and an index on call_sessions (created_at, id) for the console's newest-first call list
 
 The audit log refuses UPDATE and DELETE (and TRUNCATE on PostgreSQL) through triggers, so history
 cannot be rewritten by the application either.
@@ -90,6 +91,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_account_notes")),
     )
     op.create_index(op.f("ix_account_notes_account_id"), "account_notes", ["account_id"], unique=False)
+    # the console's call list and CSV export page newest first by (created_at, id)
+    op.create_index("ix_call_sessions_created", "call_sessions", ["created_at", "id"], unique=False)
     statements = POSTGRES_APPEND_ONLY if op.get_bind().dialect.name == "postgresql" else SQLITE_APPEND_ONLY
     for sql in statements:
         op.execute(sql)
@@ -103,6 +106,7 @@ def downgrade() -> None:
     else:
         op.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
         op.execute("DROP TRIGGER IF EXISTS audit_log_no_delete")
+    op.drop_index("ix_call_sessions_created", table_name="call_sessions")
     op.drop_index(op.f("ix_account_notes_account_id"), table_name="account_notes")
     op.drop_table("account_notes")
     op.drop_index("ix_audit_log_target", table_name="audit_log")
