@@ -28,7 +28,7 @@ from .admin_access import PREFIX, actor_of, admin_cookie, admin_error, admin_ren
 from .admin_auth import ADMIN_SIGNIN_CSRF_COOKIE, OperatorSignedIn, operator_sign_in, operator_sign_out
 from .auth import tokens_equal
 from .charts import bar_chart
-from .context import CORE, PASSWORDS, SETTINGS, client_ip
+from .context import CORE, PASSWORDS, SETTINGS, client_ip, when
 
 log = logging.getLogger("callgate.web.admin")
 
@@ -219,6 +219,32 @@ async def account_note(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"{PREFIX}/accounts/{ref}?done=noted")
 
 
+# --------------------------------------------------------------------------------- live calls
+LIVE_POLL_SECONDS = 2
+# The live page runs one script of our own (/static/admin-live.js): every other page allows none.
+LIVE_CSP = "default-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+
+def _live_row(r: dict) -> dict:
+    return {"id": r["id"], "account": r["account_ref"] or "", "direction": r["direction"],
+            "number": r["number_e164"] or r["number"], "state": r["state"], "started": when(r["created_at"]),
+            "answered": when(r["answered_at"]), "cutoff": when(r["cutoff_at"]), "pbx": r["pbx_id"],
+            "hold": format_amount(r["hold"]), "emergency": bool(r["emergency"])}
+
+
+async def live_page(request: web.Request) -> web.StreamResponse:
+    rows = [_live_row(r) for r in await _read(request.app[CORE], read_model.live_calls)]
+    response = admin_render(request, "admin/live.html", active="live", rows=rows, poll=LIVE_POLL_SECONDS)
+    response.headers["Content-Security-Policy"] = LIVE_CSP
+    return response
+
+
+async def live_json(request: web.Request) -> web.StreamResponse:
+    """What the live page polls: the live calls now (the page redraws its table from it)."""
+    rows = [_live_row(r) for r in await _read(request.app[CORE], read_model.live_calls)]
+    return web.json_response({"calls": rows, "count": len(rows)})
+
+
 # -------------------------------------------------------------------------------------- calls
 CALL_FIELDS = ["id", "account_ref", "direction", "number", "number_e164", "caller_id", "endpoint", "state",
                "created_at", "answered_at", "settled_at", "talk_ms", "cost", "charged", "prefix", "rate_per_min",
@@ -359,6 +385,8 @@ def add_routes(app: web.Application) -> None:
     r.add_post(PREFIX + "/accounts/{ref}/credit", account_credit)
     r.add_post(PREFIX + "/accounts/{ref}/status", account_status)
     r.add_post(PREFIX + "/accounts/{ref}/notes", account_note)
+    r.add_get(PREFIX + "/live", live_page)
+    r.add_get(PREFIX + "/live.json", live_json)
     r.add_get(PREFIX + "/calls", calls_page)
     r.add_get(PREFIX + "/calls.csv", calls_csv)
     r.add_get(PREFIX + "/audit", audit_page)

@@ -122,7 +122,7 @@ async def test_support_credit_is_refused_and_writes_nothing(browser, web_app, co
 
 
 async def test_a_form_without_csrf_is_refused(browser, web_app, core, clock, alice, admin_op):
-    page = await new_page(browser, bypass_csp=True)
+    page = await new_page(browser, bypass_csp=True)  # to remove the token with a script
     await operator_signs_in(page, web_app, admin_op, clock)
     await page.goto(web_app + "/admin/accounts/alice")
     await page.evaluate("document.querySelector('#credit-form input[name=csrf]').remove()")
@@ -163,3 +163,23 @@ async def test_paging_and_the_csv_export(browser, web_app, core, clock, alice, a
     expected = jsonable(await Admin(core).calls(ref="alice"))  # what `callgate calls --json` prints
     assert len(rows) == 3
     assert rows == [{k: "" if want[k] is None else str(want[k]) for k in CALL_FIELDS} for want in expected]
+
+
+async def test_the_live_page_shows_a_call_appear_and_end_without_reloading(browser, web_app, core, clock, alice,
+                                                                          support_op):
+    page = await new_page(browser)
+    await operator_signs_in(page, web_app, support_op, clock)
+    await page.goto(web_app + "/admin/live")
+    assert "No live calls." in await page.inner_text("#live")
+    await page.evaluate("window.notReloaded = true")  # gone if the page reloads
+    a = await core.authorize_call(direction="outbound", number="15145550100", endpoint="alice-phone", channel_id="l1")
+    row = page.locator(f'#live tr[data-id="{a.session_id}"]')
+    await row.wait_for(state="attached", timeout=10_000)
+    assert "+15145550100" in await row.inner_text() and "alice" in await row.inner_text()
+    assert await page.inner_text("#live-count") == "(1)"
+    await core.answer(a.session_id, clock.now_ms())
+    clock.advance(5)
+    await core.settle(a.session_id, 4_000)
+    await row.wait_for(state="detached", timeout=10_000)
+    assert "No live calls." in await page.inner_text("#live")
+    assert await page.evaluate("window.notReloaded") is True

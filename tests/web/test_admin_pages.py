@@ -267,3 +267,16 @@ async def test_dashboard_figures_and_server_side_charts(core, admin_client, alic
         svg = page.body.split(f'<svg id="{chart}"')[1].split("</svg>")[0]
         assert svg.count('<rect class="bar"') == 30
     assert "<script" not in page.body
+
+
+async def test_live_calls_json_and_only_the_live_page_runs_a_script(core, admin_client, alice, clock):
+    ids = await _calls(core, clock)
+    resp = await admin_client.get("/admin/live.json")
+    data = json.loads(resp.body)
+    assert data["count"] == 1 and [c["id"] for c in data["calls"]] == [ids[2]]
+    assert data["calls"][0]["account"] == "alice" and data["calls"][0]["number"] == "+15145550101"
+    live = await admin_client.get("/admin/live")
+    assert "script-src 'self'" in live.headers["Content-Security-Policy"]
+    assert f'data-id="{ids[2]}"' in live.body
+    other = await admin_client.get("/admin/calls")
+    assert "script-src 'none'" in other.headers["Content-Security-Policy"]
