@@ -60,18 +60,32 @@ class AccountLifecycle:
 
 
 def recent_calls(conn: Connection, account_id: int, limit: int = 50) -> list[CallRow]:
+    return customer_calls_page(conn, account_id, limit=limit)[0]
+
+
+def customer_calls_page(conn: Connection, account_id: int, *, before: str | None = None, limit: int = 50
+                        ) -> tuple[list[CallRow], str | None]:
+    """One account's calls, newest first, ``limit`` of them older than the cursor ``before``
+    (a cursor of another list or account just finds nothing older of this one); returns the rows
+    and the next page's cursor (None: the last page)."""
     q = (
-        select(call_sessions.c.created_at, call_sessions.c.direction, call_sessions.c.number,
+        select(call_sessions.c.id, call_sessions.c.created_at, call_sessions.c.direction, call_sessions.c.number,
                call_sessions.c.number_e164, call_sessions.c.state, call_sessions.c.talk_ms, call_sessions.c.cost)
         .where(call_sessions.c.account_id == account_id)
-        .order_by(call_sessions.c.created_at.desc(), call_sessions.c.id.desc())
-        .limit(limit)
     )
-    return [
+    cur = parse_call_cursor(before)
+    if cur is not None:
+        at, sid = cur
+        q = q.where(or_(call_sessions.c.created_at < at,
+                        and_(call_sessions.c.created_at == at, call_sessions.c.id < sid)))
+    rows = conn.execute(q.order_by(call_sessions.c.created_at.desc(), call_sessions.c.id.desc()).limit(limit + 1)).all()
+    out = [
         CallRow(r.created_at, r.direction, r.number_e164 or r.number, r.state,
                 r.talk_ms if r.state == "settled" else None, r.cost if r.state == "settled" else None)
-        for r in conn.execute(q)
+        for r in rows[:limit]
     ]
+    nxt = f"{rows[limit - 1].created_at}:{rows[limit - 1].id}" if len(rows) > limit else None
+    return out, nxt
 
 
 def held_dids(conn: Connection, account_id: int) -> list[DidRow]:

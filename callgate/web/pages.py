@@ -12,6 +12,7 @@ import hmac
 import logging
 import secrets
 import unicodedata
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -46,6 +47,7 @@ INVOICE_STATUS_TEXT = {
     inv.CANCELLED: "Cancelled",
     inv.REFUNDED: "Refunded",
 }
+HISTORY_PAGE = 20
 CSRF_REFUSED = "This form has expired or did not come from this site. Reload the page and try again."
 
 
@@ -327,7 +329,13 @@ async def invoices_page(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     rows = [InvoiceRow(i) for i in await inv.list_invoices(request.app[CORE], session.account_ref)]
     outstanding = [r for r in rows if r.status in (inv.OUTSTANDING, inv.PENDING)]
-    history = [r for r in rows if r.status not in (inv.OUTSTANDING, inv.PENDING)]
+    history = sorted((r for r in rows if r.status not in (inv.OUTSTANDING, inv.PENDING)), key=lambda r: -r.id)
+    # The history is paged (outstanding invoices are always all shown: they are the ones to act on).
+    before = plain_id(request.query.get("before"))
+    if before is not None:
+        history = [r for r in history if r.id < before]
+    next_url = f"/invoices?before={history[HISTORY_PAGE - 1].id}" if len(history) > HISTORY_PAGE else None
+    history = history[:HISTORY_PAGE]
     notices = []
     cancelled = plain_id(request.query.get("cancelled"))
     if cancelled is not None:
@@ -336,7 +344,7 @@ async def invoices_page(request: web.Request) -> web.StreamResponse:
             notices.append({"kind": "bad", "text": f"Payment cancelled at PayPal. Invoice #{mine[0].id} is still "
                                                    "outstanding: pay it now or later."})
     return render(request, "invoices.html", active="invoices", outstanding=outstanding, history=history,
-                  notices=notices)
+                  notices=notices, next_url=next_url, first_url="/invoices" if before is not None else None)
 
 
 @_refusable
@@ -361,8 +369,16 @@ async def invoice_pay(request: web.Request) -> web.StreamResponse:
 async def calls_page(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     core = request.app[CORE]
-    calls = await core.store.run(read_model.recent_calls, session.account_id, request.app[SETTINGS].calls_shown)
-    return render(request, "calls.html", active="calls", calls=calls, currency=core.settings.currency)
+    before = request.query.get("before") or None
+    try:
+        calls, next_before = await core.store.run(
+            partial(read_model.customer_calls_page, before=before, limit=request.app[SETTINGS].calls_shown),
+            session.account_id)
+    except InvalidInput:  # a cursor that is no cursor: the first page
+        raise web.HTTPSeeOther("/calls") from None
+    return render(request, "calls.html", active="calls", calls=calls, currency=core.settings.currency,
+                  next_url="/calls?" + urlencode({"before": next_before}) if next_before else None,
+                  first_url="/calls" if before else None)
 
 
 async def dids_page(request: web.Request) -> web.StreamResponse:
