@@ -245,8 +245,9 @@ class CallFilter:
         return self
 
 
-def _call_query(f: CallFilter):
-    q = select(call_sessions, accounts.c.ref.label("account_ref")).select_from(
+def _call_query(f: CallFilter, columns: list[str] | None = None):
+    cols = [call_sessions] if columns is None else [call_sessions.c[c] for c in columns if c != "account_ref"]
+    q = select(*cols, accounts.c.ref.label("account_ref")).select_from(
         call_sessions.outerjoin(accounts, accounts.c.id == call_sessions.c.account_id))
     if f.account:
         q = q.where(accounts.c.ref == f.account)
@@ -258,7 +259,9 @@ def _call_query(f: CallFilter):
         q = q.where(call_sessions.c.direction == f.direction)
     if f.prefix:
         q = q.where(call_sessions.c.number_e164.startswith("+" + f.prefix, autoescape=True))
-    settled = call_sessions.c.state == "settled"
+    # settled_at, not state: with state == 'settled' (nearly every row) SQLite picked the state index
+    # and sorted the whole table (0.64 s on a million calls) instead of walking (created_at, id)
+    settled = call_sessions.c.settled_at.is_not(None)
     if f.outcome == "answered":
         q = q.where(settled, call_sessions.c.talk_ms > 0)
     elif f.outcome == "unanswered":
@@ -283,12 +286,15 @@ def parse_call_cursor(cursor: str | None) -> tuple[int, str] | None:
     return int(at), sid
 
 
-def calls_page(conn: Connection, f: CallFilter, *, before: str | None = None, limit: int = 50
-               ) -> tuple[list[dict[str, Any]], str | None]:
-    """Calls newest first (``calls --json``'s fields: every column and ``account_ref``), ``limit``
-    of them older than the cursor ``before``; returns the rows and the next page's cursor."""
+def calls_page(conn: Connection, f: CallFilter, *, before: str | None = None, limit: int = 50,
+               columns: list[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """Calls newest first (``calls --json``'s fields: every column and ``account_ref``, or only
+    ``columns``), ``limit`` of them older than the cursor ``before``; returns the rows and the next
+    page's cursor."""
     limit = _page_size(limit) if limit <= PAGE_MAX else int(limit)
-    q = _call_query(f.checked())
+    if columns is not None:
+        columns = list(dict.fromkeys([*columns, "created_at", "id"]))  # the cursor's
+    q = _call_query(f.checked(), columns)
     cur = parse_call_cursor(before)
     if cur is not None:
         at, sid = cur
@@ -371,3 +377,24 @@ def live_calls(conn: Connection, limit: int = 200) -> list[dict[str, Any]]:
          .where(call_sessions.c.state.in_(LIVE_STATES))
          .order_by(call_sessions.c.created_at.desc(), call_sessions.c.id.desc()).limit(_page_size(limit)))
     return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def calls_export_chunk(conn: Connection, f: CallFilter, columns: list[str], *, before: str | None = None,
+                       limit: int = 10_000) -> tuple[list[tuple], str | None]:
+    """Like :func:`calls_page` for exports: plain tuples in ``columns`` order (no dict per row:
+    a 100,000-row export spends its time writing, not converting)."""
+    cols = list(dict.fromkeys([*columns, "created_at", "id"]))
+    q = _call_query(f.checked(), cols)
+    cur = parse_call_cursor(before)
+    if cur is not None:
+        at, sid = cur
+        q = q.where(or_(call_sessions.c.created_at < at,
+                        and_(call_sessions.c.created_at == at, call_sessions.c.id < sid)))
+    result = conn.execute(q.order_by(call_sessions.c.created_at.desc(), call_sessions.c.id.desc()).limit(limit + 1))
+    keys = list(result.keys())
+    pick = [keys.index(c) for c in columns]
+    at_i, id_i = keys.index("created_at"), keys.index("id")
+    raw = result.all()
+    rows = [tuple(r[i] for i in pick) for r in raw[:limit]]
+    nxt = f"{raw[limit - 1][at_i]}:{raw[limit - 1][id_i]}" if len(raw) > limit else None
+    return rows, nxt

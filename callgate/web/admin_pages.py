@@ -92,7 +92,7 @@ async def signout(request: web.Request) -> web.StreamResponse:
 # ------------------------------------------------------------------------------------ pages
 PAGE = 50
 LEDGER_PAGE = 25
-CSV_CHUNK = 5000
+CSV_CHUNK = 10_000
 NOTICES = {
     "credited": ("good", "Credit recorded."),
     "debited": ("good", "Debit recorded."),
@@ -250,6 +250,7 @@ CALL_FIELDS = ["id", "account_ref", "direction", "number", "number_e164", "calle
                "created_at", "answered_at", "settled_at", "talk_ms", "cost", "charged", "prefix", "rate_per_min",
                "billing_basis", "settle_note"]
 MONEY = {"cost", "charged", "rate_per_min"}
+CALL_INTS = {"created_at", "answered_at", "settled_at", "talk_ms"}
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -295,32 +296,55 @@ async def calls_page(request: web.Request) -> web.StreamResponse:
         csv_url=f"{PREFIX}/calls.csv" + ("?" + urlencode(shown) if shown else ""))
 
 
-def csv_cell(value: Any) -> str:
-    """A cell as text; one a spreadsheet would run as a formula gets a leading apostrophe (CSV
-    injection), except plain numbers such as +15145551000 or -1.50."""
-    text = "" if value is None else str(value)
-    if text[:1] in ("=", "@", "\t", "\r") or (text[:1] in ("+", "-") and not re.fullmatch(r"[+-][0-9.]+", text)):
-        return "'" + text
-    return text
+_RISKY_START = frozenset("=@\t\r+-")
+_PLAIN_NUMBER = re.compile(r"[+-][0-9.]+")
 
 
-def _csv_line(values: Iterable[Any]) -> bytes:
+def csv_cell(value: Any) -> Any:
+    """A cell; text a spreadsheet would run as a formula gets a leading apostrophe (CSV
+    injection), except plain numbers such as +15145551000 or -1.50. Numbers pass as they are."""
+    if value is None:
+        return ""
+    if type(value) is not str:
+        return value
+    if value[:1] in _RISKY_START and not (value[0] in "+-" and _PLAIN_NUMBER.fullmatch(value)):
+        return "'" + value
+    return value
+
+
+def _csv_lines(rows: Iterable[Iterable[Any]]) -> bytes:
+    """Rows whose cells already went through csv_cell, as CSV bytes."""
     out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerow([csv_cell(v) for v in values])
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
     return out.getvalue().encode()
 
 
-def _call_values(row: dict) -> list:
-    return [format_amount(row[k]) if k in MONEY and row[k] is not None else row[k] for k in CALL_FIELDS]
+_MONEY_AT = [i for i, k in enumerate(CALL_FIELDS) if k in MONEY]
+_TEXT_AT = [i for i, k in enumerate(CALL_FIELDS) if k not in MONEY and k not in CALL_INTS]
+
+
+def _call_values(row: tuple) -> list:
+    """One exported call (a tuple in CALL_FIELDS order) as `calls --json` shows it: money as decimal
+    strings; text through csv_cell (None is written as an empty cell by the csv module)."""
+    out = list(row)
+    for i in _TEXT_AT:
+        v = out[i]
+        if v and v[0] in _RISKY_START:
+            out[i] = csv_cell(v)
+    for i in _MONEY_AT:
+        v = out[i]
+        if v is not None:
+            out[i] = format_amount(v)
+    return out
 
 
 async def _stream_csv(request: web.Request, filename: str, header: list[str], pages) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
                                            "Content-Disposition": f'attachment; filename="{filename}"'})
     await response.prepare(request)
-    await response.write(_csv_line(header))
+    await response.write(_csv_lines([[csv_cell(h) for h in header]]))
     async for chunk in pages:
-        await response.write(b"".join(_csv_line(values) for values in chunk))
+        await response.write(_csv_lines(chunk))
     await response.write_eof()
     return response
 
@@ -337,7 +361,8 @@ async def calls_csv(request: web.Request) -> web.StreamResponse:
     async def pages():
         before = None
         while True:
-            rows, before = await _read(core, read_model.calls_page, f, before=before, limit=CSV_CHUNK)
+            rows, before = await _read(core, read_model.calls_export_chunk, f, CALL_FIELDS, before=before,
+                                       limit=CSV_CHUNK)
             yield [_call_values(r) for r in rows]
             if before is None:
                 return
@@ -366,7 +391,7 @@ async def audit_csv(request: web.Request) -> web.StreamResponse:
         before_id = None
         while True:
             rows = await _read(core, ops.audit_page_tx, before_id=before_id, limit=CSV_CHUNK)
-            yield [[getattr(r, k) for k in AUDIT_FIELDS] for r in rows]
+            yield [[csv_cell(getattr(r, k)) for k in AUDIT_FIELDS] for r in rows]
             if len(rows) < CSV_CHUNK:
                 return
             before_id = rows[-1].id
