@@ -29,7 +29,7 @@ from .domain.signin_email import canonical_email
 from .operators import Actor, audit_tx
 from .store.tables import accounts
 from .store.tables_operators import operator_sessions, operators
-from .store.tables_web import web_sessions, web_signin_attempts
+from .store.tables_web import password_resets, web_sessions, web_signin_attempts
 
 EMAIL_MAX = 320
 
@@ -59,6 +59,9 @@ class Realm:
 
 CUSTOMERS = Realm("email", "ip")
 OPERATORS = Realm("op_email", "op_ip")
+RESETS = Realm("rs_email", "rs_ip")
+"""Password-reset requests: every request counts (none is "forgiven"), so at most the limit of
+reset emails go to one address, or out from one client address, per window."""
 
 
 @dataclass(frozen=True)
@@ -294,3 +297,60 @@ def load_operator_session_tx(conn: Connection, limits: Limits, thash: str, now: 
 
 def end_operator_session_tx(conn: Connection, thash: str) -> None:
     conn.execute(delete(operator_sessions).where(operator_sessions.c.token_hash == thash))
+
+
+# ------------------------------------------------------------------------ password reset
+PASSWORD_RESET = "password_reset"
+"""The outbox kind (billing_core/mail/templates/password_reset.*)."""
+
+
+def _reset_target(conn: Connection, email: str):
+    row = conn.execute(
+        select(accounts.c.id, accounts.c.ref, accounts.c.name, accounts.c.email)
+        .where(accounts.c.signin_email == email, accounts.c.password_hash.is_not(None))
+    ).first()
+    return None if row is None else (row.id, row)
+
+
+def request_reset_tx(conn: Connection, enqueue, limits: Limits, email: str, ip: str, thash: str, nonce: str,
+                     reset_url: str, ttl_ms: int, now: int) -> str:
+    """``rate_limited``, ``unknown`` (no account signs in with ``email``: nothing written but the
+    attempt) or ``sent``: a single-use token (only its hash kept) and its email queued in the outbox,
+    in one transaction. A new request voids the account's earlier unused links. ``enqueue`` is
+    BillingCore.enqueue_alert."""
+    found = admit_attempt_tx(conn, RESETS, limits, email, ip, now, _reset_target)
+    if found is None:
+        return "rate_limited"
+    account_id, row = found
+    if account_id is None:
+        return "unknown"
+    conn.execute(delete(password_resets).where(password_resets.c.account_id == account_id,
+                                               password_resets.c.used_at.is_(None)))
+    conn.execute(delete(password_resets).where(password_resets.c.expires_at <= now - ttl_ms))
+    conn.execute(password_resets.insert().values(token_hash=thash, account_id=account_id, created_at=now,
+                                                 expires_at=now + ttl_ms))
+    enqueue(conn, account_id=account_id, to_addr=row.email, kind=PASSWORD_RESET,
+            dedupe_key=f"{PASSWORD_RESET}:{account_id}:{nonce}",
+            context={"account_ref": row.ref, "account_name": row.name, "reset_url": reset_url,
+                     "expires_minutes": max(1, ttl_ms // 60_000)}, now=now)
+    return "sent"
+
+
+def reset_token_valid_tx(conn: Connection, thash: str, now: int) -> bool:
+    return conn.execute(select(password_resets.c.account_id).where(
+        password_resets.c.token_hash == thash, password_resets.c.used_at.is_(None),
+        password_resets.c.expires_at > now)).first() is not None
+
+
+def reset_password_tx(conn: Connection, thash: str, hashed: str, now: int) -> str | None:
+    """Use the token: the account gets the new password hash and is signed out everywhere, and the
+    token is spent, in one transaction. None when the token is unknown, used or expired."""
+    spent = conn.execute(update(password_resets).where(
+        password_resets.c.token_hash == thash, password_resets.c.used_at.is_(None),
+        password_resets.c.expires_at > now).values(used_at=now)).rowcount
+    if spent != 1:
+        return None
+    ref = conn.execute(select(accounts.c.ref).select_from(
+        password_resets.join(accounts, accounts.c.id == password_resets.c.account_id))
+        .where(password_resets.c.token_hash == thash)).scalar_one()
+    return set_customer_password_tx(conn, ref, hashed)

@@ -182,7 +182,41 @@ async def sign_out(core, session: WebSession) -> None:
     await core.store.run(signin.end_customer_session_tx, session.token_hash)
 
 
+# ----------------------------------------------------------------------------- password reset
+RESET_TTL_SECONDS = 3600
+"""A reset link works this long, once."""
+
+
+async def request_password_reset(core, settings: AuthSettings, email: str, ip: str, base_url: str) -> str:
+    """Queue a reset email when ``email`` signs in to an account: ``sent``, ``unknown`` or
+    ``rate_limited`` (the pages show ``sent`` and ``unknown`` alike: nobody learns who has an account)."""
+    token = secrets.token_urlsafe(32)
+    return await core.store.run(
+        signin.request_reset_tx, core.enqueue_alert, settings.limits(), canonical_email(email), (ip or "")[:64],
+        token_hash(token), secrets.token_hex(8), f"{base_url}/reset/{token}", RESET_TTL_SECONDS * 1000,
+        core.clock.now_ms())
+
+
+async def reset_token_valid(core, token: str) -> bool:
+    if not token or len(token) > 100:
+        return False
+    return await core.store.run(signin.reset_token_valid_tx, token_hash(token), core.clock.now_ms())
+
+
+async def reset_password(core, passwords: Passwords, token: str, password: str) -> str | None:
+    """Set the new password with a reset token (once). The account's email, or None for a token
+    unknown, used or expired. Raises InvalidInput for a password the rules refuse (token kept)."""
+    problem = password_problem(password)
+    if problem:
+        raise InvalidInput(problem)
+    if not await reset_token_valid(core, token):
+        return None
+    hashed = await passwords.hash(password)
+    return await core.store.run(signin.reset_password_tx, token_hash(token), hashed, core.clock.now_ms())
+
+
 __all__ = [
     "AuthSettings", "Passwords", "SignInRefused", "SignedIn", "WebSession", "canonical_email", "load_session",
-    "password_problem", "set_password", "sign_in", "sign_out", "tokens_equal",
+    "password_problem", "request_password_reset", "reset_password", "reset_token_valid", "set_password", "sign_in",
+    "sign_out", "tokens_equal",
 ]

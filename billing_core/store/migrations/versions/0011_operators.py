@@ -1,5 +1,6 @@
 """operators: the operator console's operators, their sessions, the audit log (append-only), account
-notes, and an index on call_sessions (created_at, id) for the console's newest-first call list
+notes, the client area's password-reset tokens, and an index on call_sessions (created_at, id) for the
+console's newest-first call list
 
 The audit log refuses UPDATE and DELETE (and TRUNCATE on PostgreSQL) through triggers, so history
 cannot be rewritten by the application either.
@@ -91,6 +92,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_account_notes")),
     )
     op.create_index(op.f("ix_account_notes_account_id"), "account_notes", ["account_id"], unique=False)
+    op.create_table(
+        "password_resets",
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.Column("expires_at", sa.BigInteger(), nullable=False),
+        sa.Column("used_at", sa.BigInteger(), nullable=True),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], name=op.f("fk_password_resets_account_id_accounts"),
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_password_resets")),
+    )
+    op.create_index(op.f("ix_password_resets_account_id"), "password_resets", ["account_id"], unique=False)
     # the console's call list and CSV export page newest first by (created_at, id)
     op.create_index("ix_call_sessions_created", "call_sessions", ["created_at", "id"], unique=False)
     statements = POSTGRES_APPEND_ONLY if op.get_bind().dialect.name == "postgresql" else SQLITE_APPEND_ONLY
@@ -107,6 +120,8 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
         op.execute("DROP TRIGGER IF EXISTS audit_log_no_delete")
     op.drop_index("ix_call_sessions_created", table_name="call_sessions")
+    op.drop_index(op.f("ix_password_resets_account_id"), table_name="password_resets")
+    op.drop_table("password_resets")
     op.drop_index(op.f("ix_account_notes_account_id"), table_name="account_notes")
     op.drop_table("account_notes")
     op.drop_index("ix_audit_log_target", table_name="audit_log")
