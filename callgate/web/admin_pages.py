@@ -370,6 +370,28 @@ async def calls_csv(request: web.Request) -> web.StreamResponse:
     return await _stream_csv(request, "calls.csv", CALL_FIELDS, pages())
 
 
+# ---------------------------------------------------------------------------------- operators
+async def operators_page(request: web.Request) -> web.StreamResponse:
+    rows = await ops.list_operators(request.app[CORE])
+    done = request.query.get("done")
+    notices = [{"kind": "good", "text": f"Operator {done} disabled and signed out."}] if done and any(
+        r["email"] == done for r in rows) else []
+    return admin_render(request, "admin/operators.html", active="operators", rows=rows, notices=notices,
+                        is_admin=operator_of(request).role == ADMIN)
+
+
+async def operator_disable(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    email = str(form.get("email", ""))[:320]
+    if email == operator_of(request).email:
+        return admin_error(request, 400, "Not allowed", "You cannot disable yourself (another admin can).")
+    try:
+        op = await ops.disable_operator(request.app[CORE], email, actor=actor_of(request))
+    except NotFound:
+        return admin_error(request, 404, "Not found", "There is no such operator.")
+    raise web.HTTPSeeOther(f"{PREFIX}/operators?" + urlencode({"done": op["email"]}))
+
+
 # -------------------------------------------------------------------------------------- audit
 AUDIT_FIELDS = ["id", "at", "actor", "action", "target_kind", "target", "before", "after", "reason"]
 
@@ -414,6 +436,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get(PREFIX + "/live.json", live_json)
     r.add_get(PREFIX + "/calls", calls_page)
     r.add_get(PREFIX + "/calls.csv", calls_csv)
+    r.add_get(PREFIX + "/operators", operators_page)
+    r.add_post(PREFIX + "/operators/disable", operator_disable)
     r.add_get(PREFIX + "/audit", audit_page)
     r.add_get(PREFIX + "/audit.csv", audit_csv)
 

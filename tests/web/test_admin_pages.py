@@ -280,3 +280,16 @@ async def test_live_calls_json_and_only_the_live_page_runs_a_script(core, admin_
     assert f'data-id="{ids[2]}"' in live.body
     other = await admin_client.get("/admin/calls")
     assert "script-src 'none'" in other.headers["Content-Security-Policy"]
+
+
+async def test_operators_page_and_disable(core, admin_client, support_op):
+    page = await admin_client.get("/admin/operators")
+    assert page.status == 200 and "help@example.test" in page.body and "ops@example.test" in page.body
+    csrf = field(page.body, "csrf")
+    self_disable = await admin_client.post("/admin/operators/disable", {"csrf": csrf, "email": "ops@example.test"})
+    assert self_disable.status == 400
+    resp = await admin_client.post("/admin/operators/disable", {"csrf": csrf, "email": "help@example.test"})
+    assert resp.status == 303
+    assert [o["disabled"] for o in await ops.list_operators(core) if o["email"] == "help@example.test"] == [True]
+    [record] = [r for r in await core.store.run(ops.audit_page_tx) if r.action == "operator.disable"]
+    assert record.actor == "ops@example.test" and record.target == "help@example.test"
