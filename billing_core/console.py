@@ -1,5 +1,5 @@
-"""What an operator does to an account from the console: credit or debit, suspend or reactivate,
-add a note. Each is one transaction with its audit record (who, when, what, before and after), so
+"""What an operator does from the console: credit or debit, suspend or reactivate, add a note,
+retry a failed alert email. Each is one transaction with its audit record (who, when, what, before and after), so
 the change and its record commit together or not at all.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from .domain.identifiers import check_text
 from .domain.money import check_storage_range, format_amount
 from .domain.records import LedgerEntry
 from .operators import Actor, audit_tx
+from .sidecar.outbox import AlertRow, retry_tx
 from .store.tables import accounts
 from .store.tables_operators import account_notes
 
@@ -117,3 +118,15 @@ def _check_note(body: object) -> str:
     if len(text) > NOTE_MAX:
         raise InvalidInput(f"note: longer than {NOTE_MAX} characters")
     return text
+
+
+async def retry_alert(core, actor: Actor, alert_id: int) -> AlertRow:
+    """Re-queue a failed alert email (as `callgate alerts retry`), audited in the same transaction."""
+
+    def tx(conn: Connection, now: int) -> AlertRow:
+        row = retry_tx(conn, alert_id, now)
+        audit_tx(conn, actor, "alert.retry", "alert", str(alert_id), before={"status": "failed"},
+                 after={"status": row.status, "kind": row.kind, "to": row.to_addr}, now=now)
+        return row
+
+    return await core.store.run(tx, core.clock.now_ms())

@@ -20,9 +20,11 @@ from aiohttp import web
 from billing_core import console, read_model
 from billing_core import operators as ops
 from billing_core.domain.errors import InvalidInput, NotFound
+from billing_core.domain.ids import ID_PATTERN, plain_id
 from billing_core.domain.identifiers import REF_PATTERN, check_email
 from billing_core.domain.money import format_amount, parse_amount
 from billing_core.operators import ADMIN, SUPPORT
+from billing_core.sidecar.outbox import list_tx as list_alerts_tx
 
 from .admin_access import PREFIX, actor_of, admin_cookie, admin_error, admin_render, operator_of, public, roles
 from .admin_auth import ADMIN_SIGNIN_CSRF_COOKIE, OperatorSignedIn, operator_sign_in, operator_sign_out
@@ -370,6 +372,31 @@ async def calls_csv(request: web.Request) -> web.StreamResponse:
     return await _stream_csv(request, "calls.csv", CALL_FIELDS, pages())
 
 
+# ------------------------------------------------------------------------------------- alerts
+async def alerts_page(request: web.Request) -> web.StreamResponse:
+    status = request.query.get("status") or None
+    if status not in (None, "queued", "sent", "failed"):
+        status = None
+    rows = await request.app[CORE].store.run(list_alerts_tx, status, 200)
+    done = request.query.get("done")
+    notices = [{"kind": "good", "text": f"Alert {done} queued to be sent again."}] if done and done.isdigit() else []
+    return admin_render(request, "admin/alerts.html", active="alerts", rows=rows, shown_status=status or "",
+                        notices=notices, is_admin=operator_of(request).role == ADMIN)
+
+
+async def alert_retry(request: web.Request) -> web.StreamResponse:
+    alert_id = plain_id(request.match_info["alert_id"])
+    if alert_id is None:
+        raise web.HTTPNotFound()
+    try:
+        await console.retry_alert(request.app[CORE], actor_of(request), alert_id)
+    except NotFound:
+        return admin_error(request, 404, "Not found", "There is no such alert.")
+    except InvalidInput as exc:
+        return admin_error(request, 409, "Not retried", str(exc))
+    raise web.HTTPSeeOther(f"{PREFIX}/alerts?done={alert_id}")
+
+
 # ---------------------------------------------------------------------------------- operators
 async def operators_page(request: web.Request) -> web.StreamResponse:
     rows = await ops.list_operators(request.app[CORE])
@@ -436,6 +463,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get(PREFIX + "/live.json", live_json)
     r.add_get(PREFIX + "/calls", calls_page)
     r.add_get(PREFIX + "/calls.csv", calls_csv)
+    r.add_get(PREFIX + "/alerts", alerts_page)
+    r.add_post(PREFIX + f"/alerts/{{alert_id:{ID_PATTERN}}}/retry", alert_retry)
     r.add_get(PREFIX + "/operators", operators_page)
     r.add_post(PREFIX + "/operators/disable", operator_disable)
     r.add_get(PREFIX + "/audit", audit_page)

@@ -17,7 +17,7 @@ from callgate.web.app import make_web_app
 from .conftest import Browserless, admin_sign_in
 
 # A value for each route parameter, so every route is called on something that exists.
-SAMPLES = {"ref": "alice"}
+SAMPLES = {"ref": "alice", "alert_id": "1"}
 # Fields a POST might take: if a guard were missing, the handler would have enough to write.
 FORM = {"amount": "5.00", "reason": "goodwill", "body": "a note", "status": "suspended", "key": "k-1",
         "direction": "credit"}

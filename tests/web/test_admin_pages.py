@@ -293,3 +293,21 @@ async def test_operators_page_and_disable(core, admin_client, support_op):
     assert [o["disabled"] for o in await ops.list_operators(core) if o["email"] == "help@example.test"] == [True]
     [record] = [r for r in await core.store.run(ops.audit_page_tx) if r.action == "operator.disable"]
     assert record.actor == "ops@example.test" and record.target == "help@example.test"
+
+
+async def test_a_failed_alert_is_retried_and_audited(core, admin_client, alice):
+    from sqlalchemy import update
+
+    from billing_core.store.tables import outbox
+
+    await core.credit("alice", -6_000_000, "spend", kind="debit", idempotency_key="spend")  # below threshold: alert
+    await core.store.run(lambda conn: conn.execute(update(outbox).values(status="failed", last_error="550 no such user")))
+    [alert_id] = await core.store.run(lambda conn: conn.execute(select(outbox.c.id)).scalars().all())
+    page = await admin_client.get("/admin/alerts?status=failed")
+    assert "550 no such user" in page.body and f'action="/admin/alerts/{alert_id}/retry"' in page.body
+    resp = await admin_client.post(f"/admin/alerts/{alert_id}/retry", {"csrf": field(page.body, "csrf")})
+    assert resp.status == 303
+    assert await core.store.run(lambda conn: conn.execute(select(outbox.c.status)).scalar_one()) == "queued"
+    again = await admin_client.post(f"/admin/alerts/{alert_id}/retry", {"csrf": field(page.body, "csrf")})
+    assert again.status == 409 and "only failed alerts can be retried" in again.body
+    assert [r.action for r in await core.store.run(ops.audit_page_tx)].count("alert.retry") == 1
