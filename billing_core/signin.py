@@ -324,16 +324,43 @@ def request_reset_tx(conn: Connection, enqueue, limits: Limits, email: str, ip: 
     account_id, row = found
     if account_id is None:
         return "unknown"
-    conn.execute(delete(password_resets).where(password_resets.c.account_id == account_id,
+    _issue_reset(conn, enqueue, row, thash, nonce, reset_url, ttl_ms, now)
+    return "sent"
+
+
+def _issue_reset(conn: Connection, enqueue, row, thash: str, nonce: str, reset_url: str, ttl_ms: int, now: int) -> None:
+    conn.execute(delete(password_resets).where(password_resets.c.account_id == row.id,
                                                password_resets.c.used_at.is_(None)))
     conn.execute(delete(password_resets).where(password_resets.c.expires_at <= now - ttl_ms))
-    conn.execute(password_resets.insert().values(token_hash=thash, account_id=account_id, created_at=now,
+    conn.execute(password_resets.insert().values(token_hash=thash, account_id=row.id, created_at=now,
                                                  expires_at=now + ttl_ms))
-    enqueue(conn, account_id=account_id, to_addr=row.email, kind=PASSWORD_RESET,
-            dedupe_key=f"{PASSWORD_RESET}:{account_id}:{nonce}",
+    enqueue(conn, account_id=row.id, to_addr=row.email, kind=PASSWORD_RESET,
+            dedupe_key=f"{PASSWORD_RESET}:{row.id}:{nonce}",
             context={"account_ref": row.ref, "account_name": row.name, "reset_url": reset_url,
                      "expires_minutes": max(1, ttl_ms // 60_000)}, now=now)
-    return "sent"
+
+
+def send_reset_tx(conn: Connection, enqueue, actor: Actor, ref: str, thash: str, nonce: str, reset_url: str,
+                  ttl_ms: int, now: int) -> str:
+    """An operator sends account ``ref`` a reset link (no request limits: staff act on purpose;
+    audited in the same transaction). The account needs a usable email; it need not have had a
+    password (a way to invite a customer). Returns the address written to."""
+    row = conn.execute(select(accounts.c.id, accounts.c.ref, accounts.c.name, accounts.c.email)
+                       .where(accounts.c.ref == ref)).first()
+    if row is None:
+        raise NotFound(f"unknown account {ref!r}")
+    if "@" not in (row.email or ""):
+        raise InvalidInput(f"account {ref!r} has no usable email address ({row.email!r})")
+    _issue_reset(conn, enqueue, row, thash, nonce, reset_url, ttl_ms, now)
+    audit_tx(conn, actor, "account.password_reset_email", "account", ref, after={"to": row.email}, now=now)
+    return row.email
+
+
+def operator_set_password_tx(conn: Connection, actor: Actor, ref: str, hashed: str, now: int) -> str:
+    """An operator sets account ``ref``'s client-area password (signs it out everywhere), audited."""
+    email = set_customer_password_tx(conn, ref, hashed)
+    audit_tx(conn, actor, "account.password", "account", ref, after={"password_set": True}, now=now)
+    return email
 
 
 def reset_token_valid_tx(conn: Connection, thash: str, now: int) -> bool:

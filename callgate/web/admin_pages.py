@@ -28,7 +28,7 @@ from billing_core.sidecar.outbox import list_tx as list_alerts_tx
 
 from .admin_access import PREFIX, actor_of, admin_cookie, admin_error, admin_render, operator_of, public, roles
 from .admin_auth import ADMIN_SIGNIN_CSRF_COOKIE, OperatorSignedIn, operator_sign_in, operator_sign_out
-from .auth import tokens_equal
+from .auth import operator_set_password, send_password_reset, tokens_equal
 from .charts import bar_chart
 from .context import CORE, PASSWORDS, SETTINGS, client_ip, when
 
@@ -103,6 +103,8 @@ NOTICES = {
     "active": ("good", "Account reactivated."),
     "depleted": ("good", "Account reactivated; it is depleted, so calls stay refused until it has money."),
     "noted": ("good", "Note added."),
+    "reset_sent": ("good", "Password-reset email queued to the customer (the link works once, within an hour)."),
+    "password_set": ("good", "Client-area password set; the customer was signed out everywhere."),
 }
 
 
@@ -206,6 +208,34 @@ async def account_status(request: web.Request) -> web.StreamResponse:
     except InvalidInput as exc:
         return await _account_page(request, ref, status=400, error=str(exc))
     raise web.HTTPSeeOther(f"{PREFIX}/accounts/{ref}?done={new}")
+
+
+def _site_base(request: web.Request) -> str | None:
+    sock = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    return request.app[SETTINGS].checkout_base_url(sock[1] if sock else None)
+
+
+async def account_password(request: web.Request) -> web.StreamResponse:
+    """Admin: set the customer's client-area password, or email them a reset link."""
+    ref = _ref(request)
+    form = await request.post()
+    core = request.app[CORE]
+    try:
+        if form.get("action") == "email":
+            base = _site_base(request)
+            if base is None:
+                raise InvalidInput("reset email: set [web] public_url first (the link needs the site's address)")
+            await send_password_reset(core, actor_of(request), ref, base)
+            done = "reset_sent"
+        else:
+            await operator_set_password(core, request.app[PASSWORDS], actor_of(request), ref,
+                                        str(form.get("password", ""))[:300])
+            done = "password_set"
+    except NotFound:
+        return admin_error(request, 404, "Not found", f"There is no account {ref!r}.")
+    except InvalidInput as exc:
+        return await _account_page(request, ref, status=400, error=str(exc))
+    raise web.HTTPSeeOther(f"{PREFIX}/accounts/{ref}?done={done}")
 
 
 @roles(ADMIN, SUPPORT)  # the one change support may make
@@ -459,6 +489,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post(PREFIX + "/accounts/{ref}/credit", account_credit)
     r.add_post(PREFIX + "/accounts/{ref}/status", account_status)
     r.add_post(PREFIX + "/accounts/{ref}/notes", account_note)
+    r.add_post(PREFIX + "/accounts/{ref}/password", account_password)
     r.add_get(PREFIX + "/live", live_page)
     r.add_get(PREFIX + "/live.json", live_json)
     r.add_get(PREFIX + "/calls", calls_page)

@@ -197,6 +197,22 @@ async def request_password_reset(core, settings: AuthSettings, email: str, ip: s
         core.clock.now_ms())
 
 
+async def send_password_reset(core, actor, ref: str, base_url: str) -> str:
+    """An operator emails account ``ref`` a reset link; returns the address."""
+    token = secrets.token_urlsafe(32)
+    return await core.store.run(signin.send_reset_tx, core.enqueue_alert, actor, ref, token_hash(token),
+                                secrets.token_hex(8), f"{base_url}/reset/{token}", RESET_TTL_SECONDS * 1000,
+                                core.clock.now_ms())
+
+
+async def operator_set_password(core, passwords: Passwords, actor, ref: str, password: str) -> str:
+    problem = password_problem(password)
+    if problem:
+        raise InvalidInput(problem)
+    hashed = await passwords.hash(password)
+    return await core.store.run(signin.operator_set_password_tx, actor, ref, hashed, core.clock.now_ms())
+
+
 async def reset_token_valid(core, token: str) -> bool:
     if not token or len(token) > 100:
         return False

@@ -311,3 +311,24 @@ async def test_a_failed_alert_is_retried_and_audited(core, admin_client, alice):
     again = await admin_client.post(f"/admin/alerts/{alert_id}/retry", {"csrf": field(page.body, "csrf")})
     assert again.status == 409 and "only failed alerts can be retried" in again.body
     assert [r.action for r in await core.store.run(ops.audit_page_tx)].count("alert.retry") == 1
+
+
+async def test_admin_emails_a_reset_link_or_sets_the_password(core, admin_client, alice):
+    from billing_core.store.tables import outbox
+
+    page = await admin_client.get("/admin/accounts/alice")
+    csrf = field(page.body, "csrf")
+    resp = await admin_client.post("/admin/accounts/alice/password", {"csrf": csrf, "action": "email"})
+    assert resp.status == 303 and resp.headers["Location"].endswith("done=reset_sent")
+    [context] = await core.store.run(lambda conn: conn.execute(
+        select(outbox.c.context).where(outbox.c.kind == "password_reset")).scalars().all())
+    assert "/reset/" in json.loads(context)["reset_url"]
+    short = await admin_client.post("/admin/accounts/alice/password", {"csrf": csrf, "action": "set",
+                                                                       "password": "short"})
+    assert short.status == 400 and "at least 10 characters" in short.body
+    ok = await admin_client.post("/admin/accounts/alice/password", {"csrf": csrf, "action": "set",
+                                                                    "password": "set by support desk"})
+    assert ok.status == 303
+    actions = [r.action for r in await core.store.run(ops.audit_page_tx) if r.target == "alice"]
+    assert actions == ["account.password", "account.password_reset_email"]
+    assert all("set by support desk" not in (r.after or "") for r in await core.store.run(ops.audit_page_tx))
