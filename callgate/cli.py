@@ -47,9 +47,9 @@ def main(ctx: click.Context, db_url: str, config_path: str | None) -> None:
 
 
 def _register_all() -> None:
-    from callgate.commands import agi, config_cmd, core, gate, invoices, run, sidecar, web
+    from callgate.commands import agi, config_cmd, core, gate, invoices, operator, run, sidecar, web
 
-    for area in (core, config_cmd, run, gate, sidecar, agi, invoices, web):
+    for area in (core, config_cmd, run, gate, sidecar, agi, invoices, web, operator):
         area.register(main)
 
 

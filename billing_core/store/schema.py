@@ -7,7 +7,7 @@ from .tables import metadata
 
 # Feature areas keep their tables in their own modules; importing them registers the tables on
 # ``metadata``. Missing modules are fine while an area has not landed yet.
-for _name in ("tables_sidecar", "tables_invoices", "tables_web", "tables_ari"):
+for _name in ("tables_sidecar", "tables_invoices", "tables_web", "tables_ari", "tables_operators"):
     try:
         importlib.import_module(f"{__package__}.{_name}")
     except ModuleNotFoundError as exc:  # pragma: no cover - depends on which areas exist

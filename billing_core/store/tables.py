@@ -216,6 +216,8 @@ call_sessions = Table(
     Index("ix_call_sessions_state_pbx", "state", "pbx_id"),
     # rerate --plan NAME --since TIME: the plan's calls by start
     Index("ix_call_sessions_plan_created", "plan_id", "created_at"),
+    # The console's call list and CSV export: newest first, paged by (created_at, id) (migration 0011).
+    Index("ix_call_sessions_created", "created_at", "id"),
 )
 
 ledger = Table(

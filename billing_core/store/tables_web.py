@@ -38,3 +38,15 @@ web_signin_attempts = Table(
     Column("at", BigInteger, nullable=False),
     Index("ix_web_signin_attempts_key_at", "key_kind", "key_value", "at"),
 )
+
+password_resets = Table(
+    "password_resets",
+    metadata,
+    # hex SHA-256 of the emailed token: the token itself is only in the email (and its outbox row)
+    Column("token_hash", String(64), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    # set when the token is used: a token works once
+    Column("used_at", BigInteger, nullable=True),
+)

@@ -11,6 +11,7 @@ email to ./var/mail/, the PayPal stand-in, and `callgate run` (a real subprocess
   5. 911 from a depleted account: connected, never charged
   6. a top-up through the client area and the PayPal stand-in re-activates the depleted account
      (receipt email), whose next call goes through
+  7. the demo operator signs in to the console (/admin) and sees that account's balance
 
 CALLGATE_DEMO_FAST=1 runs the same scenario on short timers and exits 0 only if every step behaved
 as expected. Without it the timers are closer to real life and, at the end, the service keeps
@@ -31,11 +32,12 @@ from pathlib import Path
 
 import aiohttp
 
-from callgate_fakes.ari_simulator import AriSimulator, Party
+from billing_core import operators
 from billing_core.api import BillingCore
 from billing_core.domain.money import format_amount, parse_amount
 from billing_core.domain.rating import Rate
 from billing_core.store import migrate
+from callgate_fakes.ari_simulator import AriSimulator, Party
 from callgate_fakes.paypal_standin import PayPalStandIn
 from callgate_fakes.smtp_sink import SmtpSink
 
@@ -46,6 +48,8 @@ DEMO = VAR / "demo"
 MAIL = VAR / "mail"
 DB_URL = f"sqlite:///{DEMO / 'callgate.db'}"
 DEMO_PASSWORD = "demo-password-1"
+DEMO_OPERATOR = "ops@demo.example"
+DEMO_OPERATOR_PASSWORD = "demo-operator-1"
 
 # Timers: (fast, normal)
 T = {
@@ -115,6 +119,12 @@ async def seed(core: BillingCore) -> None:
 
     for ref in ("acme", "broke"):
         await set_password(core, Passwords(AuthSettings()), ref, DEMO_PASSWORD)
+    # an operator for the console (/admin); no TOTP so the demo needs no authenticator app
+    # (`callgate operator totp enable ops@demo.example` adds one)
+    demo_actor = operators.Actor("demo")
+    await operators.add_operator(core, DEMO_OPERATOR, operators.ADMIN, actor=demo_actor)
+    await operators.set_operator_password(core, DEMO_OPERATOR, await Passwords(AuthSettings()).hash(DEMO_OPERATOR_PASSWORD),
+                                          actor=demo_actor)
 
 
 class LiveView:
@@ -165,6 +175,25 @@ class LiveView:
         elif text != self._last:
             print(text, flush=True)
         self._last = text
+
+
+async def console_shows_account(web_url: str, ref: str) -> str:
+    """Act as the demo operator: sign in to the console (/admin), open an account; its balance."""
+    jar = aiohttp.CookieJar(unsafe=True)  # IP-address hosts
+    async with aiohttp.ClientSession(cookie_jar=jar) as http:
+        async with http.get(web_url + "/admin/signin") as r:
+            m = re.search(r'name="csrf" value="([^"]+)"', await r.text())
+            if not m:
+                raise RuntimeError(f"no form token on /admin/signin ({r.status})")
+        async with http.post(web_url + "/admin/signin", data={"csrf": m.group(1), "email": DEMO_OPERATOR,
+                                                               "password": DEMO_OPERATOR_PASSWORD}) as r:
+            if r.status != 200 or "/admin/signin" in str(r.url):
+                raise RuntimeError(f"console sign-in failed ({r.status})")
+        async with http.get(f"{web_url}/admin/accounts/{ref}") as r:
+            m = re.search(r'id="balance">([^<]+)<', await r.text())
+            if r.status != 200 or not m:
+                raise RuntimeError(f"account page of {ref}: {r.status}")
+            return m.group(1)
 
 
 async def topup_through_client_area(web_url: str, email: str, amount: str) -> str:
@@ -246,6 +275,7 @@ async def main() -> int:
 where to look:
   emails          {MAIL}/  ({len(sink.messages)} sent in this run)
   client area     {web_url}/  sign in as billing@acme.example / {DEMO_PASSWORD}
+  operator console {web_url}/admin/signin  sign in as {DEMO_OPERATOR} / {DEMO_OPERATOR_PASSWORD}
   metrics, health http://127.0.0.1:{ops_port}/metrics  http://127.0.0.1:{ops_port}/healthz
   calls           .venv/bin/callgate --db {DB_URL} calls
   balances        .venv/bin/callgate --db {DB_URL} account list
@@ -360,6 +390,13 @@ async def play(demo: Demo, sim: AriSimulator, web_url: str, sink: SmtpSink) -> N
         o7 = await c7.ended(timeout=60)
         demo.decisions.append(f"bob → 15145550100: allowed after top-up, talked {o7.talk_ms} ms")
         s7.ok = o7.answered
+        s8 = demo.step("the operator console signs in and shows the account (ops@demo.example → /admin/accounts/broke)")
+        try:
+            shown = await console_shows_account(web_url, "broke")
+            expected = f"{format_amount((await core.account('broke')).balance)} {core.settings.currency}"
+            s8.ok, s8.detail = shown == expected, f"balance shown {shown}"
+        except Exception as exc:
+            s8.ok, s8.detail = False, str(exc)
     finally:
         await core.close()
 

@@ -17,7 +17,9 @@ from aiohttp import web
 
 from callgate.http_hardening import harden_aiohttp_servers
 
-from . import pages
+from . import admin_pages, pages
+from .admin_access import PREFIX as ADMIN_PREFIX
+from .admin_access import admin_guard
 from .auth import AuthSettings, Passwords, WebSession, load_session
 # the shared context (cookie names, app keys, render helpers) is context.py's: the pages import it,
 # never this module; ``when`` stays importable from here
@@ -123,7 +125,8 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
 async def session_loader(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Puts the signed-in customer (or None) on ``request["session"]``."""
     session: WebSession | None = None
-    if not request.path.startswith(("/static/", "/paypal/webhook")):
+    # The console (/admin) has its own sessions (admin_access.admin_guard): a customer's is not read there.
+    if not request.path.startswith(("/static/", "/paypal/webhook", ADMIN_PREFIX)):
         settings = request.app[SETTINGS]
         session = await load_session(request.app[CORE], settings.auth, request.cookies.get(settings.session_cookie))
     request[SESSION] = session
@@ -136,7 +139,7 @@ def make_web_app(core, paypal=None, settings: WebSettings | None = None, *, veri
     its signatures checked by ``verifier`` (default: one built from the client's config)."""
     harden_aiohttp_servers()
     settings = settings or WebSettings()
-    app = web.Application(middlewares=[error_pages, session_loader], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[error_pages, session_loader, admin_guard], client_max_size=64 * 1024)
     app.on_response_prepare.append(security_headers)
     app[CORE] = core
     app[RETURN_KEY] = settings.secret_key.encode() if settings.secret_key else secrets.token_bytes(32)
@@ -145,6 +148,7 @@ def make_web_app(core, paypal=None, settings: WebSettings | None = None, *, veri
     app[PASSWORDS] = Passwords(settings.auth)
     app[TEMPLATES] = template_env()
     pages.add_routes(app)
+    admin_pages.add_routes(app)
     if paypal is not None:
         from callgate.paypal.webhook import WebhookVerifier, paypal_routes
 

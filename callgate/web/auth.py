@@ -29,17 +29,14 @@ from functools import cached_property
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, select, text, update
-from sqlalchemy.engine import Connection
 
-from billing_core.domain.errors import InvalidInput, NotFound
+from billing_core import signin
+from billing_core.domain.errors import InvalidInput
 from billing_core.domain.signin_email import canonical_email
-from billing_core.store.tables import accounts
-from billing_core.store.tables_web import web_sessions, web_signin_attempts
+from billing_core.signin import CustomerSession
 
 PASSWORD_MIN = 10
 PASSWORD_MAX = 256
-EMAIL_MAX = 320
 
 
 @dataclass(frozen=True)
@@ -62,18 +59,16 @@ class AuthSettings:
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
 
+    def limits(self) -> signin.Limits:
+        """The knobs the database side (billing_core.signin) needs, in milliseconds."""
+        return signin.Limits(window_ms=self.signin_window_seconds * 1000, max_per_email=self.signin_max_per_email,
+                             max_per_ip=self.signin_max_per_ip, idle_ms=self.session_idle_seconds * 1000,
+                             max_ms=self.session_max_seconds * 1000, touch_ms=self.touch_every_seconds * 1000)
 
-@dataclass(frozen=True)
-class WebSession:
-    """A signed-in customer."""
 
-    token_hash: str
-    account_id: int
-    account_ref: str
-    email: str
-    name: str
-    csrf_token: str
-    """The synchronizer token every form of this session must send back."""
+WebSession = CustomerSession
+"""A signed-in customer (token_hash, account_id, account_ref, email, name, csrf_token: the
+synchronizer token every form of this session must send back)."""
 
 
 @dataclass(frozen=True)
@@ -148,26 +143,7 @@ async def set_password(core, passwords: Passwords, ref: str, password: str) -> s
     if problem:
         raise InvalidInput(problem)
     hashed = await passwords.hash(password)
-    return await core.store.run(_set_password_tx, ref, hashed)
-
-
-def _set_password_tx(conn: Connection, ref: str, hashed: str) -> str:
-    row = conn.execute(select(accounts.c.id, accounts.c.email).where(accounts.c.ref == ref)).first()
-    if row is None:
-        raise NotFound(f"REF: unknown account {ref!r}")
-    email = canonical_email(row.email)
-    if not email or "@" not in email:
-        raise InvalidInput(f"REF: account {ref!r} has no usable email address to sign in with ({row.email!r})")
-    if len(email) > EMAIL_MAX:
-        raise InvalidInput(f"REF: account {ref!r} has an email longer than {EMAIL_MAX} characters")
-    clash = conn.execute(
-        select(accounts.c.ref).where(accounts.c.signin_email == email, accounts.c.id != row.id)
-    ).first()
-    if clash is not None:
-        raise InvalidInput(f"REF: account {clash.ref!r} already signs in with {email}; give {ref!r} its own email first")
-    conn.execute(update(accounts).where(accounts.c.id == row.id).values(password_hash=hashed, signin_email=email))
-    conn.execute(delete(web_sessions).where(web_sessions.c.account_id == row.id))
-    return row.email
+    return await core.store.run(signin.set_customer_password_tx, ref, hashed)
 
 
 # ------------------------------------------------------------------------------------ sign in
@@ -177,8 +153,8 @@ async def sign_in(core, passwords: Passwords, settings: AuthSettings, email: str
     # it signs in nobody (and still counts against the address).
     email = canonical_email(email)
     ip = (ip or "")[:64]
-    now = core.clock.now_ms()
-    gate = await core.store.run(_admit_attempt_tx, settings, email, ip, now)
+    limits = settings.limits()
+    gate = await core.store.run(signin.admit_customer_attempt_tx, limits, email, ip, core.clock.now_ms())
     if gate is None:
         return SignInRefused("rate_limited")
     account_id, stored = gate
@@ -188,80 +164,9 @@ async def sign_in(core, passwords: Passwords, settings: AuthSettings, email: str
     rehashed = await passwords.hash(password) if passwords.needs_rehash(stored) else None
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
-    session = await core.store.run(_start_session_tx, settings, account_id, email, ip, token_hash(token), csrf,
-                                   rehashed, core.clock.now_ms())
+    session = await core.store.run(signin.start_customer_session_tx, limits, account_id, email, ip, token_hash(token),
+                                   csrf, rehashed, core.clock.now_ms())
     return SignedIn(session, token)
-
-
-# Advisory-lock namespaces (the first key of pg_advisory_xact_lock(int, int)): "cg" + 1 / 2.
-_LOCK_EMAIL, _LOCK_IP = 0x63670001, 0x63670002
-
-
-def _serialise_on(conn: Connection, namespace: int, value: str) -> None:
-    """Hold, until this transaction ends, the lock of one email or address, so that counting its
-    failures and recording this attempt cannot interleave with another attempt on the same key.
-    SQLite needs none: its one writer runs transactions one at a time."""
-    if conn.dialect.name != "postgresql":
-        return
-    key = int.from_bytes(hashlib.sha256(value.encode()).digest()[:4], "big", signed=True)
-    conn.execute(text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": namespace, "key": key})
-
-
-def _admit_attempt_tx(conn: Connection, settings: AuthSettings, email: str, ip: str, now: int):
-    """Refuse (None) when the email or the address used up its failures; else count this attempt
-    as a failure up front and return (account id, stored hash) — both None for unknown emails."""
-    since = now - settings.signin_window_seconds * 1000
-    email_key = email if len(email) <= EMAIL_MAX else None
-    # Always email before address: every attempt takes its locks in the same order (no deadlock).
-    if email_key:
-        _serialise_on(conn, _LOCK_EMAIL, email_key)
-    _serialise_on(conn, _LOCK_IP, ip)
-
-    def failures(kind: str, value: str) -> int:
-        return conn.execute(
-            select(func.count()).select_from(web_signin_attempts).where(
-                web_signin_attempts.c.key_kind == kind, web_signin_attempts.c.key_value == value,
-                web_signin_attempts.c.at > since, web_signin_attempts.c.succeeded.is_(False),
-            )
-        ).scalar_one()
-
-    if (email_key and failures("email", email_key) >= settings.signin_max_per_email) \
-            or failures("ip", ip) >= settings.signin_max_per_ip:
-        return None
-    # Old rows are no use to anybody: the window is all that is ever counted.
-    conn.execute(delete(web_signin_attempts).where(web_signin_attempts.c.at <= since))
-    rows = [dict(key_kind="ip", key_value=ip, email=email_key, succeeded=False, at=now)]
-    if email_key:
-        rows.append(dict(key_kind="email", key_value=email_key, email=email_key, succeeded=False, at=now))
-    conn.execute(web_signin_attempts.insert(), rows)
-    row = conn.execute(
-        select(accounts.c.id, accounts.c.password_hash)
-        .where(accounts.c.signin_email == email_key, accounts.c.password_hash.is_not(None))
-    ).first() if email_key else None
-    return (None, None) if row is None else (row.id, row.password_hash)
-
-
-def _start_session_tx(conn: Connection, settings: AuthSettings, account_id: int, email: str, ip: str, thash: str,
-                      csrf: str, rehashed: str | None, now: int) -> WebSession:
-    # The right password: this attempt was no failure after all, and the customer's earlier typos
-    # stop counting, for the email and for the address. The address keeps its count of other
-    # emails (one address guessing many emails still runs into its own limit).
-    conn.execute(delete(web_signin_attempts).where(
-        web_signin_attempts.c.key_kind == "email", web_signin_attempts.c.key_value == email))
-    conn.execute(delete(web_signin_attempts).where(
-        web_signin_attempts.c.key_kind == "ip", web_signin_attempts.c.key_value == ip,
-        web_signin_attempts.c.email == email))
-    if rehashed:
-        conn.execute(update(accounts).where(accounts.c.id == account_id).values(password_hash=rehashed))
-    # Sweep dead sessions (anyone's) here rather than on every page view: sign-ins are rare.
-    conn.execute(delete(web_sessions).where(
-        (web_sessions.c.expires_at <= now)
-        | (web_sessions.c.last_seen_at <= now - settings.session_idle_seconds * 1000)))
-    conn.execute(web_sessions.insert().values(
-        token_hash=thash, account_id=account_id, csrf_token=csrf, created_at=now, last_seen_at=now,
-        expires_at=now + settings.session_max_seconds * 1000, ip=ip))
-    acct = conn.execute(select(accounts.c.ref, accounts.c.email, accounts.c.name).where(accounts.c.id == account_id)).one()
-    return WebSession(thash, account_id, acct.ref, acct.email, acct.name, csrf)
 
 
 # ----------------------------------------------------------------------------------- sessions
@@ -269,34 +174,65 @@ async def load_session(core, settings: AuthSettings, token: str | None) -> WebSe
     """The live session a cookie names, or None (unknown, expired, idle too long)."""
     if not token or len(token) > 100:
         return None
-    return await core.store.run(_load_session_tx, settings, token_hash(token), core.clock.now_ms())
-
-
-def _load_session_tx(conn: Connection, settings: AuthSettings, thash: str, now: int) -> WebSession | None:
-    row = conn.execute(
-        select(web_sessions, accounts.c.ref, accounts.c.email, accounts.c.name)
-        .select_from(web_sessions.join(accounts, accounts.c.id == web_sessions.c.account_id))
-        .where(web_sessions.c.token_hash == thash)
-    ).mappings().first()
-    if row is None:
-        return None
-    if row["expires_at"] <= now or row["last_seen_at"] + settings.session_idle_seconds * 1000 <= now:
-        conn.execute(delete(web_sessions).where(web_sessions.c.token_hash == thash))
-        return None
-    if now - row["last_seen_at"] >= settings.touch_every_seconds * 1000:
-        conn.execute(update(web_sessions).where(web_sessions.c.token_hash == thash).values(last_seen_at=now))
-    return WebSession(thash, row["account_id"], row["ref"], row["email"], row["name"], row["csrf_token"])
+    return await core.store.run(signin.load_customer_session_tx, settings.limits(), token_hash(token),
+                                core.clock.now_ms())
 
 
 async def sign_out(core, session: WebSession) -> None:
-    await core.store.run(_sign_out_tx, session.token_hash)
+    await core.store.run(signin.end_customer_session_tx, session.token_hash)
 
 
-def _sign_out_tx(conn: Connection, thash: str) -> None:
-    conn.execute(delete(web_sessions).where(web_sessions.c.token_hash == thash))
+# ----------------------------------------------------------------------------- password reset
+RESET_TTL_SECONDS = 3600
+"""A reset link works this long, once."""
+
+
+async def request_password_reset(core, settings: AuthSettings, email: str, ip: str, base_url: str) -> str:
+    """Queue a reset email when ``email`` signs in to an account: ``sent``, ``unknown`` or
+    ``rate_limited`` (the pages show ``sent`` and ``unknown`` alike: nobody learns who has an account)."""
+    token = secrets.token_urlsafe(32)
+    return await core.store.run(
+        signin.request_reset_tx, core.enqueue_alert, settings.limits(), canonical_email(email), (ip or "")[:64],
+        token_hash(token), secrets.token_hex(8), f"{base_url}/reset/{token}", RESET_TTL_SECONDS * 1000,
+        core.clock.now_ms())
+
+
+async def send_password_reset(core, actor, ref: str, base_url: str) -> str:
+    """An operator emails account ``ref`` a reset link; returns the address."""
+    token = secrets.token_urlsafe(32)
+    return await core.store.run(signin.send_reset_tx, core.enqueue_alert, actor, ref, token_hash(token),
+                                secrets.token_hex(8), f"{base_url}/reset/{token}", RESET_TTL_SECONDS * 1000,
+                                core.clock.now_ms())
+
+
+async def operator_set_password(core, passwords: Passwords, actor, ref: str, password: str) -> str:
+    problem = password_problem(password)
+    if problem:
+        raise InvalidInput(problem)
+    hashed = await passwords.hash(password)
+    return await core.store.run(signin.operator_set_password_tx, actor, ref, hashed, core.clock.now_ms())
+
+
+async def reset_token_valid(core, token: str) -> bool:
+    if not token or len(token) > 100:
+        return False
+    return await core.store.run(signin.reset_token_valid_tx, token_hash(token), core.clock.now_ms())
+
+
+async def reset_password(core, passwords: Passwords, token: str, password: str) -> str | None:
+    """Set the new password with a reset token (once). The account's email, or None for a token
+    unknown, used or expired. Raises InvalidInput for a password the rules refuse (token kept)."""
+    problem = password_problem(password)
+    if problem:
+        raise InvalidInput(problem)
+    if not await reset_token_valid(core, token):
+        return None
+    hashed = await passwords.hash(password)
+    return await core.store.run(signin.reset_password_tx, token_hash(token), hashed, core.clock.now_ms())
 
 
 __all__ = [
     "AuthSettings", "Passwords", "SignInRefused", "SignedIn", "WebSession", "canonical_email", "load_session",
-    "password_problem", "set_password", "sign_in", "sign_out", "tokens_equal",
+    "password_problem", "request_password_reset", "reset_password", "reset_token_valid", "set_password", "sign_in",
+    "sign_out", "tokens_equal",
 ]

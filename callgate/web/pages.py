@@ -12,6 +12,7 @@ import hmac
 import logging
 import secrets
 import unicodedata
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -19,6 +20,7 @@ from aiohttp import web
 from yarl import URL
 
 from billing_core import invoices as inv
+from billing_core import read_model
 from billing_core.domain import lifecycle
 from billing_core.domain.errors import InvalidInput, NotFound
 from billing_core.domain.ids import ID_PATTERN, plain_id
@@ -26,10 +28,10 @@ from billing_core.domain.identifiers import check_email
 from billing_core.domain.money import format_amount
 from callgate.paypal.checkout import CheckoutError, cancel_return, complete_return, start_checkout
 
-from . import queries
 from .context import (CORE, PAYPAL, PASSWORDS, RETURN_KEY, SESSION, SETTINGS, SIGNIN_CSRF_COOKIE, client_ip,
                       error_page, render)
-from .auth import SignedIn, WebSession, sign_in, sign_out, tokens_equal
+from .auth import (SignedIn, WebSession, request_password_reset, reset_password, reset_token_valid, sign_in, sign_out,
+                   tokens_equal)
 
 log = logging.getLogger("callgate.web")
 
@@ -46,6 +48,7 @@ INVOICE_STATUS_TEXT = {
     inv.CANCELLED: "Cancelled",
     inv.REFUNDED: "Refunded",
 }
+HISTORY_PAGE = 20
 CSRF_REFUSED = "This form has expired or did not come from this site. Reload the page and try again."
 
 
@@ -202,12 +205,12 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 
 def _signin_form(request: web.Request, *, status: int = 200, error: str = "", email: str = "",
-                 next_url: str = "") -> web.Response:
+                 next_url: str = "", notices: list | None = None) -> web.Response:
     token = request.cookies.get(SIGNIN_CSRF_COOKIE) or ""
     if len(token) < 20:
         token = secrets.token_urlsafe(32)
     response = render(request, "signin.html", status=status, error=error, email=email, csrf=token,
-                      next=_safe_next(next_url or request.query.get("next")))
+                      next=_safe_next(next_url or request.query.get("next")), notices=notices or [])
     settings = request.app[SETTINGS]
     # Double-submit token for the sign-in form (there is no session to bind it to yet).
     response.set_cookie(SIGNIN_CSRF_COOKIE, token, path="/signin", httponly=True, samesite="Lax",
@@ -218,6 +221,8 @@ def _signin_form(request: web.Request, *, status: int = 200, error: str = "", em
 async def signin_page(request: web.Request) -> web.StreamResponse:
     if request.get(SESSION) is not None:
         raise web.HTTPSeeOther(_safe_next(request.query.get("next")))
+    if request.query.get("reset") == "done":
+        return _signin_form(request, notices=[{"kind": "good", "text": "Your new password is set: sign in with it."}])
     return _signin_form(request)
 
 
@@ -327,7 +332,13 @@ async def invoices_page(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     rows = [InvoiceRow(i) for i in await inv.list_invoices(request.app[CORE], session.account_ref)]
     outstanding = [r for r in rows if r.status in (inv.OUTSTANDING, inv.PENDING)]
-    history = [r for r in rows if r.status not in (inv.OUTSTANDING, inv.PENDING)]
+    history = sorted((r for r in rows if r.status not in (inv.OUTSTANDING, inv.PENDING)), key=lambda r: -r.id)
+    # The history is paged (outstanding invoices are always all shown: they are the ones to act on).
+    before = plain_id(request.query.get("before"))
+    if before is not None:
+        history = [r for r in history if r.id < before]
+    next_url = f"/invoices?before={history[HISTORY_PAGE - 1].id}" if len(history) > HISTORY_PAGE else None
+    history = history[:HISTORY_PAGE]
     notices = []
     cancelled = plain_id(request.query.get("cancelled"))
     if cancelled is not None:
@@ -336,7 +347,7 @@ async def invoices_page(request: web.Request) -> web.StreamResponse:
             notices.append({"kind": "bad", "text": f"Payment cancelled at PayPal. Invoice #{mine[0].id} is still "
                                                    "outstanding: pay it now or later."})
     return render(request, "invoices.html", active="invoices", outstanding=outstanding, history=history,
-                  notices=notices)
+                  notices=notices, next_url=next_url, first_url="/invoices" if before is not None else None)
 
 
 @_refusable
@@ -361,15 +372,23 @@ async def invoice_pay(request: web.Request) -> web.StreamResponse:
 async def calls_page(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     core = request.app[CORE]
-    calls = await core.store.run(queries.recent_calls, session.account_id, request.app[SETTINGS].calls_shown)
-    return render(request, "calls.html", active="calls", calls=calls, currency=core.settings.currency)
+    before = request.query.get("before") or None
+    try:
+        calls, next_before = await core.store.run(
+            partial(read_model.customer_calls_page, before=before, limit=request.app[SETTINGS].calls_shown),
+            session.account_id)
+    except InvalidInput:  # a cursor that is no cursor: the first page
+        raise web.HTTPSeeOther("/calls") from None
+    return render(request, "calls.html", active="calls", calls=calls, currency=core.settings.currency,
+                  next_url="/calls?" + urlencode({"before": next_before}) if next_before else None,
+                  first_url="/calls" if before else None)
 
 
 async def dids_page(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     core = request.app[CORE]
-    dids = await core.store.run(queries.held_dids, session.account_id)
-    state = await core.store.run(queries.account_lifecycle, session.account_id)
+    dids = await core.store.run(read_model.held_dids, session.account_id)
+    state = await core.store.run(read_model.account_lifecycle, session.account_id)
     release_at = None
     if state.status == lifecycle.PRE_SUSPENDED and state.presuspended_at is not None:
         days = request.app[SETTINGS].did_release_days
@@ -435,6 +454,90 @@ async def paypal_cancel(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"/invoices?cancelled={invoice_id}")
 
 
+# ----------------------------------------------------------------------------- password reset
+RESET_CSRF_COOKIE = "callgate_reset"
+RESET_SENT = ("If that address signs in to an account here, we sent it a link to choose a new password. "
+              "It works once, within an hour.")
+RESET_GONE = "This link has expired or was already used. Ask for a new one."
+_TOKEN = r"[A-Za-z0-9_-]{20,100}"
+
+
+def _reset_form(request: web.Request, template: str, *, status: int = 200, **context: Any) -> web.Response:
+    """A form without a session: a double-submit token in a cookie scoped to /reset (as sign-in's)."""
+    token = request.cookies.get(RESET_CSRF_COOKIE) or ""
+    if len(token) < 20:
+        token = secrets.token_urlsafe(32)
+    context.setdefault("error", "")
+    response = render(request, template, status=status, csrf=token, **context)
+    response.set_cookie(RESET_CSRF_COOKIE, token, path="/reset", httponly=True, samesite="Lax",
+                        secure=request.app[SETTINGS].secure_cookies)
+    return response
+
+
+async def _reset_form_data(request: web.Request) -> Any:
+    form = await request.post()
+    if not tokens_equal(form.get("csrf"), request.cookies.get(RESET_CSRF_COOKIE)):
+        raise _Refused(error_page(request, 403, "Form refused", CSRF_REFUSED))
+    return form
+
+
+async def reset_request_page(request: web.Request) -> web.StreamResponse:
+    return _reset_form(request, "reset_request.html", email="", sent=False)
+
+
+@_refusable
+async def reset_request_submit(request: web.Request) -> web.StreamResponse:
+    form = await _reset_form_data(request)
+    email = str(form.get("email", ""))
+    try:
+        check_email(email.strip(" "), "email")
+    except InvalidInput:
+        return _reset_form(request, "reset_request.html", status=400, email="", sent=False,
+                           error="Enter the email address of your account, such as name@example.com.")
+    base = _checkout_base(request)
+    if base is None:
+        log.error("password reset not sent: set [web] public_url (CALLGATE_WEB_PUBLIC_URL) to the URL customers reach")
+        return _reset_form(request, "reset_request.html", status=503, email=email[:320], sent=False,
+                           error="Password reset is not set up on this site. Contact support.")
+    settings = request.app[SETTINGS]
+    outcome = await request_password_reset(request.app[CORE], settings.auth, email, client_ip(request), base)
+    if outcome == "rate_limited":
+        minutes = max(1, settings.auth.signin_window_seconds // 60)
+        return _reset_form(request, "reset_request.html", status=429, email=email[:320], sent=False,
+                           error=f"Too many reset requests. Try again in {minutes} minutes.")
+    log.info("password reset requested from %s: %s", client_ip(request), outcome)
+    return _reset_form(request, "reset_request.html", email="", sent=True)
+
+
+async def reset_page(request: web.Request) -> web.StreamResponse:
+    token = request.match_info["token"]
+    if not await reset_token_valid(request.app[CORE], token):
+        return error_page(request, 410, "Link expired", RESET_GONE)
+    return _reset_form(request, "reset_form.html", token=token)
+
+
+@_refusable
+async def reset_submit(request: web.Request) -> web.StreamResponse:
+    token = request.match_info["token"]
+    form = await _reset_form_data(request)
+    password = str(form.get("password", ""))
+    if password != str(form.get("confirm", "")):
+        return _reset_form(request, "reset_form.html", status=400, token=token,
+                           error="The two passwords differ. Type the same new password twice.")
+    try:
+        email = await reset_password(request.app[CORE], request.app[PASSWORDS], token, password)
+    except InvalidInput as exc:
+        message = str(exc).removeprefix("password: ")
+        return _reset_form(request, "reset_form.html", status=400, token=token,
+                           error=message[:1].upper() + message[1:] + ".")
+    if email is None:
+        return error_page(request, 410, "Link expired", RESET_GONE)
+    log.info("password reset used from %s", client_ip(request))
+    response = web.HTTPSeeOther("/signin?reset=done")
+    response.del_cookie(RESET_CSRF_COOKIE, path="/reset")
+    raise response
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/", index)
@@ -452,6 +555,10 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/dids", dids_page)
     r.add_get("/paypal/return", paypal_return)
     r.add_get("/paypal/cancel", paypal_cancel)
+    r.add_get("/reset", reset_request_page)
+    r.add_post("/reset", reset_request_submit)
+    r.add_get(f"/reset/{{token:{_TOKEN}}}", reset_page)
+    r.add_post(f"/reset/{{token:{_TOKEN}}}", reset_submit)
 
 
 __all__ = ["add_routes"]

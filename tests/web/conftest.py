@@ -4,12 +4,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import pyotp
 import pytest
 from aiohttp import ClientSession, CookieJar
 
+from billing_core import operators as ops
 from callgate.web.app import WebSettings
 from callgate.web.auth import AuthSettings, Passwords, set_password
 from callgate.web.server import start
+from tests.core.conftest import cg  # noqa: F401  (the CLI runner fixture: operator and account commands)
 from tests.factories import seed
 
 PASSWORD = "correct horse battery"
@@ -157,3 +160,50 @@ async def pay_client2(paying_site):
         yield c
     finally:
         await c.close()
+
+
+# --------------------------------------------------------------------------- operator console
+ADMIN_PASSWORD = "operator secret one"
+SUPPORT_PASSWORD = "operator secret two"
+
+
+@dataclass(frozen=True)
+class Operator:
+    email: str
+    password: str
+    role: str
+    totp_secret: str | None = None
+
+    def code(self, clock, drift_steps: int = 0) -> str:
+        return pyotp.TOTP(self.totp_secret).at(clock.now_ms() // 1000 + drift_steps * 30)
+
+
+async def add_operator(core, email: str, role: str, password: str, *, totp: bool = False) -> Operator:
+    actor = ops.Actor("test")
+    await ops.add_operator(core, email, role, actor=actor)
+    await ops.set_operator_password(core, email, await Passwords(FAST_AUTH).hash(password), actor=actor)
+    secret = None
+    if totp:
+        secret = pyotp.random_base32()
+        await ops.set_operator_totp(core, email, secret, actor=actor)
+    return Operator(email, password, role, secret)
+
+
+@pytest.fixture
+async def admin_op(core) -> Operator:
+    return await add_operator(core, "ops@example.test", "admin", ADMIN_PASSWORD, totp=True)
+
+
+@pytest.fixture
+async def support_op(core) -> Operator:
+    return await add_operator(core, "help@example.test", "support", SUPPORT_PASSWORD)
+
+
+async def admin_sign_in(c: Browserless, op: Operator, clock, *, code: str | None = None, expect: int = 303):
+    """Sign ``c`` in to /admin as ``op`` (with its current TOTP code unless ``code`` is given)."""
+    token = await c.csrf("/admin/signin")
+    if code is None:
+        code = op.code(clock) if op.totp_secret else ""
+    resp = await c.post("/admin/signin", {"csrf": token, "email": op.email, "password": op.password, "code": code})
+    assert resp.status == expect, resp.body[:500]
+    return resp

@@ -1,0 +1,408 @@
+"""The read model: query functions the client area, the operator console and the CLI share.
+
+The web reads through these (and the core's API), never the store's tables (import-linter:
+callgate.web may not import billing_core.store). Each function is a plain sync function on a
+SQLAlchemy ``Connection`` that the core's store runs (``await core.store.run(fn, ...)``). The
+customer-facing ones are always scoped by the signed-in account's id: the web never looks anything
+up by an id the browser sent without also matching the account.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import re
+from dataclasses import field
+from typing import Any
+
+from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy.engine import Connection
+
+from .domain.errors import InvalidInput, NotFound
+from .store.tables import accounts, call_sessions, dids, endpoints, ledger, outbox, packages
+from .store.tables_invoices import invoices
+from .store.tables_operators import account_notes
+
+
+@dataclass(frozen=True, slots=True)
+class CallRow:
+    """One call as the customer sees it."""
+
+    started_at: int
+    """Epoch ms the call was authorized."""
+    direction: str
+    number: str
+    """E.164 (or as dialled when it never normalised)."""
+    state: str
+    """authorized | answered | settled."""
+    talk_ms: int | None
+    """Settled talk time; None while the call is live."""
+    cost: int | None
+    """Final cost in micro-units; None while live."""
+    rerated_cost: int | None = None
+    """What the call costs after ``callgate rerate`` (None: never re-rated); ``cost`` stays what it
+    was first charged, and the page shows both."""
+
+
+@dataclass(frozen=True, slots=True)
+class DidRow:
+    """A number the account holds."""
+
+    number: str
+    endpoint: str | None
+    """The SIP endpoint it rings (None: the account's first endpoint)."""
+    assigned_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountLifecycle:
+    """The lifecycle columns the DIDs page needs (not part of ``AccountView``)."""
+
+    status: str
+    depleted_at: int | None
+    presuspended_at: int | None
+
+
+def recent_calls(conn: Connection, account_id: int, limit: int = 50) -> list[CallRow]:
+    return customer_calls_page(conn, account_id, limit=limit)[0]
+
+
+def customer_calls_page(conn: Connection, account_id: int, *, before: str | None = None, limit: int = 50
+                        ) -> tuple[list[CallRow], str | None]:
+    """One account's calls, newest first, ``limit`` of them older than the cursor ``before``
+    (a cursor of another list or account just finds nothing older of this one); returns the rows
+    and the next page's cursor (None: the last page)."""
+    q = (
+        select(call_sessions.c.id, call_sessions.c.created_at, call_sessions.c.direction, call_sessions.c.number,
+               call_sessions.c.number_e164, call_sessions.c.state, call_sessions.c.talk_ms, call_sessions.c.cost,
+               call_sessions.c.rerated_cost)
+        .where(call_sessions.c.account_id == account_id)
+    )
+    cur = parse_call_cursor(before)
+    if cur is not None:
+        at, sid = cur
+        q = q.where(_before(at, sid))
+    rows = conn.execute(q.order_by(call_sessions.c.created_at.desc(), call_sessions.c.id.desc()).limit(limit + 1)).all()
+    out = [
+        CallRow(r.created_at, r.direction, r.number_e164 or r.number, r.state,
+                r.talk_ms if r.state == "settled" else None, r.cost if r.state == "settled" else None,
+                r.rerated_cost if r.state == "settled" else None)
+        for r in rows[:limit]
+    ]
+    nxt = f"{rows[limit - 1].created_at}:{rows[limit - 1].id}" if len(rows) > limit else None
+    return out, nxt
+
+
+def held_dids(conn: Connection, account_id: int) -> list[DidRow]:
+    q = select(dids.c.number, dids.c.endpoint, dids.c.assigned_at).where(dids.c.account_id == account_id)
+    return [DidRow(r.number, r.endpoint, r.assigned_at) for r in conn.execute(q.order_by(dids.c.number))]
+
+
+def account_lifecycle(conn: Connection, account_id: int) -> AccountLifecycle:
+    r = conn.execute(
+        select(accounts.c.status, accounts.c.depleted_at, accounts.c.presuspended_at).where(accounts.c.id == account_id)
+    ).one()
+    return AccountLifecycle(r.status, r.depleted_at, r.presuspended_at)
+
+
+# ===================================================================== the operator console
+# Lists are paged by keyset (``after``/``before`` a cursor from the last row shown), never by
+# OFFSET: page 500 of a million calls costs what page 1 does. A page fetches one row more than it
+# shows to know whether there is a next page, so no COUNT(*) over a big table is ever needed.
+PAGE_MAX = 500
+
+
+def _page_size(limit: int) -> int:
+    return max(1, min(int(limit), PAGE_MAX))
+
+
+@dataclass(frozen=True, slots=True)
+class AccountListRow:
+    ref: str
+    name: str
+    email: str
+    package: str
+    status: str
+    currency: str
+    balance: int
+    held: int
+
+
+def search_accounts(conn: Connection, query: str = "", *, after: str | None = None, limit: int = 50
+                    ) -> tuple[list[AccountListRow], str | None]:
+    """Accounts whose ref, name or email contains ``query`` (any case), or that own an endpoint
+    containing it, or hold a DID containing its digits; by ref, ``limit`` after ref ``after``.
+    Returns the rows and the cursor of the next page (None: last page)."""
+    limit = _page_size(limit)
+    q = (select(accounts.c.ref, accounts.c.name, accounts.c.email, packages.c.name.label("package"),
+                accounts.c.status, accounts.c.currency, accounts.c.balance, accounts.c.held)
+         .select_from(accounts.join(packages, packages.c.id == accounts.c.package_id)))
+    query = (query or "").strip()[:200]
+    if query:
+        matches = [accounts.c.ref.icontains(query, autoescape=True), accounts.c.name.icontains(query, autoescape=True),
+                   accounts.c.email.icontains(query, autoescape=True),
+                   accounts.c.id.in_(select(endpoints.c.account_id)
+                                     .where(endpoints.c.name.icontains(query, autoescape=True)))]
+        digits = re.sub(r"\D", "", query)
+        if len(digits) >= 3:
+            matches.append(accounts.c.id.in_(select(dids.c.account_id).where(dids.c.number.contains(digits))))
+        q = q.where(or_(*matches))
+    if after:
+        q = q.where(accounts.c.ref > after)
+    rows = conn.execute(q.order_by(accounts.c.ref).limit(limit + 1)).all()
+    out = [AccountListRow(r.ref, r.name, r.email, r.package, r.status, r.currency, r.balance, r.held)
+           for r in rows[:limit]]
+    return out, (out[-1].ref if len(rows) > limit else None)
+
+
+@dataclass(frozen=True, slots=True)
+class NoteRow:
+    id: int
+    created_at: int
+    author: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountFacts:
+    """What the console's account page shows beside the core's AccountView."""
+
+    id: int
+    ref: str
+    status_changed_at: int | None
+    depleted_at: int | None
+    presuspended_at: int | None
+    max_calls: int
+    endpoints: list[str] = field(default_factory=list)
+    dids: list[DidRow] = field(default_factory=list)
+    notes: list[NoteRow] = field(default_factory=list)
+
+
+def account_facts(conn: Connection, ref: str) -> AccountFacts:
+    row = conn.execute(
+        select(accounts.c.id, accounts.c.ref, accounts.c.status_changed_at, accounts.c.depleted_at,
+               accounts.c.presuspended_at, packages.c.max_calls)
+        .select_from(accounts.join(packages, packages.c.id == accounts.c.package_id)).where(accounts.c.ref == ref)
+    ).first()
+    if row is None:
+        raise NotFound(f"unknown account {ref!r}")
+    eps = [n for (n,) in conn.execute(select(endpoints.c.name).where(endpoints.c.account_id == row.id)
+                                      .order_by(endpoints.c.name))]
+    notes = [NoteRow(n.id, n.created_at, n.author, n.body) for n in conn.execute(
+        select(account_notes).where(account_notes.c.account_id == row.id).order_by(account_notes.c.id.desc()))]
+    return AccountFacts(row.id, row.ref, row.status_changed_at, row.depleted_at, row.presuspended_at, row.max_calls,
+                        eps, held_dids(conn, row.id), notes)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    id: int
+    created_at: int
+    kind: str
+    amount: int
+    balance_after: int
+    reason: str
+    idempotency_key: str
+
+
+def ledger_page(conn: Connection, account_id: int, *, before: int | None = None, limit: int = 25
+                ) -> tuple[list[LedgerRow], int | None]:
+    """The account's ledger, newest first, ``limit`` entries older than entry id ``before``."""
+    limit = _page_size(limit)
+    q = select(ledger).where(ledger.c.account_id == account_id)
+    if before is not None:
+        q = q.where(ledger.c.id < before)
+    rows = conn.execute(q.order_by(ledger.c.id.desc()).limit(limit + 1)).mappings().all()
+    out = [LedgerRow(r["id"], r["created_at"], r["kind"], r["amount"], r["balance_after"], r["reason"],
+                     r["idempotency_key"]) for r in rows[:limit]]
+    return out, (out[-1].id if len(rows) > limit else None)
+
+
+# --------------------------------------------------------------------------------------- calls
+OUTCOMES = ("answered", "unanswered", "cut_off", "live")
+DIRECTIONS = ("outbound", "inbound")
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    """The console's call filters (every one optional). Refused calls are not in the call log:
+    a refusal creates no session (its count is in the gate's metrics)."""
+
+    account: str | None = None
+    since_ms: int | None = None
+    """Authorized at or after (epoch ms)."""
+    until_ms: int | None = None
+    """Authorized before (epoch ms)."""
+    direction: str | None = None
+    prefix: str | None = None
+    """Digits the E.164 destination starts with (without +)."""
+    outcome: str | None = None
+    """answered (talked), unanswered (settled without talk), cut_off (ended at its cut-off: the
+    money ran out), live (not settled yet)."""
+
+    def checked(self) -> "CallFilter":
+        if self.direction is not None and self.direction not in DIRECTIONS:
+            raise InvalidInput(f"direction: must be one of {', '.join(DIRECTIONS)}")
+        if self.outcome is not None and self.outcome not in OUTCOMES:
+            raise InvalidInput(f"outcome: must be one of {', '.join(OUTCOMES)}")
+        if self.prefix is not None and not (self.prefix.isascii() and self.prefix.isdigit() and len(self.prefix) <= 15):
+            raise InvalidInput("prefix: digits only, at most 15")
+        return self
+
+
+def _call_query(f: CallFilter, columns: list[str] | None = None):
+    cols = [call_sessions] if columns is None else [call_sessions.c[c] for c in columns if c != "account_ref"]
+    q = select(*cols, accounts.c.ref.label("account_ref")).select_from(
+        call_sessions.outerjoin(accounts, accounts.c.id == call_sessions.c.account_id))
+    if f.account:
+        q = q.where(accounts.c.ref == f.account)
+    if f.since_ms is not None:
+        q = q.where(call_sessions.c.created_at >= f.since_ms)
+    if f.until_ms is not None:
+        q = q.where(call_sessions.c.created_at < f.until_ms)
+    if f.direction:
+        q = q.where(call_sessions.c.direction == f.direction)
+    if f.prefix:
+        q = q.where(call_sessions.c.number_e164.startswith("+" + f.prefix, autoescape=True))
+    # settled_at, not state: with state == 'settled' (nearly every row) SQLite picked the state index
+    # and sorted the whole table (0.64 s on a million calls) instead of walking (created_at, id)
+    settled = call_sessions.c.settled_at.is_not(None)
+    if f.outcome == "answered":
+        q = q.where(settled, call_sessions.c.talk_ms > 0)
+    elif f.outcome == "unanswered":
+        q = q.where(settled, or_(call_sessions.c.talk_ms.is_(None), call_sessions.c.talk_ms == 0))
+    elif f.outcome == "cut_off":
+        q = q.where(settled, call_sessions.c.cutoff_at.is_not(None), call_sessions.c.settled_at >= call_sessions.c.cutoff_at)
+    elif f.outcome == "live":
+        q = q.where(call_sessions.c.state.in_(("authorized", "answered")))
+    return q
+
+
+def _before(at: int, sid: str):
+    """Older than the cursor, as one row-value comparison: both databases then seek the
+    (created_at, id) index instead of rescanning from the newest call for every page."""
+    return tuple_(call_sessions.c.created_at, call_sessions.c.id) < tuple_(at, sid)
+
+
+def _cursor(row: dict[str, Any]) -> str:
+    return f"{row['created_at']}:{row['id']}"
+
+
+def parse_call_cursor(cursor: str | None) -> tuple[int, str] | None:
+    if not cursor:
+        return None
+    at, _, sid = cursor.partition(":")
+    if not (at.isascii() and at.isdigit() and sid and len(sid) <= 40 and len(at) <= 19):
+        raise InvalidInput("before: not a page of this list")
+    return int(at), sid
+
+
+def calls_page(conn: Connection, f: CallFilter, *, before: str | None = None, limit: int = 50,
+               columns: list[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """Calls newest first (``calls --json``'s fields: every column and ``account_ref``, or only
+    ``columns``), ``limit`` of them older than the cursor ``before``; returns the rows and the next
+    page's cursor."""
+    limit = _page_size(limit) if limit <= PAGE_MAX else int(limit)
+    if columns is not None:
+        columns = list(dict.fromkeys([*columns, "created_at", "id"]))  # the cursor's
+    q = _call_query(f.checked(), columns)
+    cur = parse_call_cursor(before)
+    if cur is not None:
+        at, sid = cur
+        q = q.where(_before(at, sid))
+    rows = [dict(r) for r in conn.execute(
+        q.order_by(call_sessions.c.created_at.desc(), call_sessions.c.id.desc()).limit(limit + 1)).mappings()]
+    out = rows[:limit]
+    return out, (_cursor(out[-1]) if len(rows) > limit else None)
+
+
+# ----------------------------------------------------------------------------------- dashboard
+DAY_MS = 86_400_000
+LIVE_STATES = ("authorized", "answered")
+
+
+@dataclass(frozen=True, slots=True)
+class DayFigures:
+    day_ms: int
+    """UTC midnight of the day (epoch ms)."""
+    talk_ms: int
+    revenue: int
+    """Settled calls' cost (micro-units)."""
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    live_calls: int
+    started_last_minute: int
+    """Calls authorized in the last minute (refusals open no session: the gate's metrics count them)."""
+    today_talk_ms: int
+    today_revenue: int
+    below_threshold: int
+    depleted: int
+    pre_suspended: int
+    suspended: int
+    outstanding_invoices: int
+    failed_emails: int
+    days: list[DayFigures]
+    """The last ``days`` UTC days, oldest first, every day present (zeros included)."""
+
+
+def dashboard(conn: Connection, now_ms: int, days: int = 30) -> Dashboard:
+    today = now_ms - now_ms % DAY_MS
+    first = today - (days - 1) * DAY_MS
+
+    def scalar(q) -> int:
+        return int(conn.execute(q).scalar() or 0)
+
+    live = scalar(select(func.count()).select_from(call_sessions).where(call_sessions.c.state.in_(LIVE_STATES)))
+    started = scalar(select(func.count()).select_from(call_sessions)
+                     .where(call_sessions.c.created_at >= now_ms - 60_000))
+    day = (call_sessions.c.created_at - first) // DAY_MS
+    per_day = {int(r.day): r for r in conn.execute(
+        select(day.label("day"), func.coalesce(func.sum(call_sessions.c.talk_ms), 0).label("talk"),
+               func.coalesce(func.sum(call_sessions.c.cost), 0).label("revenue"))
+        .where(call_sessions.c.created_at >= first, call_sessions.c.state == "settled").group_by(day))}
+    figures = [DayFigures(first + i * DAY_MS, int(per_day[i].talk) if i in per_day else 0,
+                          int(per_day[i].revenue) if i in per_day else 0) for i in range(days)]
+    statuses = dict(conn.execute(select(accounts.c.status, func.count()).group_by(accounts.c.status)).all())
+    below = scalar(select(func.count()).select_from(accounts.join(packages, packages.c.id == accounts.c.package_id))
+                   .where(accounts.c.balance < packages.c.low_balance))
+    return Dashboard(
+        live_calls=live, started_last_minute=started, today_talk_ms=figures[-1].talk_ms,
+        today_revenue=figures[-1].revenue, below_threshold=below, depleted=statuses.get("depleted", 0),
+        pre_suspended=statuses.get("pre_suspended", 0), suspended=statuses.get("suspended", 0),
+        outstanding_invoices=scalar(select(func.count()).select_from(invoices).where(invoices.c.status == "outstanding")),
+        failed_emails=scalar(select(func.count()).select_from(outbox).where(outbox.c.status == "failed")),
+        days=figures)
+
+
+# ---------------------------------------------------------------------------------- live calls
+def live_calls(conn: Connection, limit: int = 200) -> list[dict[str, Any]]:
+    """Calls not settled yet, newest first (the console's live page)."""
+    q = (select(call_sessions.c.id, call_sessions.c.direction, call_sessions.c.number, call_sessions.c.number_e164,
+                call_sessions.c.state, call_sessions.c.created_at, call_sessions.c.answered_at,
+                call_sessions.c.cutoff_at, call_sessions.c.pbx_id, call_sessions.c.channel_id, call_sessions.c.hold,
+                call_sessions.c.emergency, accounts.c.ref.label("account_ref"))
+         .select_from(call_sessions.outerjoin(accounts, accounts.c.id == call_sessions.c.account_id))
+         .where(call_sessions.c.state.in_(LIVE_STATES))
+         .order_by(call_sessions.c.created_at.desc(), call_sessions.c.id.desc()).limit(_page_size(limit)))
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def calls_export_chunk(conn: Connection, f: CallFilter, columns: list[str], *, before: str | None = None,
+                       limit: int = 10_000) -> tuple[list[tuple], str | None]:
+    """Like :func:`calls_page` for exports: plain tuples in ``columns`` order (no dict per row:
+    a 100,000-row export spends its time writing, not converting)."""
+    cols = list(dict.fromkeys([*columns, "created_at", "id"]))
+    q = _call_query(f.checked(), cols)
+    cur = parse_call_cursor(before)
+    if cur is not None:
+        at, sid = cur
+        q = q.where(_before(at, sid))
+    result = conn.execute(q.order_by(call_sessions.c.created_at.desc(), call_sessions.c.id.desc()).limit(limit + 1))
+    keys = list(result.keys())
+    pick = [keys.index(c) for c in columns]
+    at_i, id_i = keys.index("created_at"), keys.index("id")
+    raw = result.all()
+    rows = [tuple(r[i] for i in pick) for r in raw[:limit]]
+    nxt = f"{raw[limit - 1][at_i]}:{raw[limit - 1][id_i]}" if len(raw) > limit else None
+    return rows, nxt
