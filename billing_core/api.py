@@ -135,6 +135,8 @@ class BillingCore:
             metrics.CALLS_AUTHORIZED.labels(direction, "yes" if result.emergency else "no").inc()
         else:
             metrics.CALLS_REFUSED.labels(direction, result.reason.value).inc()
+            if result.rule is not None:
+                metrics.DESTINATION_BLOCKED.labels(result.rule).inc()
         return result
 
     async def _authorize_once(self, direction, number, endpoint, caller_id, pbx_id, channel_id, full_hold, emergency, now):

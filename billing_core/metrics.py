@@ -11,6 +11,11 @@ CALLS_AUTHORIZED = Counter(
     "callgate_calls_authorized_total", "Calls allowed by authorize_call", ["direction", "emergency"]
 )
 CALLS_REFUSED = Counter("callgate_calls_refused_total", "Calls refused by authorize_call", ["direction", "reason"])
+DESTINATION_BLOCKED = Counter(
+    "callgate_destination_blocked_total",
+    "Calls refused as destination_blocked, by the toll-fraud rule that refused them (region, number_type, prefix, "
+    "max_rate)", ["rule"],
+)
 DECISION_SECONDS = Histogram(
     "callgate_decision_seconds",
     "Time to decide a call (authorize_call, storage included)",

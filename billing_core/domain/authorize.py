@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generator, Mapping
 
+from . import destination_rules as dest
 from .errors import DenyReason
 from .lifecycle import DEPLETED, PRE_SUSPENDED, SUSPENDED
 from .numbers import normalise
@@ -193,10 +194,19 @@ def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, A
         parsed = normalise(number, lim.home_region)
         if parsed is None:
             return deny(DenyReason.INVALID_NUMBER, account_ref=acct["ref"])
+        # toll-fraud destination rules (issue 18): prefix, region, number type before the rate...
+        rules = dest.rules_of(acct)
+        blocked, action = dest.check_destination(rules, parsed.e164)
+        if blocked is not None:
+            return deny(DenyReason.DESTINATION_BLOCKED, account_ref=acct["ref"], number_e164=parsed.e164, rule=blocked)
         table: RateTable = yield RatesOf(acct["plan_id"], acct["plan_version"])
         rate = table.lookup(parsed.digits)
         if rate is None:
             return deny(DenyReason.NO_RATE, account_ref=acct["ref"], number_e164=parsed.e164)
+        blocked = dest.check_rate(rules, action, rate.rate_per_min)  # ...and the high-cost guard after it
+        if blocked is not None:
+            return deny(DenyReason.DESTINATION_BLOCKED, account_ref=acct["ref"], number_e164=parsed.e164,
+                        prefix=rate.prefix or None, rate_per_min=rate.rate_per_min, rule=blocked)
         ring_endpoint = None
     else:
         parsed = normalise(number, lim.home_region)

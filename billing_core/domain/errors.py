@@ -17,6 +17,8 @@ class DenyReason(str, Enum):
     INVALID_NUMBER = "invalid_number"
     TOO_MANY_CALLS = "too_many_calls"
     BILLING_UNAVAILABLE = "billing_unavailable"
+    DESTINATION_BLOCKED = "destination_blocked"
+    """A toll-fraud destination rule refused the number (``Authorization.rule`` names which)."""
 
     def __str__(self) -> str:  # so f-strings and logs print the bare value
         return self.value

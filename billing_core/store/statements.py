@@ -16,12 +16,21 @@ from .tables import accounts, call_sessions, dids, endpoints, ledger, packages, 
 
 # Hot-path statements are built once: SQLAlchemy memoizes the cache key of a statement object, so
 # reusing it skips the per-call construction and cache-key walk (measured: ~3x faster authorize).
+DESTINATION_COLUMNS = (
+    packages.c.allow_regions, packages.c.block_types, packages.c.deny_prefixes, packages.c.allow_prefixes,
+    packages.c.max_rate_per_min, accounts.c.allow_regions.label("acct_allow_regions"),
+    accounts.c.block_types.label("acct_block_types"), accounts.c.max_rate_per_min.label("acct_max_rate_per_min"),
+    accounts.c.allow_destinations, accounts.c.deny_destinations,
+)
 ACCOUNT_COLUMNS = (
     accounts.c.id, accounts.c.ref, accounts.c.name, accounts.c.email, accounts.c.currency, accounts.c.balance,
     accounts.c.credit_limit, accounts.c.held, accounts.c.live_calls, accounts.c.status, accounts.c.status_changed_at,
     accounts.c.depleted_at, accounts.c.presuspended_at, accounts.c.low_balance_armed, accounts.c.low_balance_crossings,
     accounts.c.depletions, accounts.c.created_at, accounts.c.updated_at, packages.c.low_balance, packages.c.max_calls,
     packages.c.inbound_rate, packages.c.plan_id, plans.c.version.label("plan_version"),
+    # toll-fraud destination rules (issue 18), read in the same round trip as the account: the
+    # package's, and the account's overrides as acct_* (domain.destination_rules.rules_of)
+    *DESTINATION_COLUMNS,
 )
 
 

@@ -67,6 +67,17 @@ packages = Table(
     Column("low_balance", BigInteger, nullable=False),
     Column("max_calls", Integer, nullable=False),
     Column("inbound_rate", BigInteger, nullable=False, default=0),
+    # Toll-fraud destination rules (issue 18; billing_core.domain.destination_rules). Lists are
+    # comma-separated canonical text (the hot path reads them with the account, one round trip):
+    # ISO regions or "*", phonenumbers type names, E.164 digit prefixes. The server defaults are
+    # what packages that existed before migration 0009 got (no change in behaviour); a new package
+    # gets the issue's defaults from Admin.add_package.
+    Column("allow_regions", String(400), nullable=False, server_default="*"),
+    Column("block_types", String(200), nullable=False, server_default=""),
+    Column("deny_prefixes", Text, nullable=False, server_default=""),
+    Column("allow_prefixes", Text, nullable=False, server_default=""),
+    # High-cost guard: a rate above this (micro-units per minute) is refused; NULL = no guard.
+    Column("max_rate_per_min", BigInteger, nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )
@@ -99,6 +110,14 @@ accounts = Table(
     # The email in its canonical sign-in form (billing_core.domain.signin_email), set with the
     # password: sign-in compares it exactly, and the unique index makes one email name one account.
     Column("signin_email", String(320), nullable=True),
+    # Overrides of the package's destination rules (issue 18); NULL = the package's.
+    Column("allow_regions", String(400), nullable=True),
+    Column("block_types", String(200), nullable=True),
+    Column("max_rate_per_min", BigInteger, nullable=True),
+    # The account's own destination prefixes (`account allow-destination/deny-destination`),
+    # comma-separated E.164 digit prefixes; an allowed one is also the high-cost guard's opt-in.
+    Column("allow_destinations", Text, nullable=False, server_default=""),
+    Column("deny_destinations", Text, nullable=False, server_default=""),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Index("ix_accounts_signin_email", "signin_email", unique=True),
