@@ -515,10 +515,13 @@ def release_did_tx(conn, e164: str, reason: str, now: int) -> None:
 
 # ------------------------------------------------------------------------ toll-fraud settings
 #: The package rules of issue 18 (the ``package add/set`` flags, underscores for dashes).
-PACKAGE_RULES = ("allow_regions", "block_types", "deny_prefixes", "allow_prefixes", "max_rate_per_min")
+PACKAGE_RULES = ("allow_regions", "block_types", "deny_prefixes", "allow_prefixes", "max_rate_per_min",
+                 "max_call_minutes")
 #: What ``account set REF …`` may override (NULL on the account = the package's value).
-ACCOUNT_OVERRIDES = ("allow_regions", "block_types", "max_rate_per_min")
+ACCOUNT_OVERRIDES = ("allow_regions", "block_types", "max_rate_per_min", "max_call_minutes")
 _AMOUNT_RULES = ("max_rate_per_min",)
+#: Whole-number limits: (smallest allowed value, largest).
+_COUNT_RULES = {"max_call_minutes": (1, 7 * 24 * 60)}
 
 
 def package_rule_defaults(home_region: str) -> dict[str, Any]:
@@ -541,6 +544,12 @@ def _check_rule(name: str, value: Any) -> Any:
         return dest.parse_types(value, field)
     if name in ("deny_prefixes", "allow_prefixes"):
         return dest.parse_prefixes(value, field)
+    if name in _COUNT_RULES:
+        low, high = _COUNT_RULES[name]
+        text = str(value).strip()
+        if isinstance(value, bool) or not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+            raise InvalidInput(f"{field}: must be a whole number from {low} to {high} (got {value!r})")
+        return int(text)
     if name in _AMOUNT_RULES:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise InvalidInput(f"{field}: must be an amount ≥ 0 (got {value!r})")
@@ -584,6 +593,7 @@ def account_rules_out(row) -> dict[str, Any]:
     effective = {name: _rule_out(name, row[name] if row["acct_" + name] is None else row["acct_" + name])
                  for name in ACCOUNT_OVERRIDES}
     effective.update(deny_prefixes=row["deny_prefixes"], allow_prefixes=row["allow_prefixes"])
+    effective = {k: effective[k] for k in PACKAGE_RULES}
     return {"limits": effective, "overrides": overrides,
             "allow_destinations": list(dest.split(row["allow_destinations"])),
             "deny_destinations": list(dest.split(row["deny_destinations"]))}

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from . import metrics
 from .clock import SystemClock
 from .domain import authorize as auth_steps
+from .domain import fraud_limits
 from .domain import money_rules as rules
 from .domain.errors import BelowCreditLimit, DenyReason, InvalidInput, NotFound
 from .domain.identifiers import check_text
@@ -263,7 +264,8 @@ class BillingCore:
         return self._session_view(conn, session_id)
 
     def _extend_locked(self, conn, acct, row, now) -> None:
-        ext = rules.extension(acct, row, charged=row["charged"], hold=row["hold"], cap=self.settings.max_call_seconds)
+        ext = rules.extension(acct, row, charged=row["charged"], hold=row["hold"],
+                              cap=fraud_limits.call_cap_seconds(acct, self.settings.max_call_seconds))
         if ext is None:
             return
         conn.execute(sql.U_ACCOUNT_HELD, {"aid": acct["id"], "delta": ext.hold - row["hold"], "now": now})

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Generator, Mapping
 
 from . import destination_rules as dest
+from . import fraud_limits
 from .errors import DenyReason
 from .lifecycle import DEPLETED, PRE_SUSPENDED, SUSPENDED
 from .numbers import normalise
@@ -225,7 +226,7 @@ def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, A
     if acct["live_calls"] >= acct["max_calls"]:
         return deny(DenyReason.TOO_MANY_CALLS, **info)
     available = acct["balance"] + acct["credit_limit"] - acct["held"]
-    max_talk = max_talk_seconds(available, rate, cap=lim.max_call_seconds)
+    max_talk = max_talk_seconds(available, rate, cap=fraud_limits.call_cap_seconds(acct, lim.max_call_seconds))
     if max_talk <= 0:
         return deny(DenyReason.INSUFFICIENT_FUNDS, **info)
     if req.full_hold or rate.rate_per_min == 0:

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 
 from billing_core.api import BillingCore
+from billing_core.domain import fraud_limits
 from billing_core.domain import money_rules as rules
 from billing_core.store.statements import I_LEDGER, U_ACCOUNT_BALANCE
 from billing_core.store.tables import accounts, call_sessions, ledger, packages
@@ -45,7 +46,9 @@ _LOCK_ACCOUNTS = (
     select(accounts.c.id, accounts.c.ref, accounts.c.name, accounts.c.email, accounts.c.currency, accounts.c.balance,
            accounts.c.credit_limit, accounts.c.held, accounts.c.status, accounts.c.status_changed_at,
            accounts.c.depleted_at, accounts.c.presuspended_at, accounts.c.low_balance_armed,
-           accounts.c.low_balance_crossings, accounts.c.depletions, packages.c.low_balance)
+           accounts.c.low_balance_crossings, accounts.c.depletions, packages.c.low_balance,
+           # the per-call cap (issue 18's --max-call-minutes): extensions stop at it, as the core's
+           packages.c.max_call_minutes, accounts.c.max_call_minutes.label("acct_max_call_minutes"))
     .select_from(accounts.join(packages, packages.c.id == accounts.c.package_id))
     .where(accounts.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(accounts.c.id)
@@ -137,7 +140,7 @@ def _one_session(row, acct, now, lookahead, cap, ledger_rows, delta, alerts) -> 
     granted, cutoff = row["granted_seconds"], row["cutoff_at"]
     ext = None
     if rules.needs_extension(row, now, lookahead):
-        ext = rules.extension(acct, row, charged=charged, hold=hold, cap=cap)
+        ext = rules.extension(acct, row, charged=charged, hold=hold, cap=fraud_limits.call_cap_seconds(acct, cap))
         if ext is not None:
             acct["held"] += ext.hold - hold
             delta[acct["id"]][1] += ext.hold - hold

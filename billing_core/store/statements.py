@@ -21,6 +21,8 @@ DESTINATION_COLUMNS = (
     packages.c.max_rate_per_min, accounts.c.allow_regions.label("acct_allow_regions"),
     accounts.c.block_types.label("acct_block_types"), accounts.c.max_rate_per_min.label("acct_max_rate_per_min"),
     accounts.c.allow_destinations, accounts.c.deny_destinations,
+    # call limits (domain.fraud_limits): the package's as <name>, the account's as acct_<name>
+    packages.c.max_call_minutes, accounts.c.max_call_minutes.label("acct_max_call_minutes"),
 )
 ACCOUNT_COLUMNS = (
     accounts.c.id, accounts.c.ref, accounts.c.name, accounts.c.email, accounts.c.currency, accounts.c.balance,

@@ -78,6 +78,8 @@ packages = Table(
     Column("allow_prefixes", Text, nullable=False, server_default=""),
     # High-cost guard: a rate above this (micro-units per minute) is refused; NULL = no guard.
     Column("max_rate_per_min", BigInteger, nullable=True),
+    # Call limits (issue 18; billing_core.domain.fraud_limits); NULL = no limit.
+    Column("max_call_minutes", Integer, nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )
@@ -114,6 +116,7 @@ accounts = Table(
     Column("allow_regions", String(400), nullable=True),
     Column("block_types", String(200), nullable=True),
     Column("max_rate_per_min", BigInteger, nullable=True),
+    Column("max_call_minutes", Integer, nullable=True),
     # The account's own destination prefixes (`account allow-destination/deny-destination`),
     # comma-separated E.164 digit prefixes; an allowed one is also the high-cost guard's opt-in.
     Column("allow_destinations", Text, nullable=False, server_default=""),

@@ -475,6 +475,7 @@ def _package_rule_options(fn):
         ("--deny-prefixes", "E.164 prefixes refused, e.g. 881,882 (longest prefix wins)"),
         ("--allow-prefixes", "E.164 prefixes allowed past the region rule (longest prefix wins)"),
         ("--max-rate-per-min", "High-cost guard: refuse rates above this per minute (account allow-destination opts in)"),
+        ("--max-call-minutes", "Longest call, on top of the global max_call_seconds (every mode)"),
     )):
         fn = click.option(flag, default=None, help=help_text)(fn)
     return fn
@@ -485,6 +486,7 @@ def _account_override_options(fn):
         ("--allow-regions", "Override the package's allowed regions ('package' = the package's)"),
         ("--block-types", "Override the package's blocked number types ('package' = the package's)"),
         ("--max-rate-per-min", "Override the package's high-cost guard ('package' = the package's)"),
+        ("--max-call-minutes", "Override the package's longest call ('package' = the package's)"),
     )):
         fn = click.option(flag, default=None, help=help_text)(fn)
     return fn

@@ -24,11 +24,13 @@ _PACKAGE_COLUMNS = (
     ("deny_prefixes", sa.Text(), dict(nullable=False, server_default="")),
     ("allow_prefixes", sa.Text(), dict(nullable=False, server_default="")),
     ("max_rate_per_min", sa.BigInteger(), dict(nullable=True)),
+    ("max_call_minutes", sa.Integer(), dict(nullable=True)),
 )
 _ACCOUNT_COLUMNS = (
     ("allow_regions", sa.String(400), dict(nullable=True)),
     ("block_types", sa.String(200), dict(nullable=True)),
     ("max_rate_per_min", sa.BigInteger(), dict(nullable=True)),
+    ("max_call_minutes", sa.Integer(), dict(nullable=True)),
     ("allow_destinations", sa.Text(), dict(nullable=False, server_default="")),
     ("deny_destinations", sa.Text(), dict(nullable=False, server_default="")),
 )
