@@ -516,12 +516,12 @@ def release_did_tx(conn, e164: str, reason: str, now: int) -> None:
 # ------------------------------------------------------------------------ toll-fraud settings
 #: The package rules of issue 18 (the ``package add/set`` flags, underscores for dashes).
 PACKAGE_RULES = ("allow_regions", "block_types", "deny_prefixes", "allow_prefixes", "max_rate_per_min",
-                 "max_call_minutes")
+                 "max_call_minutes", "max_attempts_per_minute")
 #: What ``account set REF …`` may override (NULL on the account = the package's value).
-ACCOUNT_OVERRIDES = ("allow_regions", "block_types", "max_rate_per_min", "max_call_minutes")
+ACCOUNT_OVERRIDES = ("allow_regions", "block_types", "max_rate_per_min", "max_call_minutes", "max_attempts_per_minute")
 _AMOUNT_RULES = ("max_rate_per_min",)
 #: Whole-number limits: (smallest allowed value, largest).
-_COUNT_RULES = {"max_call_minutes": (1, 7 * 24 * 60)}
+_COUNT_RULES = {"max_call_minutes": (1, 7 * 24 * 60), "max_attempts_per_minute": (1, 1_000_000)}
 
 
 def package_rule_defaults(home_region: str) -> dict[str, Any]:

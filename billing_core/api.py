@@ -193,6 +193,9 @@ class BillingCore:
             return conn.execute(sql.U_ACCOUNT_TAKE_CALL, {"aid": e.account_id, "hold": e.hold, "now": e.now})
         if isinstance(e, auth_steps.InsertSession):
             return conn.execute(sql.I_SESSION, dict(e.values))
+        if isinstance(e, auth_steps.CountAttempt):
+            return conn.execute(sql.U_ACCOUNT_ATTEMPTS, {"aid": e.account_id, "minute": e.minute, "count": e.count,
+                                                         "prev": e.prev})
         raise TypeError(f"unknown effect {e!r}")
 
     def _limits(self) -> auth_steps.Limits:

@@ -84,6 +84,16 @@ class TakeCall:
 
 
 @dataclass(frozen=True, slots=True)
+class CountAttempt:
+    """Write: the account's call-attempt counter (``--max-attempts-per-minute``); → nothing."""
+
+    account_id: int
+    minute: int
+    count: int
+    prev: int
+
+
+@dataclass(frozen=True, slots=True)
 class InsertSession:
     """Write: a new call session row; → nothing. ``values`` are the column values."""
 
@@ -192,6 +202,14 @@ def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, A
         refused = status_refusal(acct)
         if refused is not None:  # the account's state says more to the caller than the number
             return deny(refused, account_ref=acct["ref"])
+        # toll-fraud attempt rate (issue 18): counted before any other check, so attempts refused
+        # for their destination or money count too; the locked account row makes it exact
+        tried = fraud_limits.attempt(acct, req.now)
+        if tried is not None:
+            if not tried.allowed:
+                return deny(DenyReason.RATE_LIMITED, account_ref=acct["ref"])
+            if not req.dry_run:
+                yield CountAttempt(acct["id"], tried.minute, tried.count, tried.prev)
         parsed = normalise(number, lim.home_region)
         if parsed is None:
             return deny(DenyReason.INVALID_NUMBER, account_ref=acct["ref"])

@@ -19,6 +19,8 @@ class DenyReason(str, Enum):
     BILLING_UNAVAILABLE = "billing_unavailable"
     DESTINATION_BLOCKED = "destination_blocked"
     """A toll-fraud destination rule refused the number (``Authorization.rule`` names which)."""
+    RATE_LIMITED = "rate_limited"
+    """More outbound call attempts in a minute than the package (or account) allows."""
 
     def __str__(self) -> str:  # so f-strings and logs print the bare value
         return self.value

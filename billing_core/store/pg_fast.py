@@ -93,6 +93,7 @@ class PgFastPath:
             "by_ref": _to_asyncpg(sql.Q_ACCOUNT_BY_REF),
             "by_did_lock": _to_asyncpg(sql.Q_ACCOUNT_BY_DID_LOCK),
             "take_call": _to_asyncpg(sql.U_ACCOUNT_TAKE_CALL),
+            "count_attempt": _to_asyncpg(sql.U_ACCOUNT_ATTEMPTS),
             "answer": _to_asyncpg(sql.U_SESSION_ANSWER),
         }
         cols = [c.name for c in call_sessions.columns]
@@ -161,6 +162,9 @@ class PgFastPath:
             return await self._q(conn, "take_call", "exec", aid=e.account_id, hold=e.hold, now=e.now)
         if isinstance(e, steps.InsertSession):
             return await conn.execute(self._insert_sql, *[e.values[c] for c in self._insert_cols])
+        if isinstance(e, steps.CountAttempt):
+            return await self._q(conn, "count_attempt", "exec", aid=e.account_id, minute=e.minute, count=e.count,
+                                 prev=e.prev)
         raise TypeError(f"unknown effect {e!r}")
 
     async def authorize(self, req: steps.AuthorizeRequest, lim: steps.Limits) -> Authorization:

@@ -23,6 +23,8 @@ DESTINATION_COLUMNS = (
     accounts.c.allow_destinations, accounts.c.deny_destinations,
     # call limits (domain.fraud_limits): the package's as <name>, the account's as acct_<name>
     packages.c.max_call_minutes, accounts.c.max_call_minutes.label("acct_max_call_minutes"),
+    packages.c.max_attempts_per_minute, accounts.c.max_attempts_per_minute.label("acct_max_attempts_per_minute"),
+    accounts.c.attempts_minute, accounts.c.attempts_count, accounts.c.attempts_prev,
 )
 ACCOUNT_COLUMNS = (
     accounts.c.id, accounts.c.ref, accounts.c.name, accounts.c.email, accounts.c.currency, accounts.c.balance,
@@ -60,6 +62,10 @@ U_ACCOUNT_TAKE_CALL = (
     update(accounts)
     .where(accounts.c.id == bindparam("aid"))
     .values(held=accounts.c.held + bindparam("hold"), live_calls=accounts.c.live_calls + 1, updated_at=bindparam("now"))
+)
+U_ACCOUNT_ATTEMPTS = (  # --max-attempts-per-minute's counter (domain.fraud_limits.attempt)
+    update(accounts).where(accounts.c.id == bindparam("aid"))
+    .values(attempts_minute=bindparam("minute"), attempts_count=bindparam("count"), attempts_prev=bindparam("prev"))
 )
 I_SESSION = call_sessions.insert()
 I_LEDGER = ledger.insert()
@@ -147,7 +153,7 @@ Q_ACCOUNT_BY_SESSION_LOCK = account_query().where(
 # SQLite's writer runs these on the raw sqlite3 cursor (store/sqlite_fast.py; measured 2.7x less CPU
 # for authorize + answer + settle)
 register_fast(Q_ACCOUNT_BY_ENDPOINT, Q_ACCOUNT_BY_ENDPOINT_LOCK, Q_ACCOUNT_BY_DID_LOCK, Q_SESSION_BY_CHANNEL,
-              Q_SESSION, U_ACCOUNT_TAKE_CALL, I_SESSION, I_LEDGER, Q_LEDGER_BY_KEY, U_SESSION_ANSWER,
+              Q_SESSION, U_ACCOUNT_TAKE_CALL, U_ACCOUNT_ATTEMPTS, I_SESSION, I_LEDGER, Q_LEDGER_BY_KEY, U_SESSION_ANSWER,
               U_SESSION_GRANT, U_SESSION_DEBITED, U_SESSION_SETTLED, U_ACCOUNT_HELD, U_ACCOUNT_END_CALL,
               Q_ACCOUNT_BY_SESSION_LOCK,
               U_ACCOUNT_BALANCE, Q_ACCOUNT_BY_ID_LOCK, Q_ACCOUNT_BY_REF_LOCK, Q_SESSION_VIEW,

@@ -80,6 +80,7 @@ packages = Table(
     Column("max_rate_per_min", BigInteger, nullable=True),
     # Call limits (issue 18; billing_core.domain.fraud_limits); NULL = no limit.
     Column("max_call_minutes", Integer, nullable=True),
+    Column("max_attempts_per_minute", Integer, nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )
@@ -117,6 +118,13 @@ accounts = Table(
     Column("block_types", String(200), nullable=True),
     Column("max_rate_per_min", BigInteger, nullable=True),
     Column("max_call_minutes", Integer, nullable=True),
+    Column("max_attempts_per_minute", Integer, nullable=True),
+    # The outbound call-attempt counter of --max-attempts-per-minute (a sliding window over two
+    # epoch minutes: domain.fraud_limits.attempt), on the account row every authorize already
+    # locks, so gates sharing PostgreSQL share the budget. Written only when a limit is set.
+    Column("attempts_minute", BigInteger, nullable=False, server_default="0"),
+    Column("attempts_count", Integer, nullable=False, server_default="0"),
+    Column("attempts_prev", Integer, nullable=False, server_default="0"),
     # The account's own destination prefixes (`account allow-destination/deny-destination`),
     # comma-separated E.164 digit prefixes; an allowed one is also the high-cost guard's opt-in.
     Column("allow_destinations", Text, nullable=False, server_default=""),

@@ -476,6 +476,7 @@ def _package_rule_options(fn):
         ("--allow-prefixes", "E.164 prefixes allowed past the region rule (longest prefix wins)"),
         ("--max-rate-per-min", "High-cost guard: refuse rates above this per minute (account allow-destination opts in)"),
         ("--max-call-minutes", "Longest call, on top of the global max_call_seconds (every mode)"),
+        ("--max-attempts-per-minute", "Outbound call attempts an account may make per minute (counted in the database)"),
     )):
         fn = click.option(flag, default=None, help=help_text)(fn)
     return fn
@@ -487,6 +488,7 @@ def _account_override_options(fn):
         ("--block-types", "Override the package's blocked number types ('package' = the package's)"),
         ("--max-rate-per-min", "Override the package's high-cost guard ('package' = the package's)"),
         ("--max-call-minutes", "Override the package's longest call ('package' = the package's)"),
+        ("--max-attempts-per-minute", "Override the package's attempts per minute ('package' = the package's)"),
     )):
         fn = click.option(flag, default=None, help=help_text)(fn)
     return fn

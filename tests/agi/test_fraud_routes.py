@@ -28,3 +28,12 @@ async def test_max_call_minutes_shortens_the_dial_limit(core):
     async with running(core) as srv:
         played = await authorize(srv, uniqueid="1.2")
     assert played.variables[VAR_MAX_MS] == "60000"
+
+
+async def test_rate_limited_is_503(core):
+    await seed(core, balance="10.00")
+    await core.admin.set_package("basic", max_attempts_per_minute="1")
+    async with running(core) as srv:
+        assert (await authorize(srv, uniqueid="2.1")).variables[VAR_STATUS] == "ALLOW"
+        played = await authorize(srv, uniqueid="2.2")
+    assert played.variables[VAR_REASON] == "rate_limited" and played.variables[VAR_HANGUPCAUSE] == "34"

@@ -25,12 +25,17 @@ _PACKAGE_COLUMNS = (
     ("allow_prefixes", sa.Text(), dict(nullable=False, server_default="")),
     ("max_rate_per_min", sa.BigInteger(), dict(nullable=True)),
     ("max_call_minutes", sa.Integer(), dict(nullable=True)),
+    ("max_attempts_per_minute", sa.Integer(), dict(nullable=True)),
 )
 _ACCOUNT_COLUMNS = (
     ("allow_regions", sa.String(400), dict(nullable=True)),
     ("block_types", sa.String(200), dict(nullable=True)),
     ("max_rate_per_min", sa.BigInteger(), dict(nullable=True)),
     ("max_call_minutes", sa.Integer(), dict(nullable=True)),
+    ("max_attempts_per_minute", sa.Integer(), dict(nullable=True)),
+    ("attempts_minute", sa.BigInteger(), dict(nullable=False, server_default="0")),
+    ("attempts_count", sa.Integer(), dict(nullable=False, server_default="0")),
+    ("attempts_prev", sa.Integer(), dict(nullable=False, server_default="0")),
     ("allow_destinations", sa.Text(), dict(nullable=False, server_default="")),
     ("deny_destinations", sa.Text(), dict(nullable=False, server_default="")),
 )
