@@ -8,13 +8,14 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 
 from .domain import destination_rules as dest
+from .domain import fraud_limits
 from .domain import lifecycle
 from .domain.errors import InvalidInput, NotFound
 from .domain.identifiers import check_email, check_endpoint, check_ref, check_text
 from .domain.money import INTEGER_MAX, check_storage_range, format_amount
 from .domain.records import INHERIT
 from .domain.numbers import normalise
-from .domain.rating import Rate, billed_seconds, cost
+from .domain.rating import DEFAULT_TIMEZONE, Rate, billed_seconds, cost, load_zone
 from .store.statements import account_query
 from .store.tables import (
     accounts,
@@ -274,7 +275,7 @@ class Admin:
         row = conn.execute(account_query().where(accounts.c.ref == ref)).mappings().first()
         if row is None:
             raise NotFound(f"REF: unknown account {ref!r}")
-        return account_rules_out(row)
+        return account_rules_out(row, self._now())
 
     # ------------------------------------------------------------------------------ endpoints
     async def add_endpoint(self, ref: str, endpoint: str) -> dict:
@@ -452,6 +453,9 @@ class Admin:
         return await self.store.run(tx)
 
     # --------------------------------------------------------------------------------- verify
+    def _verify_spend_caps(self, conn) -> list[str]:
+        return _verify_spend_caps_tx(conn, self._now())
+
     async def verify(self) -> list[str]:
         """Every violation of the money invariants, as one line each (empty = all good)."""
 
@@ -490,6 +494,7 @@ class Admin:
                 problems.append(f"session {s.id}: settled with an open hold {format_amount(s.hold)}")
             for s in conn.execute(select(call_sessions.c.id, call_sessions.c.hold).where(call_sessions.c.hold < 0)):
                 problems.append(f"session {s.id}: negative hold {format_amount(s.hold)}")
+            problems += self._verify_spend_caps(conn)
             # The balance_after chain of each account must be a running sum.
             running: dict[int, int] = {}
             for e in conn.execute(select(ledger.c.id, ledger.c.account_id, ledger.c.amount, ledger.c.balance_after).order_by(ledger.c.id)):
@@ -501,6 +506,29 @@ class Admin:
             return problems
 
         return await self.store.run(tx)
+
+
+def _verify_spend_caps_tx(conn, now: int) -> list[str]:
+    """Issue 18: each account's spend counters equal its call charges in the ledger for the current
+    day and month (package time zone), and no period's charges exceed a cap in force."""
+    problems: list[str] = []
+    for a in conn.execute(account_query()).mappings():
+        tz = a["timezone"]
+        day, month = fraud_limits.period_keys(now, tz)
+        today, this_month = fraud_limits.spent(a, now)
+        for label, key, counted, cap in (("day", day, today, fraud_limits.effective(a, "daily_cap")),
+                                          ("month", month, this_month, fraud_limits.effective(a, "monthly_cap"))):
+            start = fraud_limits.period_start_ms(key, tz)
+            charged = conn.execute(select(func.coalesce(func.sum(-ledger.c.amount), 0)).where(
+                ledger.c.account_id == a["id"], ledger.c.kind.in_(fraud_limits.CALL_CHARGE_KINDS),
+                ledger.c.created_at >= start)).scalar()
+            if counted != charged:
+                problems.append(f"account {a['ref']}: this {label}'s spend counter {format_amount(counted)} != "
+                                f"call charges in the ledger {format_amount(charged)}")
+            if cap is not None and charged > cap:
+                problems.append(f"account {a['ref']}: this {label}'s call charges {format_amount(charged)} exceed "
+                                f"its {label == 'day' and 'daily' or 'monthly'} cap {format_amount(cap)}")
+    return problems
 
 
 def release_did_tx(conn, e164: str, reason: str, now: int) -> None:
@@ -516,10 +544,11 @@ def release_did_tx(conn, e164: str, reason: str, now: int) -> None:
 # ------------------------------------------------------------------------ toll-fraud settings
 #: The package rules of issue 18 (the ``package add/set`` flags, underscores for dashes).
 PACKAGE_RULES = ("allow_regions", "block_types", "deny_prefixes", "allow_prefixes", "max_rate_per_min",
-                 "max_call_minutes", "max_attempts_per_minute")
+                 "max_call_minutes", "max_attempts_per_minute", "daily_cap", "monthly_cap", "timezone")
 #: What ``account set REF …`` may override (NULL on the account = the package's value).
-ACCOUNT_OVERRIDES = ("allow_regions", "block_types", "max_rate_per_min", "max_call_minutes", "max_attempts_per_minute")
-_AMOUNT_RULES = ("max_rate_per_min",)
+ACCOUNT_OVERRIDES = ("allow_regions", "block_types", "max_rate_per_min", "max_call_minutes", "max_attempts_per_minute",
+                     "daily_cap", "monthly_cap")
+_AMOUNT_RULES = ("max_rate_per_min", "daily_cap", "monthly_cap")
 #: Whole-number limits: (smallest allowed value, largest).
 _COUNT_RULES = {"max_call_minutes": (1, 7 * 24 * 60), "max_attempts_per_minute": (1, 1_000_000)}
 
@@ -529,7 +558,7 @@ def package_rule_defaults(home_region: str) -> dict[str, Any]:
     and the US only; premium-rate, shared-cost and UAN numbers blocked; no prefix lists, no
     high-cost guard."""
     return dict(allow_regions=dest.default_allow_regions(home_region), block_types=",".join(dest.DEFAULT_BLOCK_TYPES),
-                deny_prefixes="", allow_prefixes="", max_rate_per_min=None)
+                deny_prefixes="", allow_prefixes="", max_rate_per_min=None, timezone=DEFAULT_TIMEZONE)
 
 
 def _flag(name: str) -> str:
@@ -544,6 +573,9 @@ def _check_rule(name: str, value: Any) -> Any:
         return dest.parse_types(value, field)
     if name in ("deny_prefixes", "allow_prefixes"):
         return dest.parse_prefixes(value, field)
+    if name == "timezone":
+        load_zone(value, field=field)
+        return value
     if name in _COUNT_RULES:
         low, high = _COUNT_RULES[name]
         text = str(value).strip()
@@ -585,15 +617,19 @@ def package_rules_out(row) -> dict[str, Any]:
     return {name: _rule_out(name, row[name]) for name in PACKAGE_RULES}
 
 
-def account_rules_out(row) -> dict[str, Any]:
+def account_rules_out(row, now: int) -> dict[str, Any]:
     """An account_query() row's fraud-protection view (``account show``): ``limits`` (the rules in
     force: the account's override, else the package's), ``overrides`` (null = the package's),
     and the account's own ``allow_destinations``/``deny_destinations``."""
     overrides = {name: _rule_out(name, row["acct_" + name]) for name in ACCOUNT_OVERRIDES}
     effective = {name: _rule_out(name, row[name] if row["acct_" + name] is None else row["acct_" + name])
                  for name in ACCOUNT_OVERRIDES}
-    effective.update(deny_prefixes=row["deny_prefixes"], allow_prefixes=row["allow_prefixes"])
+    effective.update(deny_prefixes=row["deny_prefixes"], allow_prefixes=row["allow_prefixes"], timezone=row["timezone"])
     effective = {k: effective[k] for k in PACKAGE_RULES}
-    return {"limits": effective, "overrides": overrides,
+    today, month = fraud_limits.spent(row, now)
+    left = fraud_limits.cap_remaining(row, now)
+    spend = {"today": format_amount(today), "this_month": format_amount(month),
+             "remaining_cap": None if left is None else format_amount(max(left, 0))}
+    return {"limits": effective, "overrides": overrides, "spend": spend,
             "allow_destinations": list(dest.split(row["allow_destinations"])),
             "deny_destinations": list(dest.split(row["deny_destinations"]))}

@@ -268,7 +268,7 @@ class BillingCore:
 
     def _extend_locked(self, conn, acct, row, now) -> None:
         ext = rules.extension(acct, row, charged=row["charged"], hold=row["hold"],
-                              cap=fraud_limits.call_cap_seconds(acct, self.settings.max_call_seconds))
+                              cap=fraud_limits.call_cap_seconds(acct, self.settings.max_call_seconds), now=now)
         if ext is None:
             return
         conn.execute(sql.U_ACCOUNT_HELD, {"aid": acct["id"], "delta": ext.hold - row["hold"], "now": now})
@@ -382,14 +382,16 @@ class BillingCore:
         billable, total, overrun = charge.billable_seconds, charge.total, charge.overrun
         final = total - row["charged"]
         if acct is not None:
-            limit = rules.settle_charge_limit(acct, row)
+            limit = rules.settle_charge_limit(acct, row, now)
             if final > limit:
-                log.warning("session %s: charge %d would take account %s below its credit limit; %d charged, %d unpaid",
-                            session_id, final, acct["ref"], limit, final - limit)
-                note = _join_note(note, f"unpaid {final - limit} micro-units (credit limit)")
+                # the money, or (issue 18) a spend cap: the period's charges never exceed it
+                what = "spend cap" if rules.cap_bound(acct, row, now) else "credit limit"
+                log.warning("session %s: charge %d would take account %s over its %s; %d charged, %d unpaid",
+                            session_id, final, acct["ref"], what, limit, final - limit)
+                note = _join_note(note, f"unpaid {final - limit} micro-units ({what})")
                 total -= final - limit
                 final = limit
-                clamps.append("credit_limit")
+                clamps.append(what.replace(" ", "_"))
             # the hold is released and the live-call slot freed in the same UPDATE as the charge
             if final != 0:
                 acct = self._apply_balance_change(
@@ -555,6 +557,7 @@ class BillingCore:
             status_changed_at=a["status_changed_at"],
             depleted_at=a["depleted_at"], presuspended_at=a["presuspended_at"], armed=a["low_balance_armed"],
             crossings=a["low_balance_crossings"], depletions=a["depletions"], now=now,
+            sdk=a["spend_day_key"], sd=a["spend_day"], smk=a["spend_month_key"], sm=a["spend_month"],
         ))
         for alert in change.alerts:
             self.enqueue_alert(conn, account_id=a["id"], to_addr=a["email"], kind=alert.kind,

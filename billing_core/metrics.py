@@ -25,7 +25,7 @@ CALLS_SETTLED = Counter("callgate_calls_settled_total", "Call sessions settled",
 SETTLE_CLAMPED = Counter(
     "callgate_settle_clamped_total",
     "Settlements cut to a bound: talk beyond what could have happened (bound=elapsed|grant), or a charge "
-    "beyond the account's credit limit (bound=credit_limit)",
+    "beyond the account's credit limit (bound=credit_limit) or its spend cap (bound=spend_cap)",
     ["path", "bound"],
 )
 LIVE_CALLS = Gauge("callgate_live_calls", "Live call sessions (as of the last sidecar pass)")

@@ -69,6 +69,7 @@ HANGUP_CAUSES: Mapping[DenyReason, int] = {
     DenyReason.DESTINATION_BLOCKED: CAUSE_CALL_REJECTED,
     # too many attempts a minute: 34 (503 Service Unavailable), "try again later"
     DenyReason.RATE_LIMITED: CAUSE_NO_CIRCUIT,
+    DenyReason.SPEND_LIMIT: CAUSE_CALL_REJECTED,
 }
 
 #: Deny reason → ARI hangup reason of a bridge-mode refusal (``DELETE /channels/{id}?reason=``).
@@ -88,6 +89,7 @@ ARI_HANGUP_REASONS: Mapping[str, str] = {
     DenyReason.BILLING_UNAVAILABLE.value: "congestion",
     DenyReason.DESTINATION_BLOCKED.value: "rejected",
     DenyReason.RATE_LIMITED.value: "congestion",
+    DenyReason.SPEND_LIMIT.value: "rejected",
 }
 
 

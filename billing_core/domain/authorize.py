@@ -244,9 +244,14 @@ def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, A
     if acct["live_calls"] >= acct["max_calls"]:
         return deny(DenyReason.TOO_MANY_CALLS, **info)
     available = acct["balance"] + acct["credit_limit"] - acct["held"]
+    # spend caps (issue 18): a second balance under the holds; the grant is what both pay for
+    cap_left = fraud_limits.cap_remaining(acct, req.now)
+    capped = cap_left is not None and cap_left < available
+    if capped:
+        available = cap_left
     max_talk = max_talk_seconds(available, rate, cap=fraud_limits.call_cap_seconds(acct, lim.max_call_seconds))
     if max_talk <= 0:
-        return deny(DenyReason.INSUFFICIENT_FUNDS, **info)
+        return deny(DenyReason.SPEND_LIMIT if capped else DenyReason.INSUFFICIENT_FUNDS, **info)
     if req.full_hold or rate.rate_per_min == 0:
         granted = max_talk
     else:

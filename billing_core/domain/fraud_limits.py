@@ -8,7 +8,12 @@ package's value as ``<name>`` and the account's as ``acct_<name>`` (store/statem
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
 from typing import Any, Mapping
+from zoneinfo import ZoneInfo
+
+from .rating import DEFAULT_TIMEZONE, load_zone
 
 MINUTE_MS = 60_000
 
@@ -67,3 +72,59 @@ def attempt(acct: Mapping[str, Any], now: int) -> Attempt | None:
     if prev * max(remaining_of_prev, 0) + count * MINUTE_MS >= int(limit) * MINUTE_MS:
         return Attempt(False, minute, count, prev)
     return Attempt(True, minute, count + 1, prev)
+
+
+# ------------------------------------------------------------------------------ spend caps
+#: Ledger kinds that are call spending (what the daily and monthly caps count): the settle of a
+#: call (negative when chunks took more than the call cost) and its chunk debits. Operator debits,
+#: payments and refunds are not spending.
+CALL_CHARGE_KINDS = ("call", "chunk")
+SPEND_COLUMNS = ("spend_day_key", "spend_day", "spend_month_key", "spend_month")
+
+
+@lru_cache(maxsize=256)
+def zone(name: str | None) -> ZoneInfo:
+    return load_zone(name or DEFAULT_TIMEZONE)
+
+
+def period_keys(now: int, tz: str | None) -> tuple[int, int]:
+    """(day key YYYYMMDD, month key YYYYMM) of epoch-ms ``now`` in the package's time zone."""
+    t = datetime.fromtimestamp(now / 1000, zone(tz))
+    return t.year * 10_000 + t.month * 100 + t.day, t.year * 100 + t.month
+
+
+def period_start_ms(key: int, tz: str | None) -> int:
+    """The first instant of a day (YYYYMMDD) or month (YYYYMM) key in the zone, epoch ms."""
+    if key >= 1_000_000:
+        y, m, d = key // 10_000, key // 100 % 100, key % 100
+    else:
+        y, m, d = key // 100, key % 100, 1
+    return int(datetime(y, m, d, tzinfo=zone(tz)).timestamp() * 1000)
+
+
+def spent(acct: Mapping[str, Any], now: int) -> tuple[int, int]:
+    """What the account's calls were charged today and this month (package time zone)."""
+    day, month = period_keys(now, acct.get("timezone"))
+    return (acct["spend_day"] if acct["spend_day_key"] == day else 0,
+            acct["spend_month"] if acct["spend_month_key"] == month else 0)
+
+
+def spend_after(acct: Mapping[str, Any], charge: int, now: int) -> dict[str, int]:
+    """The spend counters after charging ``charge`` (negative: given back) at ``now``: a counter
+    of an earlier period starts again from 0. Kept in the same UPDATE as the balance."""
+    day, month = period_keys(now, acct.get("timezone"))
+    d, m = spent(acct, now)
+    return {"spend_day_key": day, "spend_day": d + charge, "spend_month_key": month, "spend_month": m + charge}
+
+
+def cap_remaining(acct: Mapping[str, Any], now: int) -> int | None:
+    """What the daily and monthly caps still let the account's calls take: cap − charged in the
+    period − live holds (the smaller of the two); None when neither cap is set. The caps are a
+    second balance under the holds ledger: a grant must be paid for by both this and the money,
+    so concurrent calls (whose holds are all in ``held``) can never take more than the cap."""
+    daily, monthly = effective(acct, "daily_cap"), effective(acct, "monthly_cap")
+    if daily is None and monthly is None:
+        return None
+    d, m = spent(acct, now)
+    left = [cap - used - acct["held"] for cap, used in ((daily, d), (monthly, m)) if cap is not None]
+    return min(left)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from . import lifecycle
+from . import fraud_limits, lifecycle
 from .money import check_storage_range, format_customer
 from .rating import Rate, billable_seconds, cost, max_talk_seconds, round_up_to_increment
 
@@ -66,6 +66,8 @@ def balance_change(acct: Mapping[str, Any], delta: int, *, kind: str, reason: st
                session_id=session_id, idempotency_key=key, created_at=now,
                below_limit_allowed=bool(below_limit_allowed))
     updated = dict(acct)
+    if kind in fraud_limits.CALL_CHARGE_KINDS:  # call spending: the spend caps' counters move with it
+        updated.update(fraud_limits.spend_after(acct, -delta, now))
     updated.update(balance=new_balance, held=acct["held"] + held_delta, status=s.status,
                    status_changed_at=s.status_changed_at, depleted_at=s.depleted_at, presuspended_at=s.presuspended_at,
                    low_balance_armed=s.low_balance_armed, low_balance_crossings=s.low_balance_crossings,
@@ -150,10 +152,20 @@ def settlement_cost(row: Mapping[str, Any], talk_ms: int) -> SettlementCost:
     return SettlementCost(billable, total, max(0, total - cost(row["granted_seconds"], rate)))
 
 
-def settle_charge_limit(acct: Mapping[str, Any], row: Mapping[str, Any]) -> int:
+def settle_charge_limit(acct: Mapping[str, Any], row: Mapping[str, Any], now: int | None = None) -> int:
     """The most a settle may still charge: the call's own hold plus the money nobody holds, so
-    the balance never goes below the credit limit and other live calls keep what they hold."""
-    return max(0, acct["balance"] + acct["credit_limit"] - acct["held"] + row["hold"])
+    the balance never goes below the credit limit and other live calls keep what they hold —
+    and, with spend caps (given ``now``), the call's hold plus what the caps still allow, so the
+    period's charges never exceed a cap either."""
+    limit = max(0, acct["balance"] + acct["credit_limit"] - acct["held"] + row["hold"])
+    left = fraud_limits.cap_remaining(acct, now) if now is not None else None
+    return limit if left is None else max(0, min(limit, left + row["hold"]))
+
+
+def cap_bound(acct: Mapping[str, Any], row: Mapping[str, Any], now: int) -> bool:
+    """Whether the spend caps (not the money) are what :func:`settle_charge_limit` stops at."""
+    left = fraud_limits.cap_remaining(acct, now)
+    return left is not None and left < acct["balance"] + acct["credit_limit"] - acct["held"]
 
 
 def session_rate(row: Mapping[str, Any]) -> Rate:
@@ -206,13 +218,18 @@ class Extension:
     cutoff_at: int | None
 
 
-def extension(acct: Mapping[str, Any], row: Mapping[str, Any], *, charged: int, hold: int, cap: int) -> Extension | None:
+def extension(acct: Mapping[str, Any], row: Mapping[str, Any], *, charged: int, hold: int, cap: int,
+              now: int | None = None) -> Extension | None:
     """Hold the next chunk, or what is left (a partial grant moves the cut-off earlier; money
-    taken away by a manual debit can shrink the grant). None when nothing changes."""
+    taken away by a manual debit can shrink the grant). None when nothing changes. Given
+    ``now``, the spend caps' remainder bounds it as the money does."""
     rate = session_rate(row)
     granted = row["granted_seconds"]
     target = granted + chunk_step(row["chunk_seconds"], granted, rate)
     available = acct["balance"] + acct["credit_limit"] - acct["held"]
+    left = fraud_limits.cap_remaining(acct, now) if now is not None else None
+    if left is not None:
+        available = min(available, left)
     # What this call may spend in total: what it already took + its own hold + what is free.
     budget = charged + hold + available
     new_granted = min(target, max_talk_seconds(budget, rate, cap=cap))

@@ -48,7 +48,11 @@ _LOCK_ACCOUNTS = (
            accounts.c.depleted_at, accounts.c.presuspended_at, accounts.c.low_balance_armed,
            accounts.c.low_balance_crossings, accounts.c.depletions, packages.c.low_balance,
            # the per-call cap (issue 18's --max-call-minutes): extensions stop at it, as the core's
-           packages.c.max_call_minutes, accounts.c.max_call_minutes.label("acct_max_call_minutes"))
+           packages.c.max_call_minutes, accounts.c.max_call_minutes.label("acct_max_call_minutes"),
+           # the spend caps and their counters (chunks are call spending; extensions stop at a cap)
+           packages.c.daily_cap, accounts.c.daily_cap.label("acct_daily_cap"), packages.c.monthly_cap,
+           accounts.c.monthly_cap.label("acct_monthly_cap"), packages.c.timezone,
+           *(accounts.c[c] for c in fraud_limits.SPEND_COLUMNS))
     .select_from(accounts.join(packages, packages.c.id == accounts.c.package_id))
     .where(accounts.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(accounts.c.id)
@@ -111,7 +115,8 @@ def debit_batch_tx(conn, session_ids: list[str], now: int, lookahead: int, max_c
             dict(aid=aid, delta=delta[aid][0], held_delta=delta[aid][1], calls_delta=0, status=a["status"],
                  status_changed_at=a["status_changed_at"], depleted_at=a["depleted_at"],
                  presuspended_at=a["presuspended_at"], armed=bool(a["low_balance_armed"]),
-                 crossings=a["low_balance_crossings"], depletions=a["depletions"], now=now)
+                 crossings=a["low_balance_crossings"], depletions=a["depletions"], now=now,
+                 sdk=a["spend_day_key"], sd=a["spend_day"], smk=a["spend_month_key"], sm=a["spend_month"])
             for aid in sorted(touched_accounts) for a in (accts[aid],)
         ])
     for acct, alert in alerts:
@@ -140,7 +145,8 @@ def _one_session(row, acct, now, lookahead, cap, ledger_rows, delta, alerts) -> 
     granted, cutoff = row["granted_seconds"], row["cutoff_at"]
     ext = None
     if rules.needs_extension(row, now, lookahead):
-        ext = rules.extension(acct, row, charged=charged, hold=hold, cap=fraud_limits.call_cap_seconds(acct, cap))
+        ext = rules.extension(acct, row, charged=charged, hold=hold, cap=fraud_limits.call_cap_seconds(acct, cap),
+                              now=now)
         if ext is not None:
             acct["held"] += ext.hold - hold
             delta[acct["id"]][1] += ext.hold - hold

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, bindparam, case, null, select, update
 
+from ..domain.fraud_limits import SPEND_COLUMNS
 from ..domain.rating import billable_seconds
 from ..domain.records import AccountView, CallSession, LedgerEntry, Settlement
 from .sqlite_fast import register_fast
@@ -25,6 +26,8 @@ DESTINATION_COLUMNS = (
     packages.c.max_call_minutes, accounts.c.max_call_minutes.label("acct_max_call_minutes"),
     packages.c.max_attempts_per_minute, accounts.c.max_attempts_per_minute.label("acct_max_attempts_per_minute"),
     accounts.c.attempts_minute, accounts.c.attempts_count, accounts.c.attempts_prev,
+    packages.c.daily_cap, accounts.c.daily_cap.label("acct_daily_cap"), packages.c.monthly_cap,
+    accounts.c.monthly_cap.label("acct_monthly_cap"), packages.c.timezone, *(accounts.c[c] for c in SPEND_COLUMNS),
 )
 ACCOUNT_COLUMNS = (
     accounts.c.id, accounts.c.ref, accounts.c.name, accounts.c.email, accounts.c.currency, accounts.c.balance,
@@ -119,7 +122,10 @@ U_ACCOUNT_BALANCE = (
             status=bindparam("status"), status_changed_at=bindparam("status_changed_at"),
             depleted_at=bindparam("depleted_at"), presuspended_at=bindparam("presuspended_at"),
             low_balance_armed=bindparam("armed"), low_balance_crossings=bindparam("crossings"),
-            depletions=bindparam("depletions"), updated_at=bindparam("now"))
+            depletions=bindparam("depletions"), updated_at=bindparam("now"),
+            # the spend caps' counters (domain.fraud_limits.spend_after), with the balance
+            spend_day_key=bindparam("sdk"), spend_day=bindparam("sd"), spend_month_key=bindparam("smk"),
+            spend_month=bindparam("sm"))
 )
 
 

@@ -81,6 +81,10 @@ packages = Table(
     # Call limits (issue 18; billing_core.domain.fraud_limits); NULL = no limit.
     Column("max_call_minutes", Integer, nullable=True),
     Column("max_attempts_per_minute", Integer, nullable=True),
+    # Spend caps (micro-units; NULL = none): days and months in the package's IANA time zone.
+    Column("daily_cap", BigInteger, nullable=True),
+    Column("monthly_cap", BigInteger, nullable=True),
+    Column("timezone", String(64), nullable=False, server_default="America/Toronto"),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )
@@ -125,6 +129,15 @@ accounts = Table(
     Column("attempts_minute", BigInteger, nullable=False, server_default="0"),
     Column("attempts_count", Integer, nullable=False, server_default="0"),
     Column("attempts_prev", Integer, nullable=False, server_default="0"),
+    Column("daily_cap", BigInteger, nullable=True),
+    Column("monthly_cap", BigInteger, nullable=True),
+    # What calls were charged in the current day / month (keys YYYYMMDD / YYYYMM in the package's
+    # time zone), kept in the same UPDATE as every balance change (money_rules.balance_change):
+    # the spend caps' "charged in the period" without summing the ledger (`verify` re-sums it).
+    Column("spend_day_key", Integer, nullable=False, server_default="0"),
+    Column("spend_day", BigInteger, nullable=False, server_default="0"),
+    Column("spend_month_key", Integer, nullable=False, server_default="0"),
+    Column("spend_month", BigInteger, nullable=False, server_default="0"),
     # The account's own destination prefixes (`account allow-destination/deny-destination`),
     # comma-separated E.164 digit prefixes; an allowed one is also the high-cost guard's opt-in.
     Column("allow_destinations", Text, nullable=False, server_default=""),

@@ -208,6 +208,8 @@ def register(main: click.Group) -> None:
         for key, value in rules["limits"].items():
             override = " (account override)" if rules["overrides"].get(key) is not None else ""
             click.echo(f"{key:>22}: {_show(value)}{override}")
+        for key, value in rules["spend"].items():
+            click.echo(f"{'spend_' + key:>22}: {_show(value)}")
         click.echo(f"{'allow_destinations':>22}: {','.join(rules['allow_destinations']) or '-'}")
         click.echo(f"{'deny_destinations':>22}: {','.join(rules['deny_destinations']) or '-'}")
 
@@ -477,6 +479,9 @@ def _package_rule_options(fn):
         ("--max-rate-per-min", "High-cost guard: refuse rates above this per minute (account allow-destination opts in)"),
         ("--max-call-minutes", "Longest call, on top of the global max_call_seconds (every mode)"),
         ("--max-attempts-per-minute", "Outbound call attempts an account may make per minute (counted in the database)"),
+        ("--daily-cap", "Most an account's calls may be charged per day (package time zone)"),
+        ("--monthly-cap", "Most an account's calls may be charged per month (package time zone)"),
+        ("--timezone", "IANA time zone of the caps' days and months (new package: America/Toronto)"),
     )):
         fn = click.option(flag, default=None, help=help_text)(fn)
     return fn
@@ -489,6 +494,8 @@ def _account_override_options(fn):
         ("--max-rate-per-min", "Override the package's high-cost guard ('package' = the package's)"),
         ("--max-call-minutes", "Override the package's longest call ('package' = the package's)"),
         ("--max-attempts-per-minute", "Override the package's attempts per minute ('package' = the package's)"),
+        ("--daily-cap", "Override the package's daily spend cap ('package' = the package's)"),
+        ("--monthly-cap", "Override the package's monthly spend cap ('package' = the package's)"),
     )):
         fn = click.option(flag, default=None, help=help_text)(fn)
     return fn
@@ -501,6 +508,8 @@ def _rule_value(name: str, text: str | None, *, inherit: bool = False):
         return INHERIT
     if name in ("max_rate_per_min",):
         return _amount(text, "--" + name.replace("_", "-"), RATE_DECIMALS)
+    if name in ("daily_cap", "monthly_cap"):
+        return _amount(text, "--" + name.replace("_", "-"))
     return text
 
 

@@ -53,7 +53,7 @@ async def test_chunk_extensions_stop_at_the_cap_core_and_sidecar(core, clock):
         await core.answer(a.session_id, clock.now_ms())
         ids.append(a.session_id)
     for _ in range(4):  # several passes: the grant grows to the cap and stays there
-        clock.advance(55_000)
+        clock.advance(ms=55_000)
         await core.extend(ids[0])
         await debit_due_batched(core, clock.now_ms(), lookahead_seconds=10)
     for sid in ids:

@@ -42,7 +42,9 @@ def test_package_add_defaults_and_show_json(cg, seeded):
     shown = _json(cg("package", "show", "open", "--json"))
     assert shown == {"package": "open", "plan": "std", "low_balance": "1.00", "max_calls": 1, "inbound_rate": "0.00",
                      "allow_regions": "*", "block_types": "", "deny_prefixes": "881,882", "allow_prefixes": "8816",
-                     "max_rate_per_min": "0.50", "max_call_minutes": None}
+                     "max_rate_per_min": "0.50", "max_call_minutes": None,
+                     "max_attempts_per_minute": None, "daily_cap": None, "monthly_cap": None,
+                     "timezone": "America/Toronto"}
     assert "deny_prefixes" in cg("package", "show", "open").output
 
 

@@ -54,7 +54,7 @@ async def test_attempts_over_the_limit_are_rate_limited_and_the_window_slides(co
                                       channel_id="c0")).allowed
     # emergency calls are never limited
     assert (await core.authorize_call(direction="outbound", number="911", endpoint="alice")).allowed
-    clock.advance(120_000)
+    clock.advance(ms=120_000)
     assert (await core.authorize_call(direction="outbound", number="15145550103", endpoint="alice")).allowed
     await core.admin.set_account_rules("acme", max_attempts_per_minute=100)
     for i in range(5):

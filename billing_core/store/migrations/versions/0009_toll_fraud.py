@@ -10,8 +10,12 @@ own allowed/denied destination prefixes.
 Revision ID: 0009
 Revises: 0008
 """
+import time
+
 from alembic import op
 import sqlalchemy as sa
+
+from billing_core.domain import fraud_limits
 
 revision = "0009"
 down_revision = "0008"
@@ -26,6 +30,9 @@ _PACKAGE_COLUMNS = (
     ("max_rate_per_min", sa.BigInteger(), dict(nullable=True)),
     ("max_call_minutes", sa.Integer(), dict(nullable=True)),
     ("max_attempts_per_minute", sa.Integer(), dict(nullable=True)),
+    ("daily_cap", sa.BigInteger(), dict(nullable=True)),
+    ("monthly_cap", sa.BigInteger(), dict(nullable=True)),
+    ("timezone", sa.String(64), dict(nullable=False, server_default="America/Toronto")),
 )
 _ACCOUNT_COLUMNS = (
     ("allow_regions", sa.String(400), dict(nullable=True)),
@@ -36,6 +43,12 @@ _ACCOUNT_COLUMNS = (
     ("attempts_minute", sa.BigInteger(), dict(nullable=False, server_default="0")),
     ("attempts_count", sa.Integer(), dict(nullable=False, server_default="0")),
     ("attempts_prev", sa.Integer(), dict(nullable=False, server_default="0")),
+    ("daily_cap", sa.BigInteger(), dict(nullable=True)),
+    ("monthly_cap", sa.BigInteger(), dict(nullable=True)),
+    ("spend_day_key", sa.Integer(), dict(nullable=False, server_default="0")),
+    ("spend_day", sa.BigInteger(), dict(nullable=False, server_default="0")),
+    ("spend_month_key", sa.Integer(), dict(nullable=False, server_default="0")),
+    ("spend_month", sa.BigInteger(), dict(nullable=False, server_default="0")),
     ("allow_destinations", sa.Text(), dict(nullable=False, server_default="")),
     ("deny_destinations", sa.Text(), dict(nullable=False, server_default="")),
 )
@@ -46,6 +59,32 @@ def upgrade() -> None:
         op.add_column("packages", sa.Column(name, type_, **kw))
     for name, type_, kw in _ACCOUNT_COLUMNS:
         op.add_column("accounts", sa.Column(name, type_, **kw))
+    _backfill_spend()
+
+
+def _backfill_spend() -> None:
+    """Today's and this month's call charges (America/Toronto: every package's time zone after
+    this upgrade) into the new spend counters, so the caps and `verify` start from the truth."""
+    conn = op.get_bind()
+    now = int(time.time() * 1000)
+    day, month = fraud_limits.period_keys(now, None)
+    month_start = fraud_limits.period_start_ms(month, None)
+    day_start = fraud_limits.period_start_ms(day, None)
+    ledger = sa.table("ledger", sa.column("account_id", sa.Integer), sa.column("kind", sa.String),
+                      sa.column("amount", sa.BigInteger), sa.column("created_at", sa.BigInteger))
+    accounts = sa.table("accounts", sa.column("id", sa.Integer), sa.column("spend_day_key", sa.Integer),
+                        sa.column("spend_day", sa.BigInteger), sa.column("spend_month_key", sa.Integer),
+                        sa.column("spend_month", sa.BigInteger))
+    charges = (ledger.c.kind.in_(fraud_limits.CALL_CHARGE_KINDS))
+    rows = conn.execute(
+        sa.select(ledger.c.account_id,
+                  sa.func.sum(sa.case((ledger.c.created_at >= day_start, -ledger.c.amount), else_=0)),
+                  sa.func.sum(-ledger.c.amount))
+        .where(charges, ledger.c.created_at >= month_start, ledger.c.created_at <= now)
+        .group_by(ledger.c.account_id)).all()
+    for account_id, spent_day, spent_month in rows:
+        conn.execute(sa.update(accounts).where(accounts.c.id == account_id).values(
+            spend_day_key=day, spend_day=int(spent_day or 0), spend_month_key=month, spend_month=int(spent_month or 0)))
 
 
 def downgrade() -> None:
