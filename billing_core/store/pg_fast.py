@@ -94,6 +94,7 @@ class PgFastPath:
             "by_did_lock": _to_asyncpg(sql.Q_ACCOUNT_BY_DID_LOCK),
             "take_call": _to_asyncpg(sql.U_ACCOUNT_TAKE_CALL),
             "count_attempt": _to_asyncpg(sql.U_ACCOUNT_ATTEMPTS),
+            "take_call_counted": _to_asyncpg(sql.U_ACCOUNT_TAKE_CALL_COUNTED),
             "answer": _to_asyncpg(sql.U_SESSION_ANSWER),
         }
         cols = [c.name for c in call_sessions.columns]
@@ -109,6 +110,15 @@ class PgFastPath:
         self._take_and_insert_sql = (
             f"WITH take AS ({take_sql}) INSERT INTO call_sessions ({', '.join(cols)}) "
             f"VALUES ({', '.join(f'${n + i + 1}' for i in range(len(cols)))})"
+        )
+        # ... and with the attempt counter of --max-attempts-per-minute (issue 18) in the same
+        # UPDATE: the decision never reads it back, so it travels with the take (no round trip of
+        # its own; two CTEs may not update one row in one statement, hence one UPDATE)
+        counted_sql, counted_order, _ = self._sql["take_call_counted"]
+        k = len(counted_order)
+        self._count_take_and_insert_sql = (
+            f"WITH take AS ({counted_sql}) INSERT INTO call_sessions ({', '.join(cols)}) "
+            f"VALUES ({', '.join(f'${k + i + 1}' for i in range(len(cols)))})"
         )
 
     async def _get_pool(self) -> asyncpg.Pool:
@@ -173,23 +183,30 @@ class PgFastPath:
             async with conn.transaction():
                 gen = steps.authorize_steps(req, lim)
                 take: steps.TakeCall | None = None  # held back to travel with the session insert
+                count: steps.CountAttempt | None = None  # held back likewise (never read back)
                 try:
                     effect = gen.send(None)
                     while True:
-                        if isinstance(effect, steps.TakeCall) and take is None:
+                        if isinstance(effect, steps.CountAttempt) and count is None:
+                            count, result = effect, None
+                        elif isinstance(effect, steps.TakeCall) and take is None:
                             take, result = effect, None  # the decision does not read its result
                         elif isinstance(effect, steps.InsertSession) and take is not None:
-                            result = await self._take_and_insert(conn, take, effect)
-                            take = None
+                            result = await self._take_and_insert(conn, take, effect, count)
+                            take = count = None
+                        elif isinstance(effect, steps.RatesOf):  # a read the held-back writes cannot change
+                            result = await self._perform(conn, effect)
                         else:
-                            if take is not None:  # anything else in between: write the take first
-                                await self._perform(conn, take)
-                                take = None
+                            for held in (count, take):  # anything else in between: write them first
+                                if held is not None:
+                                    await self._perform(conn, held)
+                            take = count = None
                             result = await self._perform(conn, effect)
                         effect = gen.send(result)
                 except StopIteration as stop:
-                    if take is not None:
-                        await self._perform(conn, take)
+                    for held in (count, take):
+                        if held is not None:
+                            await self._perform(conn, held)
                     return stop.value
 
     async def answer(self, session_id: str, at: int, now: int):
@@ -200,9 +217,16 @@ class PgFastPath:
         async with pool.acquire() as conn:
             return await self._q(conn, "answer", "row", sid=session_id, at=at, now=now)
 
-    async def _take_and_insert(self, conn, take: steps.TakeCall, insert: steps.InsertSession) -> str:
-        args = self._args("take_call", {"aid": take.account_id, "hold": take.hold, "now": take.now})
-        return await conn.execute(self._take_and_insert_sql, *args, *[insert.values[c] for c in self._insert_cols])
+    async def _take_and_insert(self, conn, take: steps.TakeCall, insert: steps.InsertSession,
+                               count: steps.CountAttempt | None = None) -> str:
+        params = {"aid": take.account_id, "hold": take.hold, "now": take.now}
+        values = [insert.values[c] for c in self._insert_cols]
+        if count is not None and count.account_id == take.account_id:
+            params.update(minute=count.minute, count=count.count, prev=count.prev)
+            return await conn.execute(self._count_take_and_insert_sql, *self._args("take_call_counted", params), *values)
+        if count is not None:
+            await self._perform(conn, count)
+        return await conn.execute(self._take_and_insert_sql, *self._args("take_call", params), *values)
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -70,6 +70,10 @@ U_ACCOUNT_ATTEMPTS = (  # --max-attempts-per-minute's counter (domain.fraud_limi
     update(accounts).where(accounts.c.id == bindparam("aid"))
     .values(attempts_minute=bindparam("minute"), attempts_count=bindparam("count"), attempts_prev=bindparam("prev"))
 )
+# TakeCall and CountAttempt as one UPDATE (the PostgreSQL fast path sends them with the session
+# insert: two data-modifying CTEs may not update the same row in one statement)
+U_ACCOUNT_TAKE_CALL_COUNTED = U_ACCOUNT_TAKE_CALL.values(
+    attempts_minute=bindparam("minute"), attempts_count=bindparam("count"), attempts_prev=bindparam("prev"))
 I_SESSION = call_sessions.insert()
 I_LEDGER = ledger.insert()
 Q_LEDGER_BY_KEY = select(ledger).where(ledger.c.idempotency_key == bindparam("key"))
