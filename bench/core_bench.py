@@ -46,7 +46,7 @@ async def authorize_bench(url: str, label: str) -> None:
     # One account per caller (as real traffic: many accounts), plenty of money and call slots.
     for i in range(CALLERS):
         await seed(core, account=f"acct{i}", endpoint=f"ep{i}", did=None, balance="100000.00", max_calls=1_000_000,
-                   deck=[Rate("1", 12_500, 0, 60, 6)], allow_regions=None if FRAUD_RULES else "*")
+                   deck=[Rate("1", 12_500, 0, 60, 6)], allow_regions=None if FRAUD_RULES else "*", block_types=None if FRAUD_RULES else "")
     if FRAUD_RULES:
         await core.admin.set_package("basic", allow_regions="CA,US", block_types="PREMIUM_RATE,SHARED_COST,UAN",
                                      deny_prefixes="881,882,883,1900", allow_prefixes="1514", max_rate_per_min=1_000_000,

@@ -121,7 +121,11 @@ class Admin:
                           updated_at=now, **checked)
             if existing is None:
                 defaults = package_rule_defaults(self.core.settings.home_region)
-                conn.execute(insert(packages).values(name=name, created_at=now, **{**defaults, **values}))
+                # a rule equal to its column's default is left to the database (the same value),
+                # so creating a package that sets no rule writes only the columns it always did
+                new = {k: v for k, v in {**defaults, **values}.items()
+                       if k not in _COLUMN_DEFAULTS or v != _COLUMN_DEFAULTS[k]}
+                conn.execute(insert(packages).values(name=name, created_at=now, **new))
             else:
                 conn.execute(update(packages).where(packages.c.id == existing).values(**values))
             return {"package": name, "plan": plan, "low_balance": format_amount(low_balance), "max_calls": max_calls,
@@ -551,6 +555,13 @@ ACCOUNT_OVERRIDES = ("allow_regions", "block_types", "max_rate_per_min", "max_ca
 _AMOUNT_RULES = ("max_rate_per_min", "daily_cap", "monthly_cap")
 #: Whole-number limits: (smallest allowed value, largest).
 _COUNT_RULES = {"max_call_minutes": (1, 7 * 24 * 60), "max_attempts_per_minute": (1, 1_000_000)}
+
+
+#: The package rule columns' database defaults (what a package from before migration 0009 has).
+_COLUMN_DEFAULTS: dict[str, Any] = {
+    c.name: (c.server_default.arg if c.server_default is not None else None)
+    for c in packages.columns if c.name in PACKAGE_RULES
+}
 
 
 def package_rule_defaults(home_region: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from .test_routes import authorize, running
 
 
 async def test_blocked_destination_is_refused_with_403(core):
-    await seed(core, balance="10.00", allow_regions=None)  # a new package's defaults: CA and US
+    await seed(core, balance="10.00", allow_regions=None, block_types=None)  # a new package's defaults: CA and US
     async with running(core) as srv:
         played = await authorize(srv, number="011442079460000")
     assert played.variables[VAR_STATUS] == "DENY" and played.variables[VAR_REASON] == "destination_blocked"

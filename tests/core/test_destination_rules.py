@@ -100,7 +100,7 @@ def test_parsing_canonicalises_and_rejects():
 # ------------------------------------------------------------------------- the decision
 async def _seed_default_package(core, **kw):
     """A package created with the issue's defaults (home region CA + US; premium etc. blocked)."""
-    return await seed(core, deck=DECK, allow_regions=None, **kw)
+    return await seed(core, deck=DECK, allow_regions=None, block_types=None, **kw)
 
 
 @pytest.mark.parametrize("number, rule", [

@@ -39,7 +39,7 @@ def test_sliding_window():
 
 async def test_attempts_over_the_limit_are_rate_limited_and_the_window_slides(core, clock):
     clock.set(T0)
-    await seed(core, balance="10.00", allow_regions=None)
+    await seed(core, balance="10.00", allow_regions=None, block_types=None)
     await core.admin.set_package("basic", max_attempts_per_minute="3")
     numbers = ["15145550100", "011442079460000", "15145550101"]  # the blocked UK call counts too
     results = [await core.authorize_call(direction="outbound", number=n, endpoint="alice", channel_id=f"c{i}")
