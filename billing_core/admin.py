@@ -23,6 +23,7 @@ from .store.tables import (
     did_assignments,
     dids,
     endpoints,
+    fraud_events,
     ledger,
     packages,
     plans,
@@ -224,7 +225,10 @@ class Admin:
             raise InvalidInput(f"status: must be one of {', '.join(lifecycle.STATUSES)}")
 
         def tx(conn):
-            n = conn.execute(update(accounts).where(accounts.c.ref == ref).values(status=status, status_changed_at=self._now())).rowcount
+            # any status set by an operator ends a fraud_suspected suspension's reason (issue 18)
+            n = conn.execute(update(accounts).where(accounts.c.ref == ref).values(
+                status=status, status_changed_at=self._now(),
+                **({} if status == lifecycle.SUSPENDED else {"suspended_reason": None}))).rowcount
             if not n:
                 raise NotFound(f"unknown account {ref!r}")
 
@@ -267,6 +271,48 @@ class Admin:
             conn.execute(update(accounts).where(accounts.c.id == row["id"]).values(
                 allow_destinations=",".join(sorted(allow)), deny_destinations=",".join(sorted(deny)), updated_at=now))
             return self.account_rules_tx(conn, ref)
+
+        return await self.store.run(tx)
+
+    async def reactivate(self, ref: str, reason: str) -> dict:
+        """``account reactivate REF --reason TEXT``: lift a suspension (fraud_suspected or an
+        operator's), keep an audit record. The account becomes active, or depleted when it has no
+        money; the anomaly counters start again."""
+        reason = check_text(reason, "--reason", max_length=300)
+        now = self._now()
+
+        def tx(conn):
+            row = conn.execute(select(accounts.c.id, accounts.c.status, accounts.c.balance, accounts.c.suspended_reason)
+                               .where(accounts.c.ref == ref).with_for_update()).mappings().first()
+            if row is None:
+                raise NotFound(f"REF: unknown account {ref!r}")
+            if row["status"] != lifecycle.SUSPENDED:
+                raise InvalidInput(f"REF: account {ref!r} is not suspended (it is {row['status']})")
+            status = lifecycle.ACTIVE if row["balance"] > 0 else lifecycle.DEPLETED
+            conn.execute(update(accounts).where(accounts.c.id == row["id"]).values(
+                status=status, status_changed_at=now, suspended_reason=None, updated_at=now,
+                depleted_at=None if status == lifecycle.ACTIVE else now,
+                **{c: 0 for c in fraud_limits.ANOMALY_COLUMNS}))
+            conn.execute(insert(fraud_events).values(account_id=row["id"], kind="reactivated",
+                                                     reason=row["suspended_reason"] or "suspended", detail=reason,
+                                                     actor="operator", created_at=now))
+            return {"account": ref, "status": status, "was": row["suspended_reason"] or "suspended", "reason": reason}
+
+        return await self.store.run(tx)
+
+    async def fraud_events(self, ref: str | None = None, limit: int = 100) -> list[dict]:
+        """The audit trail of suspensions and reactivations, newest first."""
+        def tx(conn):
+            q = select(fraud_events, accounts.c.ref.label("account")).select_from(
+                fraud_events.join(accounts, accounts.c.id == fraud_events.c.account_id))
+            if ref is not None:
+                if conn.execute(select(accounts.c.id).where(accounts.c.ref == ref)).scalar() is None:
+                    raise NotFound(f"--account: unknown account {ref!r}")
+                q = q.where(accounts.c.ref == ref)
+            q = q.order_by(fraud_events.c.id.desc()).limit(limit)
+            return [{"id": r["id"], "account": r["account"], "kind": r["kind"], "reason": r["reason"],
+                     "detail": r["detail"], "actor": r["actor"], "created_at": r["created_at"]}
+                    for r in conn.execute(q).mappings()]
 
         return await self.store.run(tx)
 
@@ -548,13 +594,15 @@ def release_did_tx(conn, e164: str, reason: str, now: int) -> None:
 # ------------------------------------------------------------------------ toll-fraud settings
 #: The package rules of issue 18 (the ``package add/set`` flags, underscores for dashes).
 PACKAGE_RULES = ("allow_regions", "block_types", "deny_prefixes", "allow_prefixes", "max_rate_per_min",
-                 "max_call_minutes", "max_attempts_per_minute", "daily_cap", "monthly_cap", "timezone")
+                 "max_call_minutes", "max_attempts_per_minute", "daily_cap", "monthly_cap", "timezone",
+                 "anomaly_spend_per_hour", "anomaly_blocked_attempts", "anomaly_window_minutes")
 #: What ``account set REF …`` may override (NULL on the account = the package's value).
 ACCOUNT_OVERRIDES = ("allow_regions", "block_types", "max_rate_per_min", "max_call_minutes", "max_attempts_per_minute",
-                     "daily_cap", "monthly_cap")
-_AMOUNT_RULES = ("max_rate_per_min", "daily_cap", "monthly_cap")
+                     "daily_cap", "monthly_cap", "anomaly_spend_per_hour", "anomaly_blocked_attempts")
+_AMOUNT_RULES = ("max_rate_per_min", "daily_cap", "monthly_cap", "anomaly_spend_per_hour")
 #: Whole-number limits: (smallest allowed value, largest).
-_COUNT_RULES = {"max_call_minutes": (1, 7 * 24 * 60), "max_attempts_per_minute": (1, 1_000_000)}
+_COUNT_RULES = {"max_call_minutes": (1, 7 * 24 * 60), "max_attempts_per_minute": (1, 1_000_000),
+                "anomaly_blocked_attempts": (1, 1_000_000), "anomaly_window_minutes": (1, 7 * 24 * 60)}
 
 
 #: The package rule columns' database defaults (what a package from before migration 0009 has).
@@ -569,7 +617,9 @@ def package_rule_defaults(home_region: str) -> dict[str, Any]:
     and the US only; premium-rate, shared-cost and UAN numbers blocked; no prefix lists, no
     high-cost guard."""
     return dict(allow_regions=dest.default_allow_regions(home_region), block_types=",".join(dest.DEFAULT_BLOCK_TYPES),
-                deny_prefixes="", allow_prefixes="", max_rate_per_min=None, timezone=DEFAULT_TIMEZONE)
+                deny_prefixes="", allow_prefixes="", max_rate_per_min=None, timezone=DEFAULT_TIMEZONE,
+                anomaly_blocked_attempts=fraud_limits.DEFAULT_ANOMALY_BLOCKED_ATTEMPTS,
+                anomaly_window_minutes=fraud_limits.DEFAULT_ANOMALY_WINDOW_MINUTES)
 
 
 def _flag(name: str) -> str:
@@ -635,12 +685,16 @@ def account_rules_out(row, now: int) -> dict[str, Any]:
     overrides = {name: _rule_out(name, row["acct_" + name]) for name in ACCOUNT_OVERRIDES}
     effective = {name: _rule_out(name, row[name] if row["acct_" + name] is None else row["acct_" + name])
                  for name in ACCOUNT_OVERRIDES}
-    effective.update(deny_prefixes=row["deny_prefixes"], allow_prefixes=row["allow_prefixes"], timezone=row["timezone"])
+    effective.update(deny_prefixes=row["deny_prefixes"], allow_prefixes=row["allow_prefixes"], timezone=row["timezone"],
+                     anomaly_window_minutes=row["anomaly_window_minutes"])
     effective = {k: effective[k] for k in PACKAGE_RULES}
     today, month = fraud_limits.spent(row, now)
     left = fraud_limits.cap_remaining(row, now)
     spend = {"today": format_amount(today), "this_month": format_amount(month),
              "remaining_cap": None if left is None else format_amount(max(left, 0))}
-    return {"limits": effective, "overrides": overrides, "spend": spend,
+    suspension = {"suspended": row["status"] == lifecycle.SUSPENDED, "reason": row["suspended_reason"],
+                  "since": row["status_changed_at"] if row["status"] == lifecycle.SUSPENDED else None,
+                  "suspensions": row["suspensions"]}
+    return {"limits": effective, "overrides": overrides, "spend": spend, "suspension": suspension,
             "allow_destinations": list(dest.split(row["allow_destinations"])),
             "deny_destinations": list(dest.split(row["deny_destinations"]))}

@@ -40,6 +40,7 @@ from .domain.records import AccountView, Authorization, CallSession, LedgerEntry
 from .admin import Admin
 from .store.engine import Store, open_store
 from .store.errors import StorageError
+from .store import fraud as fraud_store
 from .store import statements as sql
 from .store.tables import accounts, call_sessions, endpoints, outbox, rates
 
@@ -73,6 +74,8 @@ class CoreSettings:
     currency: str = "CAD"
     presuspend_days: float = 7
     did_release_days: float = 7
+    operator_email: str | None = None
+    """Where anomaly suspensions are reported (CALLGATE_OPERATOR_EMAIL); None: the customer only."""
 
 
 class BillingCore:
@@ -147,7 +150,9 @@ class BillingCore:
             try:
                 fast = self.store.fast_path
                 if fast is not None:
-                    return await self.store.run_fast(fast(self._rate_tables).authorize, req, self._limits())
+                    driver = fast(self._rate_tables)
+                    driver.operator_email = self.settings.operator_email  # for an anomaly suspension
+                    return await self.store.run_fast(driver.authorize, req, self._limits())
                 return await self.store.run(self._decide_tx, req)
             except IntegrityError:
                 # The same channel authorized twice at once: the second attempt finds the first's session.
@@ -193,6 +198,10 @@ class BillingCore:
             return conn.execute(sql.U_ACCOUNT_TAKE_CALL, {"aid": e.account_id, "hold": e.hold, "now": e.now})
         if isinstance(e, auth_steps.InsertSession):
             return conn.execute(sql.I_SESSION, dict(e.values))
+        if isinstance(e, auth_steps.CountAnomaly):
+            return conn.execute(fraud_store.U_ACCOUNT_ANOMALY, fraud_store.anomaly_params(e.account_id, e.counters))
+        if isinstance(e, auth_steps.SuspendForFraud):
+            return self.suspend_for_fraud_tx(conn, e.account, e.detail, e.now)
         if isinstance(e, auth_steps.CountAttempt):
             return conn.execute(sql.U_ACCOUNT_ATTEMPTS, {"aid": e.account_id, "minute": e.minute, "count": e.count,
                                                          "prev": e.prev})
@@ -558,11 +567,22 @@ class BillingCore:
             depleted_at=a["depleted_at"], presuspended_at=a["presuspended_at"], armed=a["low_balance_armed"],
             crossings=a["low_balance_crossings"], depletions=a["depletions"], now=now,
             sdk=a["spend_day_key"], sd=a["spend_day"], smk=a["spend_month_key"], sm=a["spend_month"],
+            **anomaly_balance_params(a),
         ))
         for alert in change.alerts:
             self.enqueue_alert(conn, account_id=a["id"], to_addr=a["email"], kind=alert.kind,
                                dedupe_key=alert.dedupe_key, context=alert.context, now=now)
+        if change.suspend is not None:
+            self.suspend_for_fraud_tx(conn, a, change.suspend, now)
         return a
+
+    def suspend_for_fraud_tx(self, conn, acct, detail: str, now: int) -> None:
+        """An anomaly suspension inside the caller's transaction (billing_core.store.fraud)."""
+        log.warning("account %s suspended: fraud_suspected (%s)", acct["ref"], detail)
+        metrics.FRAUD_SUSPENSIONS.inc()
+        for stmt, params in fraud_store.suspension_writes(conn.dialect.name, acct, detail, now,
+                                                          self.settings.operator_email, fraud_store.alert_facts(acct)):
+            conn.execute(stmt, params)
 
     @staticmethod
     def enqueue_alert(conn, *, account_id, to_addr, kind, dedupe_key, context: dict, now: int) -> None:
@@ -610,6 +630,12 @@ class BillingCore:
 
 
 # ----------------------------------------------------------------------------------- helpers
+def anomaly_balance_params(a) -> dict[str, Any]:
+    """U_ACCOUNT_BALANCE's anomaly-window parameters from an account mapping."""
+    return dict(aw=a["anomaly_window"], asp=a["anomaly_spend"], aspp=a["anomaly_spend_prev"], ab=a["anomaly_blocked"],
+                abp=a["anomaly_blocked_prev"])
+
+
 def _checked_talk_ms(talk_ms, field: str) -> int:
     """A talk time as an int ≥ 0 (any size: the settle bound cuts it before it is stored)."""
     if talk_ms is None or isinstance(talk_ms, bool):

@@ -28,6 +28,7 @@ SETTLE_CLAMPED = Counter(
     "beyond the account's credit limit (bound=credit_limit) or its spend cap (bound=spend_cap)",
     ["path", "bound"],
 )
+FRAUD_SUSPENSIONS = Counter("callgate_fraud_suspensions_total", "Accounts suspended as fraud_suspected (issue 18)")
 LIVE_CALLS = Gauge("callgate_live_calls", "Live call sessions (as of the last sidecar pass)")
 SIDECAR_PASS_SECONDS = Histogram(
     "callgate_sidecar_pass_seconds", "Duration of one full sidecar pass",

@@ -94,6 +94,24 @@ class CountAttempt:
 
 
 @dataclass(frozen=True, slots=True)
+class CountAnomaly:
+    """Write: the account's anomaly-window counters (domain.fraud_limits.anomaly); → nothing."""
+
+    account_id: int
+    counters: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class SuspendForFraud:
+    """Write: suspend the account as fraud_suspected, audit it, queue the emails, cut its live
+    calls (billing_core.store.fraud.suspension_writes); → nothing."""
+
+    account: Mapping[str, Any]
+    detail: str
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
 class InsertSession:
     """Write: a new call session row; → nothing. ``values`` are the column values."""
 
@@ -157,6 +175,18 @@ def _session_values(req: AuthorizeRequest, *, account_id, number_e164, endpoint,
     )
 
 
+def _blocked_attempt(acct: Mapping[str, Any], now: int, tried) -> Generator[Any, Any, None]:
+    """The writes of an attempt refused as destination_blocked: the attempt counter (when under
+    its limit) and the anomaly check's count of blocked attempts, which may suspend the account."""
+    if tried is not None and tried.allowed:
+        yield CountAttempt(acct["id"], tried.minute, tried.count, tried.prev)
+    if fraud_limits.effective(acct, "anomaly_blocked_attempts") is not None:
+        found = fraud_limits.anomaly(acct, now, blocked=1)
+        yield CountAnomaly(acct["id"], found.counters)
+        if found.trigger is not None:
+            yield SuspendForFraud(acct, found.trigger, now)
+
+
 def _account_of(req: AuthorizeRequest, *, lock: bool) -> AccountByRef | AccountByEndpoint:
     """The read that finds the calling account: the named account (a dry run) or the endpoint's."""
     if req.account_ref is not None:
@@ -200,24 +230,28 @@ def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, A
         if acct is None:
             return deny(DenyReason.UNKNOWN_ENDPOINT)
         refused = status_refusal(acct)
+        parsed = normalise(number, lim.home_region)
+        # toll-fraud destination rules (issue 18): prefix, region, number type before the rate —
+        # and before the account's state: a blocked destination is refused as such whatever the
+        # state (a fraud pattern stays visible, and counts, after its suspension)
+        rules = dest.rules_of(acct) if parsed is not None else None
+        blocked, action = dest.check_destination(rules, parsed.e164) if parsed is not None else (None, None)
+        tried = fraud_limits.attempt(acct, req.now) if refused is None else None
+        if blocked is not None:
+            if not req.dry_run:
+                yield from _blocked_attempt(acct, req.now, tried)
+            return deny(DenyReason.DESTINATION_BLOCKED, account_ref=acct["ref"], number_e164=parsed.e164, rule=blocked)
         if refused is not None:  # the account's state says more to the caller than the number
             return deny(refused, account_ref=acct["ref"])
-        # toll-fraud attempt rate (issue 18): counted before any other check, so attempts refused
+        # toll-fraud attempt rate (issue 18): counted before the other checks, so attempts refused
         # for their destination or money count too; the locked account row makes it exact
-        tried = fraud_limits.attempt(acct, req.now)
         if tried is not None:
             if not tried.allowed:
                 return deny(DenyReason.RATE_LIMITED, account_ref=acct["ref"])
             if not req.dry_run:
                 yield CountAttempt(acct["id"], tried.minute, tried.count, tried.prev)
-        parsed = normalise(number, lim.home_region)
         if parsed is None:
             return deny(DenyReason.INVALID_NUMBER, account_ref=acct["ref"])
-        # toll-fraud destination rules (issue 18): prefix, region, number type before the rate...
-        rules = dest.rules_of(acct)
-        blocked, action = dest.check_destination(rules, parsed.e164)
-        if blocked is not None:
-            return deny(DenyReason.DESTINATION_BLOCKED, account_ref=acct["ref"], number_e164=parsed.e164, rule=blocked)
         table: RateTable = yield RatesOf(acct["plan_id"], acct["plan_version"])
         rate = table.lookup(parsed.digits)
         if rate is None:

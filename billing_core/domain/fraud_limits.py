@@ -128,3 +128,57 @@ def cap_remaining(acct: Mapping[str, Any], now: int) -> int | None:
     d, m = spent(acct, now)
     left = [cap - used - acct["held"] for cap, used in ((daily, d), (monthly, m)) if cap is not None]
     return min(left)
+
+
+# ------------------------------------------------------------------------------ anomalies
+#: The suspension reason (``accounts.suspended_reason``) of an anomaly; only
+#: ``account reactivate`` lifts it (a payment does not).
+FRAUD_SUSPECTED = "fraud_suspected"
+DEFAULT_ANOMALY_WINDOW_MINUTES = 60
+#: A new package suspends an account after more than this many refused attempts to blocked
+#: destinations in the anomaly window (packages from before migration 0009: no such check).
+DEFAULT_ANOMALY_BLOCKED_ATTEMPTS = 10
+ANOMALY_COLUMNS = ("anomaly_window", "anomaly_spend", "anomaly_spend_prev", "anomaly_blocked", "anomaly_blocked_prev")
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    counters: dict[str, int]
+    """The anomaly columns after this event."""
+    trigger: str | None
+    """Why the account must be suspended now (None: no anomaly, or already suspended)."""
+
+
+def anomaly(acct: Mapping[str, Any], now: int, *, spend: int = 0, blocked: int = 0) -> Anomaly:
+    """Count call spending and refused attempts to blocked destinations in the sliding anomaly
+    window (the package's ``anomaly_window_minutes``, default 60; the current and the previous
+    window, the previous weighted as :func:`attempt` does) and say whether they cross the
+    package's (or account's) ``anomaly_spend_per_hour`` or ``anomaly_blocked_attempts``."""
+    minutes = acct.get("anomaly_window_minutes") or DEFAULT_ANOMALY_WINDOW_MINUTES
+    span = int(minutes) * MINUTE_MS
+    window = now // span
+    stored = acct.get("anomaly_window") or 0
+    if window == stored:
+        s, sp, b, bp = acct["anomaly_spend"], acct["anomaly_spend_prev"], acct["anomaly_blocked"], acct["anomaly_blocked_prev"]
+    elif window == stored + 1:
+        s, sp, b, bp = 0, acct["anomaly_spend"], 0, acct["anomaly_blocked"]
+    elif window > stored:
+        s = sp = b = bp = 0
+    else:  # a clock behind another gate's: count in the newer window
+        window = stored
+        s, sp, b, bp = acct["anomaly_spend"], acct["anomaly_spend_prev"], acct["anomaly_blocked"], acct["anomaly_blocked_prev"]
+    s, b = s + spend, b + blocked
+    counters = {"anomaly_window": window, "anomaly_spend": s, "anomaly_spend_prev": sp, "anomaly_blocked": b,
+                "anomaly_blocked_prev": bp}
+    if acct.get("status") == "suspended":
+        return Anomaly(counters, None)
+    left = min(max(span - (now - window * span), 0), span)
+    spend_limit, blocked_limit = effective(acct, "anomaly_spend_per_hour"), effective(acct, "anomaly_blocked_attempts")
+    # the spend threshold is per hour: over a window of another length it scales with it
+    if spend and spend_limit is not None and (sp * left + s * span) * 60 > int(spend_limit) * int(minutes) * span:
+        return Anomaly(counters, f"call spending above {int(spend_limit)} micro-units per hour "
+                                 f"(sliding {int(minutes)} min window)")
+    if blocked and blocked_limit is not None and bp * left + b * span > int(blocked_limit) * span:
+        return Anomaly(counters, f"more than {int(blocked_limit)} refused attempts to blocked destinations in "
+                                 f"{int(minutes)} min")
+    return Anomaly(counters, None)

@@ -43,6 +43,9 @@ class BalanceChange:
     account: dict[str, Any]
     """The account mapping after the change (balance, held and lifecycle columns updated)."""
     alerts: tuple[QueuedAlert, ...]
+    suspend: str | None = None
+    """Issue 18: the anomaly that makes this change suspend the account (fraud_suspected), or None;
+    the caller runs the suspension's writes (billing_core.store.fraud)."""
 
 
 def balance_change(acct: Mapping[str, Any], delta: int, *, kind: str, reason: str, key: str,
@@ -66,10 +69,20 @@ def balance_change(acct: Mapping[str, Any], delta: int, *, kind: str, reason: st
                session_id=session_id, idempotency_key=key, created_at=now,
                below_limit_allowed=bool(below_limit_allowed))
     updated = dict(acct)
+    suspend = None
     if kind in fraud_limits.CALL_CHARGE_KINDS:  # call spending: the spend caps' counters move with it
         updated.update(fraud_limits.spend_after(acct, -delta, now))
-    updated.update(balance=new_balance, held=acct["held"] + held_delta, status=s.status,
-                   status_changed_at=s.status_changed_at, depleted_at=s.depleted_at, presuspended_at=s.presuspended_at,
+        if -delta > 0 and fraud_limits.effective(acct, "anomaly_spend_per_hour") is not None:
+            found = fraud_limits.anomaly(acct, now, spend=-delta)
+            updated.update(found.counters)
+            suspend = found.trigger
+    status, changed_at = s.status, s.status_changed_at
+    if acct.get("suspended_reason") == fraud_limits.FRAUD_SUSPECTED and acct["status"] == lifecycle.SUSPENDED:
+        status, changed_at = acct["status"], acct["status_changed_at"]  # only `account reactivate` lifts it
+    if suspend is not None:
+        status, changed_at = lifecycle.SUSPENDED, now
+    updated.update(balance=new_balance, held=acct["held"] + held_delta, status=status,
+                   status_changed_at=changed_at, depleted_at=s.depleted_at, presuspended_at=s.presuspended_at,
                    low_balance_armed=s.low_balance_armed, low_balance_crossings=s.low_balance_crossings,
                    depletions=s.depletions)
     facts = {"account_ref": acct["ref"], "account_name": acct["name"], "currency": acct["currency"],
@@ -78,7 +91,7 @@ def balance_change(acct: Mapping[str, Any], delta: int, *, kind: str, reason: st
     if kind in PAYMENT_KINDS and delta > 0:
         alerts.append(QueuedAlert(lifecycle.TOPUP_RECEIPT, f"{acct['ref']}:{lifecycle.TOPUP_RECEIPT}:{key}",
                                   {**facts, "amount": format_customer(delta), "reference": key, "reason": reason}))
-    return BalanceChange(row, updated, tuple(alerts))
+    return BalanceChange(row, updated, tuple(alerts), suspend)
 
 
 #: Milliseconds the switch's answer time may be ahead of the core's clock and still count: the
@@ -223,6 +236,8 @@ def extension(acct: Mapping[str, Any], row: Mapping[str, Any], *, charged: int, 
     """Hold the next chunk, or what is left (a partial grant moves the cut-off earlier; money
     taken away by a manual debit can shrink the grant). None when nothing changes. Given
     ``now``, the spend caps' remainder bounds it as the money does."""
+    if acct.get("suspended_reason") == fraud_limits.FRAUD_SUSPECTED:
+        return None  # a call of an account suspended for fraud is cut, never extended (issue 18)
     rate = session_rate(row)
     granted = row["granted_seconds"]
     target = granted + chunk_step(row["chunk_seconds"], granted, rate)

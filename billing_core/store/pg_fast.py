@@ -25,7 +25,9 @@ from ..log_limits import quiet_driver_logger
 from ..domain.rating import Rate, RateTable
 from ..domain.records import Authorization
 from . import sqlite_fast
+from . import fraud as fraud_store
 from . import statements as sql
+from .fraud import alert_facts
 from .errors import StorageError, is_unavailable_sqlstate, pause_before_retry
 from .tables import call_sessions
 
@@ -84,6 +86,9 @@ class PgFastPath:
         self._schema = schema
         self._rate_cache = rate_cache
         self._pool_size = pool_size
+        self._rare: dict[int, tuple[str, list[str], dict[str, Any]]] = {}
+        #: where anomaly suspensions are reported (the core's settings.operator_email; set by the store)
+        self.operator_email: str | None = None
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._sql = {  # the generic driver's statements (store/statements.py): one source for the columns
@@ -139,6 +144,14 @@ class PgFastPath:
         _, order, literals = self._sql[key]
         return [params[n] if n in params else literals[n] for n in order]
 
+    async def _exec(self, conn, stmt, params: dict[str, Any]):
+        """A rarely run statement (issue 18's suspension writes), compiled on first use."""
+        compiled = self._rare.get(id(stmt))
+        if compiled is None:
+            compiled = self._rare[id(stmt)] = _to_asyncpg(stmt)
+        sql_text, order, literals = compiled
+        return await conn.execute(sql_text, *[params[n] if n in params else literals[n] for n in order])
+
     async def _q(self, conn, key: str, fetch: str, **params: Any):
         sql, args = self._sql[key][0], self._args(key, params)
         if fetch == "row":
@@ -175,6 +188,13 @@ class PgFastPath:
         if isinstance(e, steps.CountAttempt):
             return await self._q(conn, "count_attempt", "exec", aid=e.account_id, minute=e.minute, count=e.count,
                                  prev=e.prev)
+        if isinstance(e, steps.CountAnomaly):
+            return await self._exec(conn, fraud_store.U_ACCOUNT_ANOMALY, fraud_store.anomaly_params(e.account_id, e.counters))
+        if isinstance(e, steps.SuspendForFraud):
+            for stmt, params in fraud_store.suspension_writes("postgresql", e.account, e.detail, e.now,
+                                                              self.operator_email, alert_facts(e.account)):
+                await self._exec(conn, stmt, params)
+            return None
         raise TypeError(f"unknown effect {e!r}")
 
     async def authorize(self, req: steps.AuthorizeRequest, lim: steps.Limits) -> Authorization:

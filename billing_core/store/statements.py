@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, bindparam, case, null, select, update
 
-from ..domain.fraud_limits import SPEND_COLUMNS
+from ..domain.fraud_limits import ANOMALY_COLUMNS, SPEND_COLUMNS
 from ..domain.rating import billable_seconds
 from ..domain.records import AccountView, CallSession, LedgerEntry, Settlement
 from .sqlite_fast import register_fast
@@ -28,6 +28,10 @@ DESTINATION_COLUMNS = (
     accounts.c.attempts_minute, accounts.c.attempts_count, accounts.c.attempts_prev,
     packages.c.daily_cap, accounts.c.daily_cap.label("acct_daily_cap"), packages.c.monthly_cap,
     accounts.c.monthly_cap.label("acct_monthly_cap"), packages.c.timezone, *(accounts.c[c] for c in SPEND_COLUMNS),
+    packages.c.anomaly_spend_per_hour, accounts.c.anomaly_spend_per_hour.label("acct_anomaly_spend_per_hour"),
+    packages.c.anomaly_blocked_attempts, accounts.c.anomaly_blocked_attempts.label("acct_anomaly_blocked_attempts"),
+    packages.c.anomaly_window_minutes, *(accounts.c[c] for c in ANOMALY_COLUMNS), accounts.c.suspended_reason,
+    accounts.c.suspensions,
 )
 ACCOUNT_COLUMNS = (
     accounts.c.id, accounts.c.ref, accounts.c.name, accounts.c.email, accounts.c.currency, accounts.c.balance,
@@ -129,7 +133,10 @@ U_ACCOUNT_BALANCE = (
             depletions=bindparam("depletions"), updated_at=bindparam("now"),
             # the spend caps' counters (domain.fraud_limits.spend_after), with the balance
             spend_day_key=bindparam("sdk"), spend_day=bindparam("sd"), spend_month_key=bindparam("smk"),
-            spend_month=bindparam("sm"))
+            spend_month=bindparam("sm"),
+            # the anomaly window's spend (domain.fraud_limits.anomaly), with the balance
+            anomaly_window=bindparam("aw"), anomaly_spend=bindparam("asp"), anomaly_spend_prev=bindparam("aspp"),
+            anomaly_blocked=bindparam("ab"), anomaly_blocked_prev=bindparam("abp"))
 )
 
 

@@ -85,6 +85,10 @@ packages = Table(
     Column("daily_cap", BigInteger, nullable=True),
     Column("monthly_cap", BigInteger, nullable=True),
     Column("timezone", String(64), nullable=False, server_default="America/Toronto"),
+    # Anomaly suspension (domain.fraud_limits.anomaly); NULL = no such check.
+    Column("anomaly_spend_per_hour", BigInteger, nullable=True),
+    Column("anomaly_blocked_attempts", Integer, nullable=True),
+    Column("anomaly_window_minutes", Integer, nullable=False, server_default="60"),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )
@@ -138,6 +142,18 @@ accounts = Table(
     Column("spend_day", BigInteger, nullable=False, server_default="0"),
     Column("spend_month_key", Integer, nullable=False, server_default="0"),
     Column("spend_month", BigInteger, nullable=False, server_default="0"),
+    Column("anomaly_spend_per_hour", BigInteger, nullable=True),
+    Column("anomaly_blocked_attempts", Integer, nullable=True),
+    # the anomaly window's counters (current and previous window), like the attempt counter's
+    Column("anomaly_window", BigInteger, nullable=False, server_default="0"),
+    Column("anomaly_spend", BigInteger, nullable=False, server_default="0"),
+    Column("anomaly_spend_prev", BigInteger, nullable=False, server_default="0"),
+    Column("anomaly_blocked", Integer, nullable=False, server_default="0"),
+    Column("anomaly_blocked_prev", Integer, nullable=False, server_default="0"),
+    # why a suspended account is suspended (fraud_suspected: only `account reactivate` lifts it),
+    # and how many anomaly suspensions it had (the once-per-suspension key of their emails)
+    Column("suspended_reason", String(40), nullable=True),
+    Column("suspensions", Integer, nullable=False, server_default="0"),
     # The account's own destination prefixes (`account allow-destination/deny-destination`),
     # comma-separated E.164 digit prefixes; an allowed one is also the high-cost guard's opt-in.
     Column("allow_destinations", Text, nullable=False, server_default=""),
@@ -240,6 +256,19 @@ ledger = Table(
     # The operator explicitly allowed this entry to take the balance below the credit limit
     # (`callgate credit --allow-below-limit`); `callgate verify` accepts what such entries took.
     Column("below_limit_allowed", Boolean, nullable=False, default=False, server_default=false()),
+)
+
+# Every anomaly suspension and every reactivation (issue 18): the audit trail `callgate fraud events` lists.
+fraud_events = Table(
+    "fraud_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("kind", String(20), nullable=False),  # suspended | reactivated
+    Column("reason", String(40), nullable=False),
+    Column("detail", String(300), nullable=False),
+    Column("actor", String(80), nullable=False),  # callgate | operator
+    Column("created_at", BigInteger, nullable=False),
 )
 
 outbox = Table(

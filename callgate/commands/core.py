@@ -210,6 +210,8 @@ def register(main: click.Group) -> None:
             click.echo(f"{key:>22}: {_show(value)}{override}")
         for key, value in rules["spend"].items():
             click.echo(f"{'spend_' + key:>22}: {_show(value)}")
+        if rules["suspension"]["suspended"]:
+            click.echo(f"{'suspended_reason':>22}: {_show(rules['suspension']['reason'])}")
         click.echo(f"{'allow_destinations':>22}: {','.join(rules['allow_destinations']) or '-'}")
         click.echo(f"{'deny_destinations':>22}: {','.join(rules['deny_destinations']) or '-'}")
 
@@ -245,6 +247,39 @@ def register(main: click.Group) -> None:
         cmd.__doc__ = doc
         cmd.help = doc
         return cmd
+
+    @account.command("reactivate")
+    @click.argument("ref")
+    @click.option("--reason", required=True, help="Why (kept in the audit record)")
+    @json_option
+    @click.pass_context
+    @run_async
+    async def account_reactivate(ctx, ref, reason, as_json):
+        """Lift REF's suspension (fraud_suspected included); kept as an audit record."""
+        async with open_core(ctx) as core:
+            result = await core.admin.reactivate(ref, reason)
+        emit_json(result) if as_json else click.echo(f"account {ref} reactivated ({result['status']})")
+
+    @main.group()
+    def fraud() -> None:
+        """Toll-fraud protection: the audit trail of suspensions."""
+
+    @fraud.command("events")
+    @click.option("--account", "ref", default=None)
+    @click.option("--limit", type=WholeNumber(min=1), default=100, show_default=True)
+    @json_option
+    @click.pass_context
+    @run_async
+    async def fraud_events(ctx, ref, limit, as_json):
+        """Suspensions (fraud_suspected) and reactivations, newest first."""
+        async with open_core(ctx) as core:
+            rows = await core.admin.fraud_events(ref, limit)
+        if as_json:
+            emit_json(rows)
+            return
+        for r in rows:
+            click.echo(f"{_when(r['created_at'])}  {r['account']:<16} {r['kind']:<12} {r['reason']:<16} "
+                       f"{r['actor']:<9} {r['detail']}")
 
     _destination_command("allow", "Let REF call numbers starting with PREFIX (E.164 digits), also above the "
                                   "package's --max-rate-per-min.")
@@ -482,6 +517,10 @@ def _package_rule_options(fn):
         ("--daily-cap", "Most an account's calls may be charged per day (package time zone)"),
         ("--monthly-cap", "Most an account's calls may be charged per month (package time zone)"),
         ("--timezone", "IANA time zone of the caps' days and months (new package: America/Toronto)"),
+        ("--anomaly-spend-per-hour", "Suspend an account (fraud_suspected) whose calls spend more per hour"),
+        ("--anomaly-blocked-attempts", "Suspend after more refused attempts to blocked destinations in the window "
+                                       "(new package: 10)"),
+        ("--anomaly-window-minutes", "The anomaly checks' sliding window (default 60)"),
     )):
         fn = click.option(flag, default=None, help=help_text)(fn)
     return fn
@@ -496,6 +535,8 @@ def _account_override_options(fn):
         ("--max-attempts-per-minute", "Override the package's attempts per minute ('package' = the package's)"),
         ("--daily-cap", "Override the package's daily spend cap ('package' = the package's)"),
         ("--monthly-cap", "Override the package's monthly spend cap ('package' = the package's)"),
+        ("--anomaly-spend-per-hour", "Override the package's anomaly spend ('package' = the package's)"),
+        ("--anomaly-blocked-attempts", "Override the package's anomaly attempts ('package' = the package's)"),
     )):
         fn = click.option(flag, default=None, help=help_text)(fn)
     return fn
@@ -508,7 +549,7 @@ def _rule_value(name: str, text: str | None, *, inherit: bool = False):
         return INHERIT
     if name in ("max_rate_per_min",):
         return _amount(text, "--" + name.replace("_", "-"), RATE_DECIMALS)
-    if name in ("daily_cap", "monthly_cap"):
+    if name in ("daily_cap", "monthly_cap", "anomaly_spend_per_hour"):
         return _amount(text, "--" + name.replace("_", "-"))
     return text
 

@@ -3,12 +3,14 @@ set`, `account allow-destination/deny-destination`, `account show`, `quote --jso
 bad input (one line naming the field, exit non-zero, nothing written)."""
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import insert, select
 
+from billing_core.api import BillingCore
 from billing_core.store import migrate
 from billing_core.store.tables import packages, plans
 
@@ -44,7 +46,8 @@ def test_package_add_defaults_and_show_json(cg, seeded):
                      "allow_regions": "*", "block_types": "", "deny_prefixes": "881,882", "allow_prefixes": "8816",
                      "max_rate_per_min": "0.50", "max_call_minutes": None,
                      "max_attempts_per_minute": None, "daily_cap": None, "monthly_cap": None,
-                     "timezone": "America/Toronto"}
+                     "timezone": "America/Toronto", "anomaly_spend_per_hour": None, "anomaly_blocked_attempts": 10,
+                     "anomaly_window_minutes": 60}
     assert "deny_prefixes" in cg("package", "show", "open").output
 
 
@@ -127,3 +130,35 @@ async def test_packages_from_before_the_upgrade_allow_everything(db_url):
                                    packages.c.max_rate_per_min).where(packages.c.name == "old")).one()
 
     assert tuple(await migrate._run(db_url, read)) == ("*", "", "", None)
+
+
+def test_fraud_events_reactivate_and_account_show_suspension(cg, seeded, sync_db_url):
+    cg("package", "set", "basic", "--anomaly-blocked-attempts", "1", "--anomaly-window-minutes", "30",
+       "--anomaly-spend-per-hour", "5.00")
+    shown = _json(cg("package", "show", "basic", "--json"))
+    assert shown["anomaly_blocked_attempts"] == 1 and shown["anomaly_window_minutes"] == 30
+    assert shown["anomaly_spend_per_hour"] == "5.00"
+    assert _json(cg("fraud", "events", "--json")) == []
+    r = cg("account", "reactivate", "acme", "--reason", "x", ok=False)
+    assert r.exit_code != 0 and "not suspended" in r.output and len(r.output.strip().splitlines()) == 1
+    assert cg("fraud", "events", "--account", "nobody", ok=False).exit_code != 0
+
+    async def flood():  # a hijacked endpoint dials premium numbers (the gate's call to the core)
+        core = await BillingCore.open(sync_db_url)
+        try:
+            for i in range(2):
+                await core.authorize_call(direction="outbound", number="19005550100", endpoint="alice",
+                                          channel_id=f"f{i}")
+        finally:
+            await core.close()
+
+    asyncio.run(flood())
+    shown = _json(cg("account", "show", "acme", "--json"))
+    assert shown["status"] == "suspended" and shown["suspension"]["reason"] == "fraud_suspected"
+    assert shown["spend"]["today"] == "0.00" and "remaining_cap" in shown["spend"]
+    events = _json(cg("fraud", "events", "--json"))
+    assert [(e["account"], e["kind"], e["reason"]) for e in events] == [("acme", "suspended", "fraud_suspected")]
+    assert "fraud_suspected" in cg("fraud", "events").output
+    cg("account", "reactivate", "acme", "--reason", "customer called")
+    assert _json(cg("account", "show", "acme", "--json"))["status"] == "active"
+    assert [e["kind"] for e in _json(cg("fraud", "events", "--account", "acme", "--json"))] == ["reactivated", "suspended"]

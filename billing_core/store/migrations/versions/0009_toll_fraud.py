@@ -33,6 +33,9 @@ _PACKAGE_COLUMNS = (
     ("daily_cap", sa.BigInteger(), dict(nullable=True)),
     ("monthly_cap", sa.BigInteger(), dict(nullable=True)),
     ("timezone", sa.String(64), dict(nullable=False, server_default="America/Toronto")),
+    ("anomaly_spend_per_hour", sa.BigInteger(), dict(nullable=True)),
+    ("anomaly_blocked_attempts", sa.Integer(), dict(nullable=True)),
+    ("anomaly_window_minutes", sa.Integer(), dict(nullable=False, server_default="60")),
 )
 _ACCOUNT_COLUMNS = (
     ("allow_regions", sa.String(400), dict(nullable=True)),
@@ -49,6 +52,15 @@ _ACCOUNT_COLUMNS = (
     ("spend_day", sa.BigInteger(), dict(nullable=False, server_default="0")),
     ("spend_month_key", sa.Integer(), dict(nullable=False, server_default="0")),
     ("spend_month", sa.BigInteger(), dict(nullable=False, server_default="0")),
+    ("anomaly_spend_per_hour", sa.BigInteger(), dict(nullable=True)),
+    ("anomaly_blocked_attempts", sa.Integer(), dict(nullable=True)),
+    ("anomaly_window", sa.BigInteger(), dict(nullable=False, server_default="0")),
+    ("anomaly_spend", sa.BigInteger(), dict(nullable=False, server_default="0")),
+    ("anomaly_spend_prev", sa.BigInteger(), dict(nullable=False, server_default="0")),
+    ("anomaly_blocked", sa.Integer(), dict(nullable=False, server_default="0")),
+    ("anomaly_blocked_prev", sa.Integer(), dict(nullable=False, server_default="0")),
+    ("suspended_reason", sa.String(40), dict(nullable=True)),
+    ("suspensions", sa.Integer(), dict(nullable=False, server_default="0")),
     ("allow_destinations", sa.Text(), dict(nullable=False, server_default="")),
     ("deny_destinations", sa.Text(), dict(nullable=False, server_default="")),
 )
@@ -60,6 +72,19 @@ def upgrade() -> None:
     for name, type_, kw in _ACCOUNT_COLUMNS:
         op.add_column("accounts", sa.Column(name, type_, **kw))
     _backfill_spend()
+    op.create_table(
+        "fraud_events",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("account_id", sa.Integer(), sa.ForeignKey("accounts.id", name="fk_fraud_events_account_id_accounts"),
+                  nullable=False),
+        sa.Column("kind", sa.String(20), nullable=False),
+        sa.Column("reason", sa.String(40), nullable=False),
+        sa.Column("detail", sa.String(300), nullable=False),
+        sa.Column("actor", sa.String(80), nullable=False),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_fraud_events"),
+    )
+    op.create_index("ix_fraud_events_account_id", "fraud_events", ["account_id"])
 
 
 def _backfill_spend() -> None:
@@ -88,6 +113,8 @@ def _backfill_spend() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_fraud_events_account_id", table_name="fraud_events")
+    op.drop_table("fraud_events")
     with op.batch_alter_table("accounts") as batch:
         for name, _, _ in reversed(_ACCOUNT_COLUMNS):
             batch.drop_column(name)
