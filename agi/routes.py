@@ -72,11 +72,13 @@ class Decision:
     """Q.850 cause for Hangup() on deny; 0 when allowed."""
     ring_endpoint: str = ""
     """Inbound ALLOW: the endpoint to ring."""
+    rule: str = ""
+    """``destination_blocked``: the toll-fraud rule that refused the number (logged only)."""
 
     @classmethod
-    def deny(cls, reason: DenyReason | str, session_id: str = "") -> "Decision":
+    def deny(cls, reason: DenyReason | str, session_id: str = "", rule: str | None = None) -> "Decision":
         reason = DenyReason(reason)
-        return cls(False, reason.value, 0, session_id, dialplan.hangup_cause(reason))
+        return cls(False, reason.value, 0, session_id, dialplan.hangup_cause(reason), rule=rule or "")
 
     def variables(self) -> list[tuple[str, str]]:
         """In wire order; CALLGATE_STATUS last (the commit point)."""
@@ -173,13 +175,13 @@ class Router:
             return REFUSED_UNAVAILABLE
         if a.allowed:
             return Decision(True, "", a.granted_ms, a.session_id or "", 0, a.ring_endpoint or "")
-        return Decision.deny(a.reason or DenyReason.BILLING_UNAVAILABLE, a.session_id or "")
+        return Decision.deny(a.reason or DenyReason.BILLING_UNAVAILABLE, a.session_id or "", a.rule)
 
     async def authorize(self, req: AgiRequest, conv: Conversation) -> None:
         decision = await self.decide(req)
         log.info("authorize %s %s: %s %s", req.arg(1), req.arg(2), STATUS_ALLOW if decision.allowed else STATUS_DENY,
                  decision.reason, extra={"session": decision.session_id, "channel": req.channel,
-                                         "max_ms": decision.max_ms})
+                                         "max_ms": decision.max_ms, **({"rule": decision.rule} if decision.rule else {})})
         status_sent = False
         try:
             for name, value in decision.variables():

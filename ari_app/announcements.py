@@ -27,6 +27,9 @@ DEFAULT_ANNOUNCEMENTS: Mapping[str, str] = {
     DenyReason.INVALID_NUMBER.value: "sound:ss-noservice",
     DenyReason.TOO_MANY_CALLS.value: "sound:all-circuits-busy-now",
     DenyReason.BILLING_UNAVAILABLE.value: "sound:all-circuits-busy-now",
+    DenyReason.DESTINATION_BLOCKED.value: "sound:cannot-complete-as-dialed",
+    DenyReason.RATE_LIMITED.value: "sound:all-circuits-busy-now",
+    DenyReason.SPEND_LIMIT.value: "sound:cannot-complete-as-dialed",
 }
 
 #: Q.850 cause of the callee's ChannelDestroyed → reason the caller is hung up with

@@ -341,6 +341,8 @@ class CallActor:
             log.info("call allowed", extra=extra)
         else:
             extra["reason"] = str(auth.reason)
+            if auth.rule is not None:  # destination_blocked: which toll-fraud rule refused it
+                extra["rule"] = auth.rule
             log.info("call refused", extra=extra)
         return auth
 

@@ -27,6 +27,11 @@ from callgate.heap import freeze_startup_heap
 from tests.factories import seed
 
 PG = os.environ.get("CALLGATE_BENCH_PG_URL", "postgresql://127.0.0.1:5432/test")
+#: CALLGATE_BENCH_FRAUD_RULES=1: every toll-fraud rule and limit of issue 18 on (destination rules,
+#: high-cost guard, call length, attempts per minute — counted on every authorize —, spend caps,
+#: anomaly thresholds),
+#: set high enough that every benchmark call is still allowed.
+FRAUD_RULES = os.environ.get("CALLGATE_BENCH_FRAUD_RULES", "") not in ("", "0")
 CALLERS = 32
 SECONDS = float(os.environ.get("CALLGATE_BENCH_SECONDS", "5"))
 
@@ -42,7 +47,14 @@ async def authorize_bench(url: str, label: str) -> None:
     # One account per caller (as real traffic: many accounts), plenty of money and call slots.
     for i in range(CALLERS):
         await seed(core, account=f"acct{i}", endpoint=f"ep{i}", did=None, balance="100000.00", max_calls=1_000_000,
-                   deck=[Rate("1", 12_500, 0, 60, 6)])
+                   deck=[Rate("1", 12_500, 0, 60, 6)], allow_regions=None if FRAUD_RULES else "*", block_types=None if FRAUD_RULES else "")
+    if FRAUD_RULES:
+        await core.admin.set_package("basic", allow_regions="CA,US", block_types="PREMIUM_RATE,SHARED_COST,UAN",
+                                     deny_prefixes="881,882,883,1900", allow_prefixes="1514", max_rate_per_min=1_000_000,
+                                     max_call_minutes="240", max_attempts_per_minute="1000000",
+                                     daily_cap=10**12, monthly_cap=10**13, anomaly_spend_per_hour=10**12,
+                                     anomaly_blocked_attempts="10")
+        label += " (every toll-fraud rule and limit on)"
     freeze_startup_heap()  # as the services do once started (callgate.heap); undone at the end
     latencies: list[float] = []
     stop = time.perf_counter() + SECONDS

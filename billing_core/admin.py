@@ -8,14 +8,18 @@ from typing import Any, Sequence
 
 from sqlalchemy import delete, func, insert, select, update
 
+from .domain import destination_rules as dest
+from .domain import fraud_limits
 from .domain import lifecycle
 from .domain.errors import InvalidInput, NotFound
 from .domain.identifiers import check_email, check_endpoint, check_ref, check_text
 from .domain.money import INTEGER_MAX, check_storage_range, format_amount
+from .domain.records import INHERIT
 from .domain.numbers import normalise
 from .domain.decks import BEGINNING_OF_TIME, PlanVersions, days_mask, period_of, superseded, version_from_row
 from .domain.ratedeck import DeckError, DeckRow, check_deck_periods
-from .domain.rating import ALWAYS, DAY_NAMES, DEFAULT_TIMEZONE, Rate, format_minute, load_zone, period_cost
+from .domain.rating import (ALWAYS, DAY_NAMES, DEFAULT_TIMEZONE, Rate, billed_seconds, cost, format_minute, load_zone,
+                            period_cost)
 from .rerate import Rerater
 from .store.statements import account_query
 from .store.tables import (
@@ -25,6 +29,7 @@ from .store.tables import (
     did_assignments,
     dids,
     endpoints,
+    fraud_events,
     ledger,
     packages,
     plans,
@@ -198,7 +203,12 @@ class Admin:
         return row
 
     # ------------------------------------------------------------------------------- packages
-    async def add_package(self, name: str, *, plan: str, low_balance: int, max_calls: int, inbound_rate: int) -> dict:
+    async def add_package(self, name: str, *, plan: str, low_balance: int, max_calls: int, inbound_rate: int,
+                          **rules: Any) -> dict:
+        """Create (or update) package ``name``. ``rules`` are the toll-fraud rules
+        (:data:`PACKAGE_RULES`, the ``package add/set`` flags with underscores: texts as the flags
+        take them, amounts in micro-units); a new package gets :func:`package_rule_defaults` for
+        those not given, an updated one keeps its own."""
         check_ref(name, "NAME", "a package name is letters, digits and _.@- (max 64)")
         if low_balance < 0:
             raise InvalidInput("--low-balance: must not be negative")
@@ -208,6 +218,7 @@ class Admin:
         check_storage_range(inbound_rate, field="--inbound-rate")
         if inbound_rate < 0:
             raise InvalidInput("--inbound-rate: must not be negative")
+        checked = check_package_rules(rules)
         now = self._now()
 
         def tx(conn):
@@ -215,15 +226,73 @@ class Admin:
             if plan_id is None:
                 raise NotFound(f"--plan: unknown plan {plan!r}")
             existing = conn.execute(select(packages.c.id).where(packages.c.name == name)).scalar()
-            values = dict(plan_id=plan_id, low_balance=low_balance, max_calls=max_calls, inbound_rate=inbound_rate, updated_at=now)
+            values = dict(plan_id=plan_id, low_balance=low_balance, max_calls=max_calls, inbound_rate=inbound_rate,
+                          updated_at=now, **checked)
             if existing is None:
-                conn.execute(insert(packages).values(name=name, created_at=now, **values))
+                defaults = package_rule_defaults(self.core.settings.home_region)
+                # a rule equal to its column's default is left to the database (the same value),
+                # so creating a package that sets no rule writes only the columns it always did
+                new = {k: v for k, v in {**defaults, **values}.items()
+                       if k not in _COLUMN_DEFAULTS or v != _COLUMN_DEFAULTS[k]}
+                conn.execute(insert(packages).values(name=name, created_at=now, **new))
             else:
                 conn.execute(update(packages).where(packages.c.id == existing).values(**values))
             return {"package": name, "plan": plan, "low_balance": format_amount(low_balance), "max_calls": max_calls,
-                    "inbound_rate": format_amount(inbound_rate), "updated": existing is not None}
+                    "inbound_rate": format_amount(inbound_rate), "updated": existing is not None,
+                    **self._package_rules_out(conn, name)}
 
         return await self.store.run(tx)
+
+    async def set_package(self, name: str, *, plan: str | None = None, low_balance: int | None = None,
+                          max_calls: int | None = None, inbound_rate: int | None = None, **rules: Any) -> dict:
+        """Change only the given settings of an existing package (``package set``)."""
+        values: dict[str, Any] = {}
+        if low_balance is not None:
+            if low_balance < 0:
+                raise InvalidInput("--low-balance: must not be negative")
+            values["low_balance"] = check_storage_range(low_balance, field="--low-balance")
+        if max_calls is not None:
+            if not isinstance(max_calls, int) or not 1 <= max_calls <= INTEGER_MAX:
+                raise InvalidInput(f"--max-calls: must be a whole number from 1 to {INTEGER_MAX} (got {max_calls!r})")
+            values["max_calls"] = max_calls
+        if inbound_rate is not None:
+            if inbound_rate < 0:
+                raise InvalidInput("--inbound-rate: must not be negative")
+            values["inbound_rate"] = check_storage_range(inbound_rate, field="--inbound-rate")
+        values.update(check_package_rules(rules))
+        now = self._now()
+
+        def tx(conn):
+            pkg = conn.execute(select(packages.c.id).where(packages.c.name == name)).scalar()
+            if pkg is None:
+                raise NotFound(f"NAME: unknown package {name!r}")
+            if plan is not None:
+                plan_id = conn.execute(select(plans.c.id).where(plans.c.name == plan)).scalar()
+                if plan_id is None:
+                    raise NotFound(f"--plan: unknown plan {plan!r}")
+                values["plan_id"] = plan_id
+            if values:
+                conn.execute(update(packages).where(packages.c.id == pkg).values(updated_at=now, **values))
+            return self._package_out(conn, name)
+
+        return await self.store.run(tx)
+
+    async def show_package(self, name: str) -> dict:
+        return await self.store.run(self._package_out, name)
+
+    def _package_out(self, conn, name: str) -> dict:
+        row = conn.execute(select(packages, plans.c.name.label("plan_name"))
+                           .select_from(packages.join(plans, plans.c.id == packages.c.plan_id))
+                           .where(packages.c.name == name)).mappings().first()
+        if row is None:
+            raise NotFound(f"NAME: unknown package {name!r}")
+        return {"package": name, "plan": row["plan_name"], "low_balance": format_amount(row["low_balance"]),
+                "max_calls": row["max_calls"], "inbound_rate": format_amount(row["inbound_rate"]),
+                **package_rules_out(row)}
+
+    def _package_rules_out(self, conn, name: str) -> dict:
+        row = conn.execute(select(packages).where(packages.c.name == name)).mappings().one()
+        return package_rules_out(row)
 
     # ------------------------------------------------------------------------------- accounts
     async def add_account(self, ref: str, *, name: str, email: str, package: str, credit_limit: int = 0) -> dict:
@@ -264,11 +333,107 @@ class Admin:
             raise InvalidInput(f"status: must be one of {', '.join(lifecycle.STATUSES)}")
 
         def tx(conn):
-            n = conn.execute(update(accounts).where(accounts.c.ref == ref).values(status=status, status_changed_at=self._now())).rowcount
+            # any status set by an operator ends a fraud_suspected suspension's reason (issue 18)
+            n = conn.execute(update(accounts).where(accounts.c.ref == ref).values(
+                status=status, status_changed_at=self._now(),
+                **({} if status == lifecycle.SUSPENDED else {"suspended_reason": None}))).rowcount
             if not n:
                 raise NotFound(f"unknown account {ref!r}")
 
         await self.store.run(tx)
+
+    async def set_account_rules(self, ref: str, **overrides: Any) -> dict:
+        """``account set REF …``: override the package's rules for this account. A value of None is
+        "not given"; :data:`INHERIT` clears the override (the package's value applies again)."""
+        values = check_account_overrides(overrides)
+        now = self._now()
+
+        def tx(conn):
+            n = conn.execute(update(accounts).where(accounts.c.ref == ref).values(updated_at=now, **values)).rowcount \
+                if values else conn.execute(select(func.count()).select_from(accounts).where(accounts.c.ref == ref)).scalar()
+            if not n:
+                raise NotFound(f"REF: unknown account {ref!r}")
+            return self.account_rules_tx(conn, ref)
+
+        return await self.store.run(tx)
+
+    async def set_destination(self, ref: str, prefix: str, action: str) -> dict:
+        """``account allow-destination/deny-destination/clear-destination REF PREFIX``: the account's
+        own destination prefixes (a prefix is in one list at most; ``clear`` takes it out of both)."""
+        if action not in ("allow", "deny", "clear"):
+            raise InvalidInput(f"action: must be allow, deny or clear (got {action!r})")
+        p = dest.check_prefix(prefix)
+        now = self._now()
+
+        def tx(conn):
+            row = conn.execute(select(accounts.c.id, accounts.c.allow_destinations, accounts.c.deny_destinations)
+                               .where(accounts.c.ref == ref)).mappings().first()
+            if row is None:
+                raise NotFound(f"REF: unknown account {ref!r}")
+            allow = [x for x in dest.split(row["allow_destinations"]) if x != p]
+            deny = [x for x in dest.split(row["deny_destinations"]) if x != p]
+            if action == "allow":
+                allow.append(p)
+            elif action == "deny":
+                deny.append(p)
+            conn.execute(update(accounts).where(accounts.c.id == row["id"]).values(
+                allow_destinations=",".join(sorted(allow)), deny_destinations=",".join(sorted(deny)), updated_at=now))
+            return self.account_rules_tx(conn, ref)
+
+        return await self.store.run(tx)
+
+    async def reactivate(self, ref: str, reason: str) -> dict:
+        """``account reactivate REF --reason TEXT``: lift a suspension (fraud_suspected or an
+        operator's), keep an audit record. The account becomes active, or depleted when it has no
+        money; the anomaly counters start again."""
+        reason = check_text(reason, "--reason", max_length=300)
+        now = self._now()
+
+        def tx(conn):
+            row = conn.execute(select(accounts.c.id, accounts.c.status, accounts.c.balance, accounts.c.suspended_reason)
+                               .where(accounts.c.ref == ref).with_for_update()).mappings().first()
+            if row is None:
+                raise NotFound(f"REF: unknown account {ref!r}")
+            if row["status"] != lifecycle.SUSPENDED:
+                raise InvalidInput(f"REF: account {ref!r} is not suspended (it is {row['status']})")
+            status = lifecycle.ACTIVE if row["balance"] > 0 else lifecycle.DEPLETED
+            conn.execute(update(accounts).where(accounts.c.id == row["id"]).values(
+                status=status, status_changed_at=now, suspended_reason=None, updated_at=now,
+                depleted_at=None if status == lifecycle.ACTIVE else now,
+                **{c: 0 for c in fraud_limits.ANOMALY_COLUMNS}))
+            conn.execute(insert(fraud_events).values(account_id=row["id"], kind="reactivated",
+                                                     reason=row["suspended_reason"] or "suspended", detail=reason,
+                                                     actor="operator", created_at=now))
+            return {"account": ref, "status": status, "was": row["suspended_reason"] or "suspended", "reason": reason}
+
+        return await self.store.run(tx)
+
+    async def fraud_events(self, ref: str | None = None, limit: int = 100) -> list[dict]:
+        """The audit trail of suspensions and reactivations, newest first."""
+        def tx(conn):
+            q = select(fraud_events, accounts.c.ref.label("account")).select_from(
+                fraud_events.join(accounts, accounts.c.id == fraud_events.c.account_id))
+            if ref is not None:
+                if conn.execute(select(accounts.c.id).where(accounts.c.ref == ref)).scalar() is None:
+                    raise NotFound(f"--account: unknown account {ref!r}")
+                q = q.where(accounts.c.ref == ref)
+            q = q.order_by(fraud_events.c.id.desc()).limit(limit)
+            return [{"id": r["id"], "account": r["account"], "kind": r["kind"], "reason": r["reason"],
+                     "detail": r["detail"], "actor": r["actor"], "created_at": r["created_at"]}
+                    for r in conn.execute(q).mappings()]
+
+        return await self.store.run(tx)
+
+    async def account_rules(self, ref: str) -> dict:
+        return await self.store.run(self.account_rules_tx, ref)
+
+    def account_rules_tx(self, conn, ref: str) -> dict:
+        """An account's fraud-protection settings as ``account show`` prints them: its overrides
+        (None = the package's), its destinations, and the effective rules."""
+        row = conn.execute(account_query().where(accounts.c.ref == ref)).mappings().first()
+        if row is None:
+            raise NotFound(f"REF: unknown account {ref!r}")
+        return account_rules_out(row, self._now())
 
     # ------------------------------------------------------------------------------ endpoints
     async def add_endpoint(self, ref: str, endpoint: str) -> dict:
@@ -431,7 +596,8 @@ class Admin:
             out: dict[str, Any] = {"account": ref, "number": number, "number_e164": None, "prefix": None,
                                    "rate_per_min": None, "allowed": decision.allowed,
                                    "reason": decision.reason.value if decision.reason else None,
-                                   "max_talk_seconds": decision.max_talk_seconds, "emergency": decision.emergency}
+                                   "max_talk_seconds": decision.max_talk_seconds, "emergency": decision.emergency,
+                                   "rule": decision.rule}
             if decision.emergency:
                 if seconds is not None:
                     out.update(billed_seconds=0, cost=format_amount(0))
@@ -463,6 +629,9 @@ class Admin:
         return await self.store.run(tx)
 
     # --------------------------------------------------------------------------------- verify
+    def _verify_spend_caps(self, conn) -> list[str]:
+        return _verify_spend_caps_tx(conn, self._now())
+
     async def verify(self) -> list[str]:
         """Every violation of the money invariants, as one line each (empty = all good)."""
 
@@ -501,6 +670,7 @@ class Admin:
                 problems.append(f"session {s.id}: settled with an open hold {format_amount(s.hold)}")
             for s in conn.execute(select(call_sessions.c.id, call_sessions.c.hold).where(call_sessions.c.hold < 0)):
                 problems.append(f"session {s.id}: negative hold {format_amount(s.hold)}")
+            problems += self._verify_spend_caps(conn)
             # The balance_after chain of each account must be a running sum.
             running: dict[int, int] = {}
             for e in conn.execute(select(ledger.c.id, ledger.c.account_id, ledger.c.amount, ledger.c.balance_after).order_by(ledger.c.id)):
@@ -514,6 +684,29 @@ class Admin:
         return await self.store.run(tx)
 
 
+def _verify_spend_caps_tx(conn, now: int) -> list[str]:
+    """Issue 18: each account's spend counters equal its call charges in the ledger for the current
+    day and month (package time zone), and no period's charges exceed a cap in force."""
+    problems: list[str] = []
+    for a in conn.execute(account_query()).mappings():
+        tz = a["timezone"]
+        day, month = fraud_limits.period_keys(now, tz)
+        today, this_month = fraud_limits.spent(a, now)
+        for label, key, counted, cap in (("day", day, today, fraud_limits.effective(a, "daily_cap")),
+                                          ("month", month, this_month, fraud_limits.effective(a, "monthly_cap"))):
+            start = fraud_limits.period_start_ms(key, tz)
+            charged = conn.execute(select(func.coalesce(func.sum(-ledger.c.amount), 0)).where(
+                ledger.c.account_id == a["id"], ledger.c.kind.in_(fraud_limits.CALL_CHARGE_KINDS),
+                ledger.c.created_at >= start)).scalar()
+            if counted != charged:
+                problems.append(f"account {a['ref']}: this {label}'s spend counter {format_amount(counted)} != "
+                                f"call charges in the ledger {format_amount(charged)}")
+            if cap is not None and charged > cap:
+                problems.append(f"account {a['ref']}: this {label}'s call charges {format_amount(charged)} exceed "
+                                f"its {label == 'day' and 'daily' or 'monthly'} cap {format_amount(cap)}")
+    return problems
+
+
 def release_did_tx(conn, e164: str, reason: str, now: int) -> None:
     """Return a DID to the pool inside the caller's transaction, keeping the assignment history."""
     conn.execute(update(dids).where(dids.c.number == e164).values(account_id=None, endpoint=None, assigned_at=None))
@@ -522,3 +715,112 @@ def release_did_tx(conn, e164: str, reason: str, now: int) -> None:
         .where(did_assignments.c.number == e164, did_assignments.c.released_at.is_(None))
         .values(released_at=now, release_reason=reason[:200])
     )
+
+
+# ------------------------------------------------------------------------ toll-fraud settings
+#: The package rules of issue 18 (the ``package add/set`` flags, underscores for dashes).
+PACKAGE_RULES = ("allow_regions", "block_types", "deny_prefixes", "allow_prefixes", "max_rate_per_min",
+                 "max_call_minutes", "max_attempts_per_minute", "daily_cap", "monthly_cap", "timezone",
+                 "anomaly_spend_per_hour", "anomaly_blocked_attempts", "anomaly_window_minutes")
+#: What ``account set REF …`` may override (NULL on the account = the package's value).
+ACCOUNT_OVERRIDES = ("allow_regions", "block_types", "max_rate_per_min", "max_call_minutes", "max_attempts_per_minute",
+                     "daily_cap", "monthly_cap", "anomaly_spend_per_hour", "anomaly_blocked_attempts")
+_AMOUNT_RULES = ("max_rate_per_min", "daily_cap", "monthly_cap", "anomaly_spend_per_hour")
+#: Whole-number limits: (smallest allowed value, largest).
+_COUNT_RULES = {"max_call_minutes": (1, 7 * 24 * 60), "max_attempts_per_minute": (1, 1_000_000),
+                "anomaly_blocked_attempts": (1, 1_000_000), "anomaly_window_minutes": (1, 7 * 24 * 60)}
+
+
+#: The package rule columns' database defaults (what a package from before migration 0009 has).
+_COLUMN_DEFAULTS: dict[str, Any] = {
+    c.name: (c.server_default.arg if c.server_default is not None else None)
+    for c in packages.columns if c.name in PACKAGE_RULES
+}
+
+
+def package_rule_defaults(home_region: str) -> dict[str, Any]:
+    """What a new package gets for the rules it is not given (issue 18): calls to the home region
+    and the US only; premium-rate, shared-cost and UAN numbers blocked; no prefix lists, no
+    high-cost guard."""
+    return dict(allow_regions=dest.default_allow_regions(home_region), block_types=",".join(dest.DEFAULT_BLOCK_TYPES),
+                deny_prefixes="", allow_prefixes="", max_rate_per_min=None, timezone=DEFAULT_TIMEZONE,
+                anomaly_blocked_attempts=fraud_limits.DEFAULT_ANOMALY_BLOCKED_ATTEMPTS,
+                anomaly_window_minutes=fraud_limits.DEFAULT_ANOMALY_WINDOW_MINUTES)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_rule(name: str, value: Any) -> Any:
+    field = _flag(name)
+    if name == "allow_regions":
+        return dest.parse_regions(value, field)
+    if name == "block_types":
+        return dest.parse_types(value, field)
+    if name in ("deny_prefixes", "allow_prefixes"):
+        return dest.parse_prefixes(value, field)
+    if name == "timezone":
+        load_zone(value, field=field)
+        return value
+    if name in _COUNT_RULES:
+        low, high = _COUNT_RULES[name]
+        text = str(value).strip()
+        if isinstance(value, bool) or not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+            raise InvalidInput(f"{field}: must be a whole number from {low} to {high} (got {value!r})")
+        return int(text)
+    if name in _AMOUNT_RULES:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidInput(f"{field}: must be an amount ≥ 0 (got {value!r})")
+        return check_storage_range(value, field=field)
+    raise InvalidInput(f"{field}: unknown setting")
+
+
+def check_package_rules(rules: dict[str, Any]) -> dict[str, Any]:
+    """The given (not None) package rules, checked and in their stored form."""
+    unknown = set(rules) - set(PACKAGE_RULES)
+    if unknown:
+        raise InvalidInput(f"{_flag(sorted(unknown)[0])}: unknown package setting")
+    return {k: _check_rule(k, v) for k, v in rules.items() if v is not None}
+
+
+def check_account_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(overrides) - set(ACCOUNT_OVERRIDES)
+    if unknown:
+        raise InvalidInput(f"{_flag(sorted(unknown)[0])}: not an account override")
+    return {k: (None if v == INHERIT else _check_rule(k, v)) for k, v in overrides.items() if v is not None}
+
+
+def _rule_out(name: str, value: Any) -> Any:
+    if name in _AMOUNT_RULES:
+        return None if value is None else format_amount(value)
+    return value
+
+
+def package_rules_out(row) -> dict[str, Any]:
+    """A package row's rules as ``package show --json`` gives them: the flags' names with
+    underscores and the flags' forms (``"CA,US"``, ``"*"``, ``"881,882"``, amounts as decimal
+    strings, null = not set)."""
+    return {name: _rule_out(name, row[name]) for name in PACKAGE_RULES}
+
+
+def account_rules_out(row, now: int) -> dict[str, Any]:
+    """An account_query() row's fraud-protection view (``account show``): ``limits`` (the rules in
+    force: the account's override, else the package's), ``overrides`` (null = the package's),
+    and the account's own ``allow_destinations``/``deny_destinations``."""
+    overrides = {name: _rule_out(name, row["acct_" + name]) for name in ACCOUNT_OVERRIDES}
+    effective = {name: _rule_out(name, row[name] if row["acct_" + name] is None else row["acct_" + name])
+                 for name in ACCOUNT_OVERRIDES}
+    effective.update(deny_prefixes=row["deny_prefixes"], allow_prefixes=row["allow_prefixes"], timezone=row["timezone"],
+                     anomaly_window_minutes=row["anomaly_window_minutes"])
+    effective = {k: effective[k] for k in PACKAGE_RULES}
+    today, month = fraud_limits.spent(row, now)
+    left = fraud_limits.cap_remaining(row, now)
+    spend = {"today": format_amount(today), "this_month": format_amount(month),
+             "remaining_cap": None if left is None else format_amount(max(left, 0))}
+    suspension = {"suspended": row["status"] == lifecycle.SUSPENDED, "reason": row["suspended_reason"],
+                  "since": row["status_changed_at"] if row["status"] == lifecycle.SUSPENDED else None,
+                  "suspensions": row["suspensions"]}
+    return {"limits": effective, "overrides": overrides, "spend": spend, "suspension": suspension,
+            "allow_destinations": list(dest.split(row["allow_destinations"])),
+            "deny_destinations": list(dest.split(row["deny_destinations"]))}

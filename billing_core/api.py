@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from . import metrics
 from .clock import SystemClock
 from .domain import authorize as auth_steps
+from .domain import fraud_limits
 from .domain import money_rules as rules
 from .domain.errors import BelowCreditLimit, DenyReason, InvalidInput, NotFound
 from .domain.identifiers import check_text
@@ -40,6 +41,7 @@ from .domain.records import AccountView, Authorization, CallSession, LedgerEntry
 from .admin import Admin
 from .store.engine import Store, open_store
 from .store.errors import StorageError
+from .store import fraud as fraud_store
 from .store import statements as sql
 from .store.tables import accounts, call_sessions, endpoints, outbox
 
@@ -73,6 +75,8 @@ class CoreSettings:
     currency: str = "CAD"
     presuspend_days: float = 7
     did_release_days: float = 7
+    operator_email: str | None = None
+    """Where anomaly suspensions are reported (CALLGATE_OPERATOR_EMAIL); None: the customer only."""
 
 
 class BillingCore:
@@ -136,6 +140,8 @@ class BillingCore:
             metrics.CALLS_AUTHORIZED.labels(direction, "yes" if result.emergency else "no").inc()
         else:
             metrics.CALLS_REFUSED.labels(direction, result.reason.value).inc()
+            if result.rule is not None:
+                metrics.DESTINATION_BLOCKED.labels(result.rule).inc()
         return result
 
     async def _authorize_once(self, direction, number, endpoint, caller_id, pbx_id, channel_id, full_hold, emergency, now):
@@ -145,7 +151,9 @@ class BillingCore:
             try:
                 fast = self.store.fast_path
                 if fast is not None:
-                    return await self.store.run_fast(fast(self._decks).authorize, req, self._limits())
+                    driver = fast(self._decks)
+                    driver.operator_email = self.settings.operator_email  # for an anomaly suspension
+                    return await self.store.run_fast(driver.authorize, req, self._limits())
                 return await self.store.run(self._decide_tx, req)
             except IntegrityError:
                 # The same channel authorized twice at once: the second attempt finds the first's session.
@@ -192,6 +200,13 @@ class BillingCore:
             return conn.execute(sql.U_ACCOUNT_TAKE_CALL, {"aid": e.account_id, "hold": e.hold, "now": e.now})
         if isinstance(e, auth_steps.InsertSession):
             return conn.execute(sql.I_SESSION, dict(e.values))
+        if isinstance(e, auth_steps.CountAnomaly):
+            return conn.execute(fraud_store.U_ACCOUNT_ANOMALY, fraud_store.anomaly_params(e.account_id, e.counters))
+        if isinstance(e, auth_steps.SuspendForFraud):
+            return self.suspend_for_fraud_tx(conn, e.account, e.detail, e.now)
+        if isinstance(e, auth_steps.CountAttempt):
+            return conn.execute(sql.U_ACCOUNT_ATTEMPTS, {"aid": e.account_id, "minute": e.minute, "count": e.count,
+                                                         "prev": e.prev})
         raise TypeError(f"unknown effect {e!r}")
 
     def _limits(self) -> auth_steps.Limits:
@@ -264,7 +279,8 @@ class BillingCore:
         return self._session_view(conn, session_id)
 
     def _extend_locked(self, conn, acct, row, now) -> None:
-        ext = rules.extension(acct, row, charged=row["charged"], hold=row["hold"], cap=self.settings.max_call_seconds)
+        ext = rules.extension(acct, row, charged=row["charged"], hold=row["hold"],
+                              cap=fraud_limits.call_cap_seconds(acct, self.settings.max_call_seconds), now=now)
         if ext is None:
             return
         conn.execute(sql.U_ACCOUNT_HELD, {"aid": acct["id"], "delta": ext.hold - row["hold"], "now": now})
@@ -387,14 +403,16 @@ class BillingCore:
         billable, total, overrun = charge.billable_seconds, charge.total, charge.overrun
         final = total - row["charged"]
         if acct is not None:
-            limit = rules.settle_charge_limit(acct, row)
+            limit = rules.settle_charge_limit(acct, row, now)
             if final > limit:
-                log.warning("session %s: charge %d would take account %s below its credit limit; %d charged, %d unpaid",
-                            session_id, final, acct["ref"], limit, final - limit)
-                note = _join_note(note, f"unpaid {final - limit} micro-units (credit limit)")
+                # the money, or (issue 18) a spend cap: the period's charges never exceed it
+                what = "spend cap" if rules.cap_bound(acct, row, now) else "credit limit"
+                log.warning("session %s: charge %d would take account %s over its %s; %d charged, %d unpaid",
+                            session_id, final, acct["ref"], what, limit, final - limit)
+                note = _join_note(note, f"unpaid {final - limit} micro-units ({what})")
                 total -= final - limit
                 final = limit
-                clamps.append("credit_limit")
+                clamps.append(what.replace(" ", "_"))
             # the hold is released and the live-call slot freed in the same UPDATE as the charge
             if final != 0:
                 acct = self._apply_balance_change(
@@ -560,11 +578,23 @@ class BillingCore:
             status_changed_at=a["status_changed_at"],
             depleted_at=a["depleted_at"], presuspended_at=a["presuspended_at"], armed=a["low_balance_armed"],
             crossings=a["low_balance_crossings"], depletions=a["depletions"], now=now,
+            sdk=a["spend_day_key"], sd=a["spend_day"], smk=a["spend_month_key"], sm=a["spend_month"],
+            **anomaly_balance_params(a),
         ))
         for alert in change.alerts:
             self.enqueue_alert(conn, account_id=a["id"], to_addr=a["email"], kind=alert.kind,
                                dedupe_key=alert.dedupe_key, context=alert.context, now=now)
+        if change.suspend is not None:
+            self.suspend_for_fraud_tx(conn, a, change.suspend, now)
         return a
+
+    def suspend_for_fraud_tx(self, conn, acct, detail: str, now: int) -> None:
+        """An anomaly suspension inside the caller's transaction (billing_core.store.fraud)."""
+        log.warning("account %s suspended: fraud_suspected (%s)", acct["ref"], detail)
+        metrics.FRAUD_SUSPENSIONS.inc()
+        for stmt, params in fraud_store.suspension_writes(conn.dialect.name, acct, detail, now,
+                                                          self.settings.operator_email, fraud_store.alert_facts(acct)):
+            conn.execute(stmt, params)
 
     @staticmethod
     def enqueue_alert(conn, *, account_id, to_addr, kind, dedupe_key, context: dict, now: int) -> None:
@@ -616,6 +646,12 @@ def _answer_time(at_ms: int | None, now: int) -> int:
     """An answer time the switch reported, within the storage range (U_SESSION_ANSWER then moves
     it to the authorize at the earliest); none reported: now."""
     return now if at_ms is None else min(max(int(at_ms), 0), now + _ANSWER_FUTURE_LIMIT_MS)
+
+
+def anomaly_balance_params(a) -> dict[str, Any]:
+    """U_ACCOUNT_BALANCE's anomaly-window parameters from an account mapping."""
+    return dict(aw=a["anomaly_window"], asp=a["anomaly_spend"], aspp=a["anomaly_spend_prev"], ab=a["anomaly_blocked"],
+                abp=a["anomaly_blocked_prev"])
 
 
 def _checked_talk_ms(talk_ms, field: str) -> int:

@@ -343,6 +343,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "timeout": Key(_float(1), 30.0, doc="seconds to connect and for each SMTP reply"),
         "validate_certs": Key(_bool, True, doc="verify the server's TLS certificate"),
         "templates": Key(_str, "", ("CALLGATE_MAIL_TEMPLATES",), doc="directory of replacement email templates"),
+        "operator_email": Key(_optional(_email), "", ("CALLGATE_OPERATOR_EMAIL",),
+                              doc="operator address told of every fraud_suspected suspension (empty: none)"),
         "provider_name": Key(_str, "", ("CALLGATE_MAIL_PROVIDER_NAME",), doc="signature line of the emails"),
         "backoff_seconds": Key(_float(0), 30.0, ("CALLGATE_MAIL_BACKOFF_SECONDS",), doc="first retry delay after a failure"),
         "backoff_max_seconds": Key(_float(0), 3600.0, ("CALLGATE_MAIL_BACKOFF_MAX_SECONDS",), doc="longest retry delay"),
@@ -573,6 +575,7 @@ def core_settings(cfg: Config) -> "CoreSettings":
         chunk_seconds=cfg.get("sidecar", "chunk_seconds"),
         presuspend_days=cfg.get("sidecar", "presuspend_days"),
         did_release_days=cfg.get("sidecar", "did_release_days"),
+        operator_email=cfg.get("smtp", "operator_email") or None,
     )
 
 

@@ -64,6 +64,12 @@ HANGUP_CAUSES: Mapping[DenyReason, int] = {
     DenyReason.INVALID_NUMBER: CAUSE_UNALLOCATED,
     DenyReason.TOO_MANY_CALLS: CAUSE_USER_BUSY,
     DenyReason.BILLING_UNAVAILABLE: CAUSE_NO_CIRCUIT,
+    # toll-fraud protection (issue 18): a refused destination is Forbidden (21 → SIP 403) with the
+    # refusal announcement, as the other "you may not call this" refusals
+    DenyReason.DESTINATION_BLOCKED: CAUSE_CALL_REJECTED,
+    # too many attempts a minute: 34 (503 Service Unavailable), "try again later"
+    DenyReason.RATE_LIMITED: CAUSE_NO_CIRCUIT,
+    DenyReason.SPEND_LIMIT: CAUSE_CALL_REJECTED,
 }
 
 #: Deny reason → ARI hangup reason of a bridge-mode refusal (``DELETE /channels/{id}?reason=``).
@@ -81,6 +87,9 @@ ARI_HANGUP_REASONS: Mapping[str, str] = {
     DenyReason.INVALID_NUMBER.value: "unallocated",
     DenyReason.TOO_MANY_CALLS.value: "busy",
     DenyReason.BILLING_UNAVAILABLE.value: "congestion",
+    DenyReason.DESTINATION_BLOCKED.value: "rejected",
+    DenyReason.RATE_LIMITED.value: "congestion",
+    DenyReason.SPEND_LIMIT.value: "rejected",
 }
 
 

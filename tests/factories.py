@@ -38,14 +38,22 @@ async def seed(
     inbound_rate: str = "0",
     credit_limit: str = "0",
     email: str | None = None,
+    allow_regions: str | None = "*",
+    block_types: str | None = "",
 ) -> Seeded:
-    """Create (or reuse) plan + package, then a new account with ``balance`` credited."""
+    """Create (or reuse) plan + package, then a new account with ``balance`` credited.
+
+    The package allows every destination (``allow_regions="*"``, no ``block_types``: what a package
+    from before migration 0009 has) unless told otherwise (None: a new package's defaults): the
+    tests seeded here call UK and fictional numbers and test other things than the toll-fraud
+    rules (the defaults have their own tests: tests/core/test_destination_rules.py)."""
     admin = core.admin
     plans = await admin.store.run(lambda conn: conn.exec_driver_sql("select name from plans").scalars().all())
     if plan not in plans:
         await admin.import_plan(plan, deck or DEFAULT_DECK)
     await admin.add_package(package, plan=plan, low_balance=parse_amount(low_balance), max_calls=max_calls,
-                            inbound_rate=parse_amount(inbound_rate, decimals=6))
+                            inbound_rate=parse_amount(inbound_rate, decimals=6), allow_regions=allow_regions,
+                            block_types=block_types)
     await admin.add_account(account, name=account.title(), email=email or f"{account}@example.test", package=package,
                             credit_limit=parse_amount(credit_limit))
     amount = parse_amount(balance)

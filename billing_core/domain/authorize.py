@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generator, Mapping
 
+from . import destination_rules as dest
+from . import fraud_limits
 from .errors import DenyReason
 from .lifecycle import DEPLETED, PRE_SUSPENDED, SUSPENDED
 from .numbers import normalise
@@ -84,6 +86,34 @@ class TakeCall:
 
     account_id: int
     hold: int
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class CountAttempt:
+    """Write: the account's call-attempt counter (``--max-attempts-per-minute``); → nothing."""
+
+    account_id: int
+    minute: int
+    count: int
+    prev: int
+
+
+@dataclass(frozen=True, slots=True)
+class CountAnomaly:
+    """Write: the account's anomaly-window counters (domain.fraud_limits.anomaly); → nothing."""
+
+    account_id: int
+    counters: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class SuspendForFraud:
+    """Write: suspend the account as fraud_suspected, audit it, queue the emails, cut its live
+    calls (billing_core.store.fraud.suspension_writes); → nothing."""
+
+    account: Mapping[str, Any]
+    detail: str
     now: int
 
 
@@ -190,6 +220,18 @@ def priced_cost(seconds: int, priced: Priced, start_ms: int) -> int:
     return period_cost(seconds, priced.schedule, start_ms).cost
 
 
+def _blocked_attempt(acct: Mapping[str, Any], now: int, tried) -> Generator[Any, Any, None]:
+    """The writes of an attempt refused as destination_blocked: the attempt counter (when under
+    its limit) and the anomaly check's count of blocked attempts, which may suspend the account."""
+    if tried is not None and tried.allowed:
+        yield CountAttempt(acct["id"], tried.minute, tried.count, tried.prev)
+    if fraud_limits.effective(acct, "anomaly_blocked_attempts") is not None:
+        found = fraud_limits.anomaly(acct, now, blocked=1)
+        yield CountAnomaly(acct["id"], found.counters)
+        if found.trigger is not None:
+            yield SuspendForFraud(acct, found.trigger, now)
+
+
 def _account_of(req: AuthorizeRequest, *, lock: bool) -> AccountByRef | AccountByEndpoint:
     """The read that finds the calling account: the named account (a dry run) or the endpoint's."""
     if req.account_ref is not None:
@@ -233,9 +275,26 @@ def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, A
         if acct is None:
             return deny(DenyReason.UNKNOWN_ENDPOINT)
         refused = status_refusal(acct)
+        parsed = normalise(number, lim.home_region)
+        # toll-fraud destination rules (issue 18): prefix, region, number type before the rate —
+        # and before the account's state: a blocked destination is refused as such whatever the
+        # state (a fraud pattern stays visible, and counts, after its suspension)
+        rules = dest.rules_of(acct) if parsed is not None else None
+        blocked, action = dest.check_destination(rules, parsed.e164) if parsed is not None else (None, None)
+        tried = fraud_limits.attempt(acct, req.now) if refused is None else None
+        if blocked is not None:
+            if not req.dry_run:
+                yield from _blocked_attempt(acct, req.now, tried)
+            return deny(DenyReason.DESTINATION_BLOCKED, account_ref=acct["ref"], number_e164=parsed.e164, rule=blocked)
         if refused is not None:  # the account's state says more to the caller than the number
             return deny(refused, account_ref=acct["ref"])
-        parsed = normalise(number, lim.home_region)
+        # toll-fraud attempt rate (issue 18): counted before the other checks, so attempts refused
+        # for their destination or money count too; the locked account row makes it exact
+        if tried is not None:
+            if not tried.allowed:
+                return deny(DenyReason.RATE_LIMITED, account_ref=acct["ref"])
+            if not req.dry_run:
+                yield CountAttempt(acct["id"], tried.minute, tried.count, tried.prev)
         if parsed is None:
             return deny(DenyReason.INVALID_NUMBER, account_ref=acct["ref"])
         table: RateTable | None = yield RatesOf(acct["plan_id"], acct["plan_version"], req.now)
@@ -243,6 +302,10 @@ def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, A
         if priced is None:
             return deny(DenyReason.NO_RATE, account_ref=acct["ref"], number_e164=parsed.e164)
         rate = priced.rate
+        blocked = dest.check_rate(rules, action, rate.rate_per_min)  # ...and the high-cost guard after it
+        if blocked is not None:
+            return deny(DenyReason.DESTINATION_BLOCKED, account_ref=acct["ref"], number_e164=parsed.e164,
+                        prefix=rate.prefix or None, rate_per_min=rate.rate_per_min, rule=blocked)
         ring_endpoint = None
     else:
         parsed = normalise(number, lim.home_region)
@@ -262,11 +325,17 @@ def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, A
     if acct["live_calls"] >= acct["max_calls"]:
         return deny(DenyReason.TOO_MANY_CALLS, **info)
     available = acct["balance"] + acct["credit_limit"] - acct["held"]
+    # spend caps (issue 18): a second balance under the holds; the grant is what both pay for
+    cap_left = fraud_limits.cap_remaining(acct, req.now)
+    capped = cap_left is not None and cap_left < available
+    if capped:
+        available = cap_left
     # The talk is priced as if it started now: an answer later may fall in another period (the
     # settle charges what the talk cost, as for any overrun; chunked calls re-price each extension).
-    max_talk = priced_max_talk(available, priced, req.now, cap=lim.max_call_seconds)
+    max_talk = priced_max_talk(available, priced, req.now,
+                               cap=fraud_limits.call_cap_seconds(acct, lim.max_call_seconds))
     if max_talk <= 0:
-        return deny(DenyReason.INSUFFICIENT_FUNDS, **info)
+        return deny(DenyReason.SPEND_LIMIT if capped else DenyReason.INSUFFICIENT_FUNDS, **info)
     if req.full_hold or rate.rate_per_min == 0:
         granted = max_talk
     else:

@@ -17,6 +17,12 @@ class DenyReason(str, Enum):
     INVALID_NUMBER = "invalid_number"
     TOO_MANY_CALLS = "too_many_calls"
     BILLING_UNAVAILABLE = "billing_unavailable"
+    DESTINATION_BLOCKED = "destination_blocked"
+    """A toll-fraud destination rule refused the number (``Authorization.rule`` names which)."""
+    RATE_LIMITED = "rate_limited"
+    """More outbound call attempts in a minute than the package (or account) allows."""
+    SPEND_LIMIT = "spend_limit"
+    """The account's daily or monthly spend cap leaves nothing for this call."""
 
     def __str__(self) -> str:  # so f-strings and logs print the bare value
         return self.value

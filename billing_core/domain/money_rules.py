@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from . import lifecycle
+from . import fraud_limits, lifecycle
 from .money import check_storage_range, format_customer
 from .rating import (
     Rate, RateSchedule, billable_seconds, cost, max_talk_seconds, period_cost, period_max_talk_seconds,
@@ -46,6 +46,9 @@ class BalanceChange:
     account: dict[str, Any]
     """The account mapping after the change (balance, held and lifecycle columns updated)."""
     alerts: tuple[QueuedAlert, ...]
+    suspend: str | None = None
+    """Issue 18: the anomaly that makes this change suspend the account (fraud_suspected), or None;
+    the caller runs the suspension's writes (billing_core.store.fraud)."""
 
 
 def balance_change(acct: Mapping[str, Any], delta: int, *, kind: str, reason: str, key: str,
@@ -69,8 +72,20 @@ def balance_change(acct: Mapping[str, Any], delta: int, *, kind: str, reason: st
                session_id=session_id, idempotency_key=key, created_at=now,
                below_limit_allowed=bool(below_limit_allowed))
     updated = dict(acct)
-    updated.update(balance=new_balance, held=acct["held"] + held_delta, status=s.status,
-                   status_changed_at=s.status_changed_at, depleted_at=s.depleted_at, presuspended_at=s.presuspended_at,
+    suspend = None
+    if kind in fraud_limits.CALL_CHARGE_KINDS:  # call spending: the spend caps' counters move with it
+        updated.update(fraud_limits.spend_after(acct, -delta, now))
+        if -delta > 0 and fraud_limits.effective(acct, "anomaly_spend_per_hour") is not None:
+            found = fraud_limits.anomaly(acct, now, spend=-delta)
+            updated.update(found.counters)
+            suspend = found.trigger
+    status, changed_at = s.status, s.status_changed_at
+    if acct.get("suspended_reason") == fraud_limits.FRAUD_SUSPECTED and acct["status"] == lifecycle.SUSPENDED:
+        status, changed_at = acct["status"], acct["status_changed_at"]  # only `account reactivate` lifts it
+    if suspend is not None:
+        status, changed_at = lifecycle.SUSPENDED, now
+    updated.update(balance=new_balance, held=acct["held"] + held_delta, status=status,
+                   status_changed_at=changed_at, depleted_at=s.depleted_at, presuspended_at=s.presuspended_at,
                    low_balance_armed=s.low_balance_armed, low_balance_crossings=s.low_balance_crossings,
                    depletions=s.depletions)
     facts = {"account_ref": acct["ref"], "account_name": acct["name"], "currency": acct["currency"],
@@ -79,7 +94,7 @@ def balance_change(acct: Mapping[str, Any], delta: int, *, kind: str, reason: st
     if kind in PAYMENT_KINDS and delta > 0:
         alerts.append(QueuedAlert(lifecycle.TOPUP_RECEIPT, f"{acct['ref']}:{lifecycle.TOPUP_RECEIPT}:{key}",
                                   {**facts, "amount": format_customer(delta), "reference": key, "reason": reason}))
-    return BalanceChange(row, updated, tuple(alerts))
+    return BalanceChange(row, updated, tuple(alerts), suspend)
 
 
 #: Milliseconds the switch's answer time may be ahead of the core's clock and still count: the
@@ -152,10 +167,20 @@ def settlement_cost(row: Mapping[str, Any], talk_ms: int) -> SettlementCost:
     return SettlementCost(billable, total, max(0, total - session_cost(row, row["granted_seconds"])))
 
 
-def settle_charge_limit(acct: Mapping[str, Any], row: Mapping[str, Any]) -> int:
+def settle_charge_limit(acct: Mapping[str, Any], row: Mapping[str, Any], now: int | None = None) -> int:
     """The most a settle may still charge: the call's own hold plus the money nobody holds, so
-    the balance never goes below the credit limit and other live calls keep what they hold."""
-    return max(0, acct["balance"] + acct["credit_limit"] - acct["held"] + row["hold"])
+    the balance never goes below the credit limit and other live calls keep what they hold —
+    and, with spend caps (given ``now``), the call's hold plus what the caps still allow, so the
+    period's charges never exceed a cap either."""
+    limit = max(0, acct["balance"] + acct["credit_limit"] - acct["held"] + row["hold"])
+    left = fraud_limits.cap_remaining(acct, now) if now is not None else None
+    return limit if left is None else max(0, min(limit, left + row["hold"]))
+
+
+def cap_bound(acct: Mapping[str, Any], row: Mapping[str, Any], now: int) -> bool:
+    """Whether the spend caps (not the money) are what :func:`settle_charge_limit` stops at."""
+    left = fraud_limits.cap_remaining(acct, now)
+    return left is not None and left < acct["balance"] + acct["credit_limit"] - acct["held"]
 
 
 def session_rate(row: Mapping[str, Any]) -> Rate:
@@ -243,13 +268,20 @@ class Extension:
     cutoff_at: int | None
 
 
-def extension(acct: Mapping[str, Any], row: Mapping[str, Any], *, charged: int, hold: int, cap: int) -> Extension | None:
+def extension(acct: Mapping[str, Any], row: Mapping[str, Any], *, charged: int, hold: int, cap: int,
+              now: int | None = None) -> Extension | None:
     """Hold the next chunk, or what is left (a partial grant moves the cut-off earlier; money
-    taken away by a manual debit can shrink the grant). None when nothing changes."""
+    taken away by a manual debit can shrink the grant). None when nothing changes. Given
+    ``now``, the spend caps' remainder bounds it as the money does."""
+    if acct.get("suspended_reason") == fraud_limits.FRAUD_SUSPECTED:
+        return None  # a call of an account suspended for fraud is cut, never extended (issue 18)
     rate = session_rate(row)
     granted = row["granted_seconds"]
     target = granted + chunk_step(row["chunk_seconds"], granted, rate)
     available = acct["balance"] + acct["credit_limit"] - acct["held"]
+    left = fraud_limits.cap_remaining(acct, now) if now is not None else None
+    if left is not None:
+        available = min(available, left)
     # What this call may spend in total: what it already took + its own hold + what is free.
     budget = charged + hold + available
     new_granted = min(target, session_max_talk(row, budget, cap=cap))

@@ -5,6 +5,9 @@ from dataclasses import dataclass
 
 from .errors import DenyReason
 
+#: "Clear this override": an account setting given this value takes its package's again.
+INHERIT = "package"
+
 
 @dataclass(frozen=True, slots=True)
 class Authorization:
@@ -32,6 +35,9 @@ class Authorization:
     """Inbound: the SIP endpoint that rings for the DID."""
     emergency: bool = False
     """Emergency numbers: never gated, never charged, no timer."""
+    rule: str | None = None
+    """``destination_blocked`` only: the destination rule that refused the number (``region``,
+    ``number_type``, ``prefix`` or ``max_rate``; billing_core.domain.destination_rules)."""
 
     @property
     def granted_ms(self) -> int:

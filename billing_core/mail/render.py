@@ -21,7 +21,8 @@ import jinja2
 
 PACKAGE_TEMPLATES = Path(__file__).with_name("templates")
 
-KINDS = ("low_balance", "depleted", "pre_suspension", "dids_released", "topup_receipt", "password_reset")
+KINDS = ("low_balance", "depleted", "pre_suspension", "dids_released", "topup_receipt", "password_reset",
+         "fraud_suspected", "fraud_suspected_operator")
 """Alert kinds that have templates (the outbox ``kind`` column)."""
 
 

@@ -30,7 +30,8 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
-from billing_core.api import BillingCore
+from billing_core.api import BillingCore, anomaly_balance_params
+from billing_core.domain import fraud_limits
 from billing_core.domain import money_rules as rules
 from billing_core.store.statements import I_LEDGER, U_ACCOUNT_BALANCE
 from billing_core.store.tables import accounts, call_sessions, ledger, packages
@@ -45,7 +46,18 @@ _LOCK_ACCOUNTS = (
     select(accounts.c.id, accounts.c.ref, accounts.c.name, accounts.c.email, accounts.c.currency, accounts.c.balance,
            accounts.c.credit_limit, accounts.c.held, accounts.c.status, accounts.c.status_changed_at,
            accounts.c.depleted_at, accounts.c.presuspended_at, accounts.c.low_balance_armed,
-           accounts.c.low_balance_crossings, accounts.c.depletions, packages.c.low_balance)
+           accounts.c.low_balance_crossings, accounts.c.depletions, packages.c.low_balance,
+           # the per-call cap (issue 18's --max-call-minutes): extensions stop at it, as the core's
+           packages.c.max_call_minutes, accounts.c.max_call_minutes.label("acct_max_call_minutes"),
+           # the spend caps and their counters (chunks are call spending; extensions stop at a cap)
+           packages.c.daily_cap, accounts.c.daily_cap.label("acct_daily_cap"), packages.c.monthly_cap,
+           accounts.c.monthly_cap.label("acct_monthly_cap"), packages.c.timezone,
+           *(accounts.c[c] for c in fraud_limits.SPEND_COLUMNS),
+           # the anomaly check on call spending (a chunk may suspend the account: fraud_suspected)
+           packages.c.anomaly_spend_per_hour, accounts.c.anomaly_spend_per_hour.label("acct_anomaly_spend_per_hour"),
+           packages.c.anomaly_blocked_attempts, accounts.c.anomaly_blocked_attempts.label("acct_anomaly_blocked_attempts"),
+           packages.c.anomaly_window_minutes, *(accounts.c[c] for c in fraud_limits.ANOMALY_COLUMNS),
+           accounts.c.suspended_reason, accounts.c.suspensions)
     .select_from(accounts.join(packages, packages.c.id == accounts.c.package_id))
     .where(accounts.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(accounts.c.id)
@@ -77,7 +89,8 @@ def pick_due_tx(conn, now: int, lookahead: int) -> list[tuple[int, str]]:
     return [(aid, sid) for aid, _, sid in todo]
 
 
-def debit_batch_tx(conn, session_ids: list[str], now: int, lookahead: int, max_call_seconds: int) -> int:
+def debit_batch_tx(conn, session_ids: list[str], now: int, lookahead: int, max_call_seconds: int,
+                   core: BillingCore | None = None) -> int:
     """Chunk debits and extensions of ``session_ids`` in the caller's transaction. Returns the
     number of sessions examined under the locks (still answered)."""
     if not session_ids:
@@ -93,9 +106,10 @@ def debit_batch_tx(conn, session_ids: list[str], now: int, lookahead: int, max_c
     delta: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # account id → [balance, held]
     alerts: list[tuple[dict, rules.QueuedAlert]] = []
     touched_accounts: set[int] = set()
+    suspended: dict[int, str] = {}  # account id → the anomaly a chunk crossed (issue 18)
     for row in rows:
         acct = accts[row["account_id"]]
-        changed = _one_session(row, acct, now, lookahead, max_call_seconds, ledger_rows, delta, alerts)
+        changed = _one_session(row, acct, now, lookahead, max_call_seconds, ledger_rows, delta, alerts, suspended)
         if changed is not None:
             session_rows.append(changed)
             touched_accounts.add(acct["id"])
@@ -108,16 +122,22 @@ def debit_batch_tx(conn, session_ids: list[str], now: int, lookahead: int, max_c
             dict(aid=aid, delta=delta[aid][0], held_delta=delta[aid][1], calls_delta=0, status=a["status"],
                  status_changed_at=a["status_changed_at"], depleted_at=a["depleted_at"],
                  presuspended_at=a["presuspended_at"], armed=bool(a["low_balance_armed"]),
-                 crossings=a["low_balance_crossings"], depletions=a["depletions"], now=now)
+                 crossings=a["low_balance_crossings"], depletions=a["depletions"], now=now,
+                 sdk=a["spend_day_key"], sd=a["spend_day"], smk=a["spend_month_key"], sm=a["spend_month"],
+                 **anomaly_balance_params(a))
             for aid in sorted(touched_accounts) for a in (accts[aid],)
         ])
     for acct, alert in alerts:
         BillingCore.enqueue_alert(conn, account_id=acct["id"], to_addr=acct["email"], kind=alert.kind,
                                   dedupe_key=alert.dedupe_key, context=alert.context, now=now)
+    for aid in sorted(suspended):
+        if core is None:
+            raise RuntimeError("debit_batch_tx: an anomaly suspension needs the core (pass core=)")
+        core.suspend_for_fraud_tx(conn, accts[aid], suspended[aid], now)
     return len(rows)
 
 
-def _one_session(row, acct, now, lookahead, cap, ledger_rows, delta, alerts) -> dict | None:
+def _one_session(row, acct, now, lookahead, cap, ledger_rows, delta, alerts, suspended) -> dict | None:
     """The core's ``_debit_locked`` + ``_extend_locked`` on in-memory rows (the same
     billing_core.domain.money_rules functions); ``acct`` is updated in place."""
     charged, hold = row["charged"], row["hold"]
@@ -128,6 +148,8 @@ def _one_session(row, acct, now, lookahead, cap, ledger_rows, delta, alerts) -> 
                                       key=f"chunk:{row['id']}:{k}", session_id=row["id"], now=now,
                                       held_delta=-released)
         acct.update(change.account)
+        if change.suspend is not None:
+            suspended[acct["id"]] = change.suspend
         ledger_rows.append(change.ledger_row)
         delta[acct["id"]][0] -= amount
         delta[acct["id"]][1] -= released
@@ -137,7 +159,8 @@ def _one_session(row, acct, now, lookahead, cap, ledger_rows, delta, alerts) -> 
     granted, cutoff = row["granted_seconds"], row["cutoff_at"]
     ext = None
     if rules.needs_extension(row, now, lookahead):
-        ext = rules.extension(acct, row, charged=charged, hold=hold, cap=cap)
+        ext = rules.extension(acct, row, charged=charged, hold=hold, cap=fraud_limits.call_cap_seconds(acct, cap),
+                              now=now)
         if ext is not None:
             acct["held"] += ext.hold - hold
             delta[acct["id"]][1] += ext.hold - hold
@@ -159,7 +182,8 @@ async def debit_due_batched(core, now: int, *, lookahead_seconds: int, batch: in
 
     async def one(ids: list[str]) -> int:
         async with gate:
-            return await core.store.run(debit_batch_tx, ids, now, lookahead_seconds, core.settings.max_call_seconds)
+            return await core.store.run(debit_batch_tx, ids, now, lookahead_seconds, core.settings.max_call_seconds,
+                                        core)
 
     done = sum(await asyncio.gather(*(one(ids) for ids in _cut(todo, batch))))
     return {"examined_due": len(todo), "processed": done}

@@ -25,7 +25,9 @@ from ..log_limits import quiet_driver_logger
 from ..domain.decks import LOAD_VERSIONS, DeckCache
 from ..domain.records import Authorization
 from . import sqlite_fast
+from . import fraud as fraud_store
 from . import statements as sql
+from .fraud import alert_facts
 from .errors import StorageError, is_unavailable_sqlstate, pause_before_retry
 from .tables import call_sessions
 
@@ -84,6 +86,9 @@ class PgFastPath:
         self._schema = schema
         self._rate_cache = rate_cache
         self._pool_size = pool_size
+        self._rare: dict[int, tuple[str, list[str], dict[str, Any]]] = {}
+        #: where anomaly suspensions are reported (the core's settings.operator_email; set by the store)
+        self.operator_email: str | None = None
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._sql = {  # the generic driver's statements (store/statements.py): one source for the columns
@@ -93,6 +98,8 @@ class PgFastPath:
             "by_ref": _to_asyncpg(sql.Q_ACCOUNT_BY_REF),
             "by_did_lock": _to_asyncpg(sql.Q_ACCOUNT_BY_DID_LOCK),
             "take_call": _to_asyncpg(sql.U_ACCOUNT_TAKE_CALL),
+            "count_attempt": _to_asyncpg(sql.U_ACCOUNT_ATTEMPTS),
+            "take_call_counted": _to_asyncpg(sql.U_ACCOUNT_TAKE_CALL_COUNTED),
             "answer": _to_asyncpg(sql.U_SESSION_ANSWER),
             "deck_versions": _to_asyncpg(sql.Q_DECK_VERSIONS),
             "deck_rates": _to_asyncpg(sql.Q_DECK_RATES),
@@ -110,6 +117,15 @@ class PgFastPath:
         self._take_and_insert_sql = (
             f"WITH take AS ({take_sql}) INSERT INTO call_sessions ({', '.join(cols)}) "
             f"VALUES ({', '.join(f'${n + i + 1}' for i in range(len(cols)))})"
+        )
+        # ... and with the attempt counter of --max-attempts-per-minute (issue 18) in the same
+        # UPDATE: the decision never reads it back, so it travels with the take (no round trip of
+        # its own; two CTEs may not update one row in one statement, hence one UPDATE)
+        counted_sql, counted_order, _ = self._sql["take_call_counted"]
+        k = len(counted_order)
+        self._count_take_and_insert_sql = (
+            f"WITH take AS ({counted_sql}) INSERT INTO call_sessions ({', '.join(cols)}) "
+            f"VALUES ({', '.join(f'${k + i + 1}' for i in range(len(cols)))})"
         )
 
     async def _get_pool(self) -> asyncpg.Pool:
@@ -129,6 +145,14 @@ class PgFastPath:
         """Positional values for statement ``key``: the named parameters, else its literal binds."""
         _, order, literals = self._sql[key]
         return [params[n] if n in params else literals[n] for n in order]
+
+    async def _exec(self, conn, stmt, params: dict[str, Any]):
+        """A rarely run statement (issue 18's suspension writes), compiled on first use."""
+        compiled = self._rare.get(id(stmt))
+        if compiled is None:
+            compiled = self._rare[id(stmt)] = _to_asyncpg(stmt)
+        sql_text, order, literals = compiled
+        return await conn.execute(sql_text, *[params[n] if n in params else literals[n] for n in order])
 
     async def _q(self, conn, key: str, fetch: str, **params: Any):
         sql, args = self._sql[key][0], self._args(key, params)
@@ -155,6 +179,16 @@ class PgFastPath:
             return await self._q(conn, "take_call", "exec", aid=e.account_id, hold=e.hold, now=e.now)
         if isinstance(e, steps.InsertSession):
             return await conn.execute(self._insert_sql, *[e.values[c] for c in self._insert_cols])
+        if isinstance(e, steps.CountAttempt):
+            return await self._q(conn, "count_attempt", "exec", aid=e.account_id, minute=e.minute, count=e.count,
+                                 prev=e.prev)
+        if isinstance(e, steps.CountAnomaly):
+            return await self._exec(conn, fraud_store.U_ACCOUNT_ANOMALY, fraud_store.anomaly_params(e.account_id, e.counters))
+        if isinstance(e, steps.SuspendForFraud):
+            for stmt, params in fraud_store.suspension_writes("postgresql", e.account, e.detail, e.now,
+                                                              self.operator_email, alert_facts(e.account)):
+                await self._exec(conn, stmt, params)
+            return None
         raise TypeError(f"unknown effect {e!r}")
 
     async def _rates_of(self, conn, e: steps.RatesOf):
@@ -176,23 +210,30 @@ class PgFastPath:
             async with conn.transaction():
                 gen = steps.authorize_steps(req, lim)
                 take: steps.TakeCall | None = None  # held back to travel with the session insert
+                count: steps.CountAttempt | None = None  # held back likewise (never read back)
                 try:
                     effect = gen.send(None)
                     while True:
-                        if isinstance(effect, steps.TakeCall) and take is None:
+                        if isinstance(effect, steps.CountAttempt) and count is None:
+                            count, result = effect, None
+                        elif isinstance(effect, steps.TakeCall) and take is None:
                             take, result = effect, None  # the decision does not read its result
                         elif isinstance(effect, steps.InsertSession) and take is not None:
-                            result = await self._take_and_insert(conn, take, effect)
-                            take = None
+                            result = await self._take_and_insert(conn, take, effect, count)
+                            take = count = None
+                        elif isinstance(effect, steps.RatesOf):  # a read the held-back writes cannot change
+                            result = await self._perform(conn, effect)
                         else:
-                            if take is not None:  # anything else in between: write the take first
-                                await self._perform(conn, take)
-                                take = None
+                            for held in (count, take):  # anything else in between: write them first
+                                if held is not None:
+                                    await self._perform(conn, held)
+                            take = count = None
                             result = await self._perform(conn, effect)
                         effect = gen.send(result)
                 except StopIteration as stop:
-                    if take is not None:
-                        await self._perform(conn, take)
+                    for held in (count, take):
+                        if held is not None:
+                            await self._perform(conn, held)
                     return stop.value
 
     async def answer(self, session_id: str, at: int, now: int):
@@ -203,9 +244,16 @@ class PgFastPath:
         async with pool.acquire() as conn:
             return await self._q(conn, "answer", "row", sid=session_id, at=at, now=now)
 
-    async def _take_and_insert(self, conn, take: steps.TakeCall, insert: steps.InsertSession) -> str:
-        args = self._args("take_call", {"aid": take.account_id, "hold": take.hold, "now": take.now})
-        return await conn.execute(self._take_and_insert_sql, *args, *[insert.values[c] for c in self._insert_cols])
+    async def _take_and_insert(self, conn, take: steps.TakeCall, insert: steps.InsertSession,
+                               count: steps.CountAttempt | None = None) -> str:
+        params = {"aid": take.account_id, "hold": take.hold, "now": take.now}
+        values = [insert.values[c] for c in self._insert_cols]
+        if count is not None and count.account_id == take.account_id:
+            params.update(minute=count.minute, count=count.count, prev=count.prev)
+            return await conn.execute(self._count_take_and_insert_sql, *self._args("take_call_counted", params), *values)
+        if count is not None:
+            await self._perform(conn, count)
+        return await conn.execute(self._take_and_insert_sql, *self._args("take_call", params), *values)
 
     async def close(self) -> None:
         if self._pool is not None:

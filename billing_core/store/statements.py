@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, bindparam, case, null, select, update
 
+from ..domain.fraud_limits import ANOMALY_COLUMNS, SPEND_COLUMNS
 from ..domain.rating import billable_seconds
 from ..domain.records import AccountView, CallSession, LedgerEntry, Settlement
 from .sqlite_fast import register_fast
@@ -16,12 +17,31 @@ from .tables import accounts, call_sessions, deck_versions, dids, endpoints, led
 
 # Hot-path statements are built once: SQLAlchemy memoizes the cache key of a statement object, so
 # reusing it skips the per-call construction and cache-key walk (measured: ~3x faster authorize).
+DESTINATION_COLUMNS = (
+    packages.c.allow_regions, packages.c.block_types, packages.c.deny_prefixes, packages.c.allow_prefixes,
+    packages.c.max_rate_per_min, accounts.c.allow_regions.label("acct_allow_regions"),
+    accounts.c.block_types.label("acct_block_types"), accounts.c.max_rate_per_min.label("acct_max_rate_per_min"),
+    accounts.c.allow_destinations, accounts.c.deny_destinations,
+    # call limits (domain.fraud_limits): the package's as <name>, the account's as acct_<name>
+    packages.c.max_call_minutes, accounts.c.max_call_minutes.label("acct_max_call_minutes"),
+    packages.c.max_attempts_per_minute, accounts.c.max_attempts_per_minute.label("acct_max_attempts_per_minute"),
+    accounts.c.attempts_minute, accounts.c.attempts_count, accounts.c.attempts_prev,
+    packages.c.daily_cap, accounts.c.daily_cap.label("acct_daily_cap"), packages.c.monthly_cap,
+    accounts.c.monthly_cap.label("acct_monthly_cap"), packages.c.timezone, *(accounts.c[c] for c in SPEND_COLUMNS),
+    packages.c.anomaly_spend_per_hour, accounts.c.anomaly_spend_per_hour.label("acct_anomaly_spend_per_hour"),
+    packages.c.anomaly_blocked_attempts, accounts.c.anomaly_blocked_attempts.label("acct_anomaly_blocked_attempts"),
+    packages.c.anomaly_window_minutes, *(accounts.c[c] for c in ANOMALY_COLUMNS), accounts.c.suspended_reason,
+    accounts.c.suspensions,
+)
 ACCOUNT_COLUMNS = (
     accounts.c.id, accounts.c.ref, accounts.c.name, accounts.c.email, accounts.c.currency, accounts.c.balance,
     accounts.c.credit_limit, accounts.c.held, accounts.c.live_calls, accounts.c.status, accounts.c.status_changed_at,
     accounts.c.depleted_at, accounts.c.presuspended_at, accounts.c.low_balance_armed, accounts.c.low_balance_crossings,
     accounts.c.depletions, accounts.c.created_at, accounts.c.updated_at, packages.c.low_balance, packages.c.max_calls,
     packages.c.inbound_rate, packages.c.plan_id, plans.c.version.label("plan_version"),
+    # toll-fraud destination rules (issue 18), read in the same round trip as the account: the
+    # package's, and the account's overrides as acct_* (domain.destination_rules.rules_of)
+    *DESTINATION_COLUMNS,
 )
 
 
@@ -50,6 +70,14 @@ U_ACCOUNT_TAKE_CALL = (
     .where(accounts.c.id == bindparam("aid"))
     .values(held=accounts.c.held + bindparam("hold"), live_calls=accounts.c.live_calls + 1, updated_at=bindparam("now"))
 )
+U_ACCOUNT_ATTEMPTS = (  # --max-attempts-per-minute's counter (domain.fraud_limits.attempt)
+    update(accounts).where(accounts.c.id == bindparam("aid"))
+    .values(attempts_minute=bindparam("minute"), attempts_count=bindparam("count"), attempts_prev=bindparam("prev"))
+)
+# TakeCall and CountAttempt as one UPDATE (the PostgreSQL fast path sends them with the session
+# insert: two data-modifying CTEs may not update the same row in one statement)
+U_ACCOUNT_TAKE_CALL_COUNTED = U_ACCOUNT_TAKE_CALL.values(
+    attempts_minute=bindparam("minute"), attempts_count=bindparam("count"), attempts_prev=bindparam("prev"))
 I_SESSION = call_sessions.insert()
 I_LEDGER = ledger.insert()
 Q_LEDGER_BY_KEY = select(ledger).where(ledger.c.idempotency_key == bindparam("key"))
@@ -102,7 +130,13 @@ U_ACCOUNT_BALANCE = (
             status=bindparam("status"), status_changed_at=bindparam("status_changed_at"),
             depleted_at=bindparam("depleted_at"), presuspended_at=bindparam("presuspended_at"),
             low_balance_armed=bindparam("armed"), low_balance_crossings=bindparam("crossings"),
-            depletions=bindparam("depletions"), updated_at=bindparam("now"))
+            depletions=bindparam("depletions"), updated_at=bindparam("now"),
+            # the spend caps' counters (domain.fraud_limits.spend_after), with the balance
+            spend_day_key=bindparam("sdk"), spend_day=bindparam("sd"), spend_month_key=bindparam("smk"),
+            spend_month=bindparam("sm"),
+            # the anomaly window's spend (domain.fraud_limits.anomaly), with the balance
+            anomaly_window=bindparam("aw"), anomaly_spend=bindparam("asp"), anomaly_spend_prev=bindparam("aspp"),
+            anomaly_blocked=bindparam("ab"), anomaly_blocked_prev=bindparam("abp"))
 )
 
 # Deck versions (issue 19): read when a plan's generation moves / a version is first used; both
@@ -144,7 +178,7 @@ Q_ACCOUNT_BY_SESSION_LOCK = account_query().where(
 # SQLite's writer runs these on the raw sqlite3 cursor (store/sqlite_fast.py; measured 2.7x less CPU
 # for authorize + answer + settle)
 register_fast(Q_ACCOUNT_BY_ENDPOINT, Q_ACCOUNT_BY_ENDPOINT_LOCK, Q_ACCOUNT_BY_DID_LOCK, Q_SESSION_BY_CHANNEL,
-              Q_SESSION, U_ACCOUNT_TAKE_CALL, I_SESSION, I_LEDGER, Q_LEDGER_BY_KEY, U_SESSION_ANSWER,
+              Q_SESSION, U_ACCOUNT_TAKE_CALL, U_ACCOUNT_ATTEMPTS, I_SESSION, I_LEDGER, Q_LEDGER_BY_KEY, U_SESSION_ANSWER,
               U_SESSION_GRANT, U_SESSION_DEBITED, U_SESSION_SETTLED, U_ACCOUNT_HELD, U_ACCOUNT_END_CALL,
               Q_ACCOUNT_BY_SESSION_LOCK,
               U_ACCOUNT_BALANCE, Q_ACCOUNT_BY_ID_LOCK, Q_ACCOUNT_BY_REF_LOCK, Q_SESSION_VIEW,

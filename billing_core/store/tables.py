@@ -90,6 +90,28 @@ packages = Table(
     Column("low_balance", BigInteger, nullable=False),
     Column("max_calls", Integer, nullable=False),
     Column("inbound_rate", BigInteger, nullable=False, default=0),
+    # Toll-fraud destination rules (issue 18; billing_core.domain.destination_rules). Lists are
+    # comma-separated canonical text (the hot path reads them with the account, one round trip):
+    # ISO regions or "*", phonenumbers type names, E.164 digit prefixes. The server defaults are
+    # what packages that existed before migration 0009 got (no change in behaviour); a new package
+    # gets the issue's defaults from Admin.add_package.
+    Column("allow_regions", String(400), nullable=False, server_default="*"),
+    Column("block_types", String(200), nullable=False, server_default=""),
+    Column("deny_prefixes", Text, nullable=False, server_default=""),
+    Column("allow_prefixes", Text, nullable=False, server_default=""),
+    # High-cost guard: a rate above this (micro-units per minute) is refused; NULL = no guard.
+    Column("max_rate_per_min", BigInteger, nullable=True),
+    # Call limits (issue 18; billing_core.domain.fraud_limits); NULL = no limit.
+    Column("max_call_minutes", Integer, nullable=True),
+    Column("max_attempts_per_minute", Integer, nullable=True),
+    # Spend caps (micro-units; NULL = none): days and months in the package's IANA time zone.
+    Column("daily_cap", BigInteger, nullable=True),
+    Column("monthly_cap", BigInteger, nullable=True),
+    Column("timezone", String(64), nullable=False, server_default="America/Toronto"),
+    # Anomaly suspension (domain.fraud_limits.anomaly); NULL = no such check.
+    Column("anomaly_spend_per_hour", BigInteger, nullable=True),
+    Column("anomaly_blocked_attempts", Integer, nullable=True),
+    Column("anomaly_window_minutes", Integer, nullable=False, server_default="60"),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )
@@ -122,6 +144,43 @@ accounts = Table(
     # The email in its canonical sign-in form (billing_core.domain.signin_email), set with the
     # password: sign-in compares it exactly, and the unique index makes one email name one account.
     Column("signin_email", String(320), nullable=True),
+    # Overrides of the package's destination rules (issue 18); NULL = the package's.
+    Column("allow_regions", String(400), nullable=True),
+    Column("block_types", String(200), nullable=True),
+    Column("max_rate_per_min", BigInteger, nullable=True),
+    Column("max_call_minutes", Integer, nullable=True),
+    Column("max_attempts_per_minute", Integer, nullable=True),
+    # The outbound call-attempt counter of --max-attempts-per-minute (a sliding window over two
+    # epoch minutes: domain.fraud_limits.attempt), on the account row every authorize already
+    # locks, so gates sharing PostgreSQL share the budget. Written only when a limit is set.
+    Column("attempts_minute", BigInteger, nullable=False, server_default="0"),
+    Column("attempts_count", Integer, nullable=False, server_default="0"),
+    Column("attempts_prev", Integer, nullable=False, server_default="0"),
+    Column("daily_cap", BigInteger, nullable=True),
+    Column("monthly_cap", BigInteger, nullable=True),
+    # What calls were charged in the current day / month (keys YYYYMMDD / YYYYMM in the package's
+    # time zone), kept in the same UPDATE as every balance change (money_rules.balance_change):
+    # the spend caps' "charged in the period" without summing the ledger (`verify` re-sums it).
+    Column("spend_day_key", Integer, nullable=False, server_default="0"),
+    Column("spend_day", BigInteger, nullable=False, server_default="0"),
+    Column("spend_month_key", Integer, nullable=False, server_default="0"),
+    Column("spend_month", BigInteger, nullable=False, server_default="0"),
+    Column("anomaly_spend_per_hour", BigInteger, nullable=True),
+    Column("anomaly_blocked_attempts", Integer, nullable=True),
+    # the anomaly window's counters (current and previous window), like the attempt counter's
+    Column("anomaly_window", BigInteger, nullable=False, server_default="0"),
+    Column("anomaly_spend", BigInteger, nullable=False, server_default="0"),
+    Column("anomaly_spend_prev", BigInteger, nullable=False, server_default="0"),
+    Column("anomaly_blocked", Integer, nullable=False, server_default="0"),
+    Column("anomaly_blocked_prev", Integer, nullable=False, server_default="0"),
+    # why a suspended account is suspended (fraud_suspected: only `account reactivate` lifts it),
+    # and how many anomaly suspensions it had (the once-per-suspension key of their emails)
+    Column("suspended_reason", String(40), nullable=True),
+    Column("suspensions", Integer, nullable=False, server_default="0"),
+    # The account's own destination prefixes (`account allow-destination/deny-destination`),
+    # comma-separated E.164 digit prefixes; an allowed one is also the high-cost guard's opt-in.
+    Column("allow_destinations", Text, nullable=False, server_default=""),
+    Column("deny_destinations", Text, nullable=False, server_default=""),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Index("ix_accounts_signin_email", "signin_email", unique=True),
@@ -236,6 +295,19 @@ ledger = Table(
     # The operator explicitly allowed this entry to take the balance below the credit limit
     # (`callgate credit --allow-below-limit`); `callgate verify` accepts what such entries took.
     Column("below_limit_allowed", Boolean, nullable=False, default=False, server_default=false()),
+)
+
+# Every anomaly suspension and every reactivation (issue 18): the audit trail `callgate fraud events` lists.
+fraud_events = Table(
+    "fraud_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("kind", String(20), nullable=False),  # suspended | reactivated
+    Column("reason", String(40), nullable=False),
+    Column("detail", String(300), nullable=False),
+    Column("actor", String(80), nullable=False),  # callgate | operator
+    Column("created_at", BigInteger, nullable=False),
 )
 
 outbox = Table(

@@ -11,13 +11,15 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from billing_core.domain.errors import BelowCreditLimit
+from billing_core.domain.records import INHERIT
 from billing_core.domain.money import CUSTOMER_DECIMALS, RATE_DECIMALS, format_amount, parse_amount
 from billing_core.domain.ratedeck import DeckError, parse_deck_rows
 from billing_core.store import migrate
 from billing_core.store.engine import StorageError
 
 from .common import (
-    INTEGER_MAX, CliError, Instant, WholeNumber, database_error_text, emit_json, isatty, json_option, open_core, run_async,
+    INTEGER_MAX, CliError, Instant, WholeNumber, database_error_text, emit_json, isatty, json_option, jsonable,
+    open_core, run_async,
 )
 
 
@@ -151,16 +153,53 @@ def register(main: click.Group) -> None:
     @click.option("--low-balance", required=True, help="Low-balance alert threshold, e.g. 5.00")
     @click.option("--max-calls", required=True, type=WholeNumber(min=1, max=INTEGER_MAX))
     @click.option("--inbound-rate", default="0", show_default=True, help="Per-minute inbound rate (0 = free)")
+    @_package_rule_options
     @json_option
     @click.pass_context
     @run_async
-    async def package_add(ctx, name, plan_name, low_balance, max_calls, inbound_rate, as_json):
-        """Create (or update) package NAME."""
+    async def package_add(ctx, name, plan_name, low_balance, max_calls, inbound_rate, as_json, **rule_texts):
+        """Create (or update) package NAME.
+
+        A new package allows calls to the home region and US only and blocks PREMIUM_RATE,
+        SHARED_COST and UAN numbers unless told otherwise (--allow-regions '*' --block-types '')."""
         low = _amount(low_balance, "--low-balance")
         inbound = _amount(inbound_rate, "--inbound-rate", RATE_DECIMALS)
+        rules = _package_rules(rule_texts)
         async with open_core(ctx) as core:
-            result = await core.admin.add_package(name, plan=plan_name, low_balance=low, max_calls=max_calls, inbound_rate=inbound)
+            result = await core.admin.add_package(name, plan=plan_name, low_balance=low, max_calls=max_calls,
+                                                  inbound_rate=inbound, **rules)
         emit_json(result) if as_json else click.echo(f"package {name} {'updated' if result['updated'] else 'created'}")
+
+    @package.command("set")
+    @click.argument("name")
+    @click.option("--plan", "plan_name", default=None)
+    @click.option("--low-balance", default=None, help="Low-balance alert threshold, e.g. 5.00")
+    @click.option("--max-calls", default=None, type=WholeNumber(min=1, max=INTEGER_MAX))
+    @click.option("--inbound-rate", default=None, help="Per-minute inbound rate (0 = free)")
+    @_package_rule_options
+    @json_option
+    @click.pass_context
+    @run_async
+    async def package_set(ctx, name, plan_name, low_balance, max_calls, inbound_rate, as_json, **rule_texts):
+        """Change the given settings of package NAME (the others stay)."""
+        low = None if low_balance is None else _amount(low_balance, "--low-balance")
+        inbound = None if inbound_rate is None else _amount(inbound_rate, "--inbound-rate", RATE_DECIMALS)
+        rules = _package_rules(rule_texts)
+        async with open_core(ctx) as core:
+            result = await core.admin.set_package(name, plan=plan_name, low_balance=low, max_calls=max_calls,
+                                                  inbound_rate=inbound, **rules)
+        emit_json(result) if as_json else _echo_package(result)
+
+    @package.command("show")
+    @click.argument("name")
+    @json_option
+    @click.pass_context
+    @run_async
+    async def package_show(ctx, name, as_json):
+        """Show package NAME and its toll-fraud rules."""
+        async with open_core(ctx) as core:
+            result = await core.admin.show_package(name)
+        emit_json(result) if as_json else _echo_package(result)
 
     # ------------------------------------------------------------------------------- accounts
     @main.group()
@@ -189,17 +228,98 @@ def register(main: click.Group) -> None:
     @click.pass_context
     @run_async
     async def account_show(ctx, ref, as_json):
-        """Show account REF."""
+        """Show account REF (with its toll-fraud limits and destinations)."""
         async with open_core(ctx) as core:
             view = await core.account(ref)
+            rules = await core.admin.account_rules(ref)
         if as_json:
-            emit_json(view)
+            emit_json({**jsonable(view), **rules})
             return
         for key in ("ref", "name", "email", "package", "status", "currency"):
             click.echo(f"{key:>22}: {getattr(view, key)}")
         for key in ("balance", "credit_limit", "held", "available", "low_balance_threshold"):
             click.echo(f"{key:>22}: {format_amount(getattr(view, key))}")
         click.echo(f"{'live_calls':>22}: {view.live_calls}")
+        for key, value in rules["limits"].items():
+            override = " (account override)" if rules["overrides"].get(key) is not None else ""
+            click.echo(f"{key:>22}: {_show(value)}{override}")
+        for key, value in rules["spend"].items():
+            click.echo(f"{'spend_' + key:>22}: {_show(value)}")
+        if rules["suspension"]["suspended"]:
+            click.echo(f"{'suspended_reason':>22}: {_show(rules['suspension']['reason'])}")
+        click.echo(f"{'allow_destinations':>22}: {','.join(rules['allow_destinations']) or '-'}")
+        click.echo(f"{'deny_destinations':>22}: {','.join(rules['deny_destinations']) or '-'}")
+
+    @account.command("set")
+    @click.argument("ref")
+    @_account_override_options
+    @json_option
+    @click.pass_context
+    @run_async
+    async def account_set(ctx, ref, as_json, **texts):
+        """Override package limits for account REF (the value `package` clears an override)."""
+        overrides = _account_overrides(texts)
+        async with open_core(ctx) as core:
+            rules = await core.admin.set_account_rules(ref, **overrides)
+        emit_json(rules) if as_json else click.echo(f"account {ref} updated")
+
+    def _destination_command(action: str, doc: str):
+        @account.command(f"{action}-destination")
+        @click.argument("ref")
+        @click.argument("prefix")
+        @json_option
+        @click.pass_context
+        @run_async
+        async def cmd(ctx, ref, prefix, as_json):
+            async with open_core(ctx) as core:
+                rules = await core.admin.set_destination(ref, prefix, action)
+            if as_json:
+                emit_json(rules)
+            else:
+                click.echo(f"account {ref}: allowed {','.join(rules['allow_destinations']) or '-'}; "
+                           f"denied {','.join(rules['deny_destinations']) or '-'}")
+
+        cmd.__doc__ = doc
+        cmd.help = doc
+        return cmd
+
+    @account.command("reactivate")
+    @click.argument("ref")
+    @click.option("--reason", required=True, help="Why (kept in the audit record)")
+    @json_option
+    @click.pass_context
+    @run_async
+    async def account_reactivate(ctx, ref, reason, as_json):
+        """Lift REF's suspension (fraud_suspected included); kept as an audit record."""
+        async with open_core(ctx) as core:
+            result = await core.admin.reactivate(ref, reason)
+        emit_json(result) if as_json else click.echo(f"account {ref} reactivated ({result['status']})")
+
+    @main.group()
+    def fraud() -> None:
+        """Toll-fraud protection: the audit trail of suspensions."""
+
+    @fraud.command("events")
+    @click.option("--account", "ref", default=None)
+    @click.option("--limit", type=WholeNumber(min=1), default=100, show_default=True)
+    @json_option
+    @click.pass_context
+    @run_async
+    async def fraud_events(ctx, ref, limit, as_json):
+        """Suspensions (fraud_suspected) and reactivations, newest first."""
+        async with open_core(ctx) as core:
+            rows = await core.admin.fraud_events(ref, limit)
+        if as_json:
+            emit_json(rows)
+            return
+        for r in rows:
+            click.echo(f"{_when(r['created_at'])}  {r['account']:<16} {r['kind']:<12} {r['reason']:<16} "
+                       f"{r['actor']:<9} {r['detail']}")
+
+    _destination_command("allow", "Let REF call numbers starting with PREFIX (E.164 digits), also above the "
+                                  "package's --max-rate-per-min.")
+    _destination_command("deny", "Refuse REF's calls to numbers starting with PREFIX (E.164 digits).")
+    _destination_command("clear", "Take PREFIX out of REF's allowed and denied destinations.")
 
     @account.command("list")
     @json_option
@@ -445,3 +565,71 @@ def register(main: click.Group) -> None:
                 click.echo("ok: balances equal their ledgers, holds match live calls, no account below its credit limit")
         if problems:
             raise SystemExit(1)
+
+
+# ------------------------------------------------------------------------ toll-fraud options
+def _package_rule_options(fn):
+    """The toll-fraud rule flags of ``package add`` and ``package set`` (issue 18; exact names)."""
+    for flag, help_text in reversed((
+        ("--allow-regions", "Regions numbers may be in: ISO codes (CA,US) or '*' (new package: home region,US)"),
+        ("--block-types", "phonenumbers types refused, e.g. PREMIUM_RATE,SHARED_COST,UAN ('' = none)"),
+        ("--deny-prefixes", "E.164 prefixes refused, e.g. 881,882 (longest prefix wins)"),
+        ("--allow-prefixes", "E.164 prefixes allowed past the region rule (longest prefix wins)"),
+        ("--max-rate-per-min", "High-cost guard: refuse rates above this per minute (account allow-destination opts in)"),
+        ("--max-call-minutes", "Longest call, on top of the global max_call_seconds (every mode)"),
+        ("--max-attempts-per-minute", "Outbound call attempts an account may make per minute (counted in the database)"),
+        ("--daily-cap", "Most an account's calls may be charged per day (package time zone)"),
+        ("--monthly-cap", "Most an account's calls may be charged per month (package time zone)"),
+        ("--timezone", "IANA time zone of the caps' days and months (new package: America/Toronto)"),
+        ("--anomaly-spend-per-hour", "Suspend an account (fraud_suspected) whose calls spend more per hour"),
+        ("--anomaly-blocked-attempts", "Suspend after more refused attempts to blocked destinations in the window "
+                                       "(new package: 10)"),
+        ("--anomaly-window-minutes", "The anomaly checks' sliding window (default 60)"),
+    )):
+        fn = click.option(flag, default=None, help=help_text)(fn)
+    return fn
+
+
+def _account_override_options(fn):
+    for flag, help_text in reversed((
+        ("--allow-regions", "Override the package's allowed regions ('package' = the package's)"),
+        ("--block-types", "Override the package's blocked number types ('package' = the package's)"),
+        ("--max-rate-per-min", "Override the package's high-cost guard ('package' = the package's)"),
+        ("--max-call-minutes", "Override the package's longest call ('package' = the package's)"),
+        ("--max-attempts-per-minute", "Override the package's attempts per minute ('package' = the package's)"),
+        ("--daily-cap", "Override the package's daily spend cap ('package' = the package's)"),
+        ("--monthly-cap", "Override the package's monthly spend cap ('package' = the package's)"),
+        ("--anomaly-spend-per-hour", "Override the package's anomaly spend ('package' = the package's)"),
+        ("--anomaly-blocked-attempts", "Override the package's anomaly attempts ('package' = the package's)"),
+    )):
+        fn = click.option(flag, default=None, help=help_text)(fn)
+    return fn
+
+
+def _rule_value(name: str, text: str | None, *, inherit: bool = False):
+    if text is None:
+        return None
+    if inherit and text.strip() == INHERIT:
+        return INHERIT
+    if name in ("max_rate_per_min",):
+        return _amount(text, "--" + name.replace("_", "-"), RATE_DECIMALS)
+    if name in ("daily_cap", "monthly_cap", "anomaly_spend_per_hour"):
+        return _amount(text, "--" + name.replace("_", "-"))
+    return text
+
+
+def _package_rules(texts: dict) -> dict:
+    return {k: _rule_value(k, v) for k, v in texts.items() if v is not None}
+
+
+def _account_overrides(texts: dict) -> dict:
+    return {k: _rule_value(k, v, inherit=True) for k, v in texts.items() if v is not None}
+
+
+def _show(value) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def _echo_package(p: dict) -> None:
+    for key, value in p.items():
+        click.echo(f"{key:>24}: {_show(value)}")

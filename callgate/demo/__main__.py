@@ -106,7 +106,10 @@ async def seed(core: BillingCore) -> None:
         Rate("1900", parse_amount("0.60", decimals=6), 0, 1, 1, "Premium (demo cut-off)"),
         Rate("44", parse_amount("0.045", decimals=6), parse_amount("0.015", decimals=6), 30, 6, "United Kingdom"),
     ])
-    await admin.add_package("basic", plan="demo", low_balance=parse_amount("5.00"), max_calls=3, inbound_rate=0)
+    # every destination allowed: the demo's cut-off call dials a +1 900 (premium-rate) number, which a
+    # new package refuses by default (toll-fraud rules, docs/OPERATIONS.md)
+    await admin.add_package("basic", plan="demo", low_balance=parse_amount("5.00"), max_calls=3, inbound_rate=0,
+                            allow_regions="*", block_types="")
     for ref, name, ep, balance in (("acme", "Acme Inc", "alice", "5.01"), ("broke", "Broke Ltd", "bob", "1.00"),
                                    ("shorty", "Shorty & Co", "carol", t("cutoff_money"))):
         await admin.add_account(ref, name=name, email=f"billing@{ref}.example", package="basic")

@@ -274,12 +274,13 @@ async def balance_page(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     core = request.app[CORE]
     account = await core.account(session.account_ref)
+    limits = await core.admin.account_rules(session.account_ref)  # spend caps and today's spend (issue 18)
     outstanding = await inv.list_invoices(core, session.account_ref, status=inv.OUTSTANDING)
     notices = []
     invoice_id = plain_id(request.query.get("invoice"))
     if invoice_id is not None:
         notices += await _payment_notice(request, session, invoice_id)
-    return render(request, "balance.html", active="balance", account=account, notices=notices,
+    return render(request, "balance.html", active="balance", account=account, notices=notices, limits=limits,
                   status_text=STATUS_TEXT.get(account.status, account.status),
                   below_threshold=account.balance < account.low_balance_threshold, outstanding=len(outstanding))
 

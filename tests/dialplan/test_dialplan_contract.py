@@ -91,3 +91,16 @@ def test_importing_the_neutral_module_pulls_in_no_store():
             "'billing_core.store', 'billing_core.api', 'ari_app', 'agi', 'callgate.'))]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_toll_fraud_refusals_are_forbidden_with_the_refusal_announcement():
+    """Issue 18: destination_blocked is SIP 403 (cause 21) in every mode, with an announcement."""
+    from ari_app import announcements
+    from agi.routes import Decision
+
+    assert dialplan.hangup_cause(DenyReason.DESTINATION_BLOCKED) == dialplan.CAUSE_CALL_REJECTED
+    assert announcements.hangup_reason("destination_blocked") == "rejected"
+    assert announcements.DEFAULT_ANNOUNCEMENTS["destination_blocked"] == "sound:cannot-complete-as-dialed"
+    d = Decision.deny(DenyReason.DESTINATION_BLOCKED, rule="number_type")
+    assert dict(d.variables())["CALLGATE_HANGUPCAUSE"] == "21" and dict(d.variables())["CALLGATE_REASON"] == \
+        "destination_blocked" and d.rule == "number_type"

@@ -13,6 +13,7 @@ FACTS = {
     "amount": "25.00", "reference": "PAYPAL-123", "reason": "PayPal top-up", "dids": ["+15145551000", "+15145551001"],
     "release_date": "2026-12-12", "depleted_date": "2026-11-28", "released_date": "2026-12-12",
     "reset_url": "https://voip.example.test/reset/abc", "expires_minutes": 60,
+    "detail": "more than 10 refused attempts to blocked destinations in 60 min",  # fraud_suspected*
 }
 
 

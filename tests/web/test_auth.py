@@ -363,22 +363,36 @@ async def test_migration_gives_existing_accounts_their_canonical_signin_email(db
     from billing_core.api import BillingCore
     from billing_core.store import migrate
     from callgate.web.auth import SignedIn, sign_in
-    from tests.factories import seed
+
+    import sqlalchemy as sa
 
     await migrate.upgrade(db_url, "0006")
     passwords = Passwords(FAST_AUTH)
     hashed = await passwords.hash(PASSWORD)
-    core = await BillingCore.open(db_url, clock=clock)
-    try:
-        # No opening credit: today's ledger rows have columns a 0006 schema does not (0008); the
-        # plan written as a 0006 schema holds it (today's import writes deck versions, 0010).
-        await core.store.run(lambda conn: conn.exec_driver_sql(
-            "INSERT INTO plans (name, version, rate_count, created_at, updated_at) VALUES ('standard', 1, 0, 1, 1)"))
-        await seed(core, account="old", balance="0", did=None, endpoint=None, email="Ørsted@Example.test")
-        await core.store.run(lambda conn: conn.exec_driver_sql(
-            "UPDATE accounts SET password_hash = %s WHERE ref = 'old'" % f"'{hashed}'"))
-    finally:
-        await core.close()
+
+    def old_rows(conn):
+        # The rows a 0006 schema holds, in its own columns: today's statements read columns it
+        # does not have (0008's ledger columns, 0009's package rules and account limits).
+        def table(name, *cols):
+            return sa.table(name, *(sa.column(c) for c in cols))
+
+        conn.execute(sa.insert(table("plans", "name", "version", "rate_count", "created_at", "updated_at"))
+                     .values(name="std", version=1, rate_count=0, created_at=0, updated_at=0))
+        plan = conn.exec_driver_sql("SELECT id FROM plans").scalar()
+        conn.execute(sa.insert(table("packages", "name", "plan_id", "low_balance", "max_calls", "inbound_rate",
+                                     "created_at", "updated_at"))
+                     .values(name="basic", plan_id=plan, low_balance=0, max_calls=1, inbound_rate=0,
+                             created_at=0, updated_at=0))
+        pkg = conn.exec_driver_sql("SELECT id FROM packages").scalar()
+        conn.execute(sa.insert(table("accounts", "ref", "name", "email", "package_id", "currency", "balance",
+                                     "credit_limit", "held", "live_calls", "status", "low_balance_armed",
+                                     "low_balance_crossings", "depletions", "password_hash", "created_at",
+                                     "updated_at"))
+                     .values(ref="old", name="Old", email="Ørsted@Example.test", package_id=pkg, currency="CAD",
+                             balance=0, credit_limit=0, held=0, live_calls=0, status="active", low_balance_armed=True,
+                             low_balance_crossings=0, depletions=0, password_hash=hashed, created_at=0, updated_at=0))
+
+    await migrate._run(db_url, old_rows)
     await migrate.upgrade(db_url)
     core = await BillingCore.open(db_url, clock=clock)
     try:

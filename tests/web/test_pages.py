@@ -29,6 +29,16 @@ async def test_credit_balance_shows_balance_threshold_status_and_add_funds(clien
     assert 'href="/funds"' in page.body and "Add Funds" in text
 
 
+async def test_credit_balance_shows_the_spend_caps_and_todays_spend(client, core, alice):
+    """Issue 18: the client area shows the caps in force and what calls spent today."""
+    await core.admin.set_account_rules("alice", daily_cap=2_000_000,
+                                       monthly_cap=30_000_000)
+    await client.sign_in(alice.email, alice.password)
+    text = _text((await client.get("/balance")).body)
+    assert "Calls today 0.00 CAD" in text and "Daily spending limit 2.00 CAD" in text
+    assert "Monthly spending limit 30.00 CAD" in text and "Calls this month 0.00 CAD" in text
+
+
 async def test_balance_below_threshold_warns(client, core):
     from .conftest import add_customer
 

@@ -10,13 +10,13 @@
   (plan_id, created_at) for rerate's window.
 
 Revision ID: 0010
-Revises: 0008 (the coordinator re-points this after issue 18's 0009 at merge)
+Revises: 0009
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
