@@ -573,14 +573,8 @@ class BillingCore:
                                       held_delta=held_delta, below_limit_allowed=below_limit_allowed)
         a = change.account
         conn.execute(sql.I_LEDGER, change.ledger_row)
-        conn.execute(sql.U_ACCOUNT_BALANCE, dict(
-            aid=a["id"], delta=delta, held_delta=held_delta, calls_delta=calls_delta, status=a["status"],
-            status_changed_at=a["status_changed_at"],
-            depleted_at=a["depleted_at"], presuspended_at=a["presuspended_at"], armed=a["low_balance_armed"],
-            crossings=a["low_balance_crossings"], depletions=a["depletions"], now=now,
-            sdk=a["spend_day_key"], sd=a["spend_day"], smk=a["spend_month_key"], sm=a["spend_month"],
-            **anomaly_balance_params(a),
-        ))
+        conn.execute(sql.U_ACCOUNT_BALANCE, sql.account_balance_params(a, delta=delta, now=now, held_delta=held_delta,
+                                                                       calls_delta=calls_delta))
         for alert in change.alerts:
             self.enqueue_alert(conn, account_id=a["id"], to_addr=a["email"], kind=alert.kind,
                                dedupe_key=alert.dedupe_key, context=alert.context, now=now)
@@ -646,12 +640,6 @@ def _answer_time(at_ms: int | None, now: int) -> int:
     """An answer time the switch reported, within the storage range (U_SESSION_ANSWER then moves
     it to the authorize at the earliest); none reported: now."""
     return now if at_ms is None else min(max(int(at_ms), 0), now + _ANSWER_FUTURE_LIMIT_MS)
-
-
-def anomaly_balance_params(a) -> dict[str, Any]:
-    """U_ACCOUNT_BALANCE's anomaly-window parameters from an account mapping."""
-    return dict(aw=a["anomaly_window"], asp=a["anomaly_spend"], aspp=a["anomaly_spend_prev"], ab=a["anomaly_blocked"],
-                abp=a["anomaly_blocked_prev"])
 
 
 def _checked_talk_ms(talk_ms, field: str) -> int:

@@ -259,12 +259,10 @@ class Rerater:
         if ledger_rows:
             conn.execute(sql.I_LEDGER, ledger_rows)
         if deltas:
-            conn.execute(sql.U_ACCOUNT_BALANCE, [dict(
-                aid=aid, delta=delta, held_delta=0, calls_delta=0, status=a["status"],
-                status_changed_at=a["status_changed_at"], depleted_at=a["depleted_at"],
-                presuspended_at=a["presuspended_at"], armed=a["low_balance_armed"],
-                crossings=a["low_balance_crossings"], depletions=a["depletions"], now=now)
-                for aid, delta in deltas.items() for a in (locked[aid],)])
+            # kind "rerate" is a correction, not call spending: the spend caps' counters stay as
+            # they are (fraud_limits.CALL_CHARGE_KINDS; verify sums only those kinds)
+            conn.execute(sql.U_ACCOUNT_BALANCE, [sql.account_balance_params(locked[aid], delta=delta, now=now)
+                                                 for aid, delta in deltas.items()])
         for a, alert in alerts:
             self.core.enqueue_alert(conn, account_id=a["id"], to_addr=a["email"], kind=alert.kind,
                                     dedupe_key=alert.dedupe_key, context=alert.context, now=now)

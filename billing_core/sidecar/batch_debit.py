@@ -30,10 +30,10 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
-from billing_core.api import BillingCore, anomaly_balance_params
+from billing_core.api import BillingCore
 from billing_core.domain import fraud_limits
 from billing_core.domain import money_rules as rules
-from billing_core.store.statements import I_LEDGER, U_ACCOUNT_BALANCE
+from billing_core.store.statements import I_LEDGER, U_ACCOUNT_BALANCE, account_balance_params
 from billing_core.store.tables import accounts, call_sessions, ledger, packages
 
 _PICK = select(
@@ -119,13 +119,8 @@ def debit_batch_tx(conn, session_ids: list[str], now: int, lookahead: int, max_c
         conn.execute(_U_SESSION, session_rows)
     if touched_accounts:
         conn.execute(U_ACCOUNT_BALANCE, [
-            dict(aid=aid, delta=delta[aid][0], held_delta=delta[aid][1], calls_delta=0, status=a["status"],
-                 status_changed_at=a["status_changed_at"], depleted_at=a["depleted_at"],
-                 presuspended_at=a["presuspended_at"], armed=bool(a["low_balance_armed"]),
-                 crossings=a["low_balance_crossings"], depletions=a["depletions"], now=now,
-                 sdk=a["spend_day_key"], sd=a["spend_day"], smk=a["spend_month_key"], sm=a["spend_month"],
-                 **anomaly_balance_params(a))
-            for aid in sorted(touched_accounts) for a in (accts[aid],)
+            account_balance_params(accts[aid], delta=delta[aid][0], held_delta=delta[aid][1], now=now)
+            for aid in sorted(touched_accounts)
         ])
     for acct, alert in alerts:
         BillingCore.enqueue_alert(conn, account_id=acct["id"], to_addr=acct["email"], kind=alert.kind,

@@ -139,6 +139,22 @@ U_ACCOUNT_BALANCE = (
             anomaly_blocked=bindparam("ab"), anomaly_blocked_prev=bindparam("abp"))
 )
 
+def account_balance_params(a, *, delta: int, now: int, held_delta: int = 0, calls_delta: int = 0) -> dict:
+    """U_ACCOUNT_BALANCE's parameters: the balance moves by ``delta`` (``held``, ``live_calls`` by
+    theirs), everything else is written as the account mapping ``a`` holds it after the change
+    (money_rules.balance_change: lifecycle, spend caps' counters, anomaly window). The one builder,
+    so a new column of that statement cannot be forgotten by one of its callers (settle and credit,
+    the sidecar's batched debits, re-rating)."""
+    return dict(
+        aid=a["id"], delta=delta, held_delta=held_delta, calls_delta=calls_delta, status=a["status"],
+        status_changed_at=a["status_changed_at"], depleted_at=a["depleted_at"], presuspended_at=a["presuspended_at"],
+        armed=bool(a["low_balance_armed"]), crossings=a["low_balance_crossings"], depletions=a["depletions"], now=now,
+        sdk=a["spend_day_key"], sd=a["spend_day"], smk=a["spend_month_key"], sm=a["spend_month"],
+        aw=a["anomaly_window"], asp=a["anomaly_spend"], aspp=a["anomaly_spend_prev"], ab=a["anomaly_blocked"],
+        abp=a["anomaly_blocked_prev"],
+    )
+
+
 # Deck versions (issue 19): read when a plan's generation moves / a version is first used; both
 # drivers (billing_core.api and store.pg_fast) run these through a DeckCache.
 Q_DECK_VERSIONS = select(deck_versions).where(deck_versions.c.plan_id == bindparam("plan_id"))

@@ -11,7 +11,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from ari_app.simulator import Party
+from callgate_fakes.ari_simulator import Party
 from billing_core.api import CoreSettings
 from billing_core.store.tables import ledger, outbox
 from tests.ari.gate_support import TIME_SCALE, running_gate
