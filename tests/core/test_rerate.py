@@ -183,3 +183,23 @@ def test_cli_rerate(cg, tmp_path):
     backwards = cg("rerate", "--plan", "std", "--since", "2026-02-01T00:00:00Z", "--until", "2026-01-01T00:00:00Z",
                    ok=False)
     assert backwards.exit_code != 0 and "--until" in backwards.output
+
+
+async def test_a_rerate_moves_the_balance_not_the_spend_caps(core, clock):
+    """Issue 18 beside issue 19: a re-rate is a correction, not call spending — the spend caps'
+    counters keep what the calls took when they ran, and verify (which checks both) stays clean."""
+    await core.admin.import_plan("std", deck("0.02"))
+    await seed(core, plan="std", balance="10.00", did=None)
+    await core.admin.set_package("basic", daily_cap=micro("1.00"), monthly_cap=micro("5.00"))
+    since = clock.now_ms()
+    clock.advance(10)
+    await call(core, clock)
+    await call(core, clock)
+    spent = (await core.admin.account_rules("acme"))["spend"]
+    assert spent["today"] == "0.04"
+    await core.admin.import_plan("std", deck("0.03"), effective_at=since, correction=True)
+    done = await core.admin.rerate("std", since=since)
+    assert done["calls_changed"] == 2
+    assert (await core.account("acme")).balance == micro("9.94")  # 0.02 more per call
+    assert (await core.admin.account_rules("acme"))["spend"] == spent
+    assert await core.admin.verify() == []
