@@ -338,6 +338,9 @@ async def test_restart_settles_a_handler_reported_continue_call_exactly(sim, cor
         # the second call's object is gone (as if its report raced the adoption): the report alone settles it
         gate2.call_finished(gate2.calls[calls[1].channel_id])
         gate2._finished.pop(calls[1].channel_id)
+        # at least 2 simulated seconds of talk: a talk under 501 ms bills 0 s (rating.billable_seconds),
+        # and a quick restart once left 377 ms, so "cost > 0" below said nothing about the gate
+        await asyncio.sleep(2 * TIME_SCALE)
         for c in calls:
             await sim.hangup_channel(c.channel_id)
             await c.ended(timeout=10)
