@@ -113,11 +113,14 @@ async def test_refusals_have_their_sip_codes_and_never_reach_the_far_end(mode, p
     broke = await new_account("0")
     funded = await new_account("0.50")
     broke_did = await new_account("0", did=True)
-    depleted_number, no_rate_number = fresh_number(), "011442071234567"
+    guarded = await new_account("0.50")  # issue 18: a destination this account may not call
+    depleted_number, no_rate_number, blocked_number = fresh_number(), "011442071234567", "19005550199"
+    await cli.arun("account", "deny-destination", guarded.ref, "1900")
     unknown_did = "15145559999"
     calls = {
         "depleted outbound": (await place(pbx, workdir, broke.phone, depleted_number), 403),
         "unknown number": (await place(pbx, workdir, funded.phone, no_rate_number), 404),
+        "blocked destination": (await place(pbx, workdir, guarded.phone, blocked_number), 403),
         "depleted inbound DID": (await place(pbx, workdir, "15145557777", broke_did.did,
                                              port=pbx.trunk_in_ports[0], tag="carrier"), 403),
         "unknown DID": (await place(pbx, workdir, "15145557777", unknown_did, port=pbx.trunk_in_ports[1],
@@ -130,8 +133,9 @@ async def test_refusals_have_their_sip_codes_and_never_reach_the_far_end(mode, p
     # the announcement is early media: 183 Session Progress before the final response, never an answer
     assert all(183 in o.provisional for o in outcomes.values()), outcomes
     assert trunk.invites(depleted_number) == [] and trunk.invites(no_rate_number) == []
+    assert trunk.invites(blocked_number) == []
     assert phones.invites(broke_did.phone) == []
-    for acct in (broke, funded, broke_did):
+    for acct in (broke, funded, broke_did, guarded):
         rows = await cli.ajson("calls", "--account", acct.ref)
         assert all(r["state"] == "settled" and Decimal(r["cost"] or 0) == 0 for r in rows), rows
         assert (await money(cli, acct.ref))[1] == 0
