@@ -17,7 +17,7 @@ from callgate.web.app import make_web_app
 from .conftest import Browserless, admin_sign_in
 
 # A value for each route parameter, so every route is called on something that exists.
-SAMPLES = {"ref": "alice", "alert_id": "1"}
+SAMPLES = {"ref": "alice", "alert_id": "1", "session_id": "s1"}
 # Fields a POST might take: if a guard were missing, the handler would have enough to write.
 FORM = {"amount": "5.00", "reason": "goodwill", "body": "a note", "status": "suspended", "key": "k-1",
         "direction": "credit"}
@@ -56,7 +56,8 @@ async def test_every_admin_route_refuses_anonymous_and_customers(core, web_setti
     # the walk really sees the console (a broken walk would prove nothing)
     assert {("GET", "/admin"), ("GET", "/admin/accounts"), ("GET", "/admin/accounts/alice"),
             ("POST", "/admin/accounts/alice/credit"), ("GET", "/admin/calls.csv"),
-            ("GET", "/admin/rates"), ("POST", "/admin/rates/preview"), ("POST", "/admin/rates/apply")} <= paths
+            ("GET", "/admin/rates"), ("POST", "/admin/rates/preview"), ("POST", "/admin/rates/apply"),
+            ("POST", "/admin/live/s1/end")} <= paths
     before = await snapshot(core)
 
     anonymous = Browserless(web_app)

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from billing_core.admin import Admin
 from billing_core.domain.rating import Rate
-from billing_core.store.tables import deck_versions, ledger, rates
+from billing_core.store.tables import call_sessions, deck_versions, ledger, rates
 from billing_core.store.tables_operators import audit_log
 from callgate.commands.common import jsonable
 from callgate.web.admin_pages import CALL_FIELDS
@@ -217,3 +217,19 @@ async def test_a_deck_upload_with_a_bad_row_shows_the_line_and_a_good_one_applie
     shown = await Admin(core).show_plan("std")
     assert {r["prefix"]: r["rate_per_min"] for r in shown["rates"]} == {"1": "0.009", "1514": "0.002"}
     assert await rows_in(core, audit_log) == before[2] + 1
+
+
+async def test_an_admin_ends_a_live_call_from_the_redrawn_table(browser, web_app, core, clock, alice, admin_op):
+    page = await new_page(browser)
+    await operator_signs_in(page, web_app, admin_op, clock)
+    await page.goto(web_app + "/admin/live")
+    a = await core.authorize_call(direction="outbound", number="15145550100", endpoint="alice-phone", channel_id="e1")
+    await core.answer(a.session_id, clock.now_ms())
+    button = page.locator(f'#live tr[data-id="{a.session_id}"] button:has-text("End call")')
+    await button.wait_for(state="attached", timeout=10_000)  # drawn by the page's script, not a reload
+    await button.click()
+    await page.wait_for_url(web_app + "/admin/live?done=ended")
+    assert "Call ended" in await page.inner_text("main")
+    s = await core.store.run(lambda conn: conn.execute(
+        select(call_sessions.c.hold_mode).where(call_sessions.c.id == a.session_id)).scalar_one())
+    assert s == "ended"
