@@ -8,6 +8,7 @@ was imported since the preview (``based_on``).
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 from dataclasses import dataclass, field
@@ -90,19 +91,23 @@ def _describe(entries: list[tuple[tuple, str, str]]) -> tuple[str, str]:
     return entries[0][1], "; ".join(e[2] for e in entries)
 
 
-def preview_deck(conn: Connection, plan: str, data: bytes, now: int) -> DeckPreview:
-    """Parse ``data`` (a CSV file's bytes, UTF-8) as a deck for ``plan`` and compare it with the
-    version in effect at ``now``. Raises InvalidInput (a DeckError's text names line and column)."""
-    check_ref(plan, "plan", "a plan name is letters, digits and _.@- (max 64)")
+def parse_upload(data: bytes) -> list[DeckRow]:
+    """A CSV file's bytes (UTF-8) → deck rows, as `plan import` reads a file; InvalidInput with
+    the line and column of the first problem."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"file: not UTF-8 text (byte {exc.start + 1})") from None
-    # csv's own line splitting (see `plan import`: str.splitlines would hide some control characters)
     try:
-        rows = parse_deck_rows(io.StringIO(text, newline=""))
+        # csv's own line splitting (see `plan import`: str.splitlines would hide some control characters)
+        return parse_deck_rows(io.StringIO(text, newline=""))
     except DeckError as exc:
         raise InvalidInput(str(exc)) from None
+
+
+def current_deck(conn: Connection, plan: str, now: int) -> tuple[dict[str, list], int, int | None]:
+    """(the rows of ``plan``'s version in effect at ``now`` by prefix, its latest version (0: no
+    plan), the version in effect (None: none))."""
     plan_row = conn.execute(select(plans.c.id).where(plans.c.name == plan)).first()
     old: dict[str, list] = {}
     based_on = 0
@@ -119,13 +124,20 @@ def preview_deck(conn: Connection, plan: str, data: bytes, now: int) -> DeckPrev
                 old.setdefault(r.prefix, []).append(
                     (_key(period), r.description,
                      _price(period, r.rate_per_min, r.connect_fee, r.initial_increment, r.increment)))
+    return old, based_on, current.version if current else None
+
+
+def compare(plan: str, rows: list[DeckRow], digest: str, current: tuple[dict[str, list], int, int | None]
+            ) -> DeckPreview:
+    """The preview of parsed ``rows`` against :func:`current_deck`'s answer."""
+    old, based_on, base_version = current
     new: dict[str, list] = {}
     for row in rows:
         r = row.rate
         new.setdefault(r.prefix, []).append(
             (_key(row.period), r.description,
              _price(row.period, r.rate_per_min, r.connect_fee, r.initial_increment, r.increment)))
-    diff = DeckDiff(base_version=current.version if current else None)
+    diff = DeckDiff(base_version=base_version)
     added = sorted(p for p in new if p not in old)
     removed = sorted(p for p in old if p not in new)
     repriced = sorted(p for p in new if p in old and
@@ -141,11 +153,16 @@ def preview_deck(conn: Connection, plan: str, data: bytes, now: int) -> DeckPrev
     for p in repriced[:SHOWN]:
         desc, price = _describe(new[p])
         diff.repriced.append({"prefix": p, "description": desc, "old": _describe(old[p])[1], "new": price})
-    return DeckPreview(plan, rows, hashlib.sha256(data).hexdigest(), based_on, diff)
+    return DeckPreview(plan, rows, digest, based_on, diff)
 
 
 async def preview(core, plan: str, data: bytes) -> DeckPreview:
-    return await core.store.run(preview_deck, plan, data, core.clock.now_ms())
+    """Parse ``data`` (in a worker thread: a 300,000-row deck takes seconds, and no transaction
+    of the store waits on it), then compare it with the plan's version in effect now."""
+    check_ref(plan, "plan", "a plan name is letters, digits and _.@- (max 64)")
+    rows = await asyncio.to_thread(parse_upload, data)
+    current = await core.store.run(current_deck, plan, core.clock.now_ms())
+    return await asyncio.to_thread(compare, plan, rows, hashlib.sha256(data).hexdigest(), current)
 
 
 async def apply(core, actor: Actor, deck: DeckPreview, *, timezone: str | None, effective_at: int | None,
