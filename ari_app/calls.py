@@ -25,6 +25,7 @@ from ari_app.announcements import failed_dial_reason, hangup_reason
 from callgate_dialplan import endpoint_of_channel as endpoint_of
 from billing_core.api import StorageError
 from billing_core.domain.errors import InvalidInput, NotFound
+from billing_core.domain.records import ENDED_HOLD
 
 from ari_app.errors import AriBadRequest, AriConflict, AriError, AriNotFound, AriUnprocessable
 from ari_app.ports import BillingCorePort
@@ -416,6 +417,8 @@ class BridgeCall(CallActor):
         """(loop time, epoch ms) pair the timers are computed from."""
         self.warned_for: int | None = None
         self.cut = False
+        self.ended_by_operator = False
+        """An operator ended the call from the console: cut at the cut-off without the warning tone."""
         self.dialled_ms: int | None = None
         """When the callee was dialled (epoch ms): the earliest it can have answered."""
 
@@ -613,6 +616,8 @@ class BridgeCall(CallActor):
 
     def observe(self, ev: dict) -> None:
         if ev.get("type") == "_cutoff":  # the refresh pass read a new cut-off from the store
+            if ev.get("ended"):
+                self.ended_by_operator = True
             self.set_cutoff(ev.get("cutoff_at"))
         super().observe(ev)
 
@@ -627,7 +632,7 @@ class BridgeCall(CallActor):
                     self.cut = True
                     break
                 wake_at = cut_mono
-                if self.s.warning_seconds > 0 and self.warned_for != self.cutoff_at:
+                if self.s.warning_seconds > 0 and self.warned_for != self.cutoff_at and not self.ended_by_operator:
                     # once per cut-off value: a moved cut-off (extension or partial grant) warns again
                     warn_mono = cut_mono - self.s.warning_seconds * self.s.time_scale
                     if now >= warn_mono:
@@ -697,7 +702,7 @@ class BridgeCall(CallActor):
                 if leg not in self.gone_ts:
                     await self.hangup_quiet(leg)
         await self.delete_bridge()
-        await self.settle(talk)
+        await self.settle(talk, note="ended by an operator" if self.cut and self.ended_by_operator else None)
 
     async def abort(self) -> None:
         """Clean end after a fault: legs hung up, bridge deleted, session settled."""
@@ -719,6 +724,7 @@ class BridgeCall(CallActor):
         self.bridge_id = bridge_id
         self.answered_at = self.answered_ts = session.answered_at
         self.cutoff_at = session.cutoff_at
+        self.ended_by_operator = session.hold_mode == ENDED_HOLD
         self._anchor = (self.loop_time(), self.now_ms())
         self.in_stasis = {leg for leg in self.legs()}
         self._entry = self.adopted_flow

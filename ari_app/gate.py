@@ -52,6 +52,7 @@ from ari_app.ports import BillingCorePort
 from ari_app.recorded_ends import RecordedEnd, RecordedEnds, call_variables, clear_all
 from ari_app.settings import GateSettings
 from billing_core.api import StorageError
+from billing_core.domain.records import ENDED_HOLD
 from billing_core.log_limits import OutageLog
 
 log = logging.getLogger("ari_app.gate")
@@ -682,7 +683,10 @@ class Gate:
                 if s.cutoff_at != cutoff:
                     self.stats.extended += 1
                 cutoff = s.cutoff_at
-            if cutoff is not None and cutoff != call.cutoff_at:
+            if c.hold_mode == ENDED_HOLD and not getattr(call, "ended_by_operator", True):
+                # an operator ended it from the console: cut now, without the warning tone
+                call.post({"type": "_cutoff", "cutoff_at": cutoff, "ended": True})
+            elif cutoff is not None and cutoff != call.cutoff_at:
                 call.post({"type": "_cutoff", "cutoff_at": cutoff})
 
     async def clear_recorded_ends_once(self) -> None:

@@ -20,6 +20,7 @@ from .domain.decks import BEGINNING_OF_TIME, PlanVersions, days_mask, period_of,
 from .domain.ratedeck import DeckError, DeckRow, check_deck_periods
 from .domain.rating import (ALWAYS, DAY_NAMES, DEFAULT_TIMEZONE, Rate, billed_seconds, cost, format_minute, load_zone,
                             period_cost)
+from .operators import Actor, audit_tx
 from .rerate import Rerater
 from .store.statements import account_query
 from .store.tables import (
@@ -78,12 +79,18 @@ class Admin:
 
     # ---------------------------------------------------------------------------------- plans
     async def import_plan(self, name: str, deck: Sequence[Rate | DeckRow], *, timezone: str | None = None,
-                          effective_at: int | None = None, correction: bool = False) -> dict[str, Any]:
+                          effective_at: int | None = None, correction: bool = False,
+                          actor: Actor | None = None, based_on: int | None = None) -> dict[str, Any]:
         """Store ``deck`` as a new version of plan ``name`` (created if new), atomically, effective
         at ``effective_at`` (epoch ms; default now) in ``timezone`` (default: the zone of the plan's
         latest version, America/Toronto for a new plan). A time in the past is refused unless
         ``correction``: a correction replaces the version in effect from that time on (past calls
-        are then re-rated by ``callgate rerate``). Versions are kept: past calls keep their price."""
+        are then re-rated by ``callgate rerate``). Versions are kept: past calls keep their price.
+
+        ``actor``: who imports (the console): an audit record ``plan.import`` in the same
+        transaction. ``based_on``: the plan's latest version when the deck was previewed (0: no
+        plan yet); if another import came in since, InvalidInput and nothing is written (a confirm
+        must apply the deck against what the operator saw)."""
         check_ref(name, "NAME", "a plan name is letters, digits and _.@- (max 64)")
         rows = [r if isinstance(r, DeckRow) else DeckRow(0, r, ALWAYS) for r in deck]
         if not rows:
@@ -117,6 +124,9 @@ class Admin:
                 latest = conn.execute(select(deck_versions).where(deck_versions.c.plan_id == plan_id)
                                       .order_by(deck_versions.c.version.desc()).limit(1)).mappings().first()
             version = 1 if latest is None else latest["version"] + 1
+            if based_on is not None and version - 1 != based_on:
+                raise InvalidInput(f"plan {name}: version {version - 1} was imported since this deck was previewed "
+                                   f"(against version {based_on}); upload it again to see its changes")
             # Without --effective: now; a plan's first deck from the beginning of time (it had no
             # other: no call was priced by anything else, and a call dated a moment before the
             # import, by a switch's or a test's clock, must not find the plan empty).
@@ -135,8 +145,12 @@ class Admin:
                 ])
             conn.execute(update(plans).where(plans.c.id == plan_id)
                          .values(version=generation, rate_count=len(rows), updated_at=now))
-            return {"plan": name, "rates": len(rows), "version": version, "timezone": tz,
-                    "effective_at": format_instant(effective), "correction": correction}
+            result = {"plan": name, "rates": len(rows), "version": version, "timezone": tz,
+                      "effective_at": format_instant(effective), "correction": correction}
+            if actor is not None:
+                audit_tx(conn, actor, "plan.import", "plan", name, before={"version": version - 1 or None},
+                         after=result, now=now)
+            return result
 
         return await self.store.run(tx)
 

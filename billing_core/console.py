@@ -1,5 +1,5 @@
 """What an operator does from the console: credit or debit, suspend or reactivate, add a note,
-retry a failed alert email. Each is one transaction with its audit record (who, when, what, before and after), so
+retry a failed alert email, end a live call. Each is one transaction with its audit record (who, when, what, before and after), so
 the change and its record commit together or not at all.
 """
 from __future__ import annotations
@@ -12,10 +12,12 @@ from .domain import lifecycle
 from .domain.errors import InvalidInput, NotFound
 from .domain.identifiers import check_text
 from .domain.money import check_storage_range, format_amount
+from .domain.records import ENDED_HOLD
 from .domain.records import LedgerEntry
 from .operators import Actor, audit_tx
 from .sidecar.outbox import AlertRow, retry_tx
-from .store.tables import accounts
+from .store.statements import Q_ACCOUNT_BY_ID_LOCK
+from .store.tables import accounts, call_sessions
 from .store.tables_operators import account_notes
 
 NOTE_MAX = 2000
@@ -128,5 +130,61 @@ async def retry_alert(core, actor: Actor, alert_id: int) -> AlertRow:
         audit_tx(conn, actor, "alert.retry", "alert", str(alert_id), before={"status": "failed"},
                  after={"status": row.status, "kind": row.kind, "to": row.to_addr}, now=now)
         return row
+
+    return await core.store.run(tx, core.clock.now_ms())
+
+
+# ------------------------------------------------------------------------------ live calls
+def why_not_endable(row) -> str | None:
+    """Why the console cannot end this live call (None: it can). ``row``: a session's columns
+    (state, hold_mode, emergency). Only a call the ARI gate bridges itself is timed by the gate
+    from the stored cut-off (chunked hold); a full-hold call's limit is the dialplan's Dial L()
+    (FastAGI, or ARI continue mode once the dialplan took over), which nothing can move."""
+    if row["emergency"]:
+        return "an emergency call: never cut"
+    if row["hold_mode"] == ENDED_HOLD:
+        return "already ended from the console: the gate is cutting it"
+    if row["hold_mode"] != "chunked":
+        return ("its time limit is in the dialplan (FastAGI, or ARI continue mode after the dialplan took over): "
+                "end it on the switch")
+    if row["state"] != "answered":
+        return "not answered yet (ringing): it can be ended once answered"
+    return None
+
+
+async def end_call(core, actor: Actor, session_id: str, reason: str = "") -> dict:
+    """End a live ARI call now: its cut-off moves to now and its grant to the talk so far (final:
+    never extended again; ``hold_mode`` becomes ``ended``), audited in the same transaction. The
+    gate reads cut-offs once a second and cuts the call at once, skipping the warning tone; the
+    call is settled at the talk up to the cut-off. Refused (InvalidInput, nothing written) for a
+    call the gate does not time (see :func:`why_not_endable`). Ending it twice changes nothing."""
+    reason = check_text(reason or "", "reason", max_length=300, allow_empty=True)
+
+    def tx(conn: Connection, now: int) -> dict:
+        row = conn.execute(select(call_sessions).where(call_sessions.c.id == session_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"unknown call {session_id!r}")
+        if row["account_id"] is not None:
+            # the account lock orders this with an extension or a settle running now (they take it
+            # first and re-read the session under it)
+            conn.execute(Q_ACCOUNT_BY_ID_LOCK, {"aid": row["account_id"]}).first()
+            row = conn.execute(select(call_sessions).where(call_sessions.c.id == session_id)).mappings().first()
+        if row["state"] not in ("authorized", "answered"):
+            raise InvalidInput("call: it has ended already")
+        if row["hold_mode"] == ENDED_HOLD:  # ended already (a double click): nothing changes
+            return {"session": session_id, "cutoff_at": row["cutoff_at"], "replayed": True}
+        why = why_not_endable(row)
+        if why is not None:
+            raise InvalidInput(f"call: cannot be ended from the console: {why}")
+        talked_ms = max(0, now - row["answered_at"])
+        granted = min(row["granted_seconds"], -(-talked_ms // 1000))
+        cutoff = min(now, row["cutoff_at"]) if row["cutoff_at"] is not None else now
+        conn.execute(update(call_sessions).where(call_sessions.c.id == session_id).values(
+            cutoff_at=cutoff, granted_seconds=granted, hold_mode=ENDED_HOLD))
+        target = row["number_e164"] or row["number"]
+        audit_tx(conn, actor, "call.end", "call", session_id,
+                 before={"cutoff_at": row["cutoff_at"], "granted_seconds": row["granted_seconds"]},
+                 after={"cutoff_at": cutoff, "granted_seconds": granted, "number": target}, reason=reason, now=now)
+        return {"session": session_id, "cutoff_at": cutoff, "replayed": False}
 
     return await core.store.run(tx, core.clock.now_ms())

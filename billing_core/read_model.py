@@ -381,7 +381,7 @@ def live_calls(conn: Connection, limit: int = 200) -> list[dict[str, Any]]:
     q = (select(call_sessions.c.id, call_sessions.c.direction, call_sessions.c.number, call_sessions.c.number_e164,
                 call_sessions.c.state, call_sessions.c.created_at, call_sessions.c.answered_at,
                 call_sessions.c.cutoff_at, call_sessions.c.pbx_id, call_sessions.c.channel_id, call_sessions.c.hold,
-                call_sessions.c.emergency, accounts.c.ref.label("account_ref"))
+                call_sessions.c.emergency, call_sessions.c.hold_mode, accounts.c.ref.label("account_ref"))
          .select_from(call_sessions.outerjoin(accounts, accounts.c.id == call_sessions.c.account_id))
          .where(call_sessions.c.state.in_(LIVE_STATES))
          .order_by(call_sessions.c.created_at.desc(), call_sessions.c.id.desc()).limit(_page_size(limit)))

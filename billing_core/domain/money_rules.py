@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from . import fraud_limits, lifecycle
+from .records import ENDED_HOLD
 from .money import check_storage_range, format_customer
 from .rating import (
     Rate, RateSchedule, billable_seconds, cost, max_talk_seconds, period_cost, period_max_talk_seconds,
@@ -111,6 +112,9 @@ class TalkBound:
     """What set it: ``elapsed`` (time since authorize/answer) or ``grant`` (a full hold's grant)."""
 
 
+#: Hold modes whose grant is the most the call can talk.
+FINAL_GRANT_MODES = ("full", ENDED_HOLD)
+
 #: Bases whose talk was never measured but billed up to a moment the core chose (a restart, a
 #: stale sweep): never more than the grant the call was paying for.
 BOUNDED_BASES = ("bounded_at_restart", "bounded_stale")
@@ -127,7 +131,7 @@ def talk_bound(row: Mapping[str, Any], now: int, basis: str = "measured") -> Tal
     if row["answered_at"] is not None:
         start = max(start, row["answered_at"] - ANSWER_CLOCK_ALLOWANCE_MS)
     bound = TalkBound(max(0, now - start), "elapsed")
-    if (row["hold_mode"] == "full" or basis in BOUNDED_BASES) and row["granted_seconds"] * 1000 < bound.talk_ms:
+    if (row["hold_mode"] in FINAL_GRANT_MODES or basis in BOUNDED_BASES) and row["granted_seconds"] * 1000 < bound.talk_ms:
         bound = TalkBound(row["granted_seconds"] * 1000, "grant")
     return bound
 

@@ -9,6 +9,12 @@ from .errors import DenyReason
 INHERIT = "package"
 
 
+#: ``hold_mode`` of a call an operator ended from the console (billing_core.console.end_call): its
+#: grant was cut to the talk so far and is final, like a full hold's (never extended; the gate cuts
+#: it at once, without the warning tone).
+ENDED_HOLD = "ended"
+
+
 @dataclass(frozen=True, slots=True)
 class Authorization:
     """The answer to ``authorize_call``: allowed with a session and a hold, or a deny reason."""
@@ -53,7 +59,8 @@ class LiveCutoff:
     cutoff_at: int | None
     """Epoch ms; None for emergency calls (no limit)."""
     hold_mode: str
-    """``chunked`` (the gate may extend it as a fallback) or ``full``."""
+    """``chunked`` (the gate may extend it as a fallback), ``full``, or ``ended`` (an operator ended
+    it from the console: the gate cuts it at ``cutoff_at`` without the warning tone)."""
     emergency: bool
 
 

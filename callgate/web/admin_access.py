@@ -52,6 +52,17 @@ def roles(*allowed: str) -> Callable[[Handler], Handler]:
     return mark
 
 
+def max_body(size: int) -> Callable[[Handler], Handler]:
+    """Mark a handler that accepts a request body up to ``size`` bytes (an upload) instead of the
+    app's small default."""
+
+    def mark(handler: Handler) -> Handler:
+        handler.admin_max_body = size  # type: ignore[attr-defined]
+        return handler
+
+    return mark
+
+
 def allowed_roles(handler: Any, method: str) -> tuple[str, ...]:
     explicit = getattr(handler, "admin_roles", None)
     if explicit is not None:
@@ -101,6 +112,9 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
         log.warning("refused: %s %s by %s (%s)", request.method, request.path, op.email, op.role)
         return admin_error(request, 403, "Not allowed", f"Your role ({op.role}) may not do this.")
     if request.method not in ("GET", "HEAD"):
+        limit = getattr(target, "admin_max_body", None)  # a route taking a file (a rate deck) says how big
+        if limit is not None:
+            request = request.clone(client_max_size=limit)
         form = await request.post()
         if not tokens_equal(form.get("csrf"), op.csrf_token):
             log.warning("csrf refused: %s %s from %s", request.method, request.path, client_ip(request))
@@ -108,5 +122,5 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
     return await handler(request)
 
 
-__all__ = ["OPERATOR", "PREFIX", "actor_of", "admin_error", "admin_guard", "admin_render", "allowed_roles",
+__all__ = ["OPERATOR", "PREFIX", "actor_of", "admin_error", "admin_guard", "admin_render", "allowed_roles", "max_body",
            "operator_of", "public", "roles"]

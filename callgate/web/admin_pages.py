@@ -258,17 +258,42 @@ LIVE_CSP = "default-src 'self'; script-src 'self'; connect-src 'self'; frame-anc
 
 
 def _live_row(r: dict) -> dict:
+    why = console.why_not_endable(r)
     return {"id": r["id"], "account": r["account_ref"] or "", "direction": r["direction"],
             "number": r["number_e164"] or r["number"], "state": r["state"], "started": when(r["created_at"]),
             "answered": when(r["answered_at"]), "cutoff": when(r["cutoff_at"]), "pbx": r["pbx_id"],
-            "hold": format_amount(r["hold"]), "emergency": bool(r["emergency"])}
+            "hold": format_amount(r["hold"]), "emergency": bool(r["emergency"]),
+            "endable": why is None, "why_not": why or ""}
+
+
+LIVE_NOTICES = {"ended": ("good", "Call ended: the gate hangs it up within 2 seconds (no warning tone) and "
+                                  "settles it at the talk so far.")}
 
 
 async def live_page(request: web.Request) -> web.StreamResponse:
     rows = [_live_row(r) for r in await _read(request.app[CORE], read_model.live_calls)]
-    response = admin_render(request, "admin/live.html", active="live", rows=rows, poll=LIVE_POLL_SECONDS)
+    found = LIVE_NOTICES.get(request.query.get("done", ""))
+    response = admin_render(request, "admin/live.html", active="live", rows=rows, poll=LIVE_POLL_SECONDS,
+                            is_admin=operator_of(request).role == ADMIN,
+                            notices=[{"kind": found[0], "text": found[1]}] if found else [])
     response.headers["Content-Security-Policy"] = LIVE_CSP
     return response
+
+
+async def live_end(request: web.Request) -> web.StreamResponse:
+    """Admin: end one live ARI call now (the core moves its cut-off; the gate cuts it)."""
+    session_id = request.match_info["session_id"]
+    form = await request.post()
+    try:
+        result = await console.end_call(request.app[CORE], actor_of(request), session_id,
+                                        str(form.get("reason", ""))[:300])
+    except NotFound:
+        return admin_error(request, 404, "Not found", "There is no such call.")
+    except InvalidInput as exc:
+        return admin_error(request, 409, "Not ended", str(exc))
+    log.info("console ended call %s by %s%s", session_id, operator_of(request).email,
+             " (already ended)" if result["replayed"] else "")
+    raise web.HTTPSeeOther(f"{PREFIX}/live?done=ended")
 
 
 async def live_json(request: web.Request) -> web.StreamResponse:
@@ -492,6 +517,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post(PREFIX + "/accounts/{ref}/password", account_password)
     r.add_get(PREFIX + "/live", live_page)
     r.add_get(PREFIX + "/live.json", live_json)
+    r.add_post(PREFIX + "/live/{session_id:[A-Za-z0-9_-]{1,40}}/end", live_end)
     r.add_get(PREFIX + "/calls", calls_page)
     r.add_get(PREFIX + "/calls.csv", calls_csv)
     r.add_get(PREFIX + "/alerts", alerts_page)

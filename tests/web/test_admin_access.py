@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from billing_core.operators import ADMIN, SUPPORT
-from billing_core.store.tables import accounts, ledger
+from billing_core.store.tables import accounts, deck_versions, ledger, rates
 from billing_core.store.tables_operators import account_notes, audit_log, operator_sessions, operators
 from callgate.web.admin_access import PREFIX, allowed_roles
 from callgate.web.app import make_web_app
@@ -17,7 +17,7 @@ from callgate.web.app import make_web_app
 from .conftest import Browserless, admin_sign_in
 
 # A value for each route parameter, so every route is called on something that exists.
-SAMPLES = {"ref": "alice", "alert_id": "1"}
+SAMPLES = {"ref": "alice", "alert_id": "1", "session_id": "s1"}
 # Fields a POST might take: if a guard were missing, the handler would have enough to write.
 FORM = {"amount": "5.00", "reason": "goodwill", "body": "a note", "status": "suspended", "key": "k-1",
         "direction": "credit"}
@@ -45,7 +45,7 @@ def admin_routes(core, web_settings) -> list[tuple[str, str, object]]:
 async def snapshot(core) -> dict:
     def tx(conn):
         return {t.name: [tuple(r) for r in conn.execute(select(t).order_by(*t.primary_key.columns))]
-                for t in (accounts, ledger, audit_log, account_notes, operators)}
+                for t in (accounts, ledger, audit_log, account_notes, operators, deck_versions, rates)}
 
     return await core.store.run(tx)
 
@@ -55,7 +55,9 @@ async def test_every_admin_route_refuses_anonymous_and_customers(core, web_setti
     paths = {(m, p) for m, p, _ in routes}
     # the walk really sees the console (a broken walk would prove nothing)
     assert {("GET", "/admin"), ("GET", "/admin/accounts"), ("GET", "/admin/accounts/alice"),
-            ("POST", "/admin/accounts/alice/credit"), ("GET", "/admin/calls.csv")} <= paths
+            ("POST", "/admin/accounts/alice/credit"), ("GET", "/admin/calls.csv"),
+            ("GET", "/admin/rates"), ("POST", "/admin/rates/preview"), ("POST", "/admin/rates/apply"),
+            ("POST", "/admin/live/s1/end")} <= paths
     before = await snapshot(core)
 
     anonymous = Browserless(web_app)

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import func, select
 
 from billing_core.admin import Admin
-from billing_core.store.tables import ledger
+from billing_core.domain.rating import Rate
+from billing_core.store.tables import call_sessions, deck_versions, ledger, rates
 from billing_core.store.tables_operators import audit_log
 from callgate.commands.common import jsonable
 from callgate.web.admin_pages import CALL_FIELDS
@@ -183,3 +184,52 @@ async def test_the_live_page_shows_a_call_appear_and_end_without_reloading(brows
     await row.wait_for(state="detached", timeout=10_000)
     assert "No live calls." in await page.inner_text("#live")
     assert await page.evaluate("window.notReloaded") is True
+
+
+async def test_a_deck_upload_with_a_bad_row_shows_the_line_and_a_good_one_applies_on_confirm(
+        browser, web_app, core, clock, admin_op, tmp_path):
+    header = "prefix,description,rate_per_min,connect_fee,initial_increment,increment\n"
+    await Admin(core).import_plan("std", [Rate("1", 10_000, 0, 60, 60, "NANP")])  # 0.01/min
+    bad, good = tmp_path / "bad.csv", tmp_path / "good.csv"
+    bad.write_text(header + "1,NANP,0.01,0,60,60\n1514,Montreal,0.02,0,sixty,60\n")
+    good.write_text(header + "1,NANP,0.009,0,60,60\n1514,Montreal,0.002,0,6,6\n")
+    page = await new_page(browser)
+    await operator_signs_in(page, web_app, admin_op, clock)
+    before = (await rows_in(core, deck_versions), await rows_in(core, rates), await rows_in(core, audit_log))
+    await page.click("a:has-text('Rates')")
+    await page.wait_for_url(web_app + "/admin/rates")
+    await page.fill("#plan", "std")
+    await page.set_input_files("#file", str(bad))
+    await page.click("button:has-text('Preview')")
+    assert "line 3, column initial_increment" in await page.inner_text("#deck-error")
+    assert (await rows_in(core, deck_versions), await rows_in(core, rates), await rows_in(core, audit_log)) == before
+
+    await page.set_input_files("#file", str(good))
+    await page.click("button:has-text('Preview')")
+    await page.wait_for_url(web_app + "/admin/rates/preview")
+    assert await page.inner_text("#count-added") == "1"
+    assert "1514" in await page.inner_text("#added") and "Montreal" in await page.inner_text("#added")
+    assert "0.009/min" in await page.inner_text("#repriced")
+    assert (await rows_in(core, deck_versions), await rows_in(core, rates)) == before[:2]  # not yet
+    await page.click("#apply")
+    await page.wait_for_url(web_app + "/admin/rates?done=*")
+    assert "version 2 imported" in await page.inner_text("main")
+    shown = await Admin(core).show_plan("std")
+    assert {r["prefix"]: r["rate_per_min"] for r in shown["rates"]} == {"1": "0.009", "1514": "0.002"}
+    assert await rows_in(core, audit_log) == before[2] + 1
+
+
+async def test_an_admin_ends_a_live_call_from_the_redrawn_table(browser, web_app, core, clock, alice, admin_op):
+    page = await new_page(browser)
+    await operator_signs_in(page, web_app, admin_op, clock)
+    await page.goto(web_app + "/admin/live")
+    a = await core.authorize_call(direction="outbound", number="15145550100", endpoint="alice-phone", channel_id="e1")
+    await core.answer(a.session_id, clock.now_ms())
+    button = page.locator(f'#live tr[data-id="{a.session_id}"] button:has-text("End call")')
+    await button.wait_for(state="attached", timeout=10_000)  # drawn by the page's script, not a reload
+    await button.click()
+    await page.wait_for_url(web_app + "/admin/live?done=ended")
+    assert "Call ended" in await page.inner_text("main")
+    s = await core.store.run(lambda conn: conn.execute(
+        select(call_sessions.c.hold_mode).where(call_sessions.c.id == a.session_id)).scalar_one())
+    assert s == "ended"

@@ -7,6 +7,25 @@
   var source = table.dataset.source;
   var cells = ["started", "account", "direction", "number", "state", "answered", "cutoff", "hold", "pbx"];
 
+  var csrf = table.dataset.csrf;  // empty unless the operator may end calls (admin)
+
+  function endCell(c) {
+    var td = document.createElement("td");
+    td.className = "end";
+    if (c.endable && csrf) {
+      var form = document.createElement("form"), token = document.createElement("input"),
+        button = document.createElement("button");
+      form.method = "post"; form.className = "inline";
+      form.action = "/admin/live/" + encodeURIComponent(c.id) + "/end";
+      token.type = "hidden"; token.name = "csrf"; token.value = csrf;
+      button.type = "submit"; button.textContent = "End call";
+      form.appendChild(token); form.appendChild(button); td.appendChild(form);
+    } else {
+      td.textContent = c.endable ? "can be ended by an admin" : "cannot be ended here: " + c.why_not;
+    }
+    return td;
+  }
+
   function draw(data) {
     var body = document.createElement("tbody");
     data.calls.forEach(function (c) {
@@ -18,11 +37,12 @@
         if (name === "hold") { td.className = "num"; }
         tr.appendChild(td);
       });
+      tr.appendChild(endCell(c));
       body.appendChild(tr);
     });
     if (!data.calls.length) {
       var tr = document.createElement("tr"), td = document.createElement("td");
-      tr.className = "empty"; td.colSpan = cells.length; td.textContent = "No live calls.";
+      tr.className = "empty"; td.colSpan = cells.length + 1; td.textContent = "No live calls.";
       tr.appendChild(td); body.appendChild(tr);
     }
     table.replaceChild(body, table.tBodies[0]);
