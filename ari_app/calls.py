@@ -145,6 +145,9 @@ class CallActor:
     #: The call reads channel varsets after leaving Stasis (ANSWEREDTIME_MS): the gate's event
     #: filter lets them through while any such call lives.
     needs_channel_varsets = False
+    #: An operator ended the call from the console: cut at the cut-off without the warning tone
+    #: (only a bridged call's timer is the gate's; BridgeCall sets it from the refresh pass).
+    ended_by_operator = False
 
     def __init__(self, gate: CallHost, caller: dict, *, args: list[str] | None = None,
                  pbx_id: str = "local") -> None:
@@ -417,8 +420,6 @@ class BridgeCall(CallActor):
         """(loop time, epoch ms) pair the timers are computed from."""
         self.warned_for: int | None = None
         self.cut = False
-        self.ended_by_operator = False
-        """An operator ended the call from the console: cut at the cut-off without the warning tone."""
         self.dialled_ms: int | None = None
         """When the callee was dialled (epoch ms): the earliest it can have answered."""
 

@@ -683,11 +683,9 @@ class Gate:
                 if s.cutoff_at != cutoff:
                     self.stats.extended += 1
                 cutoff = s.cutoff_at
-            if c.hold_mode == ENDED_HOLD and not getattr(call, "ended_by_operator", True):
-                # an operator ended it from the console: cut now, without the warning tone
-                call.post({"type": "_cutoff", "cutoff_at": cutoff, "ended": True})
-            elif cutoff is not None and cutoff != call.cutoff_at:
-                call.post({"type": "_cutoff", "cutoff_at": cutoff})
+            ended = c.hold_mode == ENDED_HOLD  # an operator ended it from the console: no warning tone
+            if cutoff is not None and (cutoff != call.cutoff_at or (ended and not call.ended_by_operator)):
+                call.post({"type": "_cutoff", "cutoff_at": cutoff, "ended": ended})
 
     async def clear_recorded_ends_once(self) -> None:
         """Delete every end Asterisk's hangup handler recorded (``DBdeltree(callgate_ended)``), so
