@@ -158,6 +158,15 @@ def forgive_tx(conn: Connection, realm: Realm, email: str, ip: str) -> None:
         web_signin_attempts.c.email == email))
 
 
+def _open_session_tx(conn: Connection, sessions, limits: Limits, thash: str, csrf: str, ip: str, now: int,
+                     **owner: int) -> None:
+    """A new row in a realm's sessions table (``owner``: its account_id or operator_id column).
+    Dead sessions (anyone's) are swept here rather than on every page view: sign-ins are rare."""
+    conn.execute(delete(sessions).where((sessions.c.expires_at <= now) | (sessions.c.last_seen_at <= now - limits.idle_ms)))
+    conn.execute(sessions.insert().values(token_hash=thash, csrf_token=csrf, created_at=now, last_seen_at=now,
+                                          expires_at=now + limits.max_ms, ip=ip, **owner))
+
+
 # ------------------------------------------------------------------------------- customers
 def customer_credentials(conn: Connection, email: str) -> tuple[int, str] | None:
     row = conn.execute(
@@ -176,12 +185,7 @@ def start_customer_session_tx(conn: Connection, limits: Limits, account_id: int,
     forgive_tx(conn, CUSTOMERS, email, ip)
     if rehashed:
         conn.execute(update(accounts).where(accounts.c.id == account_id).values(password_hash=rehashed))
-    # Sweep dead sessions (anyone's) here rather than on every page view: sign-ins are rare.
-    conn.execute(delete(web_sessions).where(
-        (web_sessions.c.expires_at <= now) | (web_sessions.c.last_seen_at <= now - limits.idle_ms)))
-    conn.execute(web_sessions.insert().values(
-        token_hash=thash, account_id=account_id, csrf_token=csrf, created_at=now, last_seen_at=now,
-        expires_at=now + limits.max_ms, ip=ip))
+    _open_session_tx(conn, web_sessions, limits, thash, csrf, ip, now, account_id=account_id)
     acct = conn.execute(select(accounts.c.ref, accounts.c.email, accounts.c.name).where(accounts.c.id == account_id)).one()
     return CustomerSession(thash, account_id, acct.ref, acct.email, acct.name, csrf)
 
@@ -268,11 +272,7 @@ def start_operator_session_tx(conn: Connection, limits: Limits, operator_id: int
     forgive_tx(conn, OPERATORS, email, ip)
     if rehashed:
         conn.execute(update(operators).where(operators.c.id == operator_id).values(password_hash=rehashed))
-    conn.execute(delete(operator_sessions).where(
-        (operator_sessions.c.expires_at <= now) | (operator_sessions.c.last_seen_at <= now - limits.idle_ms)))
-    conn.execute(operator_sessions.insert().values(
-        token_hash=thash, operator_id=operator_id, csrf_token=csrf, created_at=now, last_seen_at=now,
-        expires_at=now + limits.max_ms, ip=ip))
+    _open_session_tx(conn, operator_sessions, limits, thash, csrf, ip, now, operator_id=operator_id)
     audit_tx(conn, Actor(row["email"], operator_id), "operator.signin", "operator", row["email"],
              after={"ip": ip, "totp": totp_step is not None}, now=now)
     return OperatorSession(thash, operator_id, row["email"], row["role"], csrf)
