@@ -12,6 +12,7 @@ from .domain import lifecycle
 from .domain.errors import InvalidInput, NotFound
 from .domain.identifiers import check_text
 from .domain.money import check_storage_range, format_amount
+from .domain.money_rules import ended_grant_seconds
 from .domain.records import ENDED_HOLD
 from .domain.records import LedgerEntry
 from .operators import Actor, audit_tx
@@ -176,8 +177,7 @@ async def end_call(core, actor: Actor, session_id: str, reason: str = "") -> dic
         why = why_not_endable(row)
         if why is not None:
             raise InvalidInput(f"call: cannot be ended from the console: {why}")
-        talked_ms = max(0, now - row["answered_at"])
-        granted = min(row["granted_seconds"], -(-talked_ms // 1000))
+        granted = ended_grant_seconds(row["granted_seconds"], row["answered_at"], now)
         cutoff = min(now, row["cutoff_at"]) if row["cutoff_at"] is not None else now
         conn.execute(update(call_sessions).where(call_sessions.c.id == session_id).values(
             cutoff_at=cutoff, granted_seconds=granted, hold_mode=ENDED_HOLD))

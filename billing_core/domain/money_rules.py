@@ -153,6 +153,15 @@ def bounded_talk_ms(answered_at: int | None, granted_seconds: int, now: int) -> 
     return max(0, min(granted_seconds * 1000, now - answered_at))
 
 
+def ended_grant_seconds(granted_seconds: int, answered_at: int, now: int) -> int:
+    """The grant of a call an operator ends now (billing_core.console.end_call): the talk so far in
+    whole seconds, rounded up — the settle's billable seconds (rating.billable_seconds: 500 ms rounds
+    down) never exceed it, so ending a call can never turn its talk into an overrun — and never more
+    than the call had."""
+    talked_ms = max(0, now - answered_at)
+    return min(granted_seconds, -(-talked_ms // 1000))
+
+
 @dataclass(frozen=True, slots=True)
 class SettlementCost:
     billable_seconds: int

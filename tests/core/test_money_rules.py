@@ -106,3 +106,16 @@ async def test_the_core_debit_pass_asks_the_one_rule(core, clock, monkeypatch):
     assert (await core.debit_due())["examined_due"] == 0
     monkeypatch.undo()
     assert (await core.debit_due())["examined_due"] == 1
+
+
+def test_an_ended_call_keeps_its_talk_so_far_rounded_up_never_more_than_its_grant():
+    from billing_core.domain.rating import billable_seconds
+
+    ended_grant_seconds = rules.ended_grant_seconds
+    assert ended_grant_seconds(60, 1_000, 1_000) == 0
+    assert ended_grant_seconds(60, 1_000, 1_001) == 1
+    assert ended_grant_seconds(60, 1_000, 13_500) == 13  # 12.5 s rounds up
+    assert ended_grant_seconds(60, 1_000, 200_000) == 60  # never more than it had
+    assert ended_grant_seconds(60, 5_000, 1_000) == 0  # a clock behind the answer: nothing
+    for talked in range(0, 5_000, 37):  # the settle never bills past the new grant
+        assert billable_seconds(talked) <= ended_grant_seconds(60, 0, talked)
