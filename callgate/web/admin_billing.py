@@ -104,20 +104,16 @@ async def package_set(request: web.Request) -> web.StreamResponse:
     submitted = {k: str(form.get(k, ""))[:2000].strip() for k in console.PACKAGE_SETTINGS if k in form}
     try:
         current = await core.admin.show_package(name)
-        changes = {k: v for k, v in submitted.items() if v != _setting_text(current[k])}
-        if changes:
-            before = {k: current[k] for k in changes}
-            after = await console.set_package(core, actor_of(request), name, changes,
-                                              str(form.get("reason", ""))[:400])
-            changed = any(after[k] != before[k] for k in changes)
-        else:
-            changed = False
-    except NotFound as exc:
-        if str(exc).startswith("--plan"):
-            return await _package_page(request, name, status=400, error=str(exc), form=submitted)
+    except NotFound:
         return admin_error(request, 404, "Not found", f"There is no package {name!r}.")
-    except InvalidInput as exc:
-        return await _package_page(request, name, status=400, error=f"{exc}. Nothing was changed.", form=submitted)
+    changes = {k: v for k, v in submitted.items() if v != _setting_text(current[k])}
+    changed = False
+    if changes:
+        try:
+            after = await console.set_package(core, actor_of(request), name, changes, str(form.get("reason", ""))[:400])
+        except (InvalidInput, NotFound) as exc:  # NotFound: the --plan named
+            return await _package_page(request, name, status=400, error=f"{exc}. Nothing was changed.", form=submitted)
+        changed = any(after[k] != current[k] for k in changes)
     log.info("console package set %s by %s: %s", name, operator_of(request).email, sorted(changes))
     raise web.HTTPSeeOther(f"{PREFIX}/packages/{name}?done={'saved' if changed else 'unchanged'}")
 
@@ -171,9 +167,10 @@ async def did_assign(request: web.Request) -> web.StreamResponse:
             raise InvalidInput("account: enter the ref of the account to assign it to")
         await console.assign_did(request.app[CORE], actor_of(request), e164, fields["account"],
                                  fields["endpoint"] or None)
-    except (InvalidInput, NotFound) as exc:
-        return await _did_page(request, e164, status=400 if isinstance(exc, InvalidInput) else 404,
-                               error=f"{exc}. Nothing was changed.", form=fields)
+    except InvalidInput as exc:
+        return await _did_page(request, e164, status=400, error=f"{exc}. Nothing was changed.", form=fields)
+    except NotFound as exc:  # the account (an unknown DID: its page says so, 404)
+        return await _did_page(request, e164, status=400, error=f"account: {exc}. Nothing was changed.", form=fields)
     raise web.HTTPSeeOther(did_path(e164) + "?done=assigned")
 
 
@@ -184,8 +181,7 @@ async def did_release(request: web.Request) -> web.StreamResponse:
     try:
         await console.release_did(request.app[CORE], actor_of(request), e164, reason)
     except (InvalidInput, NotFound) as exc:
-        return await _did_page(request, e164, status=400 if isinstance(exc, InvalidInput) else 404,
-                               error=f"{exc}. Nothing was changed.", form={"reason": reason})
+        return await _did_page(request, e164, status=400, error=f"{exc}. Nothing was changed.", form={"reason": reason})
     raise web.HTTPSeeOther(did_path(e164) + "?done=released")
 
 
