@@ -21,27 +21,7 @@ from tests.paypal.conftest import approve_over_http
 
 from .conftest import Browserless, admin_sign_in
 from .test_admin_access import snapshot
-from .test_admin_pages import field, text_of
-
-
-@pytest.fixture
-async def admin_client(web_app, admin_op, clock):
-    c = Browserless(web_app)
-    await admin_sign_in(c, admin_op, clock)
-    try:
-        yield c
-    finally:
-        await c.close()
-
-
-@pytest.fixture
-async def support_client(web_app, support_op, clock):
-    c = Browserless(web_app)
-    await admin_sign_in(c, support_op, clock)
-    try:
-        yield c
-    finally:
-        await c.close()
+from .test_admin_pages import admin_client, field, support_client, text_of  # noqa: F401 (fixtures)
 
 
 def next_page(body: str) -> str:
