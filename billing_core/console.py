@@ -1,7 +1,7 @@
 """What an operator does from the console: credit or debit, suspend or reactivate, change an
 account's package, add a note, retry a failed alert email, end a live call, edit a package, assign
-or release a DID, record a refund. Each is one transaction with its audit record (who, when, what, before and after), so
-the change and its record commit together or not at all.
+or release a DID, record a refund. Each is one transaction with its audit record (who, when, what,
+before and after), so the change and its record commit together or not at all.
 """
 from __future__ import annotations
 
