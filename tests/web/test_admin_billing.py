@@ -16,7 +16,6 @@ from billing_core import invoices
 from billing_core import operators as ops
 from billing_core.store.tables import ledger, outbox
 from callgate.paypal.checkout import complete_return, start_checkout
-from tests.factories import seed
 from tests.paypal.conftest import approve_over_http
 
 from .conftest import Browserless, admin_sign_in
