@@ -1,7 +1,8 @@
 """The operator console in Debian's chromium (headless, Playwright), SQLite only like
 test_browser.py: an operator signs in with TOTP and credits an account the customer then sees; a
 support user's credit is refused and writes nothing; a form without its CSRF token is refused;
-paging; the CSV export's rows are `calls --json`'s; a package edit and a DID assigned and released from the nav."""
+paging; the CSV export's rows are `calls --json`'s; from the nav, a package edit and a DID
+assigned and released."""
 from __future__ import annotations
 
 import csv
