@@ -2,7 +2,9 @@
 and the CSV export of 100,000 calls in < 5 s, on SQLite and PostgreSQL.
 
 Database: 10,000 accounts and 1,000,000 settled calls (CALLGATE_BENCH_ACCOUNTS / _CALLS) spread
-over 30 days, 1 % of them to +44, inserted in bulk (not through authorize: this measures reading).
+over 30 days, 1 % of them to +44, inserted in bulk (not through authorize: this measures reading);
+20 packages, a DID pool of 2 per account (half assigned) and 5 deposit invoices per account in
+every status.
 The app runs on 127.0.0.1 like `callgate web`; an operator signs in; each page is fetched
 CALLGATE_BENCH_REPEAT (10) times over HTTP and the median and max wall times are printed.
 
@@ -27,7 +29,8 @@ from billing_core import operators as ops
 from billing_core.api import BillingCore
 from billing_core.clock import FakeClock
 from billing_core.domain.rating import Rate
-from billing_core.store.tables import accounts, call_sessions
+from billing_core.store.tables import accounts, call_sessions, dids
+from billing_core.store.tables_invoices import invoices
 from callgate.web.app import WebSettings
 from callgate.web.auth import AuthSettings, Passwords
 from callgate.web.server import start
@@ -39,6 +42,7 @@ PG = os.environ.get("CALLGATE_BENCH_PG_URL", "postgresql://127.0.0.1:5432/test")
 ACCOUNTS = int(os.environ.get("CALLGATE_BENCH_ACCOUNTS", "10000"))
 CALLS = int(os.environ.get("CALLGATE_BENCH_CALLS", "1000000"))
 REPEAT = int(os.environ.get("CALLGATE_BENCH_REPEAT", "10"))
+PACKAGES = 20
 TARGET_MS = 300
 CSV_ROWS, CSV_TARGET_S = 100_000, 5.0
 DAY = 86_400_000
@@ -62,6 +66,23 @@ async def populate(core: BillingCore, clock: FakeClock) -> int:
     for lo in range(1, ACCOUNTS, 5000):
         await core.store.run(add_accounts, lo, min(lo + 5000, ACCOUNTS))
     first_id = await core.store.run(lambda conn: conn.exec_driver_sql("select min(id) from accounts").scalar())
+    for i in range(PACKAGES - 1):
+        await core.admin.add_package(f"pkg{i:02d}", plan="standard", low_balance=1_000_000, max_calls=2,
+                                     inbound_rate=0, daily_cap=5_000_000)
+    statuses = ("outstanding", "paid", "refunded", "cancelled", "pending")
+
+    def add_dids_and_invoices(conn, lo, hi):
+        # DIDs +1438NNNNNNN: the even ones held by an account, the odd ones free
+        conn.execute(insert(dids), [dict(
+            number=f"+1438{n:07d}", account_id=first_id + n // 2 if n % 2 == 0 else None,
+            endpoint=None, assigned_at=now if n % 2 == 0 else None, created_at=now) for n in range(2 * lo, 2 * hi)])
+        conn.execute(insert(invoices), [dict(
+            account_id=first_id + n // 5, amount=25_000_000, currency="CAD", status=statuses[n % 5],
+            refunded=25_000_000 if n % 5 == 2 else 0, created_at=now, updated_at=now,
+            paid_at=now if n % 5 in (1, 2) else None) for n in range(5 * lo, 5 * hi)])
+
+    for lo in range(0, ACCOUNTS, 2000):
+        await core.store.run(add_dids_and_invoices, lo, min(lo + 2000, ACCOUNTS))
     span = 30 * DAY
 
     def add_calls(conn, lo, hi):
@@ -129,6 +150,15 @@ async def run(label: str, fresh) -> list[str]:
                     ("/admin/calls?prefix=44", "calls to +44 (1 %)"),
                     ("/admin/calls?outcome=unanswered", "calls, unanswered (20 %)"),
                     ("/admin/live", "live calls"),
+                    ("/admin/packages", "packages (with accounts per package)"),
+                    ("/admin/packages/basic", "package page"),
+                    ("/admin/dids", "DIDs, first page"),
+                    (f"/admin/dids?state=free&after=%2B1438{ACCOUNTS:07d}", "DIDs, free, a page in the middle"),
+                    (f"/admin/dids?q={ACCOUNTS // 3:07d}", "DIDs, search by number"),
+                    (f"/admin/dids/%2B1438{ACCOUNTS // 3 * 2:07d}", "DID page (history)"),
+                    ("/admin/invoices", "invoices, first page"),
+                    ("/admin/invoices?status=paid", "invoices, paid (20 %)"),
+                    (f"/admin/invoices?account=a{ACCOUNTS // 3:05d}", "invoices of one account"),
                     ("/admin/audit", "audit log"),
                     ("/admin", "dashboard (not a list: 30 days of aggregates)"),
                 ]

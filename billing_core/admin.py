@@ -13,7 +13,7 @@ from .domain import fraud_limits
 from .domain import lifecycle
 from .domain.errors import InvalidInput, NotFound
 from .domain.identifiers import check_email, check_endpoint, check_ref, check_text
-from .domain.money import INTEGER_MAX, check_storage_range, format_amount
+from .domain.money import CUSTOMER_DECIMALS, INTEGER_MAX, RATE_DECIMALS, check_storage_range, format_amount, parse_amount
 from .domain.records import INHERIT
 from .domain.numbers import normalise
 from .domain.decks import BEGINNING_OF_TIME, PlanVersions, days_mask, period_of, superseded, version_from_row
@@ -260,41 +260,32 @@ class Admin:
     async def set_package(self, name: str, *, plan: str | None = None, low_balance: int | None = None,
                           max_calls: int | None = None, inbound_rate: int | None = None, **rules: Any) -> dict:
         """Change only the given settings of an existing package (``package set``)."""
-        values: dict[str, Any] = {}
-        if low_balance is not None:
-            if low_balance < 0:
-                raise InvalidInput("--low-balance: must not be negative")
-            values["low_balance"] = check_storage_range(low_balance, field="--low-balance")
-        if max_calls is not None:
-            if not isinstance(max_calls, int) or not 1 <= max_calls <= INTEGER_MAX:
-                raise InvalidInput(f"--max-calls: must be a whole number from 1 to {INTEGER_MAX} (got {max_calls!r})")
-            values["max_calls"] = max_calls
-        if inbound_rate is not None:
-            if inbound_rate < 0:
-                raise InvalidInput("--inbound-rate: must not be negative")
-            values["inbound_rate"] = check_storage_range(inbound_rate, field="--inbound-rate")
-        values.update(check_package_rules(rules))
-        now = self._now()
+        values = check_package_settings(low_balance=low_balance, max_calls=max_calls, inbound_rate=inbound_rate,
+                                        **rules)
+        return await self.store.run(self.set_package_tx, name, plan, values, self._now())
 
-        def tx(conn):
-            pkg = conn.execute(select(packages.c.id).where(packages.c.name == name)).scalar()
-            if pkg is None:
-                raise NotFound(f"NAME: unknown package {name!r}")
-            if plan is not None:
-                plan_id = conn.execute(select(plans.c.id).where(plans.c.name == plan)).scalar()
-                if plan_id is None:
-                    raise NotFound(f"--plan: unknown plan {plan!r}")
-                values["plan_id"] = plan_id
-            if values:
-                conn.execute(update(packages).where(packages.c.id == pkg).values(updated_at=now, **values))
-            return self._package_out(conn, name)
-
-        return await self.store.run(tx)
+    def set_package_tx(self, conn, name: str, plan: str | None, values: dict[str, Any], now: int) -> dict:
+        """:meth:`set_package` inside the caller's transaction; ``values`` from
+        :func:`check_package_settings`. Returns the package as ``package show`` gives it."""
+        pkg = conn.execute(select(packages.c.id).where(packages.c.name == name)).scalar()
+        if pkg is None:
+            raise NotFound(f"NAME: unknown package {name!r}")
+        values = dict(values)
+        if plan is not None:
+            plan_id = conn.execute(select(plans.c.id).where(plans.c.name == plan)).scalar()
+            if plan_id is None:
+                raise NotFound(f"--plan: unknown plan {plan!r}")
+            values["plan_id"] = plan_id
+        if values:
+            conn.execute(update(packages).where(packages.c.id == pkg).values(updated_at=now, **values))
+        return self.package_out_tx(conn, name)
 
     async def show_package(self, name: str) -> dict:
-        return await self.store.run(self._package_out, name)
+        return await self.store.run(self.package_out_tx, name)
 
-    def _package_out(self, conn, name: str) -> dict:
+    @staticmethod
+    def package_out_tx(conn, name: str) -> dict:
+        """Package ``name`` as ``package show --json`` gives it."""
         row = conn.execute(select(packages, plans.c.name.label("plan_name"))
                            .select_from(packages.join(plans, plans.c.id == packages.c.plan_id))
                            .where(packages.c.name == name)).mappings().first()
@@ -467,14 +458,15 @@ class Admin:
         return await self.store.run(tx)
 
     # ----------------------------------------------------------------------------------- DIDs
-    def _did_e164(self, number: str) -> str:
+    def did_e164(self, number: str) -> str:
+        """A DID as typed (national or E.164) → its E.164 form, or InvalidInput naming NUMBER."""
         parsed = normalise(number, self.core.settings.home_region)
         if parsed is None:
             raise InvalidInput(f"NUMBER: not a phone number (got {number!r})")
         return parsed.e164
 
     async def add_did(self, number: str) -> dict:
-        e164 = self._did_e164(number)
+        e164 = self.did_e164(number)
         now = self._now()
 
         def tx(conn):
@@ -486,53 +478,15 @@ class Admin:
         return await self.store.run(tx)
 
     async def assign_did(self, number: str, ref: str, endpoint: str | None = None) -> dict:
-        e164 = self._did_e164(number)
+        e164 = self.did_e164(number)
         if endpoint is not None:
             check_endpoint(endpoint, "--endpoint")
-        now = self._now()
-
-        def tx(conn):
-            row = conn.execute(select(dids).where(dids.c.number == e164)).mappings().first()
-            if row is None:
-                raise NotFound(f"NUMBER: unknown DID {e164} (add it with `callgate did add`)")
-            acct = conn.execute(select(accounts.c.id).where(accounts.c.ref == ref)).scalar()
-            if acct is None:
-                raise NotFound(f"unknown account {ref!r}")
-            if row["account_id"] is not None and row["account_id"] != acct:
-                raise InvalidInput(f"NUMBER: DID {e164} is assigned to another account; release it first")
-            ep = endpoint
-            if ep is not None:
-                owner = conn.execute(select(endpoints.c.account_id).where(endpoints.c.name == ep)).scalar()
-                if owner != acct:
-                    raise InvalidInput(f"--endpoint: {ep!r} is not an endpoint of account {ref!r}")
-            else:
-                ep = conn.execute(select(endpoints.c.name).where(endpoints.c.account_id == acct).order_by(endpoints.c.name)).scalar()
-            if row["account_id"] == acct:
-                conn.execute(update(dids).where(dids.c.number == e164).values(endpoint=ep))
-                conn.execute(update(did_assignments).where(did_assignments.c.number == e164,
-                                                           did_assignments.c.released_at.is_(None)).values(endpoint=ep))
-            else:
-                conn.execute(update(dids).where(dids.c.number == e164).values(account_id=acct, endpoint=ep, assigned_at=now))
-                conn.execute(insert(did_assignments).values(number=e164, account_id=acct, endpoint=ep, assigned_at=now))
-            return {"number": e164, "account": ref, "endpoint": ep}
-
-        return await self.store.run(tx)
+        return await self.store.run(assign_did_tx, e164, ref, endpoint, self._now())
 
     async def release_did(self, number: str, reason: str = "released by operator") -> dict:
-        e164 = self._did_e164(number)
+        e164 = self.did_e164(number)
         reason = check_text(reason, "--reason", max_length=200)
-        now = self._now()
-
-        def tx(conn):
-            row = conn.execute(select(dids).where(dids.c.number == e164)).mappings().first()
-            if row is None:
-                raise NotFound(f"NUMBER: unknown DID {e164}")
-            if row["account_id"] is None:
-                raise InvalidInput(f"NUMBER: DID {e164} is not assigned")
-            release_did_tx(conn, e164, reason, now)
-            return {"number": e164, "account": None, "released": True}
-
-        return await self.store.run(tx)
+        return await self.store.run(release_assigned_did_tx, e164, reason, self._now())
 
     async def list_dids(self) -> list[dict]:
         def tx(conn):
@@ -543,7 +497,7 @@ class Admin:
         return await self.store.run(tx)
 
     async def did_history(self, number: str) -> list[dict]:
-        e164 = self._did_e164(number)
+        e164 = self.did_e164(number)
 
         def tx(conn):
             q = select(did_assignments, accounts.c.ref).select_from(
@@ -721,6 +675,55 @@ def _verify_spend_caps_tx(conn, now: int) -> list[str]:
     return problems
 
 
+def did_tx(conn, e164: str) -> dict:
+    """DID ``e164`` of the pool: its number, account ref (None: free) and endpoint."""
+    row = conn.execute(select(dids.c.number, dids.c.endpoint, accounts.c.ref)
+                       .select_from(dids.outerjoin(accounts, accounts.c.id == dids.c.account_id))
+                       .where(dids.c.number == e164)).first()
+    if row is None:
+        raise NotFound(f"NUMBER: unknown DID {e164}")
+    return {"number": row.number, "account": row.ref, "endpoint": row.endpoint}
+
+
+def assign_did_tx(conn, e164: str, ref: str, endpoint: str | None, now: int) -> dict:
+    """Assign DID ``e164`` to account ``ref`` (ringing ``endpoint``, else the account's first),
+    or move it to another endpoint of the same account, inside the caller's transaction."""
+    row = conn.execute(select(dids).where(dids.c.number == e164)).mappings().first()
+    if row is None:
+        raise NotFound(f"NUMBER: unknown DID {e164} (add it with `callgate did add`)")
+    acct = conn.execute(select(accounts.c.id).where(accounts.c.ref == ref)).scalar()
+    if acct is None:
+        raise NotFound(f"unknown account {ref!r}")
+    if row["account_id"] is not None and row["account_id"] != acct:
+        raise InvalidInput(f"NUMBER: DID {e164} is assigned to another account; release it first")
+    ep = endpoint
+    if ep is not None:
+        owner = conn.execute(select(endpoints.c.account_id).where(endpoints.c.name == ep)).scalar()
+        if owner != acct:
+            raise InvalidInput(f"--endpoint: {ep!r} is not an endpoint of account {ref!r}")
+    else:
+        ep = conn.execute(select(endpoints.c.name).where(endpoints.c.account_id == acct).order_by(endpoints.c.name)).scalar()
+    if row["account_id"] == acct:
+        conn.execute(update(dids).where(dids.c.number == e164).values(endpoint=ep))
+        conn.execute(update(did_assignments).where(did_assignments.c.number == e164,
+                                                   did_assignments.c.released_at.is_(None)).values(endpoint=ep))
+    else:
+        conn.execute(update(dids).where(dids.c.number == e164).values(account_id=acct, endpoint=ep, assigned_at=now))
+        conn.execute(insert(did_assignments).values(number=e164, account_id=acct, endpoint=ep, assigned_at=now))
+    return {"number": e164, "account": ref, "endpoint": ep}
+
+
+def release_assigned_did_tx(conn, e164: str, reason: str, now: int) -> dict:
+    """``did release``: an assigned DID back to the pool, inside the caller's transaction."""
+    row = conn.execute(select(dids).where(dids.c.number == e164)).mappings().first()
+    if row is None:
+        raise NotFound(f"NUMBER: unknown DID {e164}")
+    if row["account_id"] is None:
+        raise InvalidInput(f"NUMBER: DID {e164} is not assigned")
+    release_did_tx(conn, e164, reason, now)
+    return {"number": e164, "account": None, "released": True}
+
+
 def release_did_tx(conn, e164: str, reason: str, now: int) -> None:
     """Return a DID to the pool inside the caller's transaction, keeping the assignment history."""
     conn.execute(update(dids).where(dids.c.number == e164).values(account_id=None, endpoint=None, assigned_at=None))
@@ -762,12 +765,12 @@ def package_rule_defaults(home_region: str) -> dict[str, Any]:
                 anomaly_window_minutes=fraud_limits.DEFAULT_ANOMALY_WINDOW_MINUTES)
 
 
-def _flag(name: str) -> str:
+def setting_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
 def _check_rule(name: str, value: Any) -> Any:
-    field = _flag(name)
+    field = setting_flag(name)
     if name == "allow_regions":
         return dest.parse_regions(value, field)
     if name == "block_types":
@@ -794,14 +797,49 @@ def check_package_rules(rules: dict[str, Any]) -> dict[str, Any]:
     """The given (not None) package rules, checked and in their stored form."""
     unknown = set(rules) - set(PACKAGE_RULES)
     if unknown:
-        raise InvalidInput(f"{_flag(sorted(unknown)[0])}: unknown package setting")
+        raise InvalidInput(f"{setting_flag(sorted(unknown)[0])}: unknown package setting")
     return {k: _check_rule(k, v) for k, v in rules.items() if v is not None}
+
+
+def check_package_settings(*, low_balance: int | None = None, max_calls: int | None = None,
+                           inbound_rate: int | None = None, **rules: Any) -> dict[str, Any]:
+    """The given (not None) settings of ``package set``, checked, as package columns."""
+    values: dict[str, Any] = {}
+    if low_balance is not None:
+        if low_balance < 0:
+            raise InvalidInput("--low-balance: must not be negative")
+        values["low_balance"] = check_storage_range(low_balance, field="--low-balance")
+    if max_calls is not None:
+        if not isinstance(max_calls, int) or not 1 <= max_calls <= INTEGER_MAX:
+            raise InvalidInput(f"--max-calls: must be a whole number from 1 to {INTEGER_MAX} (got {max_calls!r})")
+        values["max_calls"] = max_calls
+    if inbound_rate is not None:
+        if inbound_rate < 0:
+            raise InvalidInput("--inbound-rate: must not be negative")
+        values["inbound_rate"] = check_storage_range(inbound_rate, field="--inbound-rate")
+    values.update(check_package_rules(rules))
+    return values
+
+
+def rule_from_text(name: str, text: str | None, *, inherit: bool = False) -> Any:
+    """A package rule or account override as its flag's text gives it (``package set --daily-cap
+    5.00``, the console's package form) → the value :func:`check_package_rules` takes: amounts in
+    micro-units (a rate to rate precision), ``INHERIT`` when allowed, other rules as text."""
+    if text is None:
+        return None
+    if inherit and text.strip() == INHERIT:
+        return INHERIT
+    if name == "max_rate_per_min":
+        return parse_amount(text, field=setting_flag(name), decimals=RATE_DECIMALS, allow_negative=False)
+    if name in _AMOUNT_RULES:
+        return parse_amount(text, field=setting_flag(name), decimals=CUSTOMER_DECIMALS, allow_negative=False)
+    return text
 
 
 def check_account_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     unknown = set(overrides) - set(ACCOUNT_OVERRIDES)
     if unknown:
-        raise InvalidInput(f"{_flag(sorted(unknown)[0])}: not an account override")
+        raise InvalidInput(f"{setting_flag(sorted(unknown)[0])}: not an account override")
     return {k: (None if v == INHERIT else _check_rule(k, v)) for k, v in overrides.items() if v is not None}
 
 

@@ -1,6 +1,7 @@
-"""What an operator does from the console: credit or debit, suspend or reactivate, add a note,
-retry a failed alert email, end a live call. Each is one transaction with its audit record (who, when, what, before and after), so
-the change and its record commit together or not at all.
+"""What an operator does from the console: credit or debit, suspend or reactivate, change an
+account's package, add a note, retry a failed alert email, end a live call, edit a package, assign
+or release a DID, record a refund. Each is one transaction with its audit record (who, when, what,
+before and after), so the change and its record commit together or not at all.
 """
 from __future__ import annotations
 
@@ -8,18 +9,20 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from . import admin as admin_ops
+from . import invoices
 from .domain import lifecycle
 from .domain.errors import InvalidInput, NotFound
-from .domain.identifiers import check_text
-from .domain.money import check_storage_range, format_amount
+from .domain.identifiers import check_endpoint, check_text
+from .domain.money import CUSTOMER_DECIMALS, INTEGER_MAX, RATE_DECIMALS, check_storage_range, format_amount, parse_amount
 from .domain.money_rules import ended_grant_seconds
 from .domain.records import ENDED_HOLD
 from .domain.records import LedgerEntry
 from .operators import Actor, audit_tx
 from .sidecar.outbox import AlertRow, retry_tx
 from .store.statements import Q_ACCOUNT_BY_ID_LOCK
-from .store.tables import accounts, call_sessions
-from .store.tables_operators import account_notes
+from .store.tables import accounts, call_sessions, packages
+from .store.tables_operators import account_notes, audit_log
 
 NOTE_MAX = 2000
 KEY_PREFIX = "console:"
@@ -188,3 +191,139 @@ async def end_call(core, actor: Actor, session_id: str, reason: str = "") -> dic
         return {"session": session_id, "cutoff_at": cutoff, "replayed": False}
 
     return await core.store.run(tx, core.clock.now_ms())
+
+
+# ------------------------------------------------------------------------------- packages
+#: What the console's package form may change: ``package set``'s settings (flag names with
+#: underscores), each given as the flag's text.
+PACKAGE_SETTINGS = ("plan", "low_balance", "max_calls", "inbound_rate", *admin_ops.PACKAGE_RULES)
+
+
+def _whole_number(text: str, field: str) -> int:
+    text = text.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 10) or not 1 <= int(text) <= INTEGER_MAX:
+        raise InvalidInput(f"{field}: must be a whole number from 1 to {INTEGER_MAX} (got {text!r})")
+    return int(text)
+
+
+async def set_package(core, actor: Actor, name: str, changes: dict[str, str], reason: str = "") -> dict:
+    """``package set NAME`` from the console: ``changes`` maps the settings the operator changed
+    (:data:`PACKAGE_SETTINGS`) to their new text, as the flags take it; the same checks refuse
+    bad input (InvalidInput naming the flag) before anything is written. Returns the package as
+    ``package show --json`` gives it; audited with the changed settings before and after (no
+    change, no record)."""
+    unknown = sorted(set(changes) - set(PACKAGE_SETTINGS))
+    if unknown:
+        raise InvalidInput(f"{admin_ops.setting_flag(unknown[0])}: unknown package setting")
+    reason = check_text(reason or "", "reason", max_length=300, allow_empty=True)
+    text = {k: v for k, v in changes.items() if v is not None}
+    amount = {"low_balance": CUSTOMER_DECIMALS, "inbound_rate": RATE_DECIMALS}
+    values = admin_ops.check_package_settings(
+        **{k: parse_amount(text[k], field=admin_ops.setting_flag(k), decimals=d, allow_negative=False)
+           for k, d in amount.items() if k in text},
+        max_calls=_whole_number(text["max_calls"], "--max-calls") if "max_calls" in text else None,
+        **{k: admin_ops.rule_from_text(k, v) for k, v in text.items() if k in admin_ops.PACKAGE_RULES})
+    plan = text.get("plan")
+
+    def tx(conn: Connection, now: int) -> dict:
+        before = core.admin.package_out_tx(conn, name)
+        after = core.admin.set_package_tx(conn, name, plan, values, now)
+        changed = sorted(k for k in after if after[k] != before[k])
+        if changed:
+            audit_tx(conn, actor, "package.set", "package", name, before={k: before[k] for k in changed},
+                     after={k: after[k] for k in changed}, reason=reason, now=now)
+        return after
+
+    return await core.store.run(tx, core.clock.now_ms())
+
+
+async def change_package(core, actor: Actor, ref: str, package: str, reason: str = "") -> str:
+    """Move account ``ref`` to ``package`` (its plan, limits and rules from the next call on);
+    returns the package's name. No change, no audit record."""
+    reason = check_text(reason or "", "reason", max_length=300, allow_empty=True)
+
+    def tx(conn: Connection, now: int) -> str:
+        row = conn.execute(select(accounts.c.id, packages.c.name)
+                           .select_from(accounts.join(packages, packages.c.id == accounts.c.package_id))
+                           .where(accounts.c.ref == ref)).first()
+        if row is None:
+            raise NotFound(f"unknown account {ref!r}")
+        new_id = conn.execute(select(packages.c.id).where(packages.c.name == package)).scalar()
+        if new_id is None:
+            raise InvalidInput(f"package: unknown package {package!r}")
+        if row.name == package:
+            return package
+        conn.execute(update(accounts).where(accounts.c.id == row.id).values(package_id=new_id, updated_at=now))
+        audit_tx(conn, actor, "account.package", "account", ref, before={"package": row.name},
+                 after={"package": package}, reason=reason, now=now)
+        return package
+
+    return await core.store.run(tx, core.clock.now_ms())
+
+
+# ------------------------------------------------------------------------------------ DIDs
+async def assign_did(core, actor: Actor, number: str, ref: str, endpoint: str | None = None) -> dict:
+    """``did assign`` from the console (to account ``ref``, ringing ``endpoint`` or the account's
+    first), audited with the DID's holder before and after."""
+    e164 = core.admin.did_e164(number)
+    if endpoint is not None:
+        check_endpoint(endpoint, "endpoint")
+
+    def tx(conn: Connection, now: int) -> dict:
+        before = admin_ops.did_tx(conn, e164)
+        after = admin_ops.assign_did_tx(conn, e164, ref, endpoint, now)
+        if (before["account"], before["endpoint"]) != (after["account"], after["endpoint"]):
+            audit_tx(conn, actor, "did.assign", "did", e164, before={k: before[k] for k in ("account", "endpoint")},
+                     after={k: after[k] for k in ("account", "endpoint")}, now=now)
+        return after
+
+    return await core.store.run(tx, core.clock.now_ms())
+
+
+async def release_did(core, actor: Actor, number: str, reason: str) -> dict:
+    """``did release`` from the console: back to the pool, with a reason (kept in the DID's
+    history and the audit log)."""
+    e164 = core.admin.did_e164(number)
+    reason = check_text(reason, "reason", max_length=200)  # required
+
+    def tx(conn: Connection, now: int) -> dict:
+        before = admin_ops.did_tx(conn, e164)
+        out = admin_ops.release_assigned_did_tx(conn, e164, reason, now)
+        audit_tx(conn, actor, "did.release", "did", e164, before={k: before[k] for k in ("account", "endpoint")},
+                 after={"account": None, "endpoint": None}, reason=reason, now=now)
+        return out
+
+    return await core.store.run(tx, core.clock.now_ms())
+
+
+# --------------------------------------------------------------------------------- refunds
+async def record_refund(core, actor: Actor, facts: invoices.RefundFacts, reason: str = "") -> invoices.Change:
+    """Record a refund the console asked PayPal for: the debit (keyed by PayPal's refund id, at
+    most what is left of the invoice: :func:`billing_core.invoices.apply_refund_tx`) and its audit
+    record in one transaction. The form's key is PayPal's request id, so a double-submitted form
+    gets PayPal's first refund back and this finds its debit: nothing more is debited or audited.
+    A refund PayPal's webhook applied first is audited here, once."""
+    reason = check_text(reason or "", "reason", max_length=300, allow_empty=True)
+
+    def tx(conn: Connection, now: int) -> invoices.Change:
+        inv = invoices.find_by_capture_tx(conn, facts.capture_id)
+        change = invoices.apply_refund_tx(conn, core, facts, "console", now)
+        after = change.invoice
+        if after is None or change.outcome != "refunded" or _refund_audited(conn, after.id, facts.paypal_id):
+            return change
+        audit_tx(conn, actor, "invoice.refund", "invoice", str(after.id),
+                 before={"status": inv.status, "refunded": format_amount(inv.refunded)} if change.changed else None,
+                 after={"status": after.status, "refunded": format_amount(after.refunded),
+                        "amount": format_amount(facts.amount), "account": after.account_ref,
+                        "refund": facts.paypal_id,
+                        "entry": change.ledger_entry.entry_id if change.ledger_entry else None},
+                 reason=reason, now=now)
+        return change
+
+    return await core.store.run(tx, core.clock.now_ms())
+
+
+def _refund_audited(conn: Connection, invoice_id: int, refund_id: str) -> bool:
+    return conn.execute(select(audit_log.c.id).where(
+        audit_log.c.action == "invoice.refund", audit_log.c.target == str(invoice_id),
+        audit_log.c.after.contains(f'"refund":"{refund_id}"', autoescape=True)).limit(1)).first() is not None

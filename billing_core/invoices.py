@@ -324,6 +324,11 @@ def _find_locked(conn, *, invoice_id: int | None = None, capture_id: str | None 
     return None
 
 
+def find_by_capture_tx(conn, capture_id: str) -> Invoice | None:
+    """The invoice paid by ``capture_id``, its row locked (as :func:`apply_refund_tx` locks it)."""
+    return _find_locked(conn, capture_id=capture_id)
+
+
 def _event(conn, invoice_id, kind, source, detail, now, *, amount=None, paypal_id=None) -> None:
     conn.execute(insert(invoice_events).values(
         invoice_id=invoice_id, kind=kind, amount=amount, paypal_id=paypal_id, source=source[:10],
@@ -359,6 +364,24 @@ def _list_tx(conn, ref, status, limit) -> list[Invoice]:
     if limit:
         q = q.limit(limit)
     return [_from_row(r) for r in conn.execute(q).mappings()]
+
+
+def page_tx(conn, *, ref: str | None = None, status: str | None = None, before: int | None = None,
+            limit: int = 50) -> tuple[list[Invoice], int | None]:
+    """Invoices newest first (of account ``ref`` / in ``status`` when given), ``limit`` of them
+    with ids below ``before`` (keyset paging: any page costs what the first does); returns them
+    and the next page's cursor (None: the last page). An unknown ``ref`` finds nothing."""
+    _check_status(status)
+    q = _select()
+    if ref:
+        q = q.where(accounts.c.ref == ref)
+    if status is not None:
+        q = q.where(invoices.c.status == status)
+    if before is not None:
+        q = q.where(invoices.c.id < before)
+    limit = max(1, min(int(limit), 500))
+    rows = [_from_row(r) for r in conn.execute(q.order_by(invoices.c.id.desc()).limit(limit + 1)).mappings()]
+    return rows[:limit], (rows[limit - 1].id if len(rows) > limit else None)
 
 
 def _cancel_tx(conn, invoice_id, reason, source, now) -> Change:
@@ -530,6 +553,6 @@ __all__ = [
     "MIN_AMOUNT", "MAX_AMOUNT", "STATUSES", "OUTSTANDING", "PENDING", "PAID", "CANCELLED", "REFUNDED",
     "Invoice", "InvoiceEvent", "Change", "CaptureFacts", "RefundFacts", "limits_text", "parse_deposit_amount",
     "create_invoice", "get_invoice", "list_invoices", "invoice_events_of", "cancel_invoice", "record_order", "note",
-    "apply_capture", "apply_refund", "apply_capture_tx", "apply_refund_tx", "seen_transmission_tx",
+    "apply_capture", "apply_refund", "apply_capture_tx", "apply_refund_tx", "find_by_capture_tx", "page_tx", "seen_transmission_tx",
     "record_transmission_tx",
 ]

@@ -18,7 +18,8 @@ from sqlalchemy import func, or_, select, tuple_
 from sqlalchemy.engine import Connection
 
 from .domain.errors import InvalidInput, NotFound
-from .store.tables import accounts, call_sessions, dids, endpoints, ledger, outbox, packages
+from .admin import package_rules_out
+from .store.tables import accounts, call_sessions, dids, endpoints, ledger, outbox, packages, plans
 from .store.tables_invoices import invoices
 from .store.tables_operators import account_notes
 
@@ -215,6 +216,78 @@ def ledger_page(conn: Connection, account_id: int, *, before: int | None = None,
     out = [LedgerRow(r["id"], r["created_at"], r["kind"], r["amount"], r["balance_after"], r["reason"],
                      r["idempotency_key"]) for r in rows[:limit]]
     return out, (out[-1].id if len(rows) > limit else None)
+
+
+# ------------------------------------------------------------------------------------ packages
+@dataclass(frozen=True, slots=True)
+class PackageRow:
+    name: str
+    plan: str
+    max_calls: int
+    low_balance: int
+    inbound_rate: int
+    rules: dict[str, Any]
+    """The toll-fraud rules as ``package show --json`` gives them."""
+    accounts: int
+    """Accounts on the package."""
+
+
+def packages_page(conn: Connection, *, after: str | None = None, limit: int = 50
+                  ) -> tuple[list[PackageRow], str | None]:
+    """Packages by name, ``limit`` after name ``after``, each with its number of accounts."""
+    limit = _page_size(limit)
+    members = (select(accounts.c.package_id, func.count().label("n")).group_by(accounts.c.package_id)
+               .subquery())
+    q = (select(packages, plans.c.name.label("plan_name"), func.coalesce(members.c.n, 0).label("members"))
+         .select_from(packages.join(plans, plans.c.id == packages.c.plan_id)
+                      .outerjoin(members, members.c.package_id == packages.c.id)))
+    if after:
+        q = q.where(packages.c.name > after)
+    rows = conn.execute(q.order_by(packages.c.name).limit(limit + 1)).mappings().all()
+    out = [PackageRow(r["name"], r["plan_name"], r["max_calls"], r["low_balance"], r["inbound_rate"],
+                      package_rules_out(r), int(r["members"])) for r in rows[:limit]]
+    return out, (out[-1].name if len(rows) > limit else None)
+
+
+def package_names(conn: Connection) -> list[str]:
+    """Every package's name (the account page's change-package choice)."""
+    return [n for (n,) in conn.execute(select(packages.c.name).order_by(packages.c.name))]
+
+
+# ---------------------------------------------------------------------------------------- DIDs
+DID_STATES = ("free", "assigned")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolDidRow:
+    number: str
+    account: str | None
+    """The holder's ref (None: free)."""
+    endpoint: str | None
+    assigned_at: int | None
+
+
+def dids_page(conn: Connection, *, state: str | None = None, search: str = "", after: str | None = None,
+              limit: int = 50) -> tuple[list[PoolDidRow], str | None]:
+    """The DID pool by number: ``free`` or ``assigned`` only when ``state`` says, numbers
+    containing the digits of ``search``; ``limit`` after number ``after``."""
+    if state is not None and state not in DID_STATES:
+        raise InvalidInput(f"state: must be one of {', '.join(DID_STATES)}")
+    limit = _page_size(limit)
+    q = (select(dids.c.number, dids.c.endpoint, dids.c.assigned_at, accounts.c.ref)
+         .select_from(dids.outerjoin(accounts, accounts.c.id == dids.c.account_id)))
+    if state == "free":
+        q = q.where(dids.c.account_id.is_(None))
+    elif state == "assigned":
+        q = q.where(dids.c.account_id.is_not(None))
+    digits = re.sub(r"\D", "", search or "")[:20]
+    if digits:
+        q = q.where(dids.c.number.contains(digits))
+    if after:
+        q = q.where(dids.c.number > after)
+    rows = conn.execute(q.order_by(dids.c.number).limit(limit + 1)).all()
+    out = [PoolDidRow(r.number, r.ref, r.endpoint, r.assigned_at) for r in rows[:limit]]
+    return out, (out[-1].number if len(rows) > limit else None)
 
 
 # --------------------------------------------------------------------------------------- calls

@@ -126,11 +126,15 @@ def counts_tx(conn) -> dict[str, int]:
     return out
 
 
-def list_tx(conn, status: str | None, limit: int) -> list[AlertRow]:
+def list_tx(conn, status: str | None, limit: int, account_id: int | None = None) -> list[AlertRow]:
+    """Newest first; only ``status`` / account ``account_id``'s when given (the console's account
+    page shows the emails sent to the account)."""
     q = select(outbox, accounts.c.ref.label("account_ref")).select_from(
         outbox.outerjoin(accounts, accounts.c.id == outbox.c.account_id))
     if status is not None:
         q = q.where(outbox.c.status == status)
+    if account_id is not None:
+        q = q.where(outbox.c.account_id == account_id)
     q = q.order_by(outbox.c.id.desc()).limit(limit)
     return [_alert_row(r) for r in conn.execute(q).mappings()]
 

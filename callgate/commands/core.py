@@ -10,8 +10,8 @@ import os
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from billing_core.admin import rule_from_text
 from billing_core.domain.errors import BelowCreditLimit
-from billing_core.domain.records import INHERIT
 from billing_core.domain.money import CUSTOMER_DECIMALS, RATE_DECIMALS, format_amount, parse_amount
 from billing_core.domain.ratedeck import DeckError, parse_deck_rows
 from billing_core.store import migrate
@@ -607,15 +607,7 @@ def _account_override_options(fn):
 
 
 def _rule_value(name: str, text: str | None, *, inherit: bool = False):
-    if text is None:
-        return None
-    if inherit and text.strip() == INHERIT:
-        return INHERIT
-    if name in ("max_rate_per_min",):
-        return _amount(text, "--" + name.replace("_", "-"), RATE_DECIMALS)
-    if name in ("daily_cap", "monthly_cap", "anomaly_spend_per_hour"):
-        return _amount(text, "--" + name.replace("_", "-"))
-    return text
+    return rule_from_text(name, text, inherit=inherit)
 
 
 def _package_rules(texts: dict) -> dict:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from billing_core import invoices
 from billing_core.domain.money import format_amount
-from billing_core.invoices import Change, Invoice
+from billing_core.invoices import Change, Invoice, RefundFacts
 
 from .client import PayPalClient, PayPalError
 from .models import Order
@@ -147,6 +147,16 @@ async def refund_invoice(core, paypal: PayPalClient, invoice_id: int, amount: in
                          note: str | None = None) -> Change:
     """Operator refund through PayPal (all that is left, or ``amount`` micro-units); the debit is
     keyed by the refund id, so PayPal's REFUNDED webhook for it changes nothing more."""
+    facts = await request_refund(core, paypal, invoice_id, amount, note=note)
+    return await invoices.apply_refund(core, facts, source="web")
+
+
+async def request_refund(core, paypal: PayPalClient, invoice_id: int, amount: int | None = None, *,
+                         note: str | None = None, request_id: str | None = None) -> RefundFacts:
+    """Ask PayPal to refund a paid invoice (all that is left, or ``amount`` micro-units) and say
+    what it did; the caller records it (:func:`billing_core.invoices.apply_refund`, or the
+    console's audited :func:`billing_core.console.record_refund`). PayPal answers a repeated
+    ``request_id`` with its first refund, so a retried request refunds once."""
     inv = await invoices.get_invoice(core, invoice_id)
     if inv.refundable <= 0 or inv.capture_id is None:
         raise CheckoutError(f"invoice {inv.id} is {inv.status}: nothing to refund")
@@ -154,10 +164,10 @@ async def refund_invoice(core, paypal: PayPalClient, invoice_id: int, amount: in
         raise CheckoutError(f"amount: must be more than 0 and at most {format_amount(inv.refundable)} {inv.currency}")
     try:
         refund = await paypal.refund_capture(inv.capture_id, amount=amount if amount is not None else inv.refundable,
-                                             currency=inv.currency, note=note)
+                                             currency=inv.currency, note=note, request_id=request_id)
     except PayPalError as exc:
         raise CheckoutError(f"PayPal refused the refund: {exc}") from None
-    return await invoices.apply_refund(core, refund.facts("refund"), source="web")
+    return refund.facts("refund")
 
 
 def _not_payable(inv: Invoice) -> str:

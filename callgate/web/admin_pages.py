@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from billing_core import console, read_model
+from billing_core import console, invoices, read_model
 from billing_core import operators as ops
 from billing_core.domain.errors import InvalidInput, NotFound
 from billing_core.domain.ids import ID_PATTERN, plain_id
@@ -105,7 +105,10 @@ NOTICES = {
     "noted": ("good", "Note added."),
     "reset_sent": ("good", "Password-reset email queued to the customer (the link works once, within an hour)."),
     "password_set": ("good", "Client-area password set; the customer was signed out everywhere."),
+    "package": ("good", "Package changed: its plan, limits and rules apply from the next call."),
 }
+ACCOUNT_INVOICES = 10
+ACCOUNT_EMAILS = 20
 
 
 async def _read(core, fn, *args, **kwargs):
@@ -161,10 +164,15 @@ async def _account_page(request: web.Request, ref: str, *, status: int = 200, er
     entries, next_before = await _read(core, read_model.ledger_page, facts.id, before=before_id, limit=LEDGER_PAGE)
     calls = await _read(core, read_model.recent_calls, facts.id, 20)
     audit = await _read(core, ops.audit_page_tx, target_kind="account", target=ref, limit=20)
+    account_invoices, more_invoices = await _read(core, invoices.page_tx, ref=ref, limit=ACCOUNT_INVOICES)
+    emails = await _read(core, list_alerts_tx, None, ACCOUNT_EMAILS, account_id=facts.id)
+    rules = await core.admin.account_rules(ref)
     form = {"amount": "", "direction": "credit", "reason": "", "key": "", **(form or {})}
     return admin_render(
         request, "admin/account.html", status=status, active="accounts", a=view, facts=facts, entries=entries,
-        calls=calls, audit=audit, error=error, notices=_notices(request),
+        calls=calls, audit=audit, error=error, notices=_notices(request), invoices=account_invoices,
+        more_invoices=more_invoices is not None, emails=emails, limits=rules["limits"], overrides=rules["overrides"],
+        packages=await _read(core, read_model.package_names),
         ledger_next=f"{PREFIX}/accounts/{ref}?before={next_before}" if next_before else None,
         ledger_first=f"{PREFIX}/accounts/{ref}" if before_id else None,
         # a fresh idempotency key per form shown: submitting it twice credits once
@@ -236,6 +244,20 @@ async def account_password(request: web.Request) -> web.StreamResponse:
     except InvalidInput as exc:
         return await _account_page(request, ref, status=400, error=str(exc))
     raise web.HTTPSeeOther(f"{PREFIX}/accounts/{ref}?done={done}")
+
+
+async def account_package(request: web.Request) -> web.StreamResponse:
+    """Admin: move the account to another package."""
+    ref = _ref(request)
+    form = await request.post()
+    try:
+        await console.change_package(request.app[CORE], actor_of(request), ref, str(form.get("package", ""))[:100],
+                                     str(form.get("reason", ""))[:400])
+    except NotFound:
+        return admin_error(request, 404, "Not found", f"There is no account {ref!r}.")
+    except InvalidInput as exc:
+        return await _account_page(request, ref, status=400, error=f"{exc}. Nothing was changed.")
+    raise web.HTTPSeeOther(f"{PREFIX}/accounts/{ref}?done=package")
 
 
 @roles(ADMIN, SUPPORT)  # the one change support may make
@@ -515,6 +537,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post(PREFIX + "/accounts/{ref}/status", account_status)
     r.add_post(PREFIX + "/accounts/{ref}/notes", account_note)
     r.add_post(PREFIX + "/accounts/{ref}/password", account_password)
+    r.add_post(PREFIX + "/accounts/{ref}/package", account_package)
     r.add_get(PREFIX + "/live", live_page)
     r.add_get(PREFIX + "/live.json", live_json)
     r.add_post(PREFIX + "/live/{session_id:[A-Za-z0-9_-]{1,40}}/end", live_end)

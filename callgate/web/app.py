@@ -17,7 +17,7 @@ from aiohttp import web
 
 from callgate.http_hardening import harden_aiohttp_servers
 
-from . import admin_pages, admin_rates, pages
+from . import admin_billing, admin_pages, admin_rates, pages
 from .admin_access import PREFIX as ADMIN_PREFIX
 from .admin_access import admin_guard
 from .auth import AuthSettings, Passwords, WebSession, load_session
@@ -150,6 +150,7 @@ def make_web_app(core, paypal=None, settings: WebSettings | None = None, *, veri
     pages.add_routes(app)
     admin_pages.add_routes(app)
     admin_rates.add_routes(app)
+    admin_billing.add_routes(app)
     if paypal is not None:
         from callgate.paypal.webhook import WebhookVerifier, paypal_routes
 

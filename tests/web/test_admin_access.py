@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from billing_core.operators import ADMIN, SUPPORT
-from billing_core.store.tables import accounts, deck_versions, ledger, rates
+from billing_core.store.tables import accounts, deck_versions, did_assignments, dids, ledger, packages, rates
+from billing_core.store.tables_invoices import invoices
 from billing_core.store.tables_operators import account_notes, audit_log, operator_sessions, operators
 from callgate.web.admin_access import PREFIX, allowed_roles
 from callgate.web.app import make_web_app
@@ -17,10 +18,12 @@ from callgate.web.app import make_web_app
 from .conftest import Browserless, admin_sign_in
 
 # A value for each route parameter, so every route is called on something that exists.
-SAMPLES = {"ref": "alice", "alert_id": "1", "session_id": "s1"}
+SAMPLES = {"ref": "alice", "alert_id": "1", "session_id": "s1", "name": "basic", "e164": "+15145551000",
+           "invoice_id": "1"}
 # Fields a POST might take: if a guard were missing, the handler would have enough to write.
 FORM = {"amount": "5.00", "reason": "goodwill", "body": "a note", "status": "suspended", "key": "k-1",
-        "direction": "credit"}
+        "direction": "credit", "package": "basic", "account": "alice", "endpoint": "alice-phone", "max_calls": "7",
+        "low_balance": "1.00"}
 
 
 def admin_routes(core, web_settings) -> list[tuple[str, str, object]]:
@@ -45,7 +48,8 @@ def admin_routes(core, web_settings) -> list[tuple[str, str, object]]:
 async def snapshot(core) -> dict:
     def tx(conn):
         return {t.name: [tuple(r) for r in conn.execute(select(t).order_by(*t.primary_key.columns))]
-                for t in (accounts, ledger, audit_log, account_notes, operators, deck_versions, rates)}
+                for t in (accounts, ledger, audit_log, account_notes, operators, deck_versions, rates, packages, dids,
+                          did_assignments, invoices)}
 
     return await core.store.run(tx)
 

@@ -1,7 +1,8 @@
 """The operator console in Debian's chromium (headless, Playwright), SQLite only like
 test_browser.py: an operator signs in with TOTP and credits an account the customer then sees; a
 support user's credit is refused and writes nothing; a form without its CSRF token is refused;
-paging; the CSV export's rows are `calls --json`'s."""
+paging; the CSV export's rows are `calls --json`'s; from the nav, a package edit and a DID
+assigned and released."""
 from __future__ import annotations
 
 import csv
@@ -233,3 +234,37 @@ async def test_an_admin_ends_a_live_call_from_the_redrawn_table(browser, web_app
     s = await core.store.run(lambda conn: conn.execute(
         select(call_sessions.c.hold_mode).where(call_sessions.c.id == a.session_id)).scalar_one())
     assert s == "ended"
+
+
+async def test_admin_edits_a_package_and_moves_a_did_from_the_nav(browser, web_app, core, clock, alice, admin_op):
+    """Packages and DIDs in the browser: a bad limit shows one error and changes nothing; a good one
+    is saved; a free DID is assigned to alice and released with a reason, both in its history."""
+    await core.admin.add_did("+15145559999")
+    page = await new_page(browser)
+    await operator_signs_in(page, web_app, admin_op, clock)
+    await page.click("nav a:has-text('Packages')")
+    await page.click("#packages a:has-text('basic')")
+    await page.wait_for_url(web_app + "/admin/packages/basic")
+    await page.fill("#f-daily_cap", "five")
+    await page.click("#package-submit")
+    assert (await page.inner_text("#action-error")).startswith("--daily-cap:")
+    assert (await core.admin.show_package("basic"))["daily_cap"] is None
+    await page.fill("#f-daily_cap", "5.00")
+    await page.fill("#f-reason", "cap every account")
+    await page.click("#package-submit")
+    await page.wait_for_url(web_app + "/admin/packages/basic?done=saved")
+    assert await page.inner_text("#p-daily_cap") == "5.00"
+
+    await page.click("nav a:has-text('DIDs')")
+    await page.select_option("select[name=state]", "free")
+    await page.click("button:has-text('Show')")
+    await page.click("#dids a:has-text('+15145559999')")
+    await page.fill("#assign-account", "alice")
+    await page.click("#assign-submit")
+    await page.wait_for_url("**/admin/dids/%2B15145559999?done=assigned")
+    assert await page.inner_text("#holder") == "alice"
+    await page.fill("#release-reason", "number ported out")
+    await page.click("#release-submit")
+    await page.wait_for_url("**done=released")
+    assert await page.inner_text("#holder") == "free"
+    assert "number ported out" in await page.inner_text("#history")
