@@ -21,6 +21,7 @@ from .domain.ratedeck import DeckError, DeckRow, check_deck_periods
 from .domain.rating import (ALWAYS, DAY_NAMES, DEFAULT_TIMEZONE, Rate, billed_seconds, cost, format_minute, load_zone,
                             period_cost)
 from .operators import Actor, audit_tx
+from .read_model import CallFilter, calls_page, day_totals_mismatches
 from .rerate import Rerater
 from .store.statements import account_query
 from .store.tables import (
@@ -582,6 +583,17 @@ class Admin:
 
         return await self.store.run(tx)
 
+    async def refusals(self, *, ref: str | None = None, reason: str | None = None, limit: int = 100) -> list[dict]:
+        """The newest refused decisions as rows of the call list (read_model.calls_page, outcome
+        refused): what `calls --refused --json` prints."""
+        def tx(conn):
+            if ref is not None and conn.execute(select(accounts.c.id).where(accounts.c.ref == ref)).scalar() is None:
+                raise NotFound(f"unknown account {ref!r}")
+            f = CallFilter(account=ref, outcome="refused", reason=reason)
+            return calls_page(conn, f, limit=limit)[0]
+
+        return await self.store.run(tx)
+
     # --------------------------------------------------------------------------------- rerate
     async def rerate(self, plan: str, *, since: int, until: int | None = None, dry_run: bool = False) -> dict:
         """Re-rate the settled calls of ``plan`` started in [since, until) (billing_core.rerate)."""
@@ -685,6 +697,7 @@ class Admin:
             for s in conn.execute(select(call_sessions.c.id, call_sessions.c.hold).where(call_sessions.c.hold < 0)):
                 problems.append(f"session {s.id}: negative hold {format_amount(s.hold)}")
             problems += self._verify_spend_caps(conn)
+            problems += day_totals_mismatches(conn)  # the dashboard's totals = the settled calls' sums
             # The balance_after chain of each account must be a running sum.
             running: dict[int, int] = {}
             for e in conn.execute(select(ledger.c.id, ledger.c.account_id, ledger.c.amount, ledger.c.balance_after).order_by(ledger.c.id)):

@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("talk_ms", sa.BigInteger(), nullable=False),
         sa.Column("revenue", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("day_ms", "account_id", name=op.f("pk_call_day_totals")),
+        sqlite_with_rowid=False,
     )
     # the calls settled before this migration (settle keeps the totals from now on)
     op.execute(
