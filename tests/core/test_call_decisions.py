@@ -207,3 +207,40 @@ async def test_a_reason_needs_the_refused_outcome():
         read_model.CallFilter(reason="depleted").checked()
     with pytest.raises(InvalidInput, match="reason: must be one of"):
         read_model.CallFilter(outcome="refused", reason="bored").checked()
+
+
+# ---------------------------------------------------------------------------------------- the CLI
+def test_calls_refused_lists_refusals_and_keeps_calls_as_it_was(cg, sync_db_url, tmp_path):
+    import asyncio
+    import json
+
+    from billing_core.api import BillingCore
+
+    deck = tmp_path / "deck.csv"
+    deck.write_text("prefix,description,rate_per_min,connect_fee,initial_increment,increment\n1,NANP,0.0125,0,60,6\n")
+    cg("db", "upgrade")
+    cg("plan", "import", "std", str(deck))
+    cg("package", "add", "basic", "--plan", "std", "--low-balance", "5.00", "--max-calls", "2", "--inbound-rate", "0")
+    cg("account", "add", "acme", "--name", "Acme Inc", "--email", "billing@acme.test", "--package", "basic")
+    cg("endpoint", "add", "acme", "alice")
+
+    async def refuse():
+        core = await BillingCore.open(sync_db_url)
+        try:
+            for channel, number in (("c1", "15145550100"), ("c2", "not-a-number")):
+                a = await core.authorize_call(direction="outbound", number=number, endpoint="alice", channel_id=channel)
+                assert not a.allowed
+        finally:
+            await core.close()
+
+    asyncio.run(refuse())
+    rows = json.loads(cg("calls", "--refused", "--json").output)
+    assert [(r["state"], r["reason"], r["channel_id"], r["account_ref"]) for r in rows] == [
+        ("refused", "depleted", "c2", "acme"), ("refused", "depleted", "c1", "acme")]  # depleted before the number
+    assert json.loads(cg("calls", "--refused", "--reason", "no_rate", "--json").output) == []
+    assert "refused: depleted" in cg("calls", "--refused", "--account", "acme").output
+    assert json.loads(cg("calls", "--json").output) == []  # the call log: calls with a session
+    bad = cg("calls", "--reason", "depleted", ok=False)
+    assert bad.exit_code != 0 and "--reason: only with --refused" in bad.output
+    unknown = cg("calls", "--refused", "--reason", "bored", ok=False)
+    assert unknown.exit_code != 0 and "reason: must be one of" in unknown.output
