@@ -484,16 +484,22 @@ def dashboard(conn: Connection, now_ms: int, days: int = 30) -> Dashboard:
         days=figures, decisions=decisions_per_minute(conn, now_ms), refusals_today=refusals_by_reason(conn, today))
 
 
+def settled_day_sums():
+    """The account-day totals summed from the settled sessions themselves (the columns of
+    store.tables.call_day_totals, in order): what settle keeps, computed the long way."""
+    day = call_sessions.c.created_at - call_sessions.c.created_at % DAY_MS
+    aid = func.coalesce(call_sessions.c.account_id, 0)
+    return (select(day.label("day_ms"), aid.label("account_id"), func.count().label("calls"),
+                   func.coalesce(func.sum(call_sessions.c.talk_ms), 0).label("talk_ms"),
+                   func.coalesce(func.sum(call_sessions.c.cost), 0).label("revenue"))
+            .where(call_sessions.c.state == "settled").group_by(day, aid))
+
+
 def day_totals_mismatches(conn: Connection) -> list[str]:
     """Where the account-day totals (store.tables.call_day_totals) differ from the settled sessions'
     sums: ``callgate verify``'s check (empty: exactly equal)."""
-    day = call_sessions.c.created_at - call_sessions.c.created_at % DAY_MS
-    aid = func.coalesce(call_sessions.c.account_id, 0)
-    direct = {(int(r.day), int(r.aid)): (int(r.calls), int(r.talk), int(r.revenue)) for r in conn.execute(
-        select(day.label("day"), aid.label("aid"), func.count().label("calls"),
-               func.coalesce(func.sum(call_sessions.c.talk_ms), 0).label("talk"),
-               func.coalesce(func.sum(call_sessions.c.cost), 0).label("revenue"))
-        .where(call_sessions.c.state == "settled").group_by(day, aid))}
+    direct = {(int(r.day_ms), int(r.account_id)): (int(r.calls), int(r.talk_ms), int(r.revenue))
+              for r in conn.execute(settled_day_sums())}
     kept = {(int(r.day_ms), int(r.account_id)): (int(r.calls), int(r.talk_ms), int(r.revenue))
             for r in conn.execute(select(call_day_totals))}
     out = []
