@@ -264,20 +264,27 @@ class CallFilter:
         return self
 
 
-def _call_query(f: CallFilter, columns: list[str] | None = None):
-    cols = [call_sessions] if columns is None else [call_sessions.c[c] for c in columns if c != "account_ref"]
+def _filtered(cols, table, at, f: CallFilter):
+    """``cols`` of ``table`` (calls or refusals, started ``at``) with the owner's ref, and the
+    filters both lists share."""
     q = select(*cols, accounts.c.ref.label("account_ref")).select_from(
-        call_sessions.outerjoin(accounts, accounts.c.id == call_sessions.c.account_id))
+        table.outerjoin(accounts, accounts.c.id == table.c.account_id))
     if f.account:
         q = q.where(accounts.c.ref == f.account)
     if f.since_ms is not None:
-        q = q.where(call_sessions.c.created_at >= f.since_ms)
+        q = q.where(at >= f.since_ms)
     if f.until_ms is not None:
-        q = q.where(call_sessions.c.created_at < f.until_ms)
+        q = q.where(at < f.until_ms)
     if f.direction:
-        q = q.where(call_sessions.c.direction == f.direction)
+        q = q.where(table.c.direction == f.direction)
     if f.prefix:
-        q = q.where(call_sessions.c.number_e164.startswith("+" + f.prefix, autoescape=True))
+        q = q.where(table.c.number_e164.startswith("+" + f.prefix, autoescape=True))
+    return q
+
+
+def _call_query(f: CallFilter, columns: list[str] | None = None):
+    cols = [call_sessions] if columns is None else [call_sessions.c[c] for c in columns if c != "account_ref"]
+    q = _filtered(cols, call_sessions, call_sessions.c.created_at, f)
     # settled_at, not state: with state == 'settled' (nearly every row) SQLite picked the state index
     # and sorted the whole table (0.64 s on a million calls) instead of walking (created_at, id)
     settled = call_sessions.c.settled_at.is_not(None)
@@ -308,18 +315,7 @@ def _refusal_column(name: str):
 
 def _refusal_query(f: CallFilter, columns: list[str] | None = None):
     names = ([c.name for c in call_sessions.columns] + list(REFUSAL_FIELDS)) if columns is None else columns
-    q = select(*(_refusal_column(c) for c in names if c != "account_ref"), accounts.c.ref.label("account_ref")
-               ).select_from(call_refusals.outerjoin(accounts, accounts.c.id == call_refusals.c.account_id))
-    if f.account:
-        q = q.where(accounts.c.ref == f.account)
-    if f.since_ms is not None:
-        q = q.where(call_refusals.c.at >= f.since_ms)
-    if f.until_ms is not None:
-        q = q.where(call_refusals.c.at < f.until_ms)
-    if f.direction:
-        q = q.where(call_refusals.c.direction == f.direction)
-    if f.prefix:
-        q = q.where(call_refusals.c.number_e164.startswith("+" + f.prefix, autoescape=True))
+    q = _filtered([_refusal_column(c) for c in names if c != "account_ref"], call_refusals, call_refusals.c.at, f)
     if f.reason:
         q = q.where(call_refusals.c.reason == f.reason)
     return q
