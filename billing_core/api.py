@@ -217,7 +217,7 @@ class BillingCore:
             return self.suspend_for_fraud_tx(conn, e.account, e.detail, e.now)
         if isinstance(e, auth_steps.RecordRefusal):
             try:
-                return conn.execute(sql.I_REFUSAL[conn.dialect.name], dict(e.values))
+                return conn.execute(sql.I_REFUSAL, dict(e.values))
             except Exception as exc:
                 raise auth_steps.RefusalNotRecorded(str(exc)) from exc
         if isinstance(e, auth_steps.CountAttempt):
@@ -443,7 +443,7 @@ class BillingCore:
         conn.execute(sql.U_SESSION_SETTLED, {"sid": session_id, "now": now, "talk": talk_ms, "cost": total, "overrun": overrun,
                                           "stale": stale, "note": note, "basis": basis})
         # the dashboard's totals (store.tables.call_day_totals), in the settle's transaction
-        conn.execute(sql.U_DAY_TOTALS[conn.dialect.name], {
+        conn.execute(sql.U_DAY_TOTALS, {
             "day": utc_day(row["created_at"]), "aid": row["account_id"] or 0, "calls": 1, "talk": talk_ms,
             "cost": total})
         return Settlement(session_id, talk_ms, billable, total, row["charged"], final, overrun,

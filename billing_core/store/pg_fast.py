@@ -103,7 +103,7 @@ class PgFastPath:
             "answer": _to_asyncpg(sql.U_SESSION_ANSWER),
             "deck_versions": _to_asyncpg(sql.Q_DECK_VERSIONS),
             "deck_rates": _to_asyncpg(sql.Q_DECK_RATES),
-            "refusal": _to_asyncpg(sql.I_REFUSAL["postgresql"]),
+            "refusal": _to_asyncpg(sql.I_REFUSAL),
         }
         cols = [c.name for c in call_sessions.columns]
         self._insert_cols = cols
