@@ -16,11 +16,13 @@ from .domain.identifiers import check_email, check_endpoint, check_ref, check_te
 from .domain.money import CUSTOMER_DECIMALS, INTEGER_MAX, RATE_DECIMALS, check_storage_range, format_amount, parse_amount
 from .domain.records import INHERIT
 from .domain.numbers import normalise
+from .domain.package_rules import ACCOUNT_OVERRIDES, AMOUNT_RULES, PACKAGE_RULES, account_rules_out, package_rules_out
 from .domain.decks import BEGINNING_OF_TIME, PlanVersions, days_mask, period_of, superseded, version_from_row
 from .domain.ratedeck import DeckError, DeckRow, check_deck_periods
 from .domain.rating import (ALWAYS, DAY_NAMES, DEFAULT_TIMEZONE, Rate, billed_seconds, cost, format_minute, load_zone,
                             period_cost)
 from .operators import Actor, audit_tx
+from .read_model import CallFilter, calls_page, day_totals_mismatches
 from .rerate import Rerater
 from .store.statements import account_query
 from .store.tables import (
@@ -536,6 +538,17 @@ class Admin:
 
         return await self.store.run(tx)
 
+    async def refusals(self, *, ref: str | None = None, reason: str | None = None, limit: int = 100) -> list[dict]:
+        """The newest refused decisions as rows of the call list (read_model.calls_page, outcome
+        refused): what `calls --refused --json` prints."""
+        def tx(conn):
+            if ref is not None and conn.execute(select(accounts.c.id).where(accounts.c.ref == ref)).scalar() is None:
+                raise NotFound(f"unknown account {ref!r}")
+            f = CallFilter(account=ref, outcome="refused", reason=reason)
+            return calls_page(conn, f, limit=limit)[0]
+
+        return await self.store.run(tx)
+
     # --------------------------------------------------------------------------------- rerate
     async def rerate(self, plan: str, *, since: int, until: int | None = None, dry_run: bool = False) -> dict:
         """Re-rate the settled calls of ``plan`` started in [since, until) (billing_core.rerate)."""
@@ -639,6 +652,7 @@ class Admin:
             for s in conn.execute(select(call_sessions.c.id, call_sessions.c.hold).where(call_sessions.c.hold < 0)):
                 problems.append(f"session {s.id}: negative hold {format_amount(s.hold)}")
             problems += self._verify_spend_caps(conn)
+            problems += day_totals_mismatches(conn)  # the dashboard's totals = the settled calls' sums
             # The balance_after chain of each account must be a running sum.
             running: dict[int, int] = {}
             for e in conn.execute(select(ledger.c.id, ledger.c.account_id, ledger.c.amount, ledger.c.balance_after).order_by(ledger.c.id)):
@@ -735,14 +749,6 @@ def release_did_tx(conn, e164: str, reason: str, now: int) -> None:
 
 
 # ------------------------------------------------------------------------ toll-fraud settings
-#: The package rules of issue 18 (the ``package add/set`` flags, underscores for dashes).
-PACKAGE_RULES = ("allow_regions", "block_types", "deny_prefixes", "allow_prefixes", "max_rate_per_min",
-                 "max_call_minutes", "max_attempts_per_minute", "daily_cap", "monthly_cap", "timezone",
-                 "anomaly_spend_per_hour", "anomaly_blocked_attempts", "anomaly_window_minutes")
-#: What ``account set REF …`` may override (NULL on the account = the package's value).
-ACCOUNT_OVERRIDES = ("allow_regions", "block_types", "max_rate_per_min", "max_call_minutes", "max_attempts_per_minute",
-                     "daily_cap", "monthly_cap", "anomaly_spend_per_hour", "anomaly_blocked_attempts")
-_AMOUNT_RULES = ("max_rate_per_min", "daily_cap", "monthly_cap", "anomaly_spend_per_hour")
 #: Whole-number limits: (smallest allowed value, largest).
 _COUNT_RULES = {"max_call_minutes": (1, 7 * 24 * 60), "max_attempts_per_minute": (1, 1_000_000),
                 "anomaly_blocked_attempts": (1, 1_000_000), "anomaly_window_minutes": (1, 7 * 24 * 60)}
@@ -786,7 +792,7 @@ def _check_rule(name: str, value: Any) -> Any:
         if isinstance(value, bool) or not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
             raise InvalidInput(f"{field}: must be a whole number from {low} to {high} (got {value!r})")
         return int(text)
-    if name in _AMOUNT_RULES:
+    if name in AMOUNT_RULES:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise InvalidInput(f"{field}: must be an amount ≥ 0 (got {value!r})")
         return check_storage_range(value, field=field)
@@ -831,7 +837,7 @@ def rule_from_text(name: str, text: str | None, *, inherit: bool = False) -> Any
         return INHERIT
     if name == "max_rate_per_min":
         return parse_amount(text, field=setting_flag(name), decimals=RATE_DECIMALS, allow_negative=False)
-    if name in _AMOUNT_RULES:
+    if name in AMOUNT_RULES:
         return parse_amount(text, field=setting_flag(name), decimals=CUSTOMER_DECIMALS, allow_negative=False)
     return text
 
@@ -841,38 +847,3 @@ def check_account_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise InvalidInput(f"{setting_flag(sorted(unknown)[0])}: not an account override")
     return {k: (None if v == INHERIT else _check_rule(k, v)) for k, v in overrides.items() if v is not None}
-
-
-def _rule_out(name: str, value: Any) -> Any:
-    if name in _AMOUNT_RULES:
-        return None if value is None else format_amount(value)
-    return value
-
-
-def package_rules_out(row) -> dict[str, Any]:
-    """A package row's rules as ``package show --json`` gives them: the flags' names with
-    underscores and the flags' forms (``"CA,US"``, ``"*"``, ``"881,882"``, amounts as decimal
-    strings, null = not set)."""
-    return {name: _rule_out(name, row[name]) for name in PACKAGE_RULES}
-
-
-def account_rules_out(row, now: int) -> dict[str, Any]:
-    """An account_query() row's fraud-protection view (``account show``): ``limits`` (the rules in
-    force: the account's override, else the package's), ``overrides`` (null = the package's),
-    and the account's own ``allow_destinations``/``deny_destinations``."""
-    overrides = {name: _rule_out(name, row["acct_" + name]) for name in ACCOUNT_OVERRIDES}
-    effective = {name: _rule_out(name, row[name] if row["acct_" + name] is None else row["acct_" + name])
-                 for name in ACCOUNT_OVERRIDES}
-    effective.update(deny_prefixes=row["deny_prefixes"], allow_prefixes=row["allow_prefixes"], timezone=row["timezone"],
-                     anomaly_window_minutes=row["anomaly_window_minutes"])
-    effective = {k: effective[k] for k in PACKAGE_RULES}
-    today, month = fraud_limits.spent(row, now)
-    left = fraud_limits.cap_remaining(row, now)
-    spend = {"today": format_amount(today), "this_month": format_amount(month),
-             "remaining_cap": None if left is None else format_amount(max(left, 0))}
-    suspension = {"suspended": row["status"] == lifecycle.SUSPENDED, "reason": row["suspended_reason"],
-                  "since": row["status_changed_at"] if row["status"] == lifecycle.SUSPENDED else None,
-                  "suspensions": row["suspensions"]}
-    return {"limits": effective, "overrides": overrides, "spend": spend, "suspension": suspension,
-            "allow_destinations": list(dest.split(row["allow_destinations"])),
-            "deny_destinations": list(dest.split(row["deny_destinations"]))}

@@ -35,6 +35,7 @@ from .domain.errors import BelowCreditLimit, DenyReason, InvalidInput, NotFound
 from .domain.identifiers import check_text
 from .domain.money import check_storage_range, format_amount
 from .domain.numbers import DEFAULT_EMERGENCY_NUMBERS, DEFAULT_HOME_REGION, is_emergency
+from .domain.days import utc_day
 from .domain.decks import LOAD_VERSIONS, DeckCache
 from .domain.rating import RateTable, billable_seconds
 from .domain.records import AccountView, Authorization, CallSession, LedgerEntry, LiveCutoff, Settlement
@@ -144,10 +145,20 @@ class BillingCore:
                 metrics.DESTINATION_BLOCKED.labels(result.rule).inc()
         return result
 
-    async def _authorize_once(self, direction, number, endpoint, caller_id, pbx_id, channel_id, full_hold, emergency, now):
+    async def _authorize_once(self, *args):
+        try:
+            return await self._authorize_tries(*args, record_refusal=True)
+        except auth_steps.RefusalNotRecorded as exc:
+            # the refusal's record could not be written (its transaction rolled back): the refusal
+            # stands, decided again without the record, so its reason is not billing_unavailable
+            log.error("a refused %s call to %s was not recorded: %s", args[0], args[1], exc.__cause__ or exc)
+            return await self._authorize_tries(*args, record_refusal=False)
+
+    async def _authorize_tries(self, direction, number, endpoint, caller_id, pbx_id, channel_id, full_hold, emergency,
+                               now, *, record_refusal: bool):
         for attempt in (1, 2):
             req = auth_steps.AuthorizeRequest(direction, number, endpoint, caller_id, pbx_id, channel_id, full_hold,
-                                              emergency, now, uuid.uuid4().hex)
+                                              emergency, now, uuid.uuid4().hex, record_refusal=record_refusal)
             try:
                 fast = self.store.fast_path
                 if fast is not None:
@@ -204,6 +215,11 @@ class BillingCore:
             return conn.execute(fraud_store.U_ACCOUNT_ANOMALY, fraud_store.anomaly_params(e.account_id, e.counters))
         if isinstance(e, auth_steps.SuspendForFraud):
             return self.suspend_for_fraud_tx(conn, e.account, e.detail, e.now)
+        if isinstance(e, auth_steps.RecordRefusal):
+            try:
+                return conn.execute(sql.I_REFUSAL, dict(e.values))
+            except Exception as exc:
+                raise auth_steps.RefusalNotRecorded(str(exc)) from exc
         if isinstance(e, auth_steps.CountAttempt):
             return conn.execute(sql.U_ACCOUNT_ATTEMPTS, {"aid": e.account_id, "minute": e.minute, "count": e.count,
                                                          "prev": e.prev})
@@ -426,6 +442,10 @@ class BillingCore:
             log.warning("session %s: talk cost %d exceeds its grant by %d micro-units", session_id, total, overrun)
         conn.execute(sql.U_SESSION_SETTLED, {"sid": session_id, "now": now, "talk": talk_ms, "cost": total, "overrun": overrun,
                                           "stale": stale, "note": note, "basis": basis})
+        # the dashboard's totals (store.tables.call_day_totals), in the settle's transaction
+        conn.execute(sql.U_DAY_TOTALS, {
+            "day": utc_day(row["created_at"]), "aid": row["account_id"] or 0, "calls": 1, "talk": talk_ms,
+            "cost": total})
         return Settlement(session_id, talk_ms, billable, total, row["charged"], final, overrun,
                           billing_basis=basis, clamped=tuple(clamps))
 

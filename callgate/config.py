@@ -332,6 +332,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "stale_per_pass": Key(_int(1), 500, ("CALLGATE_STALE_PER_PASS",), doc="at most this many stale calls settled per pass"),
         "debit_lookahead": Key(_optional(_int(0)), "", ("CALLGATE_DEBIT_LOOKAHEAD",), doc="seconds of talk kept held ahead (empty: two intervals, ≥ 10)"),
         "set_based": Key(_bool, True, ("CALLGATE_SIDECAR_SET_BASED",), doc="batched debit pass (false: one transaction per call)"),
+        "refusal_retention_days": Key(_float(1), 90.0, ("CALLGATE_REFUSAL_RETENTION_DAYS",),
+                                      doc="refused-call records older than this are deleted"),
     },
     "smtp": {
         "host": Key(_nonempty, "127.0.0.1", doc="SMTP server"),
@@ -635,6 +637,7 @@ def sidecar_settings(cfg: Config) -> "SidecarSettings":
         did_release_days=side["did_release_days"],
         lookahead_seconds=None if side["debit_lookahead"] == "" else side["debit_lookahead"],
         set_based_debits=side["set_based"],
+        refusal_retention_days=side["refusal_retention_days"],
         outbox=OutboxSettings(backoff_base_seconds=smtp["backoff_seconds"],
                               backoff_max_seconds=smtp["backoff_max_seconds"], max_attempts=smtp["max_attempts"]),
     )

@@ -125,6 +125,22 @@ class InsertSession:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordRefusal:
+    """Write: the refused call's decision record (issue 20: the console lists refusals with their
+    reason); → nothing. The last write of a refusal, in its transaction; a second one for the same
+    (pbx, channel) — a replayed StasisStart / AGI retry — writes nothing. ``values`` are the columns
+    of ``call_refusals`` (store.statements.REFUSAL_COLUMNS)."""
+
+    values: Mapping[str, Any]
+
+
+class RefusalNotRecorded(Exception):
+    """A driver could not write a :class:`RecordRefusal` (its transaction is rolled back, the
+    decision's other writes with it). The core decides again without the record: a refusal stands
+    whether or not it is recorded, and its reason must not become billing_unavailable."""
+
+
+@dataclass(frozen=True, slots=True)
 class AuthorizeRequest:
     direction: str
     number: str
@@ -142,6 +158,9 @@ class AuthorizeRequest:
     dry_run: bool = False
     """The same reads and the same answer, but no lock, no session, no hold (``quote``): so what an
     operator is told can never disagree with what the gate decides."""
+    record_refusal: bool = True
+    """Write a refusal's :class:`RecordRefusal` (False only when deciding again after
+    :class:`RefusalNotRecorded`). Dry runs never record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,9 +261,16 @@ def _account_of(req: AuthorizeRequest, *, lock: bool) -> AccountByRef | AccountB
 def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, Authorization]:
     """The decision. Drive it with ``send``; its return value is the :class:`Authorization`."""
     direction, number = req.direction, req.number
+    acct: Mapping[str, Any] | None = None  # the account the decision is about, once found
 
-    def deny(reason: DenyReason, **kw: Any) -> Authorization:
-        return Authorization(False, reason, None, direction, number, **kw)
+    def deny(reason: DenyReason, **kw: Any) -> Generator[Any, Any, Authorization]:
+        refusal = Authorization(False, reason, None, direction, number, **kw)
+        if req.record_refusal and not req.dry_run:
+            yield RecordRefusal(dict(
+                at=req.now, pbx_id=req.pbx_id, channel_id=req.channel_id,
+                account_id=acct["id"] if acct is not None else None, direction=direction, number=number,
+                number_e164=refusal.number_e164, reason=reason.value, rule=refusal.rule, endpoint=req.endpoint))
+        return refusal
 
     if req.channel_id is not None:
         existing = yield SessionByChannel(req.pbx_id, req.channel_id)
@@ -273,7 +299,7 @@ def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, A
     if direction == "outbound":
         acct = yield _account_of(req, lock=not req.dry_run)
         if acct is None:
-            return deny(DenyReason.UNKNOWN_ENDPOINT)
+            return (yield from deny(DenyReason.UNKNOWN_ENDPOINT))
         refused = status_refusal(acct)
         parsed = normalise(number, lim.home_region)
         # toll-fraud destination rules (issue 18): prefix, region, number type before the rate —
@@ -285,35 +311,35 @@ def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, A
         if blocked is not None:
             if not req.dry_run:
                 yield from _blocked_attempt(acct, req.now, tried)
-            return deny(DenyReason.DESTINATION_BLOCKED, account_ref=acct["ref"], number_e164=parsed.e164, rule=blocked)
+            return (yield from deny(DenyReason.DESTINATION_BLOCKED, account_ref=acct["ref"], number_e164=parsed.e164, rule=blocked))
         if refused is not None:  # the account's state says more to the caller than the number
-            return deny(refused, account_ref=acct["ref"])
+            return (yield from deny(refused, account_ref=acct["ref"]))
         # toll-fraud attempt rate (issue 18): counted before the other checks, so attempts refused
         # for their destination or money count too; the locked account row makes it exact
         if tried is not None:
             if not tried.allowed:
-                return deny(DenyReason.RATE_LIMITED, account_ref=acct["ref"])
+                return (yield from deny(DenyReason.RATE_LIMITED, account_ref=acct["ref"]))
             if not req.dry_run:
                 yield CountAttempt(acct["id"], tried.minute, tried.count, tried.prev)
         if parsed is None:
-            return deny(DenyReason.INVALID_NUMBER, account_ref=acct["ref"])
+            return (yield from deny(DenyReason.INVALID_NUMBER, account_ref=acct["ref"]))
         table: RateTable | None = yield RatesOf(acct["plan_id"], acct["plan_version"], req.now)
         priced = outbound_price(table, parsed.digits, acct["plan_id"], req.now)
         if priced is None:
-            return deny(DenyReason.NO_RATE, account_ref=acct["ref"], number_e164=parsed.e164)
+            return (yield from deny(DenyReason.NO_RATE, account_ref=acct["ref"], number_e164=parsed.e164))
         rate = priced.rate
         blocked = dest.check_rate(rules, action, rate.rate_per_min)  # ...and the high-cost guard after it
         if blocked is not None:
-            return deny(DenyReason.DESTINATION_BLOCKED, account_ref=acct["ref"], number_e164=parsed.e164,
-                        prefix=rate.prefix or None, rate_per_min=rate.rate_per_min, rule=blocked)
+            return (yield from deny(DenyReason.DESTINATION_BLOCKED, account_ref=acct["ref"], number_e164=parsed.e164,
+                                    prefix=rate.prefix or None, rate_per_min=rate.rate_per_min, rule=blocked))
         ring_endpoint = None
     else:
         parsed = normalise(number, lim.home_region)
         if parsed is None:
-            return deny(DenyReason.UNKNOWN_DID)
+            return (yield from deny(DenyReason.UNKNOWN_DID))
         acct = yield AccountByDid(parsed.e164)
         if acct is None:
-            return deny(DenyReason.UNKNOWN_DID, number_e164=parsed.e164)
+            return (yield from deny(DenyReason.UNKNOWN_DID, number_e164=parsed.e164))
         rate = Rate("", acct["inbound_rate"], 0, lim.inbound_initial_increment, lim.inbound_increment, "inbound")
         priced = Priced(rate)
         ring_endpoint = acct["did_endpoint"] or (yield FirstEndpoint(acct["id"]))
@@ -321,9 +347,9 @@ def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, A
     info = dict(account_ref=acct["ref"], number_e164=parsed.e164, prefix=rate.prefix or None, rate_per_min=rate.rate_per_min)
     refused = status_refusal(acct)
     if refused is not None:
-        return deny(refused, **info)
+        return (yield from deny(refused, **info))
     if acct["live_calls"] >= acct["max_calls"]:
-        return deny(DenyReason.TOO_MANY_CALLS, **info)
+        return (yield from deny(DenyReason.TOO_MANY_CALLS, **info))
     available = acct["balance"] + acct["credit_limit"] - acct["held"]
     # spend caps (issue 18): a second balance under the holds; the grant is what both pay for
     cap_left = fraud_limits.cap_remaining(acct, req.now)
@@ -335,7 +361,7 @@ def authorize_steps(req: AuthorizeRequest, lim: Limits) -> Generator[Any, Any, A
     max_talk = priced_max_talk(available, priced, req.now,
                                cap=fraud_limits.call_cap_seconds(acct, lim.max_call_seconds))
     if max_talk <= 0:
-        return deny(DenyReason.SPEND_LIMIT if capped else DenyReason.INSUFFICIENT_FUNDS, **info)
+        return (yield from deny(DenyReason.SPEND_LIMIT if capped else DenyReason.INSUFFICIENT_FUNDS, **info))
     if req.full_hold or rate.rate_per_min == 0:
         granted = max_talk
     else:

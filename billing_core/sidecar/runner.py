@@ -33,6 +33,7 @@ from billing_core.store.tables import call_sessions
 from .debit_loop import DebitReport, debit_pass
 from .lifecycle_pass import LifecycleReport, lifecycle_pass
 from .outbox import MailSender, Outbox, OutboxReport, OutboxSettings, counts_tx
+from .retention import prune_refusals
 from .stale import StaleReport, settle_stale
 
 log = logging.getLogger("callgate.sidecar")
@@ -61,6 +62,9 @@ class SidecarSettings:
     set_based_debits: bool = True
     """Use the set-based debit pass (billing_core.sidecar.batch_debit) rather than core.debit_due
     (CALLGATE_SIDECAR_SET_BASED=false)."""
+    refusal_retention_days: float = 90.0
+    """Refused-call records older than this are deleted (CALLGATE_REFUSAL_RETENTION_DAYS;
+    billing_core.sidecar.retention)."""
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
 
     @property
@@ -80,6 +84,7 @@ class PassReport:
     mail: OutboxReport
     seconds: float
     errors: tuple[str, ...] = ()
+    refusals_pruned: int = 0
     """Steps that failed this pass (``step: error``); the next pass tries again."""
 
 
@@ -124,16 +129,18 @@ class Sidecar:
                                                       presuspend_days=s.presuspend_days,
                                                       release_days=s.did_release_days), LifecycleReport())
         mail = await step("mail", self.outbox.send_due(), OutboxReport())
+        pruned = await step("retention", prune_refusals(self.core.store, self.clock.now_ms(),
+                                                        s.refusal_retention_days), 0)
         await step("metrics", self._gauges(), None)
         seconds = time.perf_counter() - started
         metrics.SIDECAR_PASS_SECONDS.observe(seconds)
-        report = PassReport(stale, debits, life, mail, seconds, tuple(errors))
+        report = PassReport(stale, debits, life, mail, seconds, tuple(errors), refusals_pruned=pruned)
         if storage_failed:
             self._outage.failed(storage_failed[-1])
         else:
             self._outage.ok()
         if stale.settled or stale.closed or debits.processed or life.presuspended or life.suspended or mail.sent \
-                or mail.failed or (errors and not storage_failed):
+                or mail.failed or pruned or (errors and not storage_failed):
             log.info("sidecar pass: %s", report)
         return report
 

@@ -143,6 +143,7 @@ class PgFastPath:
             "answer": _to_asyncpg(sql.U_SESSION_ANSWER),
             "deck_versions": _to_asyncpg(sql.Q_DECK_VERSIONS),
             "deck_rates": _to_asyncpg(sql.Q_DECK_RATES),
+            "refusal": _to_asyncpg(sql.I_REFUSAL),
         }
         cols = [c.name for c in call_sessions.columns]
         self._insert_cols = cols
@@ -222,6 +223,11 @@ class PgFastPath:
                                  prev=e.prev)
         if isinstance(e, steps.CountAnomaly):
             return await self._exec(conn, fraud_store.U_ACCOUNT_ANOMALY, fraud_store.anomaly_params(e.account_id, e.counters))
+        if isinstance(e, steps.RecordRefusal):
+            try:
+                return await self._q(conn, "refusal", "exec", **e.values)
+            except Exception as exc:  # the refusal stands unrecorded (the core decides again)
+                raise steps.RefusalNotRecorded(repr(exc)) from exc
         if isinstance(e, steps.SuspendForFraud):
             for stmt, params in fraud_store.suspension_writes("postgresql", e.account, e.detail, e.now,
                                                               self.operator_email, alert_facts(e.account)):

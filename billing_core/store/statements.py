@@ -8,12 +8,13 @@ into the domain's frozen records (billing_core.domain.records).
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, bindparam, case, null, select, update
+from sqlalchemy.dialects import postgresql
 
 from ..domain.fraud_limits import ANOMALY_COLUMNS, SPEND_COLUMNS
 from ..domain.rating import billable_seconds
 from ..domain.records import AccountView, CallSession, LedgerEntry, Settlement
 from .sqlite_fast import register_fast
-from .tables import accounts, call_sessions, deck_versions, dids, endpoints, ledger, packages, plans, rates
+from .tables import accounts, call_day_totals, call_refusals, call_sessions, deck_versions, dids, endpoints, ledger, packages, plans, rates
 
 # Hot-path statements are built once: SQLAlchemy memoizes the cache key of a statement object, so
 # reusing it skips the per-call construction and cache-key walk (measured: ~3x faster authorize).
@@ -191,6 +192,25 @@ Q_ACCOUNT_BY_SESSION_LOCK = account_query().where(
     accounts.c.id == select(call_sessions.c.account_id).where(call_sessions.c.id == bindparam("sid")).scalar_subquery()
 ).with_for_update(of=accounts)
 
+# ON CONFLICT is dialect syntax in SQLAlchemy, but SQLite (3.24+) and PostgreSQL spell it alike, and
+# SQLite's compiler renders PostgreSQL's construct the same: one statement for both databases and
+# every driver (tests/core/test_sqlalchemy_internals.py compiles each registered one on each dialect).
+#
+# A refused call (issue 20): a replayed StasisStart / AGI retry of the same (pbx, channel) is refused
+# again but recorded once — the insert does nothing on the unique key's conflict.
+REFUSAL_COLUMNS = tuple(c.name for c in call_refusals.columns if c.name != "id")
+I_REFUSAL = (postgresql.insert(call_refusals).inline().values({c: bindparam(c) for c in REFUSAL_COLUMNS})
+             .on_conflict_do_nothing())
+# settle's one added statement: the call's account-day totals (tables.call_day_totals); every value a
+# parameter (``calls`` always 1), as the fast path binds inserts from parameters only
+_add_day = postgresql.insert(call_day_totals).values(
+    day_ms=bindparam("day"), account_id=bindparam("aid"), calls=bindparam("calls"), talk_ms=bindparam("talk"),
+    revenue=bindparam("cost"))
+U_DAY_TOTALS = _add_day.on_conflict_do_update(index_elements=["day_ms", "account_id"], set_=dict(
+    calls=call_day_totals.c.calls + _add_day.excluded.calls,
+    talk_ms=call_day_totals.c.talk_ms + _add_day.excluded.talk_ms,
+    revenue=call_day_totals.c.revenue + _add_day.excluded.revenue))
+
 # SQLite's writer runs these on the raw sqlite3 cursor (store/sqlite_fast.py; measured 2.7x less CPU
 # for authorize + answer + settle)
 register_fast(Q_ACCOUNT_BY_ENDPOINT, Q_ACCOUNT_BY_ENDPOINT_LOCK, Q_ACCOUNT_BY_DID_LOCK, Q_SESSION_BY_CHANNEL,
@@ -198,7 +218,7 @@ register_fast(Q_ACCOUNT_BY_ENDPOINT, Q_ACCOUNT_BY_ENDPOINT_LOCK, Q_ACCOUNT_BY_DI
               U_SESSION_GRANT, U_SESSION_DEBITED, U_SESSION_SETTLED, U_ACCOUNT_HELD, U_ACCOUNT_END_CALL,
               Q_ACCOUNT_BY_SESSION_LOCK,
               U_ACCOUNT_BALANCE, Q_ACCOUNT_BY_ID_LOCK, Q_ACCOUNT_BY_REF_LOCK, Q_SESSION_VIEW,
-              Q_ANSWERED_CUTOFFS)
+              Q_ANSWERED_CUTOFFS, I_REFUSAL, U_DAY_TOTALS)
 
 
 # ------------------------------------------------------------------------------- row mappers

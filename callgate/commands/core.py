@@ -478,17 +478,32 @@ def register(main: click.Group) -> None:
 
     @main.command()
     @click.option("--active", is_flag=True, help="Only live calls")
+    @click.option("--refused", is_flag=True, help="The refused decisions instead (state refused, with reason and rule)")
+    @click.option("--reason", default=None, help="With --refused: only this deny reason (e.g. depleted)")
     @click.option("--account", "ref", default=None)
     @click.option("--limit", type=WholeNumber(min=1), default=100, show_default=True)
     @json_option
     @click.pass_context
     @run_async
-    async def calls(ctx, active, ref, limit, as_json):
-        """Recent call sessions."""
+    async def calls(ctx, active, refused, reason, ref, limit, as_json):
+        """Recent call sessions (--refused: recent refused calls)."""
+        if reason is not None and not refused:
+            raise CliError("--reason: only with --refused")
+        if active and refused:
+            raise CliError("--active and --refused: a refused call is never live")
         async with open_core(ctx) as core:
-            rows = await core.admin.calls(active=active, ref=ref, limit=limit)
+            if refused:
+                rows = await core.admin.refusals(ref=ref, reason=reason, limit=limit)
+            else:
+                rows = await core.admin.calls(active=active, ref=ref, limit=limit)
         if as_json:
             emit_json(rows)
+            return
+        if refused:
+            for r in rows:
+                rule = f" ({r['rule']})" if r["rule"] else ""
+                click.echo(f"{_when(r['created_at'])}  {r['account_ref'] or '-':<12} {r['direction']:<8} "
+                           f"{r['number_e164'] or r['number']:<16} refused: {r['reason']}{rule}")
             return
         for r in rows:
             talk = "-" if r["talk_ms"] is None else f"{r['talk_ms'] / 1000:.1f}s"

@@ -58,7 +58,8 @@ def register(main: click.Group) -> None:
                         f"debits: {report.debits.processed} sessions; "
                         f"lifecycle: {report.lifecycle.presuspended} pre-suspended, {report.lifecycle.suspended} suspended; "
                         f"mail: {report.mail.sent} sent, {report.mail.retrying} retrying, {report.mail.failed} failed; "
-                        f"{report.seconds:.3f}s"
+                        + (f"refusals: {report.refusals_pruned} past retention deleted; " if report.refusals_pruned else "")
+                        + f"{report.seconds:.3f}s"
                     )
                 for err in report.errors:
                     click.echo(f"error: {err}", err=True)

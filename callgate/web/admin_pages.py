@@ -29,7 +29,7 @@ from billing_core.sidecar.outbox import list_tx as list_alerts_tx
 from .admin_access import PREFIX, actor_of, admin_cookie, admin_error, admin_render, operator_of, public, roles
 from .admin_auth import ADMIN_SIGNIN_CSRF_COOKIE, OperatorSignedIn, operator_sign_in, operator_sign_out
 from .auth import operator_set_password, send_password_reset, tokens_equal
-from .charts import bar_chart
+from .charts import bar_chart, minute_label
 from .context import CORE, PASSWORDS, SETTINGS, client_ip, when
 
 log = logging.getLogger("callgate.web.admin")
@@ -130,8 +130,11 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
                         fmt=lambda v: f"{v} min", chart_id="chart-minutes")
     revenue = bar_chart(days, [f.revenue for f in d.days], label=f"Revenue per day ({currency}), last 30 days",
                         fmt=lambda v: f"{format_amount(v)} {currency}", chart_id="chart-revenue")
+    decisions = bar_chart([m.minute_ms for m in d.decisions], [(m.granted, m.refused) for m in d.decisions],
+                          label="Decisions per minute (granted, refused), last 60 minutes (UTC)", fmt=str,
+                          chart_id="chart-decisions", tick=minute_label, every=10, parts=("granted", "refused"))
     return admin_render(request, "admin/dashboard.html", active="dashboard", d=d, currency=currency,
-                        minutes_chart=minutes, revenue_chart=revenue)
+                        minutes_chart=minutes, revenue_chart=revenue, decisions_chart=decisions)
 
 
 def _ref(request: web.Request) -> str:
@@ -345,14 +348,17 @@ def _day_ms(text: str, field: str) -> int | None:
     return int(day.timestamp() * 1000)
 
 
+CALL_FILTERS = ("account", "since", "until", "direction", "prefix", "outcome", "reason")
+
+
 def _call_filter(request: web.Request) -> tuple[read_model.CallFilter, dict[str, str]]:
-    q = {k: request.query.get(k, "").strip()[:64] for k in ("account", "since", "until", "direction", "prefix",
-                                                             "outcome")}
+    q = {k: request.query.get(k, "").strip()[:64] for k in CALL_FILTERS}
     until = _day_ms(q["until"], "until")
     f = read_model.CallFilter(
         account=q["account"] or None, since_ms=_day_ms(q["since"], "since"),
         until_ms=None if until is None else until + 86_400_000,  # the whole last day
-        direction=q["direction"] or None, prefix=q["prefix"].lstrip("+") or None, outcome=q["outcome"] or None)
+        direction=q["direction"] or None, prefix=q["prefix"].lstrip("+") or None, outcome=q["outcome"] or None,
+        reason=q["reason"] or None)
     return f.checked(), q
 
 
@@ -363,14 +369,14 @@ async def calls_page(request: web.Request) -> web.StreamResponse:
         rows, next_before = await _read(core, read_model.calls_page, f, before=request.query.get("before"),
                                                  limit=PAGE)
     except InvalidInput as exc:
-        q = {k: request.query.get(k, "")[:64] for k in ("account", "since", "until", "direction", "prefix", "outcome")}
+        q = {k: request.query.get(k, "")[:64] for k in CALL_FILTERS}
         return admin_render(request, "admin/calls.html", status=400, active="calls", rows=[], q=q, error=str(exc),
                             next_url=None, csv_url=None, outcomes=read_model.OUTCOMES,
-                            directions=read_model.DIRECTIONS)
+                            directions=read_model.DIRECTIONS, reasons=read_model.REASONS)
     shown = {k: v for k, v in q.items() if v}
     return admin_render(
         request, "admin/calls.html", active="calls", rows=rows, q=q, error="", outcomes=read_model.OUTCOMES,
-        directions=read_model.DIRECTIONS,
+        directions=read_model.DIRECTIONS, reasons=read_model.REASONS,
         next_url=f"{PREFIX}/calls?" + urlencode({**shown, "before": next_before}) if next_before else None,
         csv_url=f"{PREFIX}/calls.csv" + ("?" + urlencode(shown) if shown else ""))
 
@@ -437,16 +443,19 @@ async def calls_csv(request: web.Request) -> web.StreamResponse:
     except InvalidInput as exc:
         return admin_error(request, 400, "Bad filter", str(exc))
 
+    # refusals add their reason and rule as the last columns; the call log's columns stay as they were
+    fields = CALL_FIELDS + list(read_model.REFUSAL_FIELDS) if f.refused else CALL_FIELDS
+
     async def pages():
         before = None
         while True:
-            rows, before = await _read(core, read_model.calls_export_chunk, f, CALL_FIELDS, before=before,
+            rows, before = await _read(core, read_model.calls_export_chunk, f, fields, before=before,
                                        limit=CSV_CHUNK)
             yield [_call_values(r) for r in rows]
             if before is None:
                 return
 
-    return await _stream_csv(request, "calls.csv", CALL_FIELDS, pages())
+    return await _stream_csv(request, "calls.csv", fields, pages())
 
 
 # ------------------------------------------------------------------------------------- alerts

@@ -30,6 +30,7 @@ class MemoryDriver:
         self.dids = {"+15145551000": None, "+15145551001": "bob"}
         self.sessions: dict[tuple[str, str], dict] = {}
         self.effects: list[Any] = []
+        self.refusals: dict[tuple[str, str | None], dict] = {}
         self.locked: list[str] = []
 
     def perform(self, e: Any) -> Any:
@@ -58,6 +59,9 @@ class MemoryDriver:
             return None
         if isinstance(e, steps.InsertSession):
             self.sessions[(e.values["pbx_id"], e.values["channel_id"])] = dict(e.values)
+            return None
+        if isinstance(e, steps.RecordRefusal):  # (pbx, channel) unique: a replay records nothing more
+            self.refusals.setdefault((e.values["pbx_id"], e.values["channel_id"]), dict(e.values))
             return None
         raise TypeError(f"unknown effect {e!r}")
 
@@ -115,6 +119,24 @@ def test_refusals_write_nothing(account, number, reason):
     a = d.decide(number)
     assert not a.allowed and a.reason == reason and a.session_id is None
     assert d.writes() == [] and d.account["held"] == account.get("held", 0)
+    # ... but the decision itself, once (issue 20)
+    recorded = [e for e in d.effects if isinstance(e, steps.RecordRefusal)]
+    assert len(recorded) == 1 and recorded[0].values["reason"] == reason.value
+    assert recorded[0].values["account_id"] == 1 and recorded[0].values["channel_id"] == "c1"
+
+
+def test_dry_runs_and_grants_and_emergency_calls_record_no_refusal():
+    d = MemoryDriver(balance=0)
+    assert d.decide("15145550100", dry_run=True, account_ref="acme", endpoint=None).reason == DenyReason.DEPLETED
+    assert d.decide("911", emergency=True).allowed
+    assert MemoryDriver().decide("15145550100").allowed
+    assert not [e for e in d.effects if isinstance(e, steps.RecordRefusal)]
+
+
+def test_a_refusal_without_an_account_is_recorded_without_one():
+    d = MemoryDriver()
+    assert d.decide("15145550100", endpoint="mallory").reason == DenyReason.UNKNOWN_ENDPOINT
+    assert d.refusals[("pbx", "c1")]["account_id"] is None and d.refusals[("pbx", "c1")]["endpoint"] == "mallory"
 
 
 def test_the_credit_limit_counts_as_money():

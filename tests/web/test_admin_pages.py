@@ -236,6 +236,38 @@ def test_csv_cells_never_run_as_formulas():
     assert csv_cell(None) == ""
 
 
+async def test_refused_calls_are_listed_with_their_reason_and_exported(core, admin_client, alice, clock):
+    await _calls(core, clock)
+    await core.credit("alice", -(await core.account("alice")).balance, "empty it", kind="debit", allow_below_limit=True)
+    for i in range(2):
+        refused = await core.authorize_call(direction="outbound", number="15145550102", endpoint="alice-phone",
+                                            channel_id=f"r{i}")
+        assert refused.reason.value == "depleted"
+        clock.advance(1)
+    await core.authorize_call(direction="outbound", number="15145550102", endpoint="nobody-phone", channel_id="r9")
+    page = await admin_client.get("/admin/calls", params={"outcome": "refused"})
+    assert page.status == 200 and page.body.split('id="call-list"')[1].count("<tr>") == 4  # header + 3
+    assert page.body.count('<span class="refusal-reason">depleted</span>') == 2
+    assert '<span class="refusal-reason">unknown endpoint</span>' in page.body
+    one = await admin_client.get("/admin/calls", params={"outcome": "refused", "reason": "unknown_endpoint"})
+    assert one.body.split('id="call-list"')[1].count("<tr>") == 2
+    bad = await admin_client.get("/admin/calls", params={"reason": "depleted"})
+    assert bad.status == 400 and "reason: only with outcome refused" in bad.body
+    log = await admin_client.get("/admin/calls", params={"outcome": "any"})  # the call log as before
+    assert log.body.split('id="call-list"')[1].count("<tr>") == 4 and "refusal-reason" not in log.body
+
+    export = await admin_client.get("/admin/calls.csv", params={"outcome": "refused", "account": "alice"})
+    rows = list(csv.DictReader(io.StringIO(export.body)))
+    assert list(rows[0]) == CALL_FIELDS + ["reason", "rule"]  # the call columns, then the refusal's
+    expected = jsonable(await Admin(core).refusals(ref="alice"))  # what `callgate calls --refused --json` prints
+    assert len(rows) == len(expected) == 2
+    for got, want in zip(rows, expected):
+        assert got == {k: "" if want[k] is None else str(want[k]) for k in CALL_FIELDS + ["reason", "rule"]}
+        assert got["state"] == "refused" and got["reason"] == "depleted"
+    plain = await admin_client.get("/admin/calls.csv")
+    assert next(csv.reader(io.StringIO(plain.body))) == CALL_FIELDS
+
+
 async def test_audit_log_pages_and_exports(core, admin_client, alice):
     actor = ops.Actor("cli")
     for i in range(60):
@@ -267,6 +299,23 @@ async def test_dashboard_figures_and_server_side_charts(core, admin_client, alic
         svg = page.body.split(f'<svg id="{chart}"')[1].split("</svg>")[0]
         assert svg.count('<rect class="bar"') == 30
     assert "<script" not in page.body
+    # decisions per minute (issue 20): a stacked bar per minute, granted and refused
+    svg = page.body.split('<svg id="chart-decisions"')[1].split("</svg>")[0]
+    assert svg.count('<rect class="bar part-0"') == svg.count('<rect class="bar part-1"') == 60
+    counts = re.findall(r"(\d+) granted, (\d+) refused</title></rect><rect class=\"bar part-1\"", svg)
+    assert len(counts) == 60 and sum(int(g) for g, _ in counts) == 3 and {r for _, r in counts} == {"0"}
+
+
+async def test_the_dashboard_shows_refusals_today_by_reason(core, admin_client, alice, clock):
+    await core.authorize_call(direction="outbound", number="not-a-number", endpoint="alice-phone", channel_id="x1")
+    await core.authorize_call(direction="outbound", number="15145550100", endpoint="nobody", channel_id="x2")
+    await core.authorize_call(direction="outbound", number="15145550100", endpoint="nobody", channel_id="x3")
+    page = await admin_client.get("/admin")
+    table = page.body.split('id="refusals-today"')[1].split("</table>")[0]
+    assert re.findall(r">([a-z ]+)</a></td><td class=\"num\">(\d+)<", table) == [("unknown endpoint", "2"),
+                                                                                  ("invalid number", "1")]
+    svg = page.body.split('<svg id="chart-decisions"')[1].split("</svg>")[0]
+    assert "0 granted, 3 refused" in svg
 
 
 async def test_live_calls_json_and_only_the_live_page_runs_a_script(core, admin_client, alice, clock):
