@@ -263,7 +263,8 @@ class PgFastPath:
     async def _authorize_optimistic(self, conn, req: steps.AuthorizeRequest, lim: steps.Limits) -> Authorization | None:
         """The decision in two round trips and no transaction of its own: read the account with its
         row version (xmin), decide, then write the take, the attempt count and the session in one
-        statement that applies only if the row is still that version. None when it cannot be
+        statement that applies only if the row is still that version (or, for a refusal that writes
+        nothing else, its record alone). None when it cannot be
         decided so — the row changed in between (another call of the account, a settle, a credit),
         or the decision needs a write this path does not make (a refusal that counts, a
         suspension) — and the caller decides again under the lock.
@@ -292,6 +293,10 @@ class PgFastPath:
                     take, result = effect, None  # never read back
                 elif isinstance(effect, steps.InsertSession) and take is not None and insert is None:
                     insert, result = effect, None
+                elif isinstance(effect, steps.RecordRefusal) and take is None and count is None:
+                    # a refusal decided on a committed snapshot of the row, recorded by itself
+                    # (one INSERT … ON CONFLICT DO NOTHING, atomic in autocommit)
+                    result = await self._perform(conn, effect)
                 else:  # a write of the rare kinds: decide again under the lock
                     gen.close()
                     return None

@@ -82,10 +82,13 @@ async def test_a_refusal_that_writes_is_decided_under_the_lock(pg_core, locked_r
     assert counted == 1
 
 
-async def test_a_refusal_that_writes_nothing_needs_no_lock(pg_core, locked_runs):
+async def test_a_refusal_that_writes_only_its_record_needs_no_lock(pg_core, locked_runs):
     await seed(pg_core, balance="10.00", deck=DECK, max_calls=1)
     first = await pg_core.authorize_call(direction="outbound", number="15145550100", endpoint="alice")
     second = await pg_core.authorize_call(direction="outbound", number="15145550100", endpoint="alice")
     assert first.allowed and not second.allowed and second.reason.value == "too_many_calls"
     assert locked_runs == []
     assert (await pg_core.account("acme")).live_calls == 1
+    recorded = await pg_core.store.run(
+        lambda conn: conn.exec_driver_sql("SELECT reason FROM call_refusals").scalars().all())
+    assert recorded == ["too_many_calls"]  # the refusal's record, written by itself
