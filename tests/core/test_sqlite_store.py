@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
+import pytest
 from sqlalchemy import text
 
 from billing_core.store.engine import SqliteStore, parse_db_url
@@ -117,20 +118,12 @@ async def test_a_failed_fsync_stops_the_store_and_callers_fail_closed(tmp_path, 
             raise OSError(5, "Input/output error")
 
         monkeypatch.setattr(engine.os, "fsync", eio)
-        try:
+        with pytest.raises(StorageError, match="fsync failed"):  # never acknowledged
             await store.run(lambda conn: conn.execute(text("INSERT INTO t (id) VALUES (1)")))
-        except StorageError as exc:
-            assert "fsync failed" in str(exc)
-        else:
-            raise AssertionError("a commit whose fsync failed was acknowledged")
         monkeypatch.undo()  # even a disk that seems to work again: the WAL's durability is unknown
         for _ in range(2):
-            try:
+            with pytest.raises(StorageError, match="fsync failed"):
                 await store.run(lambda conn: conn.execute(text("INSERT INTO t (id) VALUES (2)")))
-            except StorageError as exc:
-                assert "fsync failed" in str(exc)
-            else:
-                raise AssertionError("the store went on after a failed fsync")
     finally:
         await store.close()
     # nothing after the failure was committed
