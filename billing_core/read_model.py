@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from sqlalchemy import String, cast, func, literal, null, or_, select, tuple_
 from sqlalchemy.engine import Connection
@@ -84,14 +84,12 @@ def customer_calls_page(conn: Connection, account_id: int, *, before: str | None
         at, sid = cur
         q = q.where(_before(at, sid))
     rows = conn.execute(q.order_by(call_sessions.c.created_at.desc(), call_sessions.c.id.desc()).limit(limit + 1)).all()
-    out = [
-        CallRow(r.created_at, r.direction, r.number_e164 or r.number, r.state,
-                r.talk_ms if r.state == "settled" else None, r.cost if r.state == "settled" else None,
-                r.rerated_cost if r.state == "settled" else None)
-        for r in rows[:limit]
-    ]
-    nxt = f"{rows[limit - 1].created_at}:{rows[limit - 1].id}" if len(rows) > limit else None
-    return out, nxt
+    return _keyset_page(
+        rows, limit,
+        lambda r: CallRow(r.created_at, r.direction, r.number_e164 or r.number, r.state,
+                          r.talk_ms if r.state == "settled" else None, r.cost if r.state == "settled" else None,
+                          r.rerated_cost if r.state == "settled" else None),
+        lambda r: _cursor(r._mapping))
 
 
 def held_dids(conn: Connection, account_id: int) -> list[DidRow]:
@@ -115,6 +113,15 @@ PAGE_MAX = 500
 
 def _page_size(limit: int) -> int:
     return max(1, min(int(limit), PAGE_MAX))
+
+
+def _keyset_page(rows: Sequence, limit: int, row_out: Callable[[Any], Any], cursor_of: Callable[[Any], Any]
+                 ) -> tuple[list, Any]:
+    """One page of a keyset query that read ``limit + 1`` rows: the first ``limit`` as ``row_out``
+    makes them, and the cursor (``cursor_of`` the page's last row) when the extra row says there
+    is more — no COUNT(*), no OFFSET."""
+    out = [row_out(r) for r in rows[:limit]]
+    return out, (cursor_of(rows[limit - 1]) if len(rows) > limit else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +158,10 @@ def search_accounts(conn: Connection, query: str = "", *, after: str | None = No
     if after:
         q = q.where(accounts.c.ref > after)
     rows = conn.execute(q.order_by(accounts.c.ref).limit(limit + 1)).all()
-    out = [AccountListRow(r.ref, r.name, r.email, r.package, r.status, r.currency, r.balance, r.held)
-           for r in rows[:limit]]
-    return out, (out[-1].ref if len(rows) > limit else None)
+    return _keyset_page(rows, limit,
+                        lambda r: AccountListRow(r.ref, r.name, r.email, r.package, r.status, r.currency, r.balance,
+                                                 r.held),
+                        lambda r: r.ref)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,9 +222,10 @@ def ledger_page(conn: Connection, account_id: int, *, before: int | None = None,
     if before is not None:
         q = q.where(ledger.c.id < before)
     rows = conn.execute(q.order_by(ledger.c.id.desc()).limit(limit + 1)).mappings().all()
-    out = [LedgerRow(r["id"], r["created_at"], r["kind"], r["amount"], r["balance_after"], r["reason"],
-                     r["idempotency_key"]) for r in rows[:limit]]
-    return out, (out[-1].id if len(rows) > limit else None)
+    return _keyset_page(rows, limit,
+                        lambda r: LedgerRow(r["id"], r["created_at"], r["kind"], r["amount"], r["balance_after"],
+                                            r["reason"], r["idempotency_key"]),
+                        lambda r: r["id"])
 
 
 # ------------------------------------------------------------------------------------ packages
@@ -245,9 +254,10 @@ def packages_page(conn: Connection, *, after: str | None = None, limit: int = 50
     if after:
         q = q.where(packages.c.name > after)
     rows = conn.execute(q.order_by(packages.c.name).limit(limit + 1)).mappings().all()
-    out = [PackageRow(r["name"], r["plan_name"], r["max_calls"], r["low_balance"], r["inbound_rate"],
-                      package_rules_out(r), int(r["members"])) for r in rows[:limit]]
-    return out, (out[-1].name if len(rows) > limit else None)
+    return _keyset_page(rows, limit,
+                        lambda r: PackageRow(r["name"], r["plan_name"], r["max_calls"], r["low_balance"],
+                                             r["inbound_rate"], package_rules_out(r), int(r["members"])),
+                        lambda r: r["name"])
 
 
 def package_names(conn: Connection) -> list[str]:
@@ -287,8 +297,8 @@ def dids_page(conn: Connection, *, state: str | None = None, search: str = "", a
     if after:
         q = q.where(dids.c.number > after)
     rows = conn.execute(q.order_by(dids.c.number).limit(limit + 1)).all()
-    out = [PoolDidRow(r.number, r.ref, r.endpoint, r.assigned_at) for r in rows[:limit]]
-    return out, (out[-1].number if len(rows) > limit else None)
+    return _keyset_page(rows, limit, lambda r: PoolDidRow(r.number, r.ref, r.endpoint, r.assigned_at),
+                        lambda r: r.number)
 
 
 # --------------------------------------------------------------------------------------- calls
@@ -445,9 +455,8 @@ def calls_page(conn: Connection, f: CallFilter, *, before: str | None = None, li
     limit = _page_size(limit) if limit <= PAGE_MAX else int(limit)
     if columns is not None:
         columns = list(dict.fromkeys([*columns, "created_at", "id"]))  # the cursor's
-    rows = [dict(r) for r in conn.execute(_list_query(f.checked(), columns, before).limit(limit + 1)).mappings()]
-    out = rows[:limit]
-    return out, (_cursor(out[-1]) if len(rows) > limit else None)
+    rows = conn.execute(_list_query(f.checked(), columns, before).limit(limit + 1)).mappings().all()
+    return _keyset_page(rows, limit, dict, _cursor)
 
 
 # ----------------------------------------------------------------------------------- dashboard
