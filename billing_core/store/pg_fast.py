@@ -264,10 +264,10 @@ class PgFastPath:
         """The decision in two round trips and no transaction of its own: read the account with its
         row version (xmin), decide, then write the take, the attempt count and the session in one
         statement that applies only if the row is still that version (or, for a refusal that writes
-        nothing else, its record alone). None when it cannot be
-        decided so — the row changed in between (another call of the account, a settle, a credit),
-        or the decision needs a write this path does not make (a refusal that counts, a
-        suspension) — and the caller decides again under the lock.
+        nothing else, its record alone). None when it cannot be decided so — the row changed in
+        between (another call of the account, a settle, a credit), or the decision needs a write
+        this path does not make (a refusal that counts, a suspension) — and the caller decides again
+        under the lock.
 
         Why: on PostgreSQL each round trip costs the client and the server a send, a wake-up and a
         receive (~60 µs of CPU each side on this 2-core host, measured); the locked transaction
@@ -307,11 +307,8 @@ class PgFastPath:
             return decided  # nothing to write: decided on a committed snapshot of the row
         if take is None or insert is None or version is None or (count is not None and count.account_id != take.account_id):
             return None
-        params = {"aid": take.account_id, "hold": take.hold, "now": take.now, _ROW_VERSION: version}
-        if count is not None:
-            params.update(minute=count.minute, count=count.count, prev=count.prev)
-        stmt = self._guarded_take_sql["take_call" if count is None else "take_call_counted"]
-        status = await conn.execute(stmt.sql, *stmt.args(params, insert, self._insert_cols))
+        status = await conn.execute(*self._take_statement(self._guarded_take_sql, take, insert, count,
+                                                           **{_ROW_VERSION: version}))
         return decided if status == "INSERT 0 1" else None
 
     async def _authorize_locked(self, conn, req: steps.AuthorizeRequest, lim: steps.Limits) -> Authorization:
@@ -354,15 +351,20 @@ class PgFastPath:
 
     async def _take_and_insert(self, conn, take: steps.TakeCall, insert: steps.InsertSession,
                                count: steps.CountAttempt | None = None) -> str:
-        params = {"aid": take.account_id, "hold": take.hold, "now": take.now}
-        if count is not None and count.account_id == take.account_id:
+        if count is not None and count.account_id != take.account_id:
+            await self._perform(conn, count)
+            count = None
+        return await conn.execute(*self._take_statement(self._take_sql, take, insert, count))
+
+    def _take_statement(self, statements: dict[str, _TakeAndInsert], take: steps.TakeCall,
+                        insert: steps.InsertSession, count: steps.CountAttempt | None, **guard: Any) -> list[Any]:
+        """The SQL and the values of a take with its session insert (and, with ``count``, the attempt
+        counter in the same UPDATE), from ``statements`` (plain or guarded by ``guard``)."""
+        params = {"aid": take.account_id, "hold": take.hold, "now": take.now, **guard}
+        if count is not None:
             params.update(minute=count.minute, count=count.count, prev=count.prev)
-            stmt = self._take_sql["take_call_counted"]
-        else:
-            if count is not None:
-                await self._perform(conn, count)
-            stmt = self._take_sql["take_call"]
-        return await conn.execute(stmt.sql, *stmt.args(params, insert, self._insert_cols))
+        stmt = statements["take_call" if count is None else "take_call_counted"]
+        return [stmt.sql, *stmt.args(params, insert, self._insert_cols)]
 
     async def close(self) -> None:
         if self._pool is not None:
