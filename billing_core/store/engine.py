@@ -185,6 +185,10 @@ class _CommitSyncer:
         self._thread = threading.Thread(target=self._run, name="callgate-sqlite-fsync", daemon=True)
         self._thread.start()
 
+    def failure(self) -> StorageError | None:
+        """The error every operation gets once an fsync has failed; None while none has."""
+        return None if self.failed is None else StorageError(f"database unavailable: fsync failed: {self.failed}")
+
     def acknowledge(self, batch: list["_Job"], results: list[tuple[bool, Any]]) -> None:
         """Resolve ``batch`` with ``results`` once everything committed so far is on disk."""
         self._queue.put((batch, results))
@@ -210,10 +214,9 @@ class _CommitSyncer:
                 except OSError as exc:
                     self.failed = exc
                     log.critical("fsync of the SQLite WAL failed (%s): the store stops; restart the service", exc)
+            failure = self.failure()
             for batch, results in items:
-                if self.failed is not None:
-                    results = [(False, StorageError(f"database unavailable: fsync failed: {self.failed}"))] * len(batch)
-                _acknowledge(batch, results)
+                _acknowledge(batch, results if failure is None else [(False, failure)] * len(batch))
             if stop:
                 return
 
@@ -311,11 +314,15 @@ class SqliteStore(Store):
         if conn is not None:
             conn.close()
 
+    def _fsync_failure(self) -> StorageError | None:
+        return self._syncer.failure() if self._syncer is not None else None
+
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
             raise StorageError("store is closed")
-        if self._syncer is not None and self._syncer.failed is not None:
-            raise StorageError(f"database unavailable: fsync failed: {self._syncer.failed}")
+        failure = self._fsync_failure()
+        if failure is not None:
+            raise failure
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._queue.put(_Job(fn, args, fut, loop))
@@ -338,22 +345,24 @@ class SqliteStore(Store):
                     stop_after = True
                     break
                 batch.append(nxt)
-            try:
-                if self._syncer is not None and self._syncer.failed is not None:
-                    raise StorageError(f"fsync failed: {self._syncer.failed}")  # nothing more is committed
-                if conn is None:
-                    conn = FastConnection(self._engine.connect())
-                results = self._run_batch(conn, batch)
-            except Exception as exc:  # the whole batch failed (BEGIN/COMMIT): fail every job
-                log.error("sqlite batch failed: %s", exc)
-                err = StorageError(f"database unavailable: {exc}")
-                results = [(False, err) for _ in batch]
-                if conn is not None:
-                    try:
-                        conn.close()
-                    except Exception:  # pragma: no cover
-                        pass
-                    conn = None
+            failure = self._fsync_failure()
+            if failure is not None:  # nothing more is committed once an fsync failed
+                results = [(False, failure)] * len(batch)
+            else:
+                try:
+                    if conn is None:
+                        conn = FastConnection(self._engine.connect())
+                    results = self._run_batch(conn, batch)
+                except Exception as exc:  # the whole batch failed (BEGIN/COMMIT): fail every job
+                    log.error("sqlite batch failed: %s", exc)
+                    err = StorageError(f"database unavailable: {exc}")
+                    results = [(False, err) for _ in batch]
+                    if conn is not None:
+                        try:
+                            conn.close()
+                        except Exception:  # pragma: no cover
+                            pass
+                        conn = None
             if self._syncer is not None:
                 self._syncer.acknowledge(batch, results)
             else:
